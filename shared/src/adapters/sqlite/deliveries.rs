@@ -1,0 +1,222 @@
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{from_json, placeholders, to_json, Db};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::ports::DeliveryLog;
+use crate::{Error, Result};
+
+pub struct SqliteDeliveryLog {
+    db: Db,
+}
+
+impl SqliteDeliveryLog {
+    pub fn new(db: Db) -> Self {
+        SqliteDeliveryLog { db }
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, account_id, subscription_id, event_id, event_type, status,
+    attempt_count, created_at, updated_at, next_attempt_at, last_error";
+
+fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    let status: String = r.get(5)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        subscription_id: r.get(2)?,
+        event_id: r.get(3)?,
+        event_type: r.get(4)?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("unknown delivery status {status}").into(),
+            )
+        })?,
+        attempt_count: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        next_attempt_at: r.get(9)?,
+        last_error: r.get(10)?,
+    })
+}
+
+#[async_trait]
+impl DeliveryLog for SqliteDeliveryLog {
+    async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
+        let deliveries = deliveries.to_vec();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let mut created = Vec::with_capacity(deliveries.len());
+                {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "INSERT INTO deliveries ({DELIVERY_COLUMNS})
+                         VALUES ({}) ON CONFLICT DO NOTHING",
+                        placeholders(11)
+                    ))?;
+                    for d in &deliveries {
+                        let n = stmt.execute(params![
+                            d.id,
+                            d.account_id,
+                            d.subscription_id,
+                            d.event_id,
+                            d.event_type,
+                            d.status.as_str(),
+                            d.attempt_count,
+                            d.created_at,
+                            d.updated_at,
+                            d.next_attempt_at,
+                            d.last_error
+                        ])?;
+                        created.push(n == 1);
+                    }
+                }
+                tx.commit()?;
+                Ok(created)
+            })
+            .await
+    }
+
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let rows = updates
+            .iter()
+            .map(|u| {
+                let headers = u
+                    .attempt
+                    .as_ref()
+                    .map(|a| to_json(&a.request_headers))
+                    .transpose()?;
+                Ok((u.clone(), headers))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                {
+                    let mut update = tx.prepare_cached(
+                        "UPDATE deliveries SET status = ?3, attempt_count = attempt_count + ?4,
+                         updated_at = ?5, next_attempt_at = ?6, last_error = ?7
+                         WHERE id = ?1 AND account_id = ?2 RETURNING attempt_count",
+                    )?;
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO attempts (delivery_id, attempt, at, url, request_headers,
+                         status_code, latency_ms, response_body, error)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?;
+                    for (u, headers) in rows {
+                        let attempt_count: Option<u32> = update
+                            .query_row(
+                                params![
+                                    u.delivery_id,
+                                    u.account_id,
+                                    u.status.as_str(),
+                                    u.attempt.is_some() as i64,
+                                    u.at,
+                                    u.next_attempt_at,
+                                    u.error
+                                ],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        let Some(number) = attempt_count else {
+                            return Err(Error::NotFound);
+                        };
+                        if let Some(a) = &u.attempt {
+                            insert.execute(params![
+                                u.delivery_id,
+                                number,
+                                a.at,
+                                a.url,
+                                headers,
+                                a.status_code,
+                                a.latency_ms as i64,
+                                a.response_body,
+                                a.error
+                            ])?;
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+        let (account, id) = (account_id.to_string(), id.to_string());
+        self.db
+            .call(move |c| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND account_id = ?2"
+                ))?
+                .query_row(params![id, account], delivery_from_row)
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+        let (account, id) = (account_id.to_string(), id.to_string());
+        let rows = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(
+                        "SELECT a.attempt, a.at, a.url, a.request_headers, a.status_code,
+                         a.latency_ms, a.response_body, a.error
+                         FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                         WHERE a.delivery_id = ?1 AND d.account_id = ?2 ORDER BY a.attempt",
+                    )?
+                    .query_map(params![id, account], |r| {
+                        Ok((
+                            r.get::<_, u32>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Option<u16>>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(attempt, at, url, headers, status_code, latency, body, error)| {
+                Ok(Attempt {
+                    attempt,
+                    at,
+                    url,
+                    request_headers: from_json(&headers)?,
+                    status_code,
+                    latency_ms: latency as u64,
+                    response_body: body,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+        let (account, event) = (account_id.to_string(), event_id.to_string());
+        self.db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE account_id = ?1 AND event_id = ?2 ORDER BY created_at, id"
+                    ))?
+                    .query_map(params![account, event], delivery_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+}

@@ -1,0 +1,48 @@
+//! The HTTP API: one axum router that the local runner serves and the `ingest` and `api`
+//! Lambda functions run through `lambda_http`, so every environment answers alike.
+
+pub mod error;
+pub mod extract;
+mod keys;
+mod pagination;
+mod views;
+mod webhooks;
+mod catalog;
+mod deliveries;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::handlers::ingest;
+use crate::Services;
+use error::ApiError;
+
+/// The management API (everything but ingest).
+pub fn management_router() -> Router<Services> {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(catalog::router())
+        .merge(keys::router())
+        .merge(webhooks::router())
+        .merge(deliveries::router())
+}
+
+/// Ingest and management together, as one API Gateway routes them.
+pub fn router(services: Services) -> Router {
+    Router::new()
+        .merge(ingest::router())
+        .merge(management_router())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .with_state(services)
+}

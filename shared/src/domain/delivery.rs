@@ -1,0 +1,133 @@
+//! Deliveries: one per (event, subscription) pair, with the log of its attempts.
+
+use serde::{Deserialize, Serialize};
+
+/// Response bodies are kept to this many bytes in the attempt log.
+pub const MAX_LOGGED_RESPONSE_BYTES: usize = 4 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Queued for its first attempt or waiting for a retry.
+    Pending,
+    Succeeded,
+    /// Ended without success and without spending its budget (410 Gone, refused destination).
+    Failed,
+    /// Its attempts ran out; it sits in the dead-letter queue.
+    Dead,
+    /// Not sent: the subscription was paused or deleted when its turn came.
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Succeeded,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Dead,
+            DeliveryStatus::Skipped,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub account_id: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    /// Attempts made over the delivery's whole life (a redrive does not reset it).
+    pub attempt_count: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub next_attempt_at: Option<i64>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based, over the delivery's whole life.
+    pub attempt: u32,
+    /// Milliseconds since the epoch when the request was sent.
+    pub at: i64,
+    pub url: String,
+    /// The request headers as sent, with secrets masked.
+    pub request_headers: Vec<(String, String)>,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The outcome of handling one delivery message, written to the log in one batch per
+/// queue batch and before the message is acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryUpdate {
+    pub delivery_id: String,
+    pub account_id: String,
+    pub status: DeliveryStatus,
+    pub attempt: Option<Attempt>,
+    pub next_attempt_at: Option<i64>,
+    pub error: Option<String>,
+    pub at: i64,
+}
+
+/// The message on the deliveries queue. It carries the exact body to send, so an attempt
+/// needs no read of the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryTask {
+    pub delivery_id: String,
+    pub account_id: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+}
+
+/// Cuts a response body to the logged size on a character boundary.
+pub fn truncate_body(body: &str, max: usize) -> String {
+    if body.len() <= max {
+        return body.to_string();
+    }
+    let mut end = max;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    body[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ["pending", "succeeded", "failed", "dead", "skipped"] {
+            assert_eq!(DeliveryStatus::parse(s).unwrap().as_str(), s);
+        }
+        assert!(DeliveryStatus::parse("lost").is_none());
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_body("héllo", 2), "h");
+        assert_eq!(truncate_body("hello", 10), "hello");
+    }
+}

@@ -1,0 +1,209 @@
+//! Platform events: what a producer sends, what we store, and the body a customer receives.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::catalog;
+use super::schema::Violation;
+
+/// The largest event we accept, measured as its JSON encoding.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// The most events one ingest request may carry.
+pub const MAX_BATCH_EVENTS: usize = 100;
+pub const MAX_ID_CHARS: usize = 128;
+
+/// An event as a producer posts it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingEvent {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub account_id: String,
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    pub data: Value,
+}
+
+/// An accepted event, as stored and as carried on the events queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub account_id: String,
+    /// RFC 3339, UTC.
+    pub occurred_at: String,
+    /// Milliseconds since the epoch.
+    pub received_at: i64,
+    pub data: Value,
+}
+
+impl Event {
+    /// The exact body every endpoint receives for this event.
+    pub fn payload(&self) -> String {
+        #[derive(Serialize)]
+        struct Payload<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            account_id: &'a str,
+            timestamp: &'a str,
+            data: &'a Value,
+        }
+        serde_json::to_string(&Payload {
+            id: &self.id,
+            event_type: &self.event_type,
+            account_id: &self.account_id,
+            timestamp: &self.occurred_at,
+            data: &self.data,
+        })
+        .expect("an event serialises")
+    }
+}
+
+pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .format(&Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}
+
+fn valid_identifier(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.chars().count() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// Checks an incoming event and turns it into an `Event`. `now_ms` stamps `received_at`
+/// and `new_id` names the event when the producer gave no id.
+pub fn accept(
+    incoming: IncomingEvent,
+    now_ms: i64,
+    new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<Violation>> {
+    let mut errors = Vec::new();
+    let mut bad = |pointer: &str, message: &str| {
+        errors.push(Violation {
+            pointer: pointer.into(),
+            message: message.into(),
+        })
+    };
+    if let Some(id) = &incoming.id {
+        if !valid_identifier(id, MAX_ID_CHARS) {
+            bad(
+                "/id",
+                "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'",
+            );
+        }
+    }
+    if !valid_identifier(&incoming.account_id, MAX_ID_CHARS) {
+        bad(
+            "/account_id",
+            "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'",
+        );
+    }
+    let occurred_at = match &incoming.occurred_at {
+        Some(s) => match parse_rfc3339(s) {
+            Some(t) => t
+                .to_offset(time::UtcOffset::UTC)
+                .format(&Rfc3339)
+                .expect("formats"),
+            None => {
+                bad("/occurred_at", "must be an RFC 3339 date-time");
+                String::new()
+            }
+        },
+        None => format_rfc3339_ms(now_ms),
+    };
+    match catalog::find(&incoming.event_type) {
+        None => bad("/type", "is not a known event type (see GET /v1/event-types)"),
+        Some(_) if !incoming.data.is_object() => bad("/data", "must be an object"),
+        Some(t) => errors.extend(catalog::validate_data(t, &incoming.data).into_iter().map(
+            |v| Violation {
+                pointer: format!("/data{}", v.pointer),
+                message: v.message,
+            },
+        )),
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Event {
+        id: incoming.id.unwrap_or_else(new_id),
+        event_type: incoming.event_type,
+        account_id: incoming.account_id,
+        occurred_at,
+        received_at: now_ms,
+        data: incoming.data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn incoming(v: Value) -> IncomingEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn accepts_a_valid_event_and_builds_the_payload() {
+        let data = catalog::find("webhook.test").unwrap().example.clone();
+        let e = accept(
+            incoming(json!({"type": "webhook.test", "account_id": "acct_1", "data": data,
+                "occurred_at": "2026-11-26T13:00:00+01:00"})),
+            0,
+            || "evt_x".into(),
+        )
+        .unwrap();
+        assert_eq!(e.id, "evt_x");
+        assert_eq!(e.occurred_at, "2026-11-26T12:00:00Z");
+        let body: Value = serde_json::from_str(&e.payload()).unwrap();
+        assert_eq!(body["timestamp"], "2026-11-26T12:00:00Z");
+        assert_eq!(body["type"], "webhook.test");
+        assert_eq!(body["account_id"], "acct_1");
+        assert_eq!(body["data"], data);
+    }
+
+    #[test]
+    fn reports_envelope_and_data_errors_by_pointer() {
+        let errs = accept(
+            incoming(json!({"id": "", "type": "call.ended", "account_id": "a b",
+                "occurred_at": "noon", "data": {"call_id": 5}})),
+            0,
+            || unreachable!(),
+        )
+        .unwrap_err();
+        let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/id"));
+        assert!(pointers.contains(&"/account_id"));
+        assert!(pointers.contains(&"/occurred_at"));
+        assert!(pointers.contains(&"/data/call_id"));
+        assert!(pointers.contains(&"/data/agent_id"));
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        assert!(serde_json::from_value::<IncomingEvent>(
+            json!({"type": "x", "account_id": "a", "data": {}, "extra": 1})
+        )
+        .is_err());
+        let errs = accept(
+            incoming(json!({"type": "call.exploded", "account_id": "a", "data": {}})),
+            0,
+            || "e".into(),
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].pointer, "/type");
+    }
+}

@@ -1,0 +1,11 @@
+//! The pure domain: no I/O, no clocks, no randomness that the caller does not pass in.
+
+pub mod api_key;
+pub mod catalog;
+pub mod delivery;
+pub mod event;
+pub mod ids;
+pub mod retry;
+pub mod schema;
+pub mod signing;
+pub mod subscription;

@@ -1,0 +1,180 @@
+//! The retry policy: how a finished attempt is classified and how long to wait before the next.
+
+use std::time::Duration;
+
+use super::subscription::{Subscription, MAX_RETRY_STEP_SECONDS};
+
+/// Seconds between attempts after the first: 8 attempts over about 28 hours.
+pub const DEFAULT_SCHEDULE: [u32; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+/// In the default schedule, timeouts and 429s wait at least this long: hammering an
+/// overloaded endpoint 5 s later only makes it worse.
+const OVERLOAD_FLOOR_SECS: u64 = 60;
+const JITTER: f64 = 0.2;
+
+/// What one attempt's result means for the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Succeeded,
+    /// 410 Gone: the endpoint asks us to stop; the subscription is disabled.
+    Gone,
+    /// Worth trying again later.
+    Retry(Failure),
+    /// Will never work (e.g. a refused destination); not retried.
+    Permanent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Status(u16),
+    Timeout,
+    Network,
+}
+
+pub fn classify_status(status: u16) -> Verdict {
+    match status {
+        200..=299 => Verdict::Succeeded,
+        410 => Verdict::Gone,
+        _ => Verdict::Retry(Failure::Status(status)),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    schedule: Vec<u32>,
+    max_attempts: u32,
+    is_default: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            schedule: DEFAULT_SCHEDULE.to_vec(),
+            max_attempts: DEFAULT_SCHEDULE.len() as u32 + 1,
+            is_default: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The subscription's own schedule and budget where it sets them. A budget longer than
+    /// the schedule repeats its last step; a schedule without a budget uses all its steps.
+    pub fn for_subscription(sub: &Subscription) -> Self {
+        Self::new(sub.max_attempts, sub.retry_schedule.as_deref())
+    }
+
+    pub fn new(max_attempts: Option<u32>, schedule: Option<&[u32]>) -> Self {
+        match schedule.filter(|s| !s.is_empty()) {
+            Some(steps) => RetryPolicy {
+                schedule: steps.to_vec(),
+                max_attempts: max_attempts.unwrap_or(steps.len() as u32 + 1).max(1),
+                is_default: false,
+            },
+            None => RetryPolicy {
+                max_attempts: max_attempts.unwrap_or(DEFAULT_SCHEDULE.len() as u32 + 1).max(1),
+                ..Self::default()
+            },
+        }
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// How long to wait after failed attempt number `attempt` (1-based), or `None` when the
+    /// budget is spent. `unit` is a uniform sample in [0, 1) for the ±20 % jitter.
+    pub fn next_delay(
+        &self,
+        attempt: u32,
+        failure: Failure,
+        retry_after: Option<Duration>,
+        unit: f64,
+    ) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let index = (attempt.max(1) as usize - 1).min(self.schedule.len() - 1);
+        let step = self.schedule[index] as f64;
+        let honours_retry_after = matches!(failure, Failure::Status(429 | 503));
+        let mut secs = match retry_after.filter(|_| honours_retry_after) {
+            Some(asked) => asked.as_secs_f64().clamp(step, 2.0 * step),
+            None => step * (1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0)),
+        };
+        let overloaded = matches!(failure, Failure::Timeout | Failure::Status(429));
+        if self.is_default && overloaded {
+            secs = secs.max(OVERLOAD_FLOOR_SECS as f64);
+        }
+        Some(Duration::from_secs_f64(
+            secs.min(MAX_RETRY_STEP_SECONDS as f64),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S500: Failure = Failure::Status(500);
+
+    #[test]
+    fn default_schedule_has_eight_attempts_with_jitter() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.max_attempts(), 8);
+        assert_eq!(p.next_delay(1, S500, None, 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(p.next_delay(1, S500, None, 0.0), Some(Duration::from_secs(4)));
+        let hi = p.next_delay(1, S500, None, 0.999_999).unwrap().as_secs_f64();
+        assert!((5.99..=6.0).contains(&hi));
+        assert_eq!(p.next_delay(7, S500, None, 0.5), Some(Duration::from_secs(36000)));
+        assert_eq!(p.next_delay(8, S500, None, 0.5), None);
+    }
+
+    #[test]
+    fn every_default_step_fits_one_visibility_change() {
+        let p = RetryPolicy::default();
+        for attempt in 1..8 {
+            let d = p.next_delay(attempt, S500, None, 0.999_999).unwrap();
+            assert!(d <= Duration::from_secs(12 * 3600));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_one_to_two_steps() {
+        let p = RetryPolicy::default();
+        let s = |secs| Some(Duration::from_secs(secs));
+        assert_eq!(p.next_delay(2, Failure::Status(503), s(400), 0.5), s(400));
+        assert_eq!(p.next_delay(2, Failure::Status(503), s(1), 0.5), s(300));
+        assert_eq!(p.next_delay(2, Failure::Status(503), s(9999), 0.5), s(600));
+        // Only 429 and 503 carry a meaningful Retry-After.
+        assert_eq!(p.next_delay(2, S500, s(9999), 0.5), s(300));
+    }
+
+    #[test]
+    fn timeouts_and_429_wait_at_least_a_minute_in_the_default_schedule() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.next_delay(1, Failure::Timeout, None, 0.5), Some(Duration::from_secs(60)));
+        assert_eq!(
+            p.next_delay(1, Failure::Status(429), Some(Duration::from_secs(2)), 0.5),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(p.next_delay(1, Failure::Network, None, 0.5), Some(Duration::from_secs(5)));
+        let custom = RetryPolicy::new(None, Some(&[1, 2]));
+        assert_eq!(custom.next_delay(1, Failure::Timeout, None, 0.5), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn subscription_overrides_budget_and_schedule() {
+        let p = RetryPolicy::new(Some(5), Some(&[1, 2]));
+        assert_eq!(p.max_attempts(), 5);
+        assert_eq!(p.next_delay(4, S500, None, 0.5), Some(Duration::from_secs(2)));
+        assert_eq!(p.next_delay(5, S500, None, 0.5), None);
+        assert_eq!(RetryPolicy::new(None, Some(&[1, 2])).max_attempts(), 3);
+        assert_eq!(RetryPolicy::new(Some(2), None).max_attempts(), 2);
+    }
+
+    #[test]
+    fn statuses_classify() {
+        assert_eq!(classify_status(204), Verdict::Succeeded);
+        assert_eq!(classify_status(410), Verdict::Gone);
+        assert_eq!(classify_status(301), Verdict::Retry(Failure::Status(301)));
+        assert_eq!(classify_status(500), Verdict::Retry(S500));
+    }
+}

@@ -1,0 +1,347 @@
+//! Delivery: sign, send, log, then acknowledge, retry later, or dead-letter.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::sqs::Record;
+use crate::domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
+use crate::domain::ids;
+use crate::domain::retry::{classify_status, Failure, RetryPolicy, Verdict};
+use crate::domain::signing;
+use crate::domain::subscription::{EndpointAuth, Subscription};
+use crate::ports::{OutboundRequest, OutgoingMessage, SendError};
+use crate::Services;
+
+const MASK: &str = "********";
+
+/// What becomes of a message once its outcome is logged.
+enum Next {
+    Acknowledge,
+    RetryAfter(Duration),
+    DeadLetter,
+    /// The endpoint answered 410 Gone: acknowledge and disable the subscription.
+    DisableSubscription(Subscription),
+}
+
+struct Handled {
+    message_id: String,
+    receipt_handle: String,
+    task: DeliveryTask,
+    update: DeliveryUpdate,
+    next: Next,
+}
+
+/// The dead-letter message: the delivery and everything tried, for a human to review.
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    delivery: &'a DeliveryTask,
+    attempts: Vec<Attempt>,
+    dead_at: i64,
+}
+
+/// Handles one batch from the deliveries queue. The deliveries are sent concurrently (up to
+/// `deliver_concurrency`), so a slow endpoint holds up only its own. Every outcome is
+/// written to the log in one call before any message is acknowledged; a message whose
+/// outcome could not be logged is reported as failed and comes back.
+pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut tasks = Vec::new();
+    for message in &batch.records {
+        let Some(record) = Record::from_message(message) else {
+            tracing::error!("deliveries queue record without id or body");
+            continue;
+        };
+        match serde_json::from_str::<DeliveryTask>(record.body) {
+            Ok(task) => tasks.push((record, task)),
+            Err(e) => {
+                tracing::error!(message_id = record.message_id, error = %e, "malformed delivery message");
+                response.add_failure(record.message_id);
+            }
+        }
+    }
+    if tasks.is_empty() {
+        return response;
+    }
+
+    let keys: Vec<(String, String)> = tasks
+        .iter()
+        .map(|(_, t)| (t.account_id.clone(), t.subscription_id.clone()))
+        .collect();
+    let subscriptions: HashMap<(String, String), Subscription> =
+        match services.subscriptions.get_many(&keys).await {
+            Ok(subs) => subs
+                .into_iter()
+                .map(|s| ((s.account_id.clone(), s.id.clone()), s))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load subscriptions; the batch will be retried");
+                for (record, _) in &tasks {
+                    response.add_failure(record.message_id);
+                }
+                return response;
+            }
+        };
+
+    let handled: Vec<Handled> = futures::stream::iter(tasks)
+        .map(|(record, task)| {
+            let sub = subscriptions
+                .get(&(task.account_id.clone(), task.subscription_id.clone()))
+                .cloned();
+            let (message_id, receipt_handle, receive_count) = (
+                record.message_id.to_string(),
+                record.receipt_handle.to_string(),
+                record.receive_count,
+            );
+            async move {
+                let (update, next) = attempt(services, sub, &task, receive_count).await;
+                Handled {
+                    message_id,
+                    receipt_handle,
+                    task,
+                    update,
+                    next,
+                }
+            }
+        })
+        .buffer_unordered(services.settings.deliver_concurrency.max(1))
+        .collect()
+        .await;
+
+    let updates: Vec<DeliveryUpdate> = handled.iter().map(|h| h.update.clone()).collect();
+    if let Err(e) = services.deliveries.record(&updates).await {
+        tracing::warn!(error = %e, "could not log the attempts; the batch will be retried");
+        for h in &handled {
+            response.add_failure(h.message_id.clone());
+        }
+        return response;
+    }
+    settle(services, handled, &mut response).await;
+    response
+}
+
+/// Acts on logged outcomes: park retries, move the exhausted to the dead-letter queue,
+/// disable endpoints that are gone.
+async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBatchResponse) {
+    let mut retries = Vec::new();
+    let mut dead = Vec::new();
+    for h in handled {
+        match h.next {
+            Next::Acknowledge => {}
+            Next::RetryAfter(delay) => {
+                retries.push((h.receipt_handle, delay));
+                response.add_failure(h.message_id);
+            }
+            Next::DeadLetter => dead.push((h.message_id, h.receipt_handle, h.task)),
+            Next::DisableSubscription(mut sub) => {
+                sub.enabled = false;
+                sub.disabled_reason = Some("the endpoint answered 410 Gone".into());
+                sub.updated_at = services.clock.now_ms();
+                if let Err(e) = services.subscriptions.put(&sub).await {
+                    tracing::error!(subscription_id = %sub.id, error = %e, "could not disable a gone endpoint");
+                }
+                tracing::warn!(subscription_id = %sub.id, "endpoint answered 410 Gone; subscription disabled");
+            }
+        }
+    }
+    if !retries.is_empty() {
+        if let Err(e) = services
+            .deliveries_queue
+            .change_visibility_batch(retries)
+            .await
+        {
+            // The messages come back after the queue's own visibility timeout instead.
+            tracing::warn!(error = %e, "could not schedule retries");
+        }
+    }
+    for (message_id, receipt_handle, task) in dead {
+        if let Err(e) = dead_letter(services, &task, receipt_handle).await {
+            tracing::warn!(delivery_id = %task.delivery_id, error = %e, "dead-lettering failed; will try again");
+            response.add_failure(message_id);
+        }
+    }
+}
+
+async fn dead_letter(
+    services: &Services,
+    task: &DeliveryTask,
+    receipt_handle: String,
+) -> crate::Result<()> {
+    let attempts = services
+        .deliveries
+        .attempts(&task.account_id, &task.delivery_id)
+        .await?;
+    let body = serde_json::to_string(&DeadLetter {
+        delivery: task,
+        attempts,
+        dead_at: services.clock.now_ms(),
+    })
+    .expect("a dead letter serialises");
+    services
+        .dead_letter_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body,
+            delay: Duration::ZERO,
+        }])
+        .await?;
+    services
+        .deliveries_queue
+        .delete_batch(vec![receipt_handle])
+        .await?;
+    tracing::warn!(
+        delivery_id = %task.delivery_id,
+        subscription_id = %task.subscription_id,
+        "delivery dead: attempts exhausted"
+    );
+    Ok(())
+}
+
+fn update(task: &DeliveryTask, status: DeliveryStatus, at: i64) -> DeliveryUpdate {
+    DeliveryUpdate {
+        delivery_id: task.delivery_id.clone(),
+        account_id: task.account_id.clone(),
+        status,
+        attempt: None,
+        next_attempt_at: None,
+        error: None,
+        at,
+    }
+}
+
+/// One attempt at one delivery; `receive_count` numbers it within its attempt budget.
+async fn attempt(
+    services: &Services,
+    sub: Option<Subscription>,
+    task: &DeliveryTask,
+    receive_count: u32,
+) -> (DeliveryUpdate, Next) {
+    let now = services.clock.now_ms();
+    let sub = match sub {
+        Some(s) if s.enabled => s,
+        other => {
+            let mut u = update(task, DeliveryStatus::Skipped, now);
+            u.error = Some(match other {
+                Some(_) => "subscription paused or disabled".into(),
+                None => "subscription deleted".into(),
+            });
+            return (u, Next::Acknowledge);
+        }
+    };
+    let policy = RetryPolicy::for_subscription(&sub);
+    if receive_count > policy.max_attempts() {
+        // Logged as exhausted on an earlier receive, but not yet moved: finish the move.
+        return (update(task, DeliveryStatus::Dead, now), Next::DeadLetter);
+    }
+
+    let (headers, logged_headers) = request_headers(&sub, task, now);
+    let result = services
+        .http
+        .send(OutboundRequest {
+            url: sub.url.clone(),
+            headers,
+            body: Bytes::from(task.payload.clone()),
+            timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
+        })
+        .await;
+    let verdict = match (&result.status, &result.error) {
+        (Some(status), _) => classify_status(*status),
+        (None, Some(SendError::Refused(_))) => Verdict::Permanent,
+        (None, Some(SendError::Timeout(_))) => Verdict::Retry(Failure::Timeout),
+        (None, _) => Verdict::Retry(Failure::Network),
+    };
+    let error = result.error.as_ref().map(ToString::to_string);
+    let mut u = update(task, DeliveryStatus::Pending, now);
+    u.error = error.clone().or_else(|| match verdict {
+        Verdict::Succeeded => None,
+        _ => result.status.map(|s| format!("endpoint answered {s}")),
+    });
+    u.attempt = Some(Attempt {
+        attempt: 0,
+        at: now,
+        url: sub.url.clone(),
+        request_headers: logged_headers,
+        status_code: result.status,
+        latency_ms: result.latency.as_millis() as u64,
+        response_body: result.body.clone(),
+        error,
+    });
+    let next = match verdict {
+        Verdict::Succeeded => {
+            u.status = DeliveryStatus::Succeeded;
+            Next::Acknowledge
+        }
+        Verdict::Permanent => {
+            u.status = DeliveryStatus::Failed;
+            Next::Acknowledge
+        }
+        Verdict::Gone => {
+            u.status = DeliveryStatus::Failed;
+            Next::DisableSubscription(sub)
+        }
+        Verdict::Retry(failure) => {
+            match policy.next_delay(receive_count, failure, result.retry_after, ids::random_unit())
+            {
+                Some(delay) => {
+                    u.next_attempt_at = Some(now + delay.as_millis() as i64);
+                    Next::RetryAfter(delay)
+                }
+                None => {
+                    u.status = DeliveryStatus::Dead;
+                    Next::DeadLetter
+                }
+            }
+        }
+    };
+    (u, next)
+}
+
+/// The headers to send, and the same with credentials masked for the log.
+fn request_headers(
+    sub: &Subscription,
+    task: &DeliveryTask,
+    now_ms: i64,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let timestamp = now_ms / 1000;
+    let signature = signing::signature_header(
+        sub.active_secrets(now_ms),
+        &task.delivery_id,
+        timestamp,
+        task.payload.as_bytes(),
+    );
+    let mut sent = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("webhook-id".to_string(), task.delivery_id.clone()),
+        ("webhook-timestamp".to_string(), timestamp.to_string()),
+        ("webhook-signature".to_string(), signature),
+    ];
+    for (name, value) in &sub.headers {
+        sent.push((name.to_ascii_lowercase(), value.clone()));
+    }
+    let mut logged = sent.clone();
+    let (name, value, masked) = match &sub.auth {
+        None => return (sent, logged),
+        Some(EndpointAuth::ApiKey { header, value }) => {
+            (header.to_ascii_lowercase(), value.clone(), MASK.to_string())
+        }
+        Some(EndpointAuth::Basic { username, password }) => (
+            "authorization".to_string(),
+            format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
+            format!("Basic {MASK}"),
+        ),
+        Some(EndpointAuth::Bearer { token }) => (
+            "authorization".to_string(),
+            format!("Bearer {token}"),
+            format!("Bearer {MASK}"),
+        ),
+    };
+    sent.push((name.clone(), value));
+    logged.push((name, masked));
+    (sent, logged)
+}

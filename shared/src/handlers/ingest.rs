@@ -1,0 +1,137 @@
+//! Ingest: `POST /v1/events`. Validates, deduplicates on the event id, stores the event and
+//! puts it on the events queue, then answers 202.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::api::error::ApiError;
+use crate::api::extract::{parse_json, read_json_body, Caller};
+use crate::domain::event::{self, Event, IncomingEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
+use crate::domain::ids;
+use crate::domain::schema::Violation;
+use crate::ports::{EventInsert, OutgoingMessage};
+use crate::Services;
+
+/// A full batch of maximal events, with room for the wrapper.
+pub const MAX_INGEST_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+pub fn router() -> Router<Services> {
+    Router::new().route("/v1/events", post(ingest))
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    id: String,
+    duplicate: bool,
+}
+
+async fn ingest(
+    State(services): State<Services>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require_platform()?;
+    let body = read_json_body(request, MAX_INGEST_BODY_BYTES).await?;
+    let (raw_events, is_batch) = split_batch(&body)?;
+
+    let now = services.clock.now_ms();
+    let mut events = Vec::with_capacity(raw_events.len());
+    let mut violations = Vec::new();
+    for (i, raw) in raw_events.iter().enumerate() {
+        let prefix = if is_batch {
+            format!("/events/{i}")
+        } else {
+            String::new()
+        };
+        if raw.get().len() > MAX_EVENT_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event_too_large",
+                format!("event {prefix} exceeds {MAX_EVENT_BYTES} bytes"),
+            ));
+        }
+        let incoming: IncomingEvent = parse_json(raw.get().as_bytes()).map_err(|mut e| {
+            if is_batch {
+                e.message = format!("{prefix}: {}", e.message);
+            }
+            e
+        })?;
+        match event::accept(incoming, now, || ids::time_ordered("evt", now)) {
+            Ok(e) => events.push(e),
+            Err(errs) => violations.extend(errs.into_iter().map(|v| Violation {
+                pointer: format!("{prefix}{}", v.pointer),
+                message: v.message,
+            })),
+        }
+    }
+    if !violations.is_empty() {
+        return Err(ApiError::validation(violations));
+    }
+
+    let results = store_and_enqueue(&services, &events).await?;
+    let body = if is_batch {
+        serde_json::json!({ "results": results })
+    } else {
+        serde_json::to_value(&results[0]).expect("serialises")
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// One event, or `{"events": [...]}` with 1 to 100.
+fn split_batch(body: &[u8]) -> Result<(Vec<Box<RawValue>>, bool), ApiError> {
+    let fields: HashMap<String, Box<RawValue>> = parse_json(body)?;
+    if fields.len() == 1 && fields.contains_key("events") {
+        let events: Vec<Box<RawValue>> = parse_json(fields["events"].get().as_bytes())?;
+        if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+            return Err(ApiError::validation(vec![Violation {
+                pointer: "/events".into(),
+                message: format!("must hold 1 to {MAX_BATCH_EVENTS} events"),
+            }]));
+        }
+        return Ok((events, true));
+    }
+    let raw: Box<RawValue> = parse_json(body)?;
+    Ok((vec![raw], false))
+}
+
+/// Stores the events (deduplicated on account and id), then enqueues the new ones and any
+/// earlier copy that never reached the queue, then marks them enqueued. If the queue fails
+/// the caller gets a 503 and may retry with the same ids: nothing is lost or doubled.
+async fn store_and_enqueue(
+    services: &Services,
+    events: &[Event],
+) -> Result<Vec<Accepted>, ApiError> {
+    let inserted = services.events.insert_batch(events).await?;
+    let mut messages = Vec::new();
+    let mut keys = Vec::new();
+    let mut results = Vec::with_capacity(events.len());
+    for (i, (event, insert)) in events.iter().zip(&inserted).enumerate() {
+        let first_in_request = events[..i]
+            .iter()
+            .all(|e| e.id != event.id || e.account_id != event.account_id);
+        let needs_queue = matches!(insert, EventInsert::Created | EventInsert::Exists { enqueued: false });
+        if needs_queue && first_in_request {
+            messages.push(OutgoingMessage {
+                id: messages.len().to_string(),
+                body: serde_json::to_string(event).expect("an event serialises"),
+                delay: Duration::ZERO,
+            });
+            keys.push((event.account_id.clone(), event.id.clone()));
+        }
+        results.push(Accepted {
+            id: event.id.clone(),
+            duplicate: !matches!(insert, EventInsert::Created),
+        });
+    }
+    services.events_queue.send_batch(messages).await?;
+    services.events.mark_enqueued(&keys).await?;
+    Ok(results)
+}

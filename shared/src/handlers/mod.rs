@@ -1,0 +1,9 @@
+//! The handlers the Lambda functions and the local runner share.
+
+pub mod deliver;
+pub mod fanout;
+pub mod ingest;
+mod sqs;
+
+pub use deliver::handle_deliveries;
+pub use fanout::handle_events;
