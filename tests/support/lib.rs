@@ -1,0 +1,338 @@
+//! Helpers for the end-to-end tests: a runner on a temporary data dir, a programmable
+//! local receiver, and an independent Standard Webhooks verifier.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+pub use runner::{Config, Runner};
+
+/// How a receiver path answers.
+#[derive(Debug, Clone)]
+pub enum Behavior {
+    /// Always this status.
+    Status(u16),
+    /// These statuses in order, then 200 for ever.
+    Sequence(Vec<u16>),
+    /// Sleeps, then answers 200.
+    Sleep(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("the body is JSON")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    behaviors: HashMap<String, Behavior>,
+    calls: HashMap<String, usize>,
+    received: Vec<Received>,
+}
+
+/// A local HTTP endpoint that records every webhook it gets.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let app = Router::new()
+            .route("/{path}", post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, state }
+    }
+
+    /// The URL of `path`, answering as `behavior` says (200 when never set).
+    pub fn url(&self, path: &str, behavior: Behavior) -> String {
+        self.state
+            .lock()
+            .unwrap()
+            .behaviors
+            .insert(path.to_string(), behavior);
+        format!("http://{}/{path}", self.addr)
+    }
+
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        let state = self.state.lock().unwrap();
+        state
+            .received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `path` has received at least `n` requests, or panics after `timeout`.
+    pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} received {} of {n} requests within {timeout:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let at = Instant::now();
+    let behavior = {
+        let mut s = state.lock().unwrap();
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        s.received.push(Received {
+            path: path.clone(),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            at,
+        });
+        let n = {
+            let c = s.calls.entry(path.clone()).or_default();
+            *c += 1;
+            *c
+        };
+        match s.behaviors.get(&path).cloned() {
+            Some(Behavior::Sequence(codes)) => {
+                Behavior::Status(codes.get(n - 1).copied().unwrap_or(200))
+            }
+            Some(b) => b,
+            None => Behavior::Status(200),
+        }
+    };
+    let status = match behavior {
+        Behavior::Status(code) => code,
+        Behavior::Sleep(d) => {
+            tokio::time::sleep(d).await;
+            200
+        }
+        Behavior::Sequence(_) => unreachable!("resolved above"),
+    };
+    (StatusCode::from_u16(status).unwrap(), "ok")
+}
+
+/// Verifies a Standard Webhooks request with its own HMAC code (not the service's), so a
+/// bug in the service's signer cannot hide itself.
+pub fn verify_signature(secret: &str, request: &Received) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+        .expect("base64 secret");
+    let signed = format!(
+        "{}.{}.{}",
+        request.header("webhook-id"),
+        request.header("webhook-timestamp"),
+        request.body
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(signed.as_bytes());
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (now - timestamp).abs() <= 300
+        && request
+            .header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected)
+}
+
+/// The local runner on a temporary data dir, and an API client for it.
+pub struct TestRunner {
+    pub runner: Runner,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::for_data_dir(dir);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.allow_http = true;
+    config.allowed_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    config
+}
+
+impl TestRunner {
+    pub async fn start() -> TestRunner {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::start(test_config(dir.path())).await.unwrap();
+        TestRunner {
+            runner,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.runner.addr)
+    }
+
+    /// A request with `key` (the platform key when `None`) and a JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        call(
+            &self.http,
+            &self.url(path),
+            method,
+            key.unwrap_or(&self.runner.platform_key),
+            body,
+        )
+        .await
+    }
+
+    pub async fn create_webhook(&self, account: &str, body: Value) -> Value {
+        let (status, created) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/accounts/{account}/webhooks"),
+                None,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    pub async fn send_event(&self, event: Value) -> Value {
+        let (status, accepted) = self
+            .call(reqwest::Method::POST, "/v1/events", None, Some(event))
+            .await;
+        assert_eq!(status, 202, "{accepted}");
+        accepted
+    }
+
+    pub async fn delivery(&self, account: &str, id: &str) -> Value {
+        let (status, d) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/accounts/{account}/deliveries/{id}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{d}");
+        d
+    }
+
+    /// Polls a delivery until its status is `status`.
+    pub async fn wait_for_status(
+        &self,
+        account: &str,
+        id: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, d) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/accounts/{account}/deliveries/{id}"),
+                    None,
+                    None,
+                )
+                .await;
+            // 404 until fan-out has created it.
+            assert!(code == 200 || code == 404, "{d}");
+            if d["status"] == status {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delivery never became {status}: {d}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    method: reqwest::Method,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("the runner answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }))
+    };
+    (status, value)
+}
+
+/// A valid event of `event_type` for `account`, from the catalog's example.
+pub fn event(event_type: &str, account: &str, id: Option<&str>) -> Value {
+    let example = shared::domain::catalog::find(event_type)
+        .expect("a catalog type")
+        .example
+        .clone();
+    let mut e = json!({ "type": event_type, "account_id": account, "data": example });
+    if let Some(id) = id {
+        e["id"] = json!(id);
+    }
+    e
+}
+
+/// The delivery id (and `webhook-id`) of an event at a subscription.
+pub fn delivery_id(account: &str, event_id: &str, webhook_id: &str) -> String {
+    shared::domain::ids::delivery_id(account, event_id, webhook_id)
+}

@@ -8,7 +8,10 @@ use super::views::{AttemptView, DeliveryView, RequestView};
 use crate::Services;
 
 pub fn router() -> Router<Services> {
-    Router::new().route("/v1/accounts/{account_id}/deliveries/{delivery_id}", get(show))
+    Router::new().route(
+        "/v1/accounts/{account_id}/deliveries/{delivery_id}",
+        get(show),
+    )
 }
 
 /// The payload inspector: the delivery, the exact request (credentials masked) and every
@@ -41,9 +44,7 @@ async fn show(
         headers: last
             .map(|a| a.request_headers.iter().cloned().collect())
             .unwrap_or_default(),
-        body: event.map(|e| {
-            serde_json::from_str(&e.payload()).expect("a payload is JSON")
-        }),
+        body: event.map(|e| serde_json::from_str(&e.payload()).expect("a payload is JSON")),
     });
     view.attempts = Some(attempts.iter().map(AttemptView::from).collect());
     Ok(Json(view))

@@ -1,14 +1,14 @@
 //! The HTTP API: one axum router that the local runner serves and the `ingest` and `api`
 //! Lambda functions run through `lambda_http`, so every environment answers alike.
 
+mod catalog;
+mod deliveries;
 pub mod error;
 pub mod extract;
 mod keys;
 mod pagination;
 mod views;
 mod webhooks;
-mod catalog;
-mod deliveries;
 
 use axum::http::StatusCode;
 use axum::routing::get;

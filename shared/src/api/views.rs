@@ -13,9 +13,17 @@ const MASK: &str = "********";
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthView {
-    ApiKey { header: String, value: &'static str },
-    Basic { username: String, password: &'static str },
-    Bearer { token: &'static str },
+    ApiKey {
+        header: String,
+        value: &'static str,
+    },
+    Basic {
+        username: String,
+        password: &'static str,
+    },
+    Bearer {
+        token: &'static str,
+    },
 }
 
 #[derive(Serialize)]
@@ -74,7 +82,11 @@ impl SubscriptionView {
 
     pub fn with_secret(sub: &Subscription) -> Self {
         SubscriptionView {
-            secret: sub.secrets.first().map(|s| s.secret.clone()).unwrap_or_default(),
+            secret: sub
+                .secrets
+                .first()
+                .map(|s| s.secret.clone())
+                .unwrap_or_default(),
             ..Self::masked(sub)
         }
     }

@@ -22,10 +22,7 @@ use crate::Services;
 
 pub fn router() -> Router<Services> {
     Router::new()
-        .route(
-            "/v1/accounts/{account_id}/webhooks",
-            get(list).post(create),
-        )
+        .route("/v1/accounts/{account_id}/webhooks", get(list).post(create))
         .route(
             "/v1/accounts/{account_id}/webhooks/{webhook_id}",
             get(show).patch(update).delete(remove),
@@ -199,7 +196,9 @@ async fn create(
         headers: req.headers,
         max_attempts: req.max_attempts,
         retry_schedule: req.retry_schedule,
-        timeout_seconds: req.timeout_seconds.unwrap_or(rules::DEFAULT_TIMEOUT_SECONDS),
+        timeout_seconds: req
+            .timeout_seconds
+            .unwrap_or(rules::DEFAULT_TIMEOUT_SECONDS),
         rate_limit_per_second: req.rate_limit_per_second,
         secrets: vec![SigningSecret {
             secret: req.secret.unwrap_or_else(generate_secret),
@@ -211,7 +210,10 @@ async fn create(
     };
     validate(&services, &sub).await?;
     services.subscriptions.put(&sub).await?;
-    Ok((StatusCode::CREATED, Json(SubscriptionView::with_secret(&sub))))
+    Ok((
+        StatusCode::CREATED,
+        Json(SubscriptionView::with_secret(&sub)),
+    ))
 }
 
 async fn list(
@@ -228,7 +230,9 @@ async fn list(
         .await?;
     let next_cursor = (subs.len() == limit).then(|| subs.last().map(|s| s.id.clone()));
     let data: Vec<SubscriptionView> = subs.iter().map(SubscriptionView::masked).collect();
-    Ok(Json(json!({ "data": data, "next_cursor": next_cursor.flatten() })))
+    Ok(Json(
+        json!({ "data": data, "next_cursor": next_cursor.flatten() }),
+    ))
 }
 
 async fn load(services: &Services, account: &str, id: &str) -> Result<Subscription, ApiError> {

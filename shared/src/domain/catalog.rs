@@ -107,7 +107,11 @@ mod tests {
                 "cost",
                 "participants",
             ] {
-                assert!(required.iter().any(|r| r == field), "{} lacks {field}", t.name);
+                assert!(
+                    required.iter().any(|r| r == field),
+                    "{} lacks {field}",
+                    t.name
+                );
             }
         }
     }

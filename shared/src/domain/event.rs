@@ -125,14 +125,19 @@ pub fn accept(
         None => format_rfc3339_ms(now_ms),
     };
     match catalog::find(&incoming.event_type) {
-        None => bad("/type", "is not a known event type (see GET /v1/event-types)"),
+        None => bad(
+            "/type",
+            "is not a known event type (see GET /v1/event-types)",
+        ),
         Some(_) if !incoming.data.is_object() => bad("/data", "must be an object"),
-        Some(t) => errors.extend(catalog::validate_data(t, &incoming.data).into_iter().map(
-            |v| Violation {
-                pointer: format!("/data{}", v.pointer),
-                message: v.message,
-            },
-        )),
+        Some(t) => errors.extend(
+            catalog::validate_data(t, &incoming.data)
+                .into_iter()
+                .map(|v| Violation {
+                    pointer: format!("/data{}", v.pointer),
+                    message: v.message,
+                }),
+        ),
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -160,8 +165,10 @@ mod tests {
     fn accepts_a_valid_event_and_builds_the_payload() {
         let data = catalog::find("webhook.test").unwrap().example.clone();
         let e = accept(
-            incoming(json!({"type": "webhook.test", "account_id": "acct_1", "data": data,
-                "occurred_at": "2026-11-26T13:00:00+01:00"})),
+            incoming(
+                json!({"type": "webhook.test", "account_id": "acct_1", "data": data,
+                "occurred_at": "2026-11-26T13:00:00+01:00"}),
+            ),
             0,
             || "evt_x".into(),
         )

@@ -70,7 +70,9 @@ impl RetryPolicy {
                 is_default: false,
             },
             None => RetryPolicy {
-                max_attempts: max_attempts.unwrap_or(DEFAULT_SCHEDULE.len() as u32 + 1).max(1),
+                max_attempts: max_attempts
+                    .unwrap_or(DEFAULT_SCHEDULE.len() as u32 + 1)
+                    .max(1),
                 ..Self::default()
             },
         }
@@ -119,11 +121,23 @@ mod tests {
     fn default_schedule_has_eight_attempts_with_jitter() {
         let p = RetryPolicy::default();
         assert_eq!(p.max_attempts(), 8);
-        assert_eq!(p.next_delay(1, S500, None, 0.5), Some(Duration::from_secs(5)));
-        assert_eq!(p.next_delay(1, S500, None, 0.0), Some(Duration::from_secs(4)));
-        let hi = p.next_delay(1, S500, None, 0.999_999).unwrap().as_secs_f64();
+        assert_eq!(
+            p.next_delay(1, S500, None, 0.5),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.next_delay(1, S500, None, 0.0),
+            Some(Duration::from_secs(4))
+        );
+        let hi = p
+            .next_delay(1, S500, None, 0.999_999)
+            .unwrap()
+            .as_secs_f64();
         assert!((5.99..=6.0).contains(&hi));
-        assert_eq!(p.next_delay(7, S500, None, 0.5), Some(Duration::from_secs(36000)));
+        assert_eq!(
+            p.next_delay(7, S500, None, 0.5),
+            Some(Duration::from_secs(36000))
+        );
         assert_eq!(p.next_delay(8, S500, None, 0.5), None);
     }
 
@@ -150,21 +164,33 @@ mod tests {
     #[test]
     fn timeouts_and_429_wait_at_least_a_minute_in_the_default_schedule() {
         let p = RetryPolicy::default();
-        assert_eq!(p.next_delay(1, Failure::Timeout, None, 0.5), Some(Duration::from_secs(60)));
+        assert_eq!(
+            p.next_delay(1, Failure::Timeout, None, 0.5),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(
             p.next_delay(1, Failure::Status(429), Some(Duration::from_secs(2)), 0.5),
             Some(Duration::from_secs(60))
         );
-        assert_eq!(p.next_delay(1, Failure::Network, None, 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(
+            p.next_delay(1, Failure::Network, None, 0.5),
+            Some(Duration::from_secs(5))
+        );
         let custom = RetryPolicy::new(None, Some(&[1, 2]));
-        assert_eq!(custom.next_delay(1, Failure::Timeout, None, 0.5), Some(Duration::from_secs(1)));
+        assert_eq!(
+            custom.next_delay(1, Failure::Timeout, None, 0.5),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]
     fn subscription_overrides_budget_and_schedule() {
         let p = RetryPolicy::new(Some(5), Some(&[1, 2]));
         assert_eq!(p.max_attempts(), 5);
-        assert_eq!(p.next_delay(4, S500, None, 0.5), Some(Duration::from_secs(2)));
+        assert_eq!(
+            p.next_delay(4, S500, None, 0.5),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(p.next_delay(5, S500, None, 0.5), None);
         assert_eq!(RetryPolicy::new(None, Some(&[1, 2])).max_attempts(), 3);
         assert_eq!(RetryPolicy::new(Some(2), None).max_attempts(), 2);

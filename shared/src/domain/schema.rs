@@ -80,7 +80,8 @@ fn type_matches(expected: &str, v: &Value) -> bool {
     actual == expected
         || (expected == "number" && actual == "integer")
         || (expected == "integer"
-            && v.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite()))
+            && v.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.is_finite()))
 }
 
 fn escape(segment: &str) -> String {

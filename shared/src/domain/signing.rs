@@ -77,7 +77,11 @@ pub fn verify(
     let matches = header.split(' ').any(|sig| {
         sig.strip_prefix("v1,")
             .and_then(|b64| STANDARD.decode(b64).ok())
-            .is_some_and(|tag| mac(&key, msg_id, timestamp, body).verify_slice(&tag).is_ok())
+            .is_some_and(|tag| {
+                mac(&key, msg_id, timestamp, body)
+                    .verify_slice(&tag)
+                    .is_ok()
+            })
     });
     matches.then_some(()).ok_or(VerifyError::NoMatch)
 }

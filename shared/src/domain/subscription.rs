@@ -65,7 +65,9 @@ pub struct Subscription {
 
 impl Subscription {
     pub fn wants(&self, event_type: &str) -> bool {
-        self.event_types.iter().any(|f| filter_matches(f, event_type))
+        self.event_types
+            .iter()
+            .any(|f| filter_matches(f, event_type))
     }
 
     /// Secrets that sign a delivery made at `now_ms`.
@@ -135,7 +137,10 @@ pub fn check_url(url: &str, policy: UrlPolicy, out: &mut Vec<Violation>) {
 
 pub fn check_event_types(types: &[String], out: &mut Vec<Violation>) {
     if types.is_empty() {
-        out.push(violation("/event_types", "must name at least one event type"));
+        out.push(violation(
+            "/event_types",
+            "must name at least one event type",
+        ));
     }
     for (i, t) in types.iter().enumerate() {
         if !catalog::is_valid_filter(t) {
@@ -179,10 +184,7 @@ pub fn check_headers(headers: &BTreeMap<String, String>, out: &mut Vec<Violation
             ));
         }
         if value.len() > 1024 || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-            out.push(violation(
-                &p,
-                "must be at most 1024 printable characters",
-            ));
+            out.push(violation(&p, "must be at most 1024 printable characters"));
         }
     }
 }
@@ -191,36 +193,43 @@ pub fn check_auth(auth: &EndpointAuth, out: &mut Vec<Violation>) {
     let printable = |s: &str| !s.is_empty() && s.len() <= 1024 && !s.bytes().any(|b| b < 0x20);
     match auth {
         EndpointAuth::ApiKey { header, value } => {
-            if !is_token(header)
-                || RESERVED_HEADERS.contains(&header.to_ascii_lowercase().as_str())
+            if !is_token(header) || RESERVED_HEADERS.contains(&header.to_ascii_lowercase().as_str())
             {
                 out.push(violation("/auth/header", "must be a valid header name"));
             }
             if !printable(value) {
-                out.push(violation("/auth/value", "must be 1 to 1024 printable characters"));
+                out.push(violation(
+                    "/auth/value",
+                    "must be 1 to 1024 printable characters",
+                ));
             }
         }
         EndpointAuth::Basic { username, password } => {
             if !printable(username) || username.contains(':') {
-                out.push(violation("/auth/username", "must be printable and contain no ':'"));
+                out.push(violation(
+                    "/auth/username",
+                    "must be printable and contain no ':'",
+                ));
             }
             if !printable(password) {
-                out.push(violation("/auth/password", "must be 1 to 1024 printable characters"));
+                out.push(violation(
+                    "/auth/password",
+                    "must be 1 to 1024 printable characters",
+                ));
             }
         }
         EndpointAuth::Bearer { token } => {
             if !printable(token) {
-                out.push(violation("/auth/token", "must be 1 to 1024 printable characters"));
+                out.push(violation(
+                    "/auth/token",
+                    "must be 1 to 1024 printable characters",
+                ));
             }
         }
     }
 }
 
-pub fn check_retry(
-    max_attempts: Option<u32>,
-    schedule: Option<&[u32]>,
-    out: &mut Vec<Violation>,
-) {
+pub fn check_retry(max_attempts: Option<u32>, schedule: Option<&[u32]>, out: &mut Vec<Violation>) {
     if let Some(n) = max_attempts {
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
             out.push(violation("/max_attempts", "must be between 1 and 30"));
@@ -274,9 +283,21 @@ mod tests {
         check_url("http://example.com/hook", UrlPolicy::default(), &mut out);
         assert_eq!(out.len(), 1);
         out.clear();
-        check_url("http://example.com/hook", UrlPolicy { allow_http: true }, &mut out);
-        check_url("ftp://example.com", UrlPolicy { allow_http: true }, &mut out);
-        check_url("https://user:pw@example.com", UrlPolicy::default(), &mut out);
+        check_url(
+            "http://example.com/hook",
+            UrlPolicy { allow_http: true },
+            &mut out,
+        );
+        check_url(
+            "ftp://example.com",
+            UrlPolicy { allow_http: true },
+            &mut out,
+        );
+        check_url(
+            "https://user:pw@example.com",
+            UrlPolicy::default(),
+            &mut out,
+        );
         check_url("not a url", UrlPolicy::default(), &mut out);
         assert_eq!(out.len(), 3);
     }
@@ -311,8 +332,14 @@ mod tests {
             timeout_seconds: 10,
             rate_limit_per_second: None,
             secrets: vec![
-                SigningSecret { secret: "new".into(), expires_at: None },
-                SigningSecret { secret: "old".into(), expires_at: Some(100) },
+                SigningSecret {
+                    secret: "new".into(),
+                    expires_at: None,
+                },
+                SigningSecret {
+                    secret: "old".into(),
+                    expires_at: Some(100),
+                },
             ],
             disabled_reason: None,
             created_at: 0,

@@ -21,13 +21,15 @@ use crate::Services;
 
 const MASK: &str = "********";
 
+type Headers = Vec<(String, String)>;
+
 /// What becomes of a message once its outcome is logged.
 enum Next {
     Acknowledge,
     RetryAfter(Duration),
     DeadLetter,
     /// The endpoint answered 410 Gone: acknowledge and disable the subscription.
-    DisableSubscription(Subscription),
+    DisableSubscription(Box<Subscription>),
 }
 
 struct Handled {
@@ -74,22 +76,28 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         .iter()
         .map(|(_, t)| (t.account_id.clone(), t.subscription_id.clone()))
         .collect();
-    let subscriptions: HashMap<(String, String), Subscription> =
-        match services.subscriptions.get_many(&keys).await {
-            Ok(subs) => subs
-                .into_iter()
-                .map(|s| ((s.account_id.clone(), s.id.clone()), s))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not load subscriptions; the batch will be retried");
-                for (record, _) in &tasks {
-                    response.add_failure(record.message_id);
-                }
-                return response;
+    let subscriptions: HashMap<(String, String), Subscription> = match services
+        .subscriptions
+        .get_many(&keys)
+        .await
+    {
+        Ok(subs) => subs
+            .into_iter()
+            .map(|s| ((s.account_id.clone(), s.id.clone()), s))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not load subscriptions; the batch will be retried");
+            for (record, _) in &tasks {
+                response.add_failure(record.message_id);
             }
-        };
+            return response;
+        }
+    };
 
-    let handled: Vec<Handled> = futures::stream::iter(tasks)
+    // Built eagerly so the stream holds plain futures; a lazily mapping closure over
+    // borrowed data trips the compiler's `Send` inference in the pollers.
+    let attempts: Vec<_> = tasks
+        .into_iter()
         .map(|(record, task)| {
             let sub = subscriptions
                 .get(&(task.account_id.clone(), task.subscription_id.clone()))
@@ -110,6 +118,8 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 }
             }
         })
+        .collect();
+    let handled: Vec<Handled> = futures::stream::iter(attempts)
         .buffer_unordered(services.settings.deliver_concurrency.max(1))
         .collect()
         .await;
@@ -283,11 +293,15 @@ async fn attempt(
         }
         Verdict::Gone => {
             u.status = DeliveryStatus::Failed;
-            Next::DisableSubscription(sub)
+            Next::DisableSubscription(Box::new(sub))
         }
         Verdict::Retry(failure) => {
-            match policy.next_delay(receive_count, failure, result.retry_after, ids::random_unit())
-            {
+            match policy.next_delay(
+                receive_count,
+                failure,
+                result.retry_after,
+                ids::random_unit(),
+            ) {
                 Some(delay) => {
                     u.next_attempt_at = Some(now + delay.as_millis() as i64);
                     Next::RetryAfter(delay)
@@ -307,7 +321,7 @@ fn request_headers(
     sub: &Subscription,
     task: &DeliveryTask,
     now_ms: i64,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> (Headers, Headers) {
     let timestamp = now_ms / 1000;
     let signature = signing::signature_header(
         sub.active_secrets(now_ms),
@@ -332,7 +346,10 @@ fn request_headers(
         }
         Some(EndpointAuth::Basic { username, password }) => (
             "authorization".to_string(),
-            format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{password}"))
+            ),
             format!("Basic {MASK}"),
         ),
         Some(EndpointAuth::Bearer { token }) => (

@@ -117,7 +117,10 @@ async fn store_and_enqueue(
         let first_in_request = events[..i]
             .iter()
             .all(|e| e.id != event.id || e.account_id != event.account_id);
-        let needs_queue = matches!(insert, EventInsert::Created | EventInsert::Exists { enqueued: false });
+        let needs_queue = matches!(
+            insert,
+            EventInsert::Created | EventInsert::Exists { enqueued: false }
+        );
         if needs_queue && first_in_request {
             messages.push(OutgoingMessage {
                 id: messages.len().to_string(),

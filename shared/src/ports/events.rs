@@ -8,7 +8,9 @@ pub enum EventInsert {
     Created,
     /// An event with this (account, id) exists. `enqueued` says whether it ever reached
     /// the events queue; one that did not must be enqueued again, or it would be lost.
-    Exists { enqueued: bool },
+    Exists {
+        enqueued: bool,
+    },
 }
 
 #[async_trait]

@@ -189,18 +189,20 @@ impl DeliveryLog for SqliteDeliveryLog {
             })
             .await?;
         rows.into_iter()
-            .map(|(attempt, at, url, headers, status_code, latency, body, error)| {
-                Ok(Attempt {
-                    attempt,
-                    at,
-                    url,
-                    request_headers: from_json(&headers)?,
-                    status_code,
-                    latency_ms: latency as u64,
-                    response_body: body,
-                    error,
-                })
-            })
+            .map(
+                |(attempt, at, url, headers, status_code, latency, body, error)| {
+                    Ok(Attempt {
+                        attempt,
+                        at,
+                        url,
+                        request_headers: from_json(&headers)?,
+                        status_code,
+                        latency_ms: latency as u64,
+                        response_body: body,
+                        error,
+                    })
+                },
+            )
             .collect()
     }
 

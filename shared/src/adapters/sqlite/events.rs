@@ -86,9 +86,11 @@ impl EventStore for SqliteEventStore {
         let doc: Option<String> = self
             .db
             .call(move |c| {
-                Ok(c.prepare_cached("SELECT doc FROM events WHERE account_id = ?1 AND id = ?2")?
-                    .query_row(params![account, id], |r| r.get(0))
-                    .optional()?)
+                Ok(
+                    c.prepare_cached("SELECT doc FROM events WHERE account_id = ?1 AND id = ?2")?
+                        .query_row(params![account, id], |r| r.get(0))
+                        .optional()?,
+                )
             })
             .await?;
         doc.map(|d| from_json(&d)).transpose()

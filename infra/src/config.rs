@@ -1,0 +1,46 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+/// The settings of the local runner, as flags or environment variables.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "webhooks",
+    version,
+    about = "Webhook delivery service: local runner"
+)]
+pub struct Config {
+    /// Address to serve the ingest and management API on.
+    #[arg(long, env = "WEBHOOKS_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Directory of the durable queues and tables.
+    #[arg(long, env = "WEBHOOKS_DATA_DIR", default_value = "./.webhooks")]
+    pub data_dir: PathBuf,
+    /// The platform key; generated and kept in the data dir when unset.
+    #[arg(long, env = "WEBHOOKS_PLATFORM_KEY", hide_env_values = true)]
+    pub platform_key: Option<String>,
+    /// Accept plain-http endpoint URLs (for local receivers).
+    #[arg(long, env = "WEBHOOKS_ALLOW_HTTP", default_value_t = false)]
+    pub allow_http: bool,
+    /// Address ranges exempt from the SSRF guard, comma-separated (e.g. 127.0.0.0/8).
+    #[arg(
+        long = "allow-cidr",
+        env = "WEBHOOKS_ALLOWED_CIDRS",
+        value_delimiter = ','
+    )]
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Concurrent batches taken from the deliveries queue.
+    #[arg(long, env = "WEBHOOKS_DELIVER_CONCURRENCY", default_value_t = 8)]
+    pub deliver_concurrency: usize,
+}
+
+impl Config {
+    /// Defaults for a given data dir, as if no flag or variable were set.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Config::parse_from(["webhooks"]);
+        c.data_dir = data_dir.into();
+        c
+    }
+}

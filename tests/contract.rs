@@ -1,0 +1,491 @@
+//! One contract for every port, run against each backend: the adapters must behave alike.
+//! `contract_tests!` instantiates every case for a backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use shared::adapters::sqlite::{
+    Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
+    SqliteSubscriptionStore,
+};
+use shared::domain::api_key::ApiKeyRecord;
+use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use shared::domain::event::Event;
+use shared::domain::subscription::{SigningSecret, Subscription};
+use shared::ports::{
+    ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Queue, SubscriptionStore,
+    SystemClock,
+};
+
+/// A fresh, empty set of adapters of one backend.
+pub struct Ports {
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    pub events: Arc<dyn EventStore>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    /// A work queue with a 1 s visibility timeout, redriven after 2 receives to `dlq`.
+    pub queue: Arc<dyn Queue>,
+    pub dlq: Arc<dyn Queue>,
+}
+
+async fn embedded() -> Ports {
+    let db = Db::in_memory().unwrap();
+    let clock = Arc::new(SystemClock);
+    Ports {
+        subscriptions: Arc::new(SqliteSubscriptionStore::new(db.clone())),
+        events: Arc::new(SqliteEventStore::new(db.clone())),
+        deliveries: Arc::new(SqliteDeliveryLog::new(db.clone())),
+        api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
+        queue: Arc::new(SqliteQueue::new(
+            db.clone(),
+            "work",
+            Duration::from_secs(1),
+            Some(Redrive {
+                dead_letter_queue: "work-dlq".into(),
+                max_receive_count: 2,
+            }),
+            clock.clone(),
+        )),
+        dlq: Arc::new(SqliteQueue::new(
+            db,
+            "work-dlq",
+            Duration::from_secs(1),
+            None,
+            clock,
+        )),
+    }
+}
+
+fn msg(body: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        id: body.to_string(),
+        body: body.to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+fn subscription(account: &str, id: &str) -> Subscription {
+    Subscription {
+        id: id.into(),
+        account_id: account.into(),
+        url: "https://example.com/hook".into(),
+        description: Some("d".into()),
+        event_types: vec!["call.*".into()],
+        enabled: true,
+        auth: None,
+        headers: Default::default(),
+        max_attempts: Some(3),
+        retry_schedule: None,
+        timeout_seconds: 10,
+        rate_limit_per_second: None,
+        secrets: vec![SigningSecret {
+            secret: "whsec_x".into(),
+            expires_at: None,
+        }],
+        disabled_reason: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn stored_event(account: &str, id: &str) -> Event {
+    Event {
+        id: id.into(),
+        event_type: "call.ended".into(),
+        account_id: account.into(),
+        occurred_at: "2026-11-26T12:00:00Z".into(),
+        received_at: 1_700_000_000_000,
+        data: json!({"call_id": "c"}),
+    }
+}
+
+fn delivery(id: &str, event: &str) -> Delivery {
+    Delivery {
+        id: id.into(),
+        account_id: "acct".into(),
+        subscription_id: "wh_1".into(),
+        event_id: event.into(),
+        event_type: "call.ended".into(),
+        status: DeliveryStatus::Pending,
+        attempt_count: 0,
+        created_at: 10,
+        updated_at: 10,
+        next_attempt_at: None,
+        last_error: None,
+    }
+}
+
+pub async fn queue_sends_receives_and_deletes(p: Ports) {
+    p.queue
+        .send_batch((0..12).map(|i| msg(&format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    let mut receipts = Vec::new();
+    while bodies.len() < 12 {
+        let got = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+        assert!(!got.is_empty() && got.len() <= 10);
+        for m in got {
+            assert_eq!(m.receive_count, 1);
+            bodies.push(m.body);
+            receipts.push(m.receipt_handle);
+        }
+    }
+    bodies.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(bodies, expected);
+    p.queue.delete_batch(receipts).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        p.queue
+            .receive(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "deleted messages came back"
+    );
+}
+
+pub async fn queue_hides_received_messages_until_their_visibility_timeout(p: Ports) {
+    p.queue.send_batch(vec![msg("a")]).await.unwrap();
+    let first = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        p.queue
+            .receive(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "visible while in flight"
+    );
+    let again = p.queue.receive(10, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "did not come back after the visibility timeout"
+    );
+    assert_eq!(again[0].body, "a");
+    assert_eq!(again[0].receive_count, 2);
+    assert_ne!(again[0].receipt_handle, first[0].receipt_handle);
+    assert_eq!(again[0].message_id, first[0].message_id);
+}
+
+pub async fn queue_change_visibility_reschedules_a_message(p: Ports) {
+    p.queue
+        .send_batch(vec![msg("later"), msg("now")])
+        .await
+        .unwrap();
+    let got = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let (later, now): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| m.body == "later");
+    p.queue
+        .change_visibility_batch(vec![
+            (later[0].receipt_handle.clone(), Duration::from_secs(3)),
+            (now[0].receipt_handle.clone(), Duration::ZERO),
+        ])
+        .await
+        .unwrap();
+    let visible = p.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        visible.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["now"]
+    );
+    p.queue
+        .delete_batch(vec![visible[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    // Still hidden past the queue's own 1 s timeout, then back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(p
+        .queue
+        .receive(10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+    let back = p.queue.receive(10, Duration::from_secs(4)).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, "later");
+}
+
+pub async fn queue_ignores_a_stale_receipt(p: Ports) {
+    p.queue.send_batch(vec![msg("s")]).await.unwrap();
+    let first = p.queue.receive(1, Duration::from_secs(2)).await.unwrap();
+    let second = p.queue.receive(1, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(second.len(), 1);
+    p.queue
+        .delete_batch(vec![first[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    p.queue
+        .delete_batch(vec![second[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(p.queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+}
+
+pub async fn queue_redrives_to_its_dead_letter_queue_after_max_receives(p: Ports) {
+    p.queue.send_batch(vec![msg("poison")]).await.unwrap();
+    for n in 1..=2 {
+        let got = p.queue.receive(1, Duration::from_secs(3)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].receive_count, n);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        p.queue
+            .receive(1, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_empty(),
+        "received past maxReceiveCount"
+    );
+    let dead = p.dlq.receive(1, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "poison");
+}
+
+pub async fn queue_long_poll_wakes_on_a_send(p: Ports) {
+    let q = p.queue.clone();
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let got = q.receive(1, Duration::from_secs(10)).await.unwrap();
+        (got, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.queue.send_batch(vec![msg("wake")]).await.unwrap();
+    let (got, _) = waiter.await.unwrap();
+    assert_eq!(got.len(), 1, "the long poll returned without the message");
+    assert_eq!(got[0].body, "wake");
+}
+
+pub async fn queue_delays_a_message(p: Ports) {
+    p.queue
+        .send_batch(vec![OutgoingMessage {
+            id: "d".into(),
+            body: "delayed".into(),
+            delay: Duration::from_secs(2),
+        }])
+        .await
+        .unwrap();
+    assert!(p
+        .queue
+        .receive(1, Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_empty());
+    let got = p.queue.receive(1, Duration::from_secs(4)).await.unwrap();
+    assert_eq!(got.len(), 1);
+}
+
+pub async fn subscriptions_are_stored_listed_and_scoped_by_account(p: Ports) {
+    let s = &p.subscriptions;
+    for i in 0..5 {
+        s.put(&subscription("acct_a", &format!("wh_{i}")))
+            .await
+            .unwrap();
+    }
+    s.put(&subscription("acct_b", "wh_9")).await.unwrap();
+    let mut changed = subscription("acct_a", "wh_1");
+    changed.enabled = false;
+    s.put(&changed).await.unwrap();
+    assert_eq!(s.get("acct_a", "wh_1").await.unwrap(), Some(changed));
+    assert_eq!(
+        s.get("acct_b", "wh_1").await.unwrap(),
+        None,
+        "read across accounts"
+    );
+
+    let page1 = s.list("acct_a", None, 2).await.unwrap();
+    let page2 = s.list("acct_a", Some(&page1[1].id), 2).await.unwrap();
+    let page3 = s.list("acct_a", Some(&page2[1].id), 2).await.unwrap();
+    let ids: Vec<_> = [page1, page2, page3]
+        .concat()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["wh_0", "wh_1", "wh_2", "wh_3", "wh_4"]);
+    assert_eq!(s.list_all("acct_a").await.unwrap().len(), 5);
+
+    let keys = vec![
+        ("acct_a".to_string(), "wh_3".to_string()),
+        ("acct_b".to_string(), "wh_9".to_string()),
+        ("acct_b".to_string(), "wh_3".to_string()),
+    ];
+    let mut many: Vec<_> = s
+        .get_many(&keys)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.account_id, s.id))
+        .collect();
+    many.sort();
+    assert_eq!(
+        many,
+        [
+            ("acct_a".into(), "wh_3".into()),
+            ("acct_b".into(), "wh_9".into())
+        ]
+    );
+
+    assert!(s.delete("acct_a", "wh_0").await.unwrap());
+    assert!(!s.delete("acct_a", "wh_0").await.unwrap());
+    assert!(!s.delete("acct_b", "wh_1").await.unwrap());
+    assert_eq!(s.list_all("acct_a").await.unwrap().len(), 4);
+}
+
+pub async fn events_are_deduplicated_per_account(p: Ports) {
+    let e = &p.events;
+    let first = e
+        .insert_batch(&[stored_event("a", "e1"), stored_event("b", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(first, [EventInsert::Created, EventInsert::Created]);
+    let again = e
+        .insert_batch(&[stored_event("a", "e1"), stored_event("a", "e2")])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [
+            EventInsert::Exists { enqueued: false },
+            EventInsert::Created
+        ]
+    );
+    e.mark_enqueued(&[("a".into(), "e1".into())]).await.unwrap();
+    let third = e.insert_batch(&[stored_event("a", "e1")]).await.unwrap();
+    assert_eq!(third, [EventInsert::Exists { enqueued: true }]);
+    assert_eq!(
+        e.get("a", "e1").await.unwrap(),
+        Some(stored_event("a", "e1"))
+    );
+    assert_eq!(e.get("c", "e1").await.unwrap(), None);
+}
+
+pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
+    let d = &p.deliveries;
+    let created = d
+        .create_batch(&[delivery("msg_1", "e1"), delivery("msg_2", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(created, [true, true]);
+    let mut changed = delivery("msg_1", "e1");
+    changed.status = DeliveryStatus::Skipped;
+    assert_eq!(
+        d.create_batch(&[changed, delivery("msg_3", "e2")])
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    assert_eq!(
+        d.get("acct", "msg_1").await.unwrap().unwrap().status,
+        DeliveryStatus::Pending
+    );
+
+    let attempt = |code| Attempt {
+        attempt: 0,
+        at: 20,
+        url: "https://example.com/hook".into(),
+        request_headers: vec![("webhook-id".into(), "msg_1".into())],
+        status_code: Some(code),
+        latency_ms: 7,
+        response_body: Some("body".into()),
+        error: None,
+    };
+    let update = |status, code| DeliveryUpdate {
+        delivery_id: "msg_1".into(),
+        account_id: "acct".into(),
+        status,
+        attempt: Some(attempt(code)),
+        next_attempt_at: None,
+        error: None,
+        at: 30,
+    };
+    d.record(&[update(DeliveryStatus::Pending, 500)])
+        .await
+        .unwrap();
+    d.record(&[update(DeliveryStatus::Succeeded, 200)])
+        .await
+        .unwrap();
+    let got = d.get("acct", "msg_1").await.unwrap().unwrap();
+    assert_eq!(got.status, DeliveryStatus::Succeeded);
+    assert_eq!(got.attempt_count, 2);
+    assert_eq!(got.updated_at, 30);
+    let attempts = d.attempts("acct", "msg_1").await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status_code))
+            .collect::<Vec<_>>(),
+        [(1, Some(500)), (2, Some(200))]
+    );
+    assert_eq!(attempts[0].request_headers, attempt(500).request_headers);
+    assert!(
+        d.attempts("other", "msg_1").await.unwrap().is_empty(),
+        "attempts read across accounts"
+    );
+    assert!(d.get("other", "msg_1").await.unwrap().is_none());
+
+    let mut for_event: Vec<_> = d
+        .list_for_event("acct", "e1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    for_event.sort();
+    assert_eq!(for_event, ["msg_1", "msg_2"]);
+    let missing = DeliveryUpdate {
+        delivery_id: "nope".into(),
+        ..update(DeliveryStatus::Failed, 500)
+    };
+    assert!(
+        d.record(&[missing]).await.is_err(),
+        "recorded an outcome of an unknown delivery"
+    );
+}
+
+pub async fn api_keys_are_found_by_hash(p: Ports) {
+    let record = ApiKeyRecord {
+        id: "key_1".into(),
+        account_id: "acct".into(),
+        key_hash: "ab12".into(),
+        created_at: 5,
+    };
+    p.api_keys.create(&record).await.unwrap();
+    let found = p.api_keys.find_by_hash("ab12").await.unwrap().unwrap();
+    assert_eq!(
+        (found.id, found.account_id, found.created_at),
+        ("key_1".into(), "acct".into(), 5)
+    );
+    assert!(p.api_keys.find_by_hash("ab13").await.unwrap().is_none());
+}
+
+macro_rules! contract_tests {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::$backend().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(embedded:
+    queue_sends_receives_and_deletes,
+    queue_hides_received_messages_until_their_visibility_timeout,
+    queue_change_visibility_reschedules_a_message,
+    queue_ignores_a_stale_receipt,
+    queue_redrives_to_its_dead_letter_queue_after_max_receives,
+    queue_long_poll_wakes_on_a_send,
+    queue_delays_a_message,
+    subscriptions_are_stored_listed_and_scoped_by_account,
+    events_are_deduplicated_per_account,
+    deliveries_are_created_once_and_log_numbered_attempts,
+    api_keys_are_found_by_hash,
+);

@@ -1,0 +1,175 @@
+//! Durability: the runner process is killed (SIGKILL) with deliveries in flight and queued,
+//! restarted on the same data dir, and every delivery still completes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{call, delivery_id, event, Behavior, Receiver};
+use serde_json::json;
+
+fn runner_binary() -> PathBuf {
+    // target/<profile>/deps/durability-<hash> → target/<profile>/webhooks
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("webhooks");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Process {
+    fn start(data_dir: &Path, port: u16) -> Process {
+        let child = Command::new(runner_binary())
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(["--allow-http", "--allow-cidr", "127.0.0.0/8"])
+            .env("WEBHOOKS_PLATFORM_KEY", "whp_durability_test_key")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{}/healthz", self.base))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the runner did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no shutdown code runs
+        self.child.wait().unwrap();
+    }
+}
+
+const KEY: &str = "whp_durability_test_key";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_flight_and_queued_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let r = Receiver::start().await;
+    let http = reqwest::Client::new();
+    let p = Process::start(dir.path(), port);
+    p.wait_ready().await;
+
+    // The first request of `hang` hangs past the kill; a later attempt succeeds at once.
+    let hang = r.url("hang", Behavior::Sleep(Duration::from_secs(3)));
+    let (status, sub) = call(
+        &http,
+        &format!("{}/v1/accounts/acct_k/webhooks", p.base),
+        reqwest::Method::POST,
+        KEY,
+        Some(json!({"url": hang, "event_types": ["call.*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sub}");
+    let (status, queued_sub) = call(
+        &http,
+        &format!("{}/v1/accounts/acct_k/webhooks", p.base),
+        reqwest::Method::POST,
+        KEY,
+        Some(json!({"url": r.url("later", Behavior::Status(200)), "event_types": ["agent.*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{queued_sub}");
+
+    let (status, _) = call(
+        &http,
+        &format!("{}/v1/events", p.base),
+        reqwest::Method::POST,
+        KEY,
+        Some(event("call.started", "acct_k", Some("evt_in_flight"))),
+    )
+    .await;
+    assert_eq!(status, 202);
+    r.wait_for("hang", 1, Duration::from_secs(10)).await;
+    // In flight now. Accept a burst of events and kill the process straight after: some are
+    // still in the events queue, some in the deliveries queue.
+    let batch: Vec<_> = (0..20)
+        .map(|i| event("agent.status_changed", "acct_k", Some(&format!("evt_q{i}"))))
+        .collect();
+    let (status, _) = call(
+        &http,
+        &format!("{}/v1/events", p.base),
+        reqwest::Method::POST,
+        KEY,
+        Some(json!({"events": batch})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    p.kill();
+
+    // Make the hanging endpoint answer at once from now on.
+    r.url("hang", Behavior::Status(200));
+    let p = Process::start(dir.path(), port);
+    p.wait_ready().await;
+
+    let got = r.wait_for("hang", 2, Duration::from_secs(20)).await;
+    let id = delivery_id("acct_k", "evt_in_flight", sub["id"].as_str().unwrap());
+    assert!(
+        got.iter().all(|g| g.header("webhook-id") == id),
+        "a retry after the crash changed the webhook-id"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut ids: Vec<String> = r
+            .received("later")
+            .iter()
+            .map(|g| g.json()["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() == 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 20 queued events were delivered after the restart",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, d) = call(
+        &http,
+        &format!("{}/v1/accounts/acct_k/deliveries/{id}", p.base),
+        reqwest::Method::GET,
+        KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(d["status"], "succeeded", "{d}");
+    p.kill();
+}
