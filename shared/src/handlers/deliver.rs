@@ -317,11 +317,7 @@ async fn attempt(
 }
 
 /// The headers to send, and the same with credentials masked for the log.
-fn request_headers(
-    sub: &Subscription,
-    task: &DeliveryTask,
-    now_ms: i64,
-) -> (Headers, Headers) {
+fn request_headers(sub: &Subscription, task: &DeliveryTask, now_ms: i64) -> (Headers, Headers) {
     let timestamp = now_ms / 1000;
     let signature = signing::signature_header(
         sub.active_secrets(now_ms),
