@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need, runs every check and test, and
-# stops whatever it started. `.ci/run` calls exactly this.
+# The one test command: installs what the tests need (a Python venv with moto, cfn-lint,
+# SAM CLI, cargo-lambda and zig), starts a moto server, runs every check and test, builds
+# the Lambda binaries with `sam build`, and stops what it started. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+VENV=.venv
+step "python tools in $VENV"
+if [ ! -f "$VENV/.installed" ] || [ tests/python/requirements.txt -nt "$VENV/.installed" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet -r tests/python/requirements.txt
+  touch "$VENV/.installed"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
 
 step "format"
 cargo fmt --all -- --check
@@ -12,8 +24,45 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "build (the durability test runs the real runner binary)"
+step "template: cfn-lint and sam validate --lint"
+cfn-lint template.yaml
+sam validate --lint --template template.yaml
+
+step "moto server"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_server -H 127.0.0.1 -p "$port" > "$VENV/moto.log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+export WEBHOOKS_TEST_MOTO_ENDPOINT="http://127.0.0.1:$port"
+python3 - "$WEBHOOKS_TEST_MOTO_ENDPOINT" <<'PY' || { cat "$VENV/moto.log"; exit 1; }
+import sys, time, urllib.request
+for _ in range(150):
+    try:
+        urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.2)
+sys.exit("moto did not start")
+PY
+echo "moto on $WEBHOOKS_TEST_MOTO_ENDPOINT"
+
+step "build (tests run the real runner and function binaries)"
 cargo build --workspace --bins
 
 step "tests"
 cargo test --workspace
+
+step "sam build: the four Lambda bootstrap binaries"
+if rustup target add aarch64-unknown-linux-gnu; then
+  sam build --beta-features --template template.yaml
+  for f in IngestFunction ApiFunction FanoutFunction DeliverFunction; do
+    printf '%-16s %s bytes (arm64)\n' "$f" "$(stat -c %s ".aws-sam/build/$f/bootstrap")"
+  done
+else
+  echo "This machine cannot install the aarch64-unknown-linux-gnu Rust target, so sam build"
+  echo "cannot make arm64 binaries here. Building the four functions for x86_64 instead."
+  cargo lambda build --release --x86-64 -p ingest -p api -p fanout -p deliver
+  for f in ingest api fanout deliver; do
+    printf '%-8s %s bytes (x86_64)\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
+  done
+fi

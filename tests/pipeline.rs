@@ -7,9 +7,7 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed() {
-    let t = TestRunner::start().await;
+async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(t: TestRunner) {
     let r = Receiver::start().await;
     let family = t
         .create_webhook(
@@ -100,15 +98,13 @@ async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(
     t.runner.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id() {
-    let t = TestRunner::start().await;
+async fn a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id(t: TestRunner) {
     let r = Receiver::start().await;
     let sub = t
         .create_webhook(
             "acct_r",
             json!({"url": r.url("flaky", Behavior::Sequence(vec![500, 500])),
-                   "event_types": ["call.failed"], "retry_schedule": [1, 2]}),
+                   "event_types": ["call.failed"], "retry_schedule": [1, 3]}),
         )
         .await;
     t.send_event(event("call.failed", "acct_r", Some("evt_retry")))
@@ -122,7 +118,8 @@ async fn a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id
     );
     let first_gap = got[1].at - got[0].at;
     let second_gap = got[2].at - got[1].at;
-    // Schedule [1 s, 2 s] with ±20 % jitter: 0.8–1.2 s, then 1.6–2.4 s.
+    // Schedule [1 s, 3 s] with ±20 % jitter: 0.8–1.2 s, then 2.4–3.6 s (SQS rounds up
+    // to whole seconds).
     assert!(
         first_gap >= Duration::from_millis(790),
         "first gap {first_gap:?}"
@@ -166,9 +163,7 @@ async fn a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id
     t.runner.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue() {
-    let t = TestRunner::start().await;
+async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue(t: TestRunner) {
     let r = Receiver::start().await;
     let sub = t
         .create_webhook(
@@ -207,9 +202,7 @@ async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue() {
     t.runner.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_event_id_delivers_nothing_new() {
-    let t = TestRunner::start().await;
+async fn a_repeated_event_id_delivers_nothing_new(t: TestRunner) {
     let r = Receiver::start().await;
     t.create_webhook(
         "acct_i",
@@ -244,9 +237,7 @@ async fn a_repeated_event_id_delivers_nothing_new() {
     t.runner.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch() {
-    let t = TestRunner::start().await;
+async fn a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch(t: TestRunner) {
     let r = Receiver::start().await;
     t.create_webhook(
         "acct_s",
@@ -282,9 +273,7 @@ async fn a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch() {
     t.runner.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_subscription_receives_nothing_and_the_skip_is_recorded() {
-    let t = TestRunner::start().await;
+async fn a_paused_subscription_receives_nothing_and_the_skip_is_recorded(t: TestRunner) {
     let r = Receiver::start().await;
     let paused = t
         .create_webhook("acct_p", json!({"url": r.url("paused", Behavior::Status(200)), "event_types": ["*"], "enabled": false}))
@@ -298,9 +287,7 @@ async fn a_paused_subscription_receives_nothing_and_the_skip_is_recorded() {
     t.runner.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_attempt_uses_the_subscription_as_it_is_now() {
-    let t = TestRunner::start().await;
+async fn each_attempt_uses_the_subscription_as_it_is_now(t: TestRunner) {
     let r = Receiver::start().await;
     let sub = t
         .create_webhook(
@@ -334,3 +321,25 @@ async fn each_attempt_uses_the_subscription_as_it_is_now() {
     assert_eq!(r.received("changing").len(), 1);
     t.runner.shutdown().await;
 }
+
+/// Instantiates every case for one backend.
+macro_rules! on_backend {
+    ($backend:ident, $start:path; $($case:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($start(stringify!($case)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+async fn embedded(_: &str) -> TestRunner {
+    TestRunner::start().await
+}
+
+on_backend!(embedded, embedded; an_event_reaches_each_matching_subscription_of_its_account_once_signed, a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id, an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue, a_repeated_event_id_delivers_nothing_new, a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch, a_paused_subscription_receives_nothing_and_the_skip_is_recorded, each_attempt_uses_the_subscription_as_it_is_now);
+on_backend!(moto, TestRunner::start_moto; an_event_reaches_each_matching_subscription_of_its_account_once_signed, a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id, an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue, a_repeated_event_id_delivers_nothing_new, a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch, a_paused_subscription_receives_nothing_and_the_skip_is_recorded, each_attempt_uses_the_subscription_as_it_is_now);

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 
 /// The settings of the local runner, as flags or environment variables.
@@ -31,6 +31,10 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allowed_cidrs: Vec<IpNet>,
+    /// Where queues and tables live: embedded SQLite, or SQS and DynamoDB (resource names
+    /// from the same variables the Lambda functions read; `AWS_ENDPOINT_URL` for moto).
+    #[arg(long, env = "WEBHOOKS_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
     /// Concurrent batches taken from the deliveries queue.
     #[arg(long, env = "WEBHOOKS_DELIVER_CONCURRENCY", default_value_t = 8)]
     pub deliver_concurrency: usize,
@@ -43,4 +47,10 @@ impl Config {
         c.data_dir = data_dir.into();
         c
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Embedded,
+    Aws,
 }

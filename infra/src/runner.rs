@@ -9,6 +9,7 @@ use shared::{Services, Settings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::Backend;
 use crate::embedded::{self, DELIVERIES_QUEUE, EVENTS_QUEUE};
 use crate::platform_key;
 use crate::poller::{self, PollerConfig};
@@ -28,33 +29,56 @@ pub struct Runner {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The settings every backend shares, from the runner's configuration.
+pub fn settings(config: &Config, platform_key: &str) -> Settings {
+    Settings {
+        platform_key_hash: hash_key(platform_key),
+        url_policy: UrlPolicy {
+            allow_http: config.allow_http,
+        },
+        destinations: Arc::new(DestinationPolicy {
+            allowed: config.allowed_cidrs.clone(),
+        }),
+        deliver_concurrency: 10,
+        metrics_stage: None,
+    }
+}
+
 impl Runner {
+    /// Starts on the backend the configuration names (the embedded default unless told).
     pub async fn start(config: Config) -> Result<Runner, BoxError> {
         create_private_dir(&config.data_dir)?;
         let (platform_key, generated) =
             platform_key::load_or_create(config.platform_key.as_deref(), &config.data_dir)?;
-        let settings = Settings {
-            platform_key_hash: hash_key(&platform_key),
-            url_policy: UrlPolicy {
-                allow_http: config.allow_http,
-            },
-            destinations: Arc::new(DestinationPolicy {
-                allowed: config.allowed_cidrs.clone(),
-            }),
-            deliver_concurrency: 10,
+        let settings = settings(&config, &platform_key);
+        let services = match config.backend {
+            Backend::Embedded => {
+                let embedded = embedded::open(&config.data_dir, settings)?;
+                // This process is the only consumer of the data dir: whatever a previous
+                // run had received and not finished is released now, not after its timeout.
+                let released = embedded.events_queue.release_in_flight().await?
+                    + embedded.deliveries_queue.release_in_flight().await?;
+                if released > 0 {
+                    tracing::info!(
+                        released,
+                        "released messages left in flight by a previous run"
+                    );
+                }
+                embedded.services
+            }
+            Backend::Aws => aws_services(settings).await?,
         };
-        let embedded = embedded::open(&config.data_dir, settings)?;
-        // This process is the only consumer of the data dir: whatever a previous run had
-        // received and not finished is released now rather than after its timeout.
-        let released = embedded.events_queue.release_in_flight().await?
-            + embedded.deliveries_queue.release_in_flight().await?;
-        if released > 0 {
-            tracing::info!(
-                released,
-                "released messages left in flight by a previous run"
-            );
-        }
-        let services = embedded.services;
+        let mut runner = Self::start_with(&config, services, platform_key).await?;
+        runner.platform_key_generated = generated;
+        Ok(runner)
+    }
+
+    /// Runs the pollers and the API over services built elsewhere (any backend).
+    pub async fn start_with(
+        config: &Config,
+        services: Services,
+        platform_key: String,
+    ) -> Result<Runner, BoxError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -106,7 +130,7 @@ impl Runner {
             services,
             addr,
             platform_key,
-            platform_key_generated: generated,
+            platform_key_generated: false,
             stop,
             tasks,
         })
@@ -129,4 +153,22 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+#[cfg(feature = "aws")]
+async fn aws_services(settings: Settings) -> Result<Services, BoxError> {
+    use shared::adapters::aws::{self, Clients, Resources};
+    let clients = Clients::from_env().await;
+    let resources = match std::env::var("WEBHOOKS_AWS_PROVISION_PREFIX") {
+        Ok(prefix) => aws::provision::create_all(&clients, &prefix).await?,
+        Err(_) => Resources::from_env()?,
+    };
+    Ok(aws::services(&clients, &resources, settings)?)
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_services(_: Settings) -> Result<Services, BoxError> {
+    Err("this runner was built without the AWS adapters: \
+         `cargo run --release --features aws -- --backend aws`"
+        .into())
 }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod domain;
 pub mod error;
 pub mod handlers;
+pub mod metrics;
 pub mod ports;
 pub mod services;
 

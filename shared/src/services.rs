@@ -17,6 +17,37 @@ pub struct Settings {
     pub destinations: Arc<DestinationPolicy>,
     /// Deliveries of one batch sent at once.
     pub deliver_concurrency: usize,
+    /// The stage named in metrics; `None` emits no metric lines (the local runner).
+    pub metrics_stage: Option<String>,
+}
+
+impl Settings {
+    /// The settings of a Lambda function, from the variables the template sets.
+    pub fn from_env() -> crate::Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let platform_key_hash = var("PLATFORM_KEY_HASH")
+            .ok_or_else(|| crate::Error::Config("PLATFORM_KEY_HASH is not set".into()))?;
+        let allowed = var("WEBHOOKS_ALLOWED_CIDRS")
+            .map(|list| {
+                list.split(',')
+                    .map(|c| c.trim().parse())
+                    .collect::<Result<Vec<ipnet::IpNet>, _>>()
+            })
+            .transpose()
+            .map_err(|e| crate::Error::Config(format!("WEBHOOKS_ALLOWED_CIDRS: {e}")))?
+            .unwrap_or_default();
+        Ok(Settings {
+            platform_key_hash,
+            url_policy: UrlPolicy {
+                allow_http: var("WEBHOOKS_ALLOW_HTTP").is_some_and(|v| v == "true"),
+            },
+            destinations: Arc::new(DestinationPolicy { allowed }),
+            deliver_concurrency: var("DELIVER_CONCURRENCY")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10),
+            metrics_stage: Some(var("STAGE").unwrap_or_else(|| "dev".into())),
+        })
+    }
 }
 
 #[derive(Clone)]

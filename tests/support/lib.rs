@@ -18,6 +18,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+pub mod lambda_api;
+pub mod moto;
+
 pub use runner::{Config, Runner};
 
 /// How a receiver path answers.
@@ -199,9 +202,28 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 }
 
 impl TestRunner {
+    /// On the embedded default.
     pub async fn start() -> TestRunner {
         let dir = tempfile::tempdir().unwrap();
         let runner = Runner::start(test_config(dir.path())).await.unwrap();
+        TestRunner {
+            runner,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// On SQS and DynamoDB (a moto server), with pollers standing in for Lambda's event
+    /// source mappings exactly as in the embedded runner.
+    pub async fn start_moto(name: &str) -> TestRunner {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path());
+        let key = shared::domain::api_key::generate_platform_key();
+        let (clients, resources) = moto::deployment(name).await;
+        let services =
+            shared::adapters::aws::services(&clients, &resources, runner::settings(&config, &key))
+                .unwrap();
+        let runner = Runner::start_with(&config, services, key).await.unwrap();
         TestRunner {
             runner,
             dir,

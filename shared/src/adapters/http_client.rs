@@ -63,7 +63,10 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-fn classify_error(err: &reqwest::Error) -> SendError {
+/// What went wrong, without the URL: a query string may carry the customer's token, and
+/// errors end up in logs and in the attempt log.
+fn classify_error(err: reqwest::Error) -> SendError {
+    let err = err.without_url();
     let mut source = err.source();
     while let Some(s) = source {
         if let Some(refused) = s.downcast_ref::<RefusedDestination>() {
@@ -111,7 +114,7 @@ impl HttpSender for ReqwestSender {
         let deadline = started + request.timeout;
         let mut response = match builder.send().await {
             Ok(r) => r,
-            Err(e) => return failed(classify_error(&e)),
+            Err(e) => return failed(classify_error(e)),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -127,7 +130,7 @@ impl HttpSender for ReqwestSender {
                 Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) => {
-                    error = Some(classify_error(&e));
+                    error = Some(classify_error(e));
                     break;
                 }
                 Err(_) => {

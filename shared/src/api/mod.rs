@@ -29,11 +29,24 @@ pub fn management_router() -> Router<Services> {
         .merge(deliveries::router())
 }
 
-/// Ingest and management together, as one API Gateway routes them.
+/// Ingest and management together, as API Gateway routes them to the two functions.
 pub fn router(services: Services) -> Router {
-    Router::new()
-        .merge(ingest::router())
-        .merge(management_router())
+    finish(ingest::router().merge(management_router()), services)
+}
+
+/// What the `ingest` function serves.
+pub fn ingest_app(services: Services) -> Router {
+    finish(ingest::router(), services)
+}
+
+/// What the `api` function serves.
+pub fn management_app(services: Services) -> Router {
+    finish(management_router(), services)
+}
+
+/// Our JSON errors for unknown routes and methods, and the state.
+fn finish(routes: Router<Services>, services: Services) -> Router {
+    routes
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
         })

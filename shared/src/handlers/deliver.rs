@@ -16,6 +16,7 @@ use crate::domain::ids;
 use crate::domain::retry::{classify_status, Failure, RetryPolicy, Verdict};
 use crate::domain::signing;
 use crate::domain::subscription::{EndpointAuth, Subscription};
+use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError};
 use crate::Services;
 
@@ -34,6 +35,7 @@ enum Next {
 
 struct Handled {
     message_id: String,
+    attempt_number: u32,
     receipt_handle: String,
     task: DeliveryTask,
     update: DeliveryUpdate,
@@ -111,6 +113,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 let (update, next) = attempt(services, sub, &task, receive_count).await;
                 Handled {
                     message_id,
+                    attempt_number: receive_count,
                     receipt_handle,
                     task,
                     update,
@@ -132,8 +135,33 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         }
         return response;
     }
+    if let Some(stage) = &services.settings.metrics_stage {
+        let metrics = metrics_of(&handled);
+        if !metrics.is_empty() {
+            // An EMF line on stdout, which Lambda sends to CloudWatch Logs.
+            println!("{}", metrics.emf(stage, services.clock.now_ms()));
+        }
+    }
     settle(services, handled, &mut response).await;
     response
+}
+
+fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
+    let mut m = DeliveryMetrics::default();
+    for h in handled {
+        match h.update.status {
+            DeliveryStatus::Succeeded => m.succeeded += 1,
+            DeliveryStatus::Failed => m.failed += 1,
+            DeliveryStatus::Dead => m.dead += 1,
+            DeliveryStatus::Skipped => m.skipped += 1,
+            DeliveryStatus::Pending => m.retried += 1,
+        }
+        if let Some(a) = &h.update.attempt {
+            m.latencies_ms.push(a.latency_ms);
+            m.attempt_numbers.push(h.attempt_number);
+        }
+    }
+    m
 }
 
 /// Acts on logged outcomes: park retries, move the exhausted to the dead-letter queue,
@@ -282,6 +310,17 @@ async fn attempt(
         response_body: result.body.clone(),
         error,
     });
+    if verdict != Verdict::Succeeded {
+        tracing::warn!(
+            delivery_id = %task.delivery_id,
+            subscription_id = %task.subscription_id,
+            account_id = %task.account_id,
+            attempt = receive_count,
+            status_code = ?result.status,
+            error = ?u.error,
+            "delivery attempt failed"
+        );
+    }
     let next = match verdict {
         Verdict::Succeeded => {
             u.status = DeliveryStatus::Succeeded;

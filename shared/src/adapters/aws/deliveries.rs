@@ -1,0 +1,341 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
+
+use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
+use super::storage_error;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::ports::DeliveryLog;
+use crate::{Error, Result};
+
+/// DynamoDB's limit on requests per `BatchWriteItem`.
+const MAX_BATCH_WRITE: usize = 25;
+const DELIVERY_SK: &str = "delivery";
+pub const BY_EVENT_INDEX: &str = "by_event";
+
+/// Table `deliveries`, one item collection per delivery: partition `pk` (the delivery id);
+/// sort `sk` = `delivery` for the delivery, `attempt#0000000001`… for its attempts. The
+/// sparse index `by_event` (partition `event_key` = account#event) lists an event's
+/// deliveries. Every item carries a TTL in `expires_at`.
+pub struct DynamoDeliveryLog {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    retention: Duration,
+}
+
+impl DynamoDeliveryLog {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        retention: Duration,
+    ) -> Self {
+        DynamoDeliveryLog {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    fn expires_at(&self, at_ms: i64) -> i64 {
+        at_ms / 1000 + self.retention.as_secs() as i64
+    }
+
+    async fn create(&self, d: &Delivery) -> Result<bool> {
+        let mut item: Item = HashMap::from([
+            ("pk".to_string(), s(&d.id)),
+            ("sk".to_string(), s(DELIVERY_SK)),
+            ("account_id".to_string(), s(&d.account_id)),
+            ("subscription_id".to_string(), s(&d.subscription_id)),
+            ("event_id".to_string(), s(&d.event_id)),
+            ("event_type".to_string(), s(&d.event_type)),
+            (
+                "event_key".to_string(),
+                s(format!("{}#{}", d.account_id, d.event_id)),
+            ),
+            ("status".to_string(), s(d.status.as_str())),
+            ("attempt_count".to_string(), n(d.attempt_count)),
+            ("created_at".to_string(), n(d.created_at)),
+            ("updated_at".to_string(), n(d.updated_at)),
+            ("expires_at".to_string(), n(self.expires_at(d.created_at))),
+        ]);
+        if let Some(at) = d.next_attempt_at {
+            item.insert("next_attempt_at".into(), n(at));
+        }
+        if let Some(e) = &d.last_error {
+            item.insert("last_error".into(), s(e));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(storage_error(other)),
+            },
+        }
+    }
+
+    /// Applies one outcome; returns the delivery's attempt count after it.
+    async fn apply(&self, u: &DeliveryUpdate) -> Result<u32> {
+        let mut set = vec!["#st = :st", "#ua = :ua"];
+        let mut remove = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&u.delivery_id))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression("attribute_exists(pk) AND #acct = :acct")
+            .expression_attribute_names("#acct", "account_id")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#ua", "updated_at")
+            .expression_attribute_names("#ac", "attempt_count")
+            .expression_attribute_names("#na", "next_attempt_at")
+            .expression_attribute_names("#le", "last_error")
+            .expression_attribute_values(":acct", s(&u.account_id))
+            .expression_attribute_values(":st", s(u.status.as_str()))
+            .expression_attribute_values(":ua", n(u.at))
+            .expression_attribute_values(":inc", n(u.attempt.is_some() as u8))
+            .return_values(ReturnValue::UpdatedNew);
+        match u.next_attempt_at {
+            Some(at) => {
+                set.push("#na = :na");
+                request = request.expression_attribute_values(":na", n(at));
+            }
+            None => remove.push("#na"),
+        }
+        match &u.error {
+            Some(e) => {
+                set.push("#le = :le");
+                request = request.expression_attribute_values(":le", s(e));
+            }
+            None => remove.push("#le"),
+        }
+        let mut expression = format!("SET {} ADD #ac :inc", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let out = request
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
+                other => storage_error(other),
+            })?;
+        out.attributes()
+            .and_then(|a| super::attributes::opt_n(a, "attempt_count"))
+            .ok_or_else(|| Error::Storage("update returned no attempt count".into()))
+    }
+
+    fn attempt_item(&self, u: &DeliveryUpdate, number: u32, a: &Attempt) -> Result<Item> {
+        let headers =
+            serde_json::to_string(&a.request_headers).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut item: Item = HashMap::from([
+            ("pk".to_string(), s(&u.delivery_id)),
+            ("sk".to_string(), s(format!("attempt#{number:010}"))),
+            ("account_id".to_string(), s(&u.account_id)),
+            ("attempt".to_string(), n(number)),
+            ("at".to_string(), n(a.at)),
+            ("url".to_string(), s(&a.url)),
+            ("request_headers".to_string(), s(headers)),
+            ("latency_ms".to_string(), n(a.latency_ms)),
+            ("expires_at".to_string(), n(self.expires_at(a.at))),
+        ]);
+        if let Some(code) = a.status_code {
+            item.insert("status_code".into(), n(code));
+        }
+        // Response bodies are already cut to a few KiB: items stay far below 400 KB.
+        if let Some(body) = &a.response_body {
+            item.insert("response_body".into(), s(body));
+        }
+        if let Some(e) = &a.error {
+            item.insert("error".into(), s(e));
+        }
+        Ok(item)
+    }
+
+    /// Writes items 25 at a time, retrying what DynamoDB leaves unprocessed.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
+        for chunk in items.chunks(MAX_BATCH_WRITE) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    Ok(WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item.clone()))
+                                .build()
+                                .map_err(storage_error)?,
+                        )
+                        .build())
+                })
+                .collect::<Result<_>>()?;
+            let mut backoff = Duration::from_millis(20);
+            for round in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(storage_error)?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if round == 8 {
+                    return Err(Error::Storage(format!(
+                        "{} writes stayed unprocessed",
+                        pending.len()
+                    )));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn delivery_from_item(item: &Item) -> Result<Delivery> {
+    let status = get_s(item, "status")?;
+    Ok(Delivery {
+        id: get_s(item, "pk")?,
+        account_id: get_s(item, "account_id")?,
+        subscription_id: get_s(item, "subscription_id")?,
+        event_id: get_s(item, "event_id")?,
+        event_type: get_s(item, "event_type")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?,
+        attempt_count: get_n(item, "attempt_count")?,
+        created_at: get_n(item, "created_at")?,
+        updated_at: get_n(item, "updated_at")?,
+        next_attempt_at: opt_n(item, "next_attempt_at"),
+        last_error: opt_s(item, "last_error"),
+    })
+}
+
+fn attempt_from_item(item: &Item) -> Result<Attempt> {
+    Ok(Attempt {
+        attempt: get_n(item, "attempt")?,
+        at: get_n(item, "at")?,
+        url: get_s(item, "url")?,
+        request_headers: serde_json::from_str(&get_s(item, "request_headers")?)
+            .map_err(|e| Error::Storage(format!("corrupt attempt: {e}")))?,
+        status_code: opt_n(item, "status_code"),
+        latency_ms: get_n(item, "latency_ms")?,
+        response_body: opt_s(item, "response_body"),
+        error: opt_s(item, "error"),
+    })
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoDeliveryLog {
+    async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
+        // Conditional writes cannot be batched; they go out concurrently instead.
+        futures::future::try_join_all(deliveries.iter().map(|d| self.create(d))).await
+    }
+
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+        let counts = futures::future::try_join_all(updates.iter().map(|u| self.apply(u))).await?;
+        let mut items = Vec::new();
+        for (u, count) in updates.iter().zip(counts) {
+            if let Some(a) = &u.attempt {
+                items.push(self.attempt_item(u, count, a)?);
+            }
+        }
+        self.batch_put(items).await
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(id))
+            .key("sk", s(DELIVERY_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        out.item()
+            .filter(|i| !expired(i, now_secs()))
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
+            .map(delivery_from_item)
+            .transpose()
+    }
+
+    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+        let mut attempts = Vec::new();
+        let mut start: Option<Item> = None;
+        let now = now_secs();
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(id))
+                .expression_attribute_values(":prefix", s("attempt#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(storage_error)?;
+            for item in out.items() {
+                if !expired(item, now) && get_s(item, "account_id").is_ok_and(|a| a == account_id) {
+                    attempts.push(attempt_from_item(item)?);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(attempts),
+            }
+        }
+    }
+
+    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+        let mut deliveries = Vec::new();
+        let mut start: Option<Item> = None;
+        let now = now_secs();
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_EVENT_INDEX)
+                .key_condition_expression("event_key = :k")
+                .expression_attribute_values(":k", s(format!("{account_id}#{event_id}")))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(storage_error)?;
+            for item in out.items() {
+                if !expired(item, now) {
+                    deliveries.push(delivery_from_item(item)?);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(deliveries)
+    }
+}

@@ -1,0 +1,173 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValue};
+
+use super::attributes::{get_s, s, Item};
+use super::storage_error;
+use crate::domain::subscription::Subscription;
+use crate::ports::SubscriptionStore;
+use crate::{Error, Result};
+
+/// DynamoDB's limit on keys per `BatchGetItem`.
+const MAX_BATCH_GET: usize = 100;
+
+/// Table `subscriptions`: partition `account_id`, sort `id`, the subscription as JSON in `doc`.
+pub struct DynamoSubscriptionStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoSubscriptionStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoSubscriptionStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn decode(item: &Item) -> Result<Subscription> {
+    serde_json::from_str(&get_s(item, "doc")?)
+        .map_err(|e| Error::Storage(format!("corrupt subscription: {e}")))
+}
+
+fn key(account_id: &str, id: &str) -> Item {
+    HashMap::from([
+        ("account_id".to_string(), s(account_id)),
+        ("id".to_string(), s(id)),
+    ])
+}
+
+#[async_trait]
+impl SubscriptionStore for DynamoSubscriptionStore {
+    async fn put(&self, sub: &Subscription) -> Result<()> {
+        let doc = serde_json::to_string(sub).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut item = key(&sub.account_id, &sub.id);
+        item.insert("doc".into(), s(doc));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(account_id, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        out.item().map(decode).transpose()
+    }
+
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>> {
+        let mut unique: Vec<&(String, String)> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = Vec::new();
+        for chunk in unique.chunks(MAX_BATCH_GET) {
+            let mut pending: Vec<Item> = chunk.iter().map(|(a, i)| key(a, i)).collect();
+            let mut backoff = Duration::from_millis(20);
+            while !pending.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(storage_error)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(storage_error)?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    found.push(decode(item)?);
+                }
+                if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    pending = rest.keys().to_vec();
+                    if !pending.is_empty() {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Subscription>> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":a", s(account_id))
+            .consistent_read(true)
+            .limit(limit as i32);
+        query = match after {
+            Some(cursor) => query
+                .key_condition_expression("account_id = :a AND id > :after")
+                .expression_attribute_values(":after", s(cursor)),
+            None => query.key_condition_expression("account_id = :a"),
+        };
+        let out = query.send().await.map_err(storage_error)?;
+        out.items().iter().map(decode).collect()
+    }
+
+    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
+        let mut subs = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("account_id = :a")
+                .expression_attribute_values(":a", s(account_id))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(storage_error)?;
+            for item in out.items() {
+                subs.push(decode(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(subs),
+            }
+        }
+    }
+
+    async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(account_id, id)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+}

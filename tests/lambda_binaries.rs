@@ -1,0 +1,229 @@
+//! The real function binaries, each under a Lambda Runtime API emulator, against moto:
+//! the API Gateway and SQS events Lambda would hand them, and what they answer.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e::lambda_api::RuntimeApi;
+use e2e::{moto, verify_signature, Behavior, Receiver};
+use serde_json::{json, Value};
+use shared::adapters::aws::{Resources, SqsQueue};
+use shared::ports::Queue;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A function process polling its own Runtime API, with its stdout collected.
+struct Function {
+    api: RuntimeApi,
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Function {
+    async fn start(name: &str, resources: &Resources, key_hash: &str) -> Function {
+        let api = RuntimeApi::start().await;
+        let mut child = Command::new(binary(name))
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", format!("webhooks-test-{name}"))
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("AWS_ENDPOINT_URL", moto::endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("EVENTS_QUEUE_URL", &resources.events_queue_url)
+            .env("DELIVERIES_QUEUE_URL", &resources.deliveries_queue_url)
+            .env("DELIVERIES_DLQ_URL", &resources.deliveries_dlq_url)
+            .env("SUBSCRIPTIONS_TABLE", &resources.subscriptions_table)
+            .env("EVENTS_TABLE", &resources.events_table)
+            .env("DELIVERIES_TABLE", &resources.deliveries_table)
+            .env("API_KEYS_TABLE", &resources.api_keys_table)
+            .env("PLATFORM_KEY_HASH", key_hash)
+            .env("STAGE", "test")
+            .env("WEBHOOKS_ALLOW_HTTP", "true")
+            .env("WEBHOOKS_ALLOWED_CIDRS", "127.0.0.0/8")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        let pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Function { api, child, stdout }
+    }
+
+    async fn invoke(&self, payload: Value) -> Value {
+        match self.api.invoke(payload, WAIT).await {
+            Ok(v) => v,
+            Err(e) => panic!("the function reported an error: {e}"),
+        }
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API Gateway HTTP API (payload v2) request, from the fixture.
+fn http_event(method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/apigw_v2_request.json")).unwrap();
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["headers"]["authorization"] = json!(format!("Bearer {key}"));
+    if let Some(b) = body {
+        event["body"] = json!(b.to_string());
+    }
+    event
+}
+
+fn http_answer(response: &Value) -> (u64, Value) {
+    let body = response["body"].as_str().unwrap_or("null");
+    (
+        response["statusCode"].as_u64().unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
+/// Receives from a moto queue as the event source mapping would, waiting for `n`.
+async fn receive(queue: &SqsQueue, n: usize) -> Vec<shared::ports::QueueMessage> {
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while got.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} messages arrived",
+            got.len()
+        );
+        got.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_binaries_deliver_an_event_with_a_retry() {
+    let (clients, resources) = moto::deployment("binaries").await;
+    let key = shared::domain::api_key::generate_platform_key();
+    let key_hash = shared::domain::api_key::hash_key(&key);
+    let api = Function::start("api", &resources, &key_hash).await;
+    let ingest = Function::start("ingest", &resources, &key_hash).await;
+    let fanout = Function::start("fanout", &resources, &key_hash).await;
+    let deliver = Function::start("deliver", &resources, &key_hash).await;
+    let receiver = Receiver::start().await;
+
+    let (status, sub) = http_answer(
+        &api.invoke(http_event(
+            "POST",
+            "/v1/accounts/acct_l/webhooks",
+            &key,
+            Some(json!({
+            "url": receiver.url("lambda", Behavior::Sequence(vec![500])),
+            "event_types": ["call.*"], "retry_schedule": [1]})),
+        ))
+        .await,
+    );
+    assert_eq!(status, 201, "{sub}");
+    let (status, body) = http_answer(
+        &ingest
+            .invoke(http_event("GET", "/v1/events", &key, None))
+            .await,
+    );
+    assert_eq!(status, 405, "{body}");
+    let event = e2e::event("call.transcript.ready", "acct_l", Some("evt_lambda"));
+    let (status, accepted) = http_answer(
+        &ingest
+            .invoke(http_event("POST", "/v1/events", &key, Some(event)))
+            .await,
+    );
+    assert_eq!(status, 202, "{accepted}");
+
+    let events_queue = SqsQueue::new(clients.sqs.clone(), &resources.events_queue_url);
+    let messages = receive(&events_queue, 1).await;
+    let response = fanout
+        .invoke(serde_json::to_value(runner::poller::sqs_event("events", &messages)).unwrap())
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    events_queue
+        .delete_batch(messages.iter().map(|m| m.receipt_handle.clone()).collect())
+        .await
+        .unwrap();
+
+    let deliveries_queue = SqsQueue::new(clients.sqs.clone(), &resources.deliveries_queue_url);
+    // First attempt: the endpoint answers 500, the message is reported failed and comes back.
+    let first = receive(&deliveries_queue, 1).await;
+    let response = deliver
+        .invoke(serde_json::to_value(runner::poller::sqs_event("deliveries", &first)).unwrap())
+        .await;
+    assert_eq!(
+        response["batchItemFailures"][0]["itemIdentifier"],
+        json!(first[0].message_id),
+        "{response}"
+    );
+    let again = receive(&deliveries_queue, 1).await;
+    assert_eq!(again[0].message_id, first[0].message_id);
+    assert_eq!(again[0].receive_count, 2);
+    let response = deliver
+        .invoke(serde_json::to_value(runner::poller::sqs_event("deliveries", &again)).unwrap())
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+
+    let got = receiver.wait_for("lambda", 2, WAIT).await;
+    assert!(verify_signature(sub["secret"].as_str().unwrap(), &got[1]));
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    let delivery_id = got[1].header("webhook-id").to_string();
+    let (status, delivery) = http_answer(
+        &api.invoke(http_event(
+            "GET",
+            &format!("/v1/accounts/acct_l/deliveries/{delivery_id}"),
+            &key,
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(status, 200, "{delivery}");
+    assert_eq!(delivery["status"], "succeeded");
+    assert_eq!(delivery["attempts"].as_array().unwrap().len(), 2);
+
+    // The deliver function reported both attempts as EMF metrics on stdout.
+    let emf: Vec<Value> = deliver
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 2, "{emf:?}");
+    assert_eq!(emf[0]["DeliveryRetried"], 1);
+    assert_eq!(emf[1]["DeliverySucceeded"], 1);
+    assert_eq!(emf[1]["DeliveryAttempt"], json!([2]));
+    assert_eq!(emf[1]["Stage"], "test");
+    for f in [&api, &ingest, &fanout, &deliver] {
+        assert!(f.api.init_error().is_none());
+        assert!(f.api.first_poll().is_some());
+    }
+}
