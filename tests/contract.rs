@@ -14,8 +14,8 @@ use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate
 use shared::domain::event::Event;
 use shared::domain::subscription::{SigningSecret, Subscription};
 use shared::ports::{
-    ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Queue, SubscriptionStore,
-    SystemClock,
+    ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue,
+    SubscriptionStore, SystemClock,
 };
 
 /// A fresh, empty set of adapters of one backend.
@@ -186,6 +186,7 @@ fn delivery(id: &str, event: &str) -> Delivery {
         updated_at: now_ms(),
         next_attempt_at: None,
         last_error: None,
+        last_latency_ms: None,
     }
 }
 
@@ -523,6 +524,141 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
     );
 }
 
+/// Walks every page of a listing and returns the ids in order.
+async fn all_pages<F, Fut>(mut page: F) -> Vec<String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Page<String>>,
+{
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = page(cursor.take()).await;
+        assert!(p.items.len() <= 2);
+        ids.extend(p.items);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
+    let d = &p.deliveries;
+    let base = now_ms();
+    let mut all = Vec::new();
+    for i in 0..5 {
+        let mut x = delivery(&format!("msg_{i}"), &format!("e{i}"));
+        x.created_at = base + i;
+        x.updated_at = base + i;
+        all.push(x);
+    }
+    let mut other_sub = delivery("msg_other", "e9");
+    other_sub.subscription_id = "wh_2".into();
+    all.push(other_sub);
+    d.create_batch(&all).await.unwrap();
+    let dead = |id: &str, at| DeliveryUpdate {
+        delivery_id: id.into(),
+        account_id: "acct".into(),
+        status: DeliveryStatus::Dead,
+        attempt: None,
+        next_attempt_at: None,
+        error: Some("gave up".into()),
+        at,
+    };
+    d.record(&[dead("msg_1", base + 10), dead("msg_3", base + 20)]).await.unwrap();
+
+    let newest_first = all_pages(|c| async move {
+        let page = d.list_for_subscription("acct", "wh_1", None, c.as_deref(), 2).await.unwrap();
+        Page { items: page.items.into_iter().map(|x| x.id).collect(), next_cursor: page.next_cursor }
+    })
+    .await;
+    assert_eq!(newest_first, ["msg_4", "msg_3", "msg_2", "msg_1", "msg_0"]);
+    let dead_for_sub = d
+        .list_for_subscription("acct", "wh_1", Some(DeliveryStatus::Dead), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead_for_sub.items.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["msg_3", "msg_1"]);
+    assert!(dead_for_sub.next_cursor.is_none());
+
+    let dead_letters = all_pages(|c| async move {
+        let page = d.list_by_status("acct", DeliveryStatus::Dead, c.as_deref(), 2).await.unwrap();
+        Page { items: page.items.into_iter().map(|x| x.id).collect(), next_cursor: page.next_cursor }
+    })
+    .await;
+    assert_eq!(dead_letters, ["msg_3", "msg_1"]);
+    assert!(d.list_by_status("other", DeliveryStatus::Dead, None, 10).await.unwrap().items.is_empty());
+    assert!(d.list_for_subscription("acct", "wh_1", None, Some("not-a-cursor"), 2).await.is_err());
+}
+
+pub async fn stats_count_by_status_with_latencies(p: Ports) {
+    let d = &p.deliveries;
+    let base = now_ms();
+    let mut old = delivery("msg_old", "e0");
+    old.created_at = base - 3_600_000;
+    d.create_batch(&[old, delivery("msg_a", "e1"), delivery("msg_b", "e2"), delivery("msg_c", "e3")])
+        .await
+        .unwrap();
+    let attempt = |latency| Attempt {
+        attempt: 0,
+        at: base,
+        url: "https://example.com".into(),
+        request_headers: vec![],
+        status_code: Some(200),
+        latency_ms: latency,
+        response_body: None,
+        error: None,
+    };
+    let update = |id: &str, status, latency| DeliveryUpdate {
+        delivery_id: id.into(),
+        account_id: "acct".into(),
+        status,
+        attempt: Some(attempt(latency)),
+        next_attempt_at: None,
+        error: None,
+        at: base,
+    };
+    d.record(&[
+        update("msg_a", DeliveryStatus::Succeeded, 12),
+        update("msg_b", DeliveryStatus::Dead, 40),
+        update("msg_old", DeliveryStatus::Succeeded, 99),
+    ])
+    .await
+    .unwrap();
+    let stats = d.stats("acct", "wh_1", base - 60_000).await.unwrap();
+    assert_eq!(stats.counts.get("succeeded"), Some(&1));
+    assert_eq!(stats.counts.get("dead"), Some(&1));
+    assert_eq!(stats.counts.get("pending"), Some(&1));
+    let mut latencies = stats.latencies_ms.clone();
+    latencies.sort();
+    assert_eq!(latencies, [12, 40]);
+    assert_eq!(stats.success_rate(), Some(0.5));
+}
+
+pub async fn events_list_newest_first_by_type(p: Ports) {
+    let e = &p.events;
+    let base = now_ms();
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let mut ev = stored_event("acct", &format!("evt_{i}"));
+        ev.received_at = base + i;
+        if i % 2 == 1 {
+            ev.event_type = "agent.status_changed".into();
+        }
+        events.push(ev);
+    }
+    events.push(stored_event("other", "evt_x"));
+    e.insert_batch(&events).await.unwrap();
+    let ids = all_pages(|c| async move {
+        let page = e.list("acct", None, c.as_deref(), 2).await.unwrap();
+        Page { items: page.items.into_iter().map(|x| x.id).collect(), next_cursor: page.next_cursor }
+    })
+    .await;
+    assert_eq!(ids, ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]);
+    let agents = e.list("acct", Some("agent.status_changed"), None, 10).await.unwrap();
+    assert_eq!(agents.items.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["evt_3", "evt_1"]);
+}
+
 pub async fn api_keys_are_found_by_hash(p: Ports) {
     let record = ApiKeyRecord {
         id: "key_1".into(),
@@ -553,6 +689,9 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(embedded:
+    deliveries_list_newest_first_by_subscription_and_status,
+    stats_count_by_status_with_latencies,
+    events_list_newest_first_by_type,
     queue_sends_receives_and_deletes,
     queue_hides_received_messages_until_their_visibility_timeout,
     queue_change_visibility_reschedules_a_message,
@@ -567,6 +706,9 @@ contract_tests!(embedded:
 );
 
 contract_tests!(moto:
+    deliveries_list_newest_first_by_subscription_and_status,
+    stats_count_by_status_with_latencies,
+    events_list_newest_first_by_type,
     queue_sends_receives_and_deletes,
     queue_hides_received_messages_until_their_visibility_timeout,
     queue_change_visibility_reschedules_a_message,

@@ -31,6 +31,9 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allowed_cidrs: Vec<IpNet>,
+    /// Deliver only to the `--allow-cidr` ranges, never to public addresses (a sandbox).
+    #[arg(long, env = "WEBHOOKS_ONLY_ALLOWED_CIDRS", default_value_t = false)]
+    pub only_allowed_cidrs: bool,
     /// Where queues and tables live: embedded SQLite, or SQS and DynamoDB (resource names
     /// from the same variables the Lambda functions read; `AWS_ENDPOINT_URL` for moto).
     #[arg(long, env = "WEBHOOKS_BACKEND", value_enum, default_value_t = Backend::Embedded)]

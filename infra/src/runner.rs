@@ -38,6 +38,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         },
         destinations: Arc::new(DestinationPolicy {
             allowed: config.allowed_cidrs.clone(),
+            public: !config.only_allowed_cidrs,
         }),
         deliver_concurrency: 10,
         metrics_stage: None,

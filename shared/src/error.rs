@@ -13,6 +13,8 @@ pub enum Error {
     NotFound,
     #[error("malformed message: {0}")]
     MalformedMessage(String),
+    #[error("the cursor is not one this listing gave out")]
+    InvalidCursor,
     #[error("configuration: {0}")]
     Config(String),
 }

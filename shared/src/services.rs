@@ -41,7 +41,10 @@ impl Settings {
             url_policy: UrlPolicy {
                 allow_http: var("WEBHOOKS_ALLOW_HTTP").is_some_and(|v| v == "true"),
             },
-            destinations: Arc::new(DestinationPolicy { allowed }),
+            destinations: Arc::new(DestinationPolicy {
+                allowed,
+                public: true,
+            }),
             deliver_concurrency: var("DELIVER_CONCURRENCY")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),

@@ -9,15 +9,26 @@ use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Which destinations deliveries may reach: public addresses, plus ranges an operator
-/// exempts (e.g. `127.0.0.0/8` for a local receiver).
-#[derive(Debug, Clone, Default)]
+/// exempts (e.g. `127.0.0.0/8` for a local receiver). A sandbox can refuse public
+/// addresses too, so that only the exempt ranges are reachable.
+#[derive(Debug, Clone)]
 pub struct DestinationPolicy {
     pub allowed: Vec<IpNet>,
+    pub public: bool,
+}
+
+impl Default for DestinationPolicy {
+    fn default() -> Self {
+        DestinationPolicy {
+            allowed: Vec::new(),
+            public: true,
+        }
+    }
 }
 
 impl DestinationPolicy {
     pub fn allows(&self, ip: IpAddr) -> bool {
-        self.allowed.iter().any(|net| net.contains(&ip)) || is_public(ip)
+        self.allowed.iter().any(|net| net.contains(&ip)) || (self.public && is_public(ip))
     }
 }
 
@@ -158,10 +169,15 @@ mod tests {
         ] {
             assert!(is_public(ip(s)), "{s} should pass");
         }
-        let policy = DestinationPolicy {
+        let mut policy = DestinationPolicy {
             allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            public: true,
         };
         assert!(policy.allows(ip("127.0.0.1")));
         assert!(!policy.allows(ip("10.0.0.1")));
+        assert!(policy.allows(ip("8.8.8.8")));
+        policy.public = false;
+        assert!(!policy.allows(ip("8.8.8.8")));
+        assert!(policy.allows(ip("127.0.0.2")));
     }
 }

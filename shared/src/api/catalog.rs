@@ -1,14 +1,20 @@
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::domain::catalog;
-use crate::Services;
+use crate::domain::catalog::{self, EventType};
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/v1/event-types", get(list))
+#[derive(Serialize, ToSchema)]
+pub struct EventTypes {
+    pub data: &'static [EventType],
 }
 
-async fn list() -> Json<Value> {
-    Json(json!({ "data": catalog::catalog() }))
+/// Every event type with its description, JSON Schema and an example.
+#[utoipa::path(get, path = "/v1/event-types", tag = "catalog",
+    responses((status = 200, body = EventTypes), (status = 401, body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(_caller: super::extract::Caller) -> Json<EventTypes> {
+    Json(EventTypes {
+        data: catalog::catalog(),
+    })
 }

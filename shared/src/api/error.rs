@@ -6,6 +6,23 @@ use serde_json::json;
 
 use crate::domain::schema::Violation;
 
+/// The body of every error, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable, snake_case.
+    pub code: String,
+    /// For humans.
+    pub message: String,
+    /// Where the request is wrong, as JSON pointers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<Violation>>,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -65,6 +82,10 @@ impl From<crate::Error> for ApiError {
     fn from(err: crate::Error) -> Self {
         match err {
             crate::Error::NotFound => ApiError::not_found("resource"),
+            crate::Error::InvalidCursor => ApiError::validation(vec![Violation {
+                pointer: "/cursor".into(),
+                message: "is not a cursor this listing gave out".into(),
+            }]),
             crate::Error::Conflict(what) => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",

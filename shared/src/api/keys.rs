@@ -1,26 +1,36 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use crate::domain::api_key::{generate_account_key, hash_key, ApiKeyRecord};
 use crate::domain::event::format_rfc3339_ms;
 use crate::domain::ids;
 use crate::Services;
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/v1/accounts/{account_id}/api-keys", post(create))
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    pub id: String,
+    /// The key itself, shown only here; only its hash is kept.
+    pub key: String,
+    pub account_id: String,
+    pub created_at: String,
 }
 
-/// Creates an account key. The key is shown only in this answer; we keep its hash.
-async fn create(
+/// Creates an account key (platform key only). It manages only its own account.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/api-keys", tag = "accounts",
+    params(("account_id" = String, Path)),
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require_platform()?;
     super::webhooks::check_account_id(&account_id)?;
     let key = generate_account_key();
@@ -34,11 +44,11 @@ async fn create(
     services.api_keys.create(&record).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": record.id,
-            "key": key,
-            "account_id": account_id,
-            "created_at": format_rfc3339_ms(now),
-        })),
+        Json(CreatedKey {
+            id: record.id,
+            key,
+            account_id,
+            created_at: format_rfc3339_ms(now),
+        }),
     ))
 }

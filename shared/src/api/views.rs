@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::domain::event::format_rfc3339_ms;
@@ -10,7 +11,7 @@ use crate::domain::subscription::{EndpointAuth, Subscription};
 
 const MASK: &str = "********";
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthView {
     ApiKey {
@@ -26,7 +27,7 @@ pub enum AuthView {
     },
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SubscriptionView {
     pub id: String,
     pub account_id: String,
@@ -92,7 +93,7 @@ impl SubscriptionView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AttemptView {
     pub attempt: u32,
     pub at: String,
@@ -115,25 +116,28 @@ impl From<&Attempt> for AttemptView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RequestView {
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
+    #[schema(value_type = Option<Object>)]
     pub body: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub event_id: String,
     pub event_type: String,
     pub webhook_id: String,
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub attempt_count: u32,
     pub created_at: String,
     pub updated_at: String,
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
+    pub last_latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +157,7 @@ impl DeliveryView {
             updated_at: format_rfc3339_ms(d.updated_at),
             next_attempt_at: d.next_attempt_at.map(format_rfc3339_ms),
             last_error: d.last_error.clone(),
+            last_latency_ms: d.last_latency_ms,
             request: None,
             attempts: None,
         }

@@ -5,29 +5,19 @@ use std::net::IpAddr;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
-use super::pagination::PageQuery;
+use super::pagination::{limit, Paginated};
 use super::views::SubscriptionView;
 use crate::domain::ids;
 use crate::domain::schema::Violation;
 use crate::domain::signing::generate_secret;
 use crate::domain::subscription::{self as rules, EndpointAuth, SigningSecret, Subscription};
 use crate::Services;
-
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/v1/accounts/{account_id}/webhooks", get(list).post(create))
-        .route(
-            "/v1/accounts/{account_id}/webhooks/{webhook_id}",
-            get(show).patch(update).delete(remove),
-        )
-}
 
 pub fn check_account_id(account_id: &str) -> Result<(), ApiError> {
     let ok = !account_id.is_empty()
@@ -45,50 +35,55 @@ pub fn check_account_id(account_id: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateWebhook {
-    url: String,
-    event_types: Vec<String>,
+pub struct CreateWebhook {
+    pub url: String,
+    pub event_types: Vec<String>,
     #[serde(default)]
-    description: Option<String>,
+    pub description: Option<String>,
     #[serde(default)]
-    enabled: Option<bool>,
+    pub enabled: Option<bool>,
     #[serde(default)]
-    auth: Option<EndpointAuth>,
+    pub auth: Option<EndpointAuth>,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
     #[serde(default)]
-    max_attempts: Option<u32>,
+    pub max_attempts: Option<u32>,
     #[serde(default)]
-    retry_schedule: Option<Vec<u32>>,
+    pub retry_schedule: Option<Vec<u32>>,
     #[serde(default)]
-    timeout_seconds: Option<u32>,
+    pub timeout_seconds: Option<u32>,
     #[serde(default)]
-    rate_limit_per_second: Option<u32>,
+    pub rate_limit_per_second: Option<u32>,
     #[serde(default)]
-    secret: Option<String>,
+    pub secret: Option<String>,
 }
 
 /// A partial update; `null` clears an optional setting.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateWebhook {
-    url: Option<String>,
-    event_types: Option<Vec<String>>,
+pub struct UpdateWebhook {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
     #[serde(default, with = "nullable")]
-    description: Option<Option<String>>,
-    enabled: Option<bool>,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
     #[serde(default, with = "nullable")]
-    auth: Option<Option<EndpointAuth>>,
-    headers: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<EndpointAuth>)]
+    pub auth: Option<Option<EndpointAuth>>,
+    pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, with = "nullable")]
-    max_attempts: Option<Option<u32>>,
+    #[schema(value_type = Option<u32>)]
+    pub max_attempts: Option<Option<u32>>,
     #[serde(default, with = "nullable")]
-    retry_schedule: Option<Option<Vec<u32>>>,
-    timeout_seconds: Option<u32>,
+    #[schema(value_type = Option<Vec<u32>>)]
+    pub retry_schedule: Option<Option<Vec<u32>>>,
+    pub timeout_seconds: Option<u32>,
     #[serde(default, with = "nullable")]
-    rate_limit_per_second: Option<Option<u32>>,
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit_per_second: Option<Option<u32>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -169,7 +164,14 @@ async fn check_destination(services: &Services, url: &str) -> Result<(), ApiErro
     Ok(())
 }
 
-async fn create(
+/// Creates a subscription. The answer holds its signing secret, shown only here.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks", tag = "webhooks",
+    params(("account_id" = String, Path)), request_body = CreateWebhook,
+    responses((status = 201, body = SubscriptionView), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 415, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
@@ -216,26 +218,42 @@ async fn create(
     ))
 }
 
-async fn list(
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// The account's subscriptions, oldest first; secrets and credentials masked.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/webhooks", tag = "webhooks",
+    params(("account_id" = String, Path), ListQuery),
+    responses((status = 200, body = Paginated<SubscriptionView>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(page): Query<ListQuery>,
+) -> Result<Json<Paginated<SubscriptionView>>, ApiError> {
     let account = caller.account(&account_id)?;
-    let limit = page.limit()?;
-    let subs = services
+    let limit = limit(page.limit)?;
+    // One more than asked, to know whether another page follows.
+    let mut subs = services
         .subscriptions
-        .list(account, page.cursor.as_deref(), limit)
+        .list(account, page.cursor.as_deref(), limit + 1)
         .await?;
-    let next_cursor = (subs.len() == limit).then(|| subs.last().map(|s| s.id.clone()));
-    let data: Vec<SubscriptionView> = subs.iter().map(SubscriptionView::masked).collect();
-    Ok(Json(
-        json!({ "data": data, "next_cursor": next_cursor.flatten() }),
-    ))
+    let more = subs.len() > limit;
+    subs.truncate(limit);
+    Ok(Json(Paginated {
+        data: subs.iter().map(SubscriptionView::masked).collect(),
+        next_cursor: more.then(|| subs.last().map(|s| s.id.clone())).flatten(),
+    }))
 }
 
-async fn load(services: &Services, account: &str, id: &str) -> Result<Subscription, ApiError> {
+pub(super) async fn load(services: &Services, account: &str, id: &str) -> Result<Subscription, ApiError> {
     services
         .subscriptions
         .get(account, id)
@@ -243,7 +261,13 @@ async fn load(services: &Services, account: &str, id: &str) -> Result<Subscripti
         .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
-async fn show(
+/// One subscription; secrets and credentials masked.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -253,7 +277,15 @@ async fn show(
     Ok(Json(SubscriptionView::masked(&sub)))
 }
 
-async fn update(
+/// Changes some settings; `enabled: false` pauses deliveries (events that arrive meanwhile
+/// are recorded as skipped), `enabled: true` resumes them.
+#[utoipa::path(patch, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)), request_body = UpdateWebhook,
+    responses((status = 200, body = SubscriptionView), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 415, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -300,7 +332,13 @@ async fn update(
     Ok(Json(SubscriptionView::masked(&sub)))
 }
 
-async fn remove(
+/// Deletes a subscription; queued deliveries to it are skipped.
+#[utoipa::path(delete, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,

@@ -7,13 +7,16 @@ use serde_json::Value;
 
 use super::schema::{self, Violation};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventType {
     #[serde(rename = "type")]
     pub name: String,
     pub description: String,
+    /// JSON Schema of the event's `data`.
+    #[schema(value_type = Object)]
     pub schema: Value,
+    #[schema(value_type = Object)]
     pub example: Value,
 }
 

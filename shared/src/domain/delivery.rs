@@ -59,6 +59,9 @@ pub struct Delivery {
     pub next_attempt_at: Option<i64>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The latency of its last attempt, for stats.
+    #[serde(default)]
+    pub last_latency_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,4 +8,5 @@ pub mod ids;
 pub mod retry;
 pub mod schema;
 pub mod signing;
+pub mod stats;
 pub mod subscription;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One violation, located by a JSON pointer into the validated document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Violation {
     pub pointer: String,
     pub message: String,

@@ -18,7 +18,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 512;
 pub const MAX_HEADERS: usize = 20;
 
 /// Credentials added to every delivery of a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EndpointAuth {
     ApiKey { header: String, value: String },

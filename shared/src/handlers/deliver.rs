@@ -17,7 +17,7 @@ use crate::domain::retry::{classify_status, Failure, RetryPolicy, Verdict};
 use crate::domain::signing;
 use crate::domain::subscription::{EndpointAuth, Subscription};
 use crate::metrics::DeliveryMetrics;
-use crate::ports::{OutboundRequest, OutgoingMessage, SendError};
+use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult};
 use crate::Services;
 
 const MASK: &str = "********";
@@ -278,49 +278,8 @@ async fn attempt(
         return (update(task, DeliveryStatus::Dead, now), Next::DeadLetter);
     }
 
-    let (headers, logged_headers) = request_headers(&sub, task, now);
-    let result = services
-        .http
-        .send(OutboundRequest {
-            url: sub.url.clone(),
-            headers,
-            body: Bytes::from(task.payload.clone()),
-            timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
-        })
-        .await;
-    let verdict = match (&result.status, &result.error) {
-        (Some(status), _) => classify_status(*status),
-        (None, Some(SendError::Refused(_))) => Verdict::Permanent,
-        (None, Some(SendError::Timeout(_))) => Verdict::Retry(Failure::Timeout),
-        (None, _) => Verdict::Retry(Failure::Network),
-    };
-    let error = result.error.as_ref().map(ToString::to_string);
-    let mut u = update(task, DeliveryStatus::Pending, now);
-    u.error = error.clone().or_else(|| match verdict {
-        Verdict::Succeeded => None,
-        _ => result.status.map(|s| format!("endpoint answered {s}")),
-    });
-    u.attempt = Some(Attempt {
-        attempt: 0,
-        at: now,
-        url: sub.url.clone(),
-        request_headers: logged_headers,
-        status_code: result.status,
-        latency_ms: result.latency.as_millis() as u64,
-        response_body: result.body.clone(),
-        error,
-    });
-    if verdict != Verdict::Succeeded {
-        tracing::warn!(
-            delivery_id = %task.delivery_id,
-            subscription_id = %task.subscription_id,
-            account_id = %task.account_id,
-            attempt = receive_count,
-            status_code = ?result.status,
-            error = ?u.error,
-            "delivery attempt failed"
-        );
-    }
+    let (mut u, result) = send_once(services, &sub, task, receive_count).await;
+    let verdict = verdict_of(&result);
     let next = match verdict {
         Verdict::Succeeded => {
             u.status = DeliveryStatus::Succeeded;
@@ -353,6 +312,65 @@ async fn attempt(
         }
     };
     (u, next)
+}
+
+fn verdict_of(result: &SendResult) -> Verdict {
+    match (&result.status, &result.error) {
+        (Some(status), _) => classify_status(*status),
+        (None, Some(SendError::Refused(_))) => Verdict::Permanent,
+        (None, Some(SendError::Timeout(_))) => Verdict::Retry(Failure::Timeout),
+        (None, _) => Verdict::Retry(Failure::Network),
+    }
+}
+
+/// Signs and sends one request for `task` to `sub` now, and describes the attempt as a
+/// pending update: the caller decides the status. `attempt_number` is only for the log.
+pub async fn send_once(
+    services: &Services,
+    sub: &Subscription,
+    task: &DeliveryTask,
+    attempt_number: u32,
+) -> (DeliveryUpdate, SendResult) {
+    let now = services.clock.now_ms();
+    let (headers, logged_headers) = request_headers(sub, task, now);
+    let result = services
+        .http
+        .send(OutboundRequest {
+            url: sub.url.clone(),
+            headers,
+            body: Bytes::from(task.payload.clone()),
+            timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
+        })
+        .await;
+    let verdict = verdict_of(&result);
+    let error = result.error.as_ref().map(ToString::to_string);
+    let mut u = update(task, DeliveryStatus::Pending, now);
+    u.error = error.clone().or_else(|| match verdict {
+        Verdict::Succeeded => None,
+        _ => result.status.map(|s| format!("endpoint answered {s}")),
+    });
+    u.attempt = Some(Attempt {
+        attempt: 0,
+        at: now,
+        url: sub.url.clone(),
+        request_headers: logged_headers,
+        status_code: result.status,
+        latency_ms: result.latency.as_millis() as u64,
+        response_body: result.body.clone(),
+        error,
+    });
+    if verdict != Verdict::Succeeded {
+        tracing::warn!(
+            delivery_id = %task.delivery_id,
+            subscription_id = %task.subscription_id,
+            account_id = %task.account_id,
+            attempt = attempt_number,
+            status_code = ?result.status,
+            error = ?u.error,
+            "delivery attempt failed"
+        );
+    }
+    (u, result)
 }
 
 /// The headers to send, and the same with credentials masked for the log.

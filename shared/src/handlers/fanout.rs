@@ -85,6 +85,7 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
                 updated_at: now,
                 next_attempt_at: None,
                 last_error: (!sub.enabled).then(|| "subscription paused".to_string()),
+                last_latency_ms: None,
             });
             tasks.push(DeliveryTask {
                 delivery_id: id,

@@ -7,8 +7,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -23,17 +22,70 @@ use crate::Services;
 /// A full batch of maximal events, with room for the wrapper.
 pub const MAX_INGEST_BODY_BYTES: usize = 6 * 1024 * 1024;
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/v1/events", post(ingest))
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    /// An event with this id was accepted before; nothing new is delivered.
+    pub duplicate: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct Accepted {
-    id: String,
-    duplicate: bool,
+/// An event as the platform posts it (the OpenAPI document's view of `IncomingEvent`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EventInput {
+    /// Idempotency key, up to 128 characters; generated when absent.
+    id: Option<String>,
+    /// One of `GET /v1/event-types`.
+    #[serde(rename = "type")]
+    event_type: String,
+    account_id: String,
+    /// RFC 3339; the time of receipt when absent.
+    occurred_at: Option<String>,
+    /// Valid against the type's JSON Schema.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
 }
 
-async fn ingest(
+/// Up to 100 events at once.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EventBatch {
+    events: Vec<EventInput>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum IngestRequest {
+    One(EventInput),
+    Batch(EventBatch),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BatchAccepted {
+    results: Vec<Accepted>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum IngestResponse {
+    One(Accepted),
+    Batch(BatchAccepted),
+}
+
+/// Accepts one event, or a batch of up to 100 (platform key only). Answers 202 once the
+/// events are stored and queued; a repeated id answers `duplicate: true`.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IngestRequest,
+    responses((status = 202, body = IngestResponse),
+              (status = 400, body = crate::api::error::ErrorBody),
+              (status = 401, body = crate::api::error::ErrorBody),
+              (status = 403, body = crate::api::error::ErrorBody),
+              (status = 413, body = crate::api::error::ErrorBody),
+              (status = 415, body = crate::api::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn ingest(
     State(services): State<Services>,
     caller: Caller,
     request: Request,

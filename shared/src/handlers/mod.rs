@@ -3,6 +3,7 @@
 pub mod deliver;
 pub mod fanout;
 pub mod ingest;
+pub mod redrive;
 mod sqs;
 
 pub use deliver::handle_deliveries;

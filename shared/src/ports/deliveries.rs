@@ -1,6 +1,8 @@
 use async_trait::async_trait;
 
-use crate::domain::delivery::{Attempt, Delivery, DeliveryUpdate};
+use super::Page;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::domain::stats::DeliveryStats;
 use crate::Result;
 
 #[async_trait]
@@ -14,4 +16,28 @@ pub trait DeliveryLog: Send + Sync {
     /// Oldest first.
     async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>>;
     async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>>;
+    /// A subscription's deliveries, newest first, optionally of one status.
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
+    /// An account's deliveries in a status, most recently updated first.
+    async fn list_by_status(
+        &self,
+        account_id: &str,
+        status: DeliveryStatus,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
+    /// Counts and last-attempt latencies of a subscription's deliveries created since.
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats>;
 }

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 
+use super::Page;
 use crate::domain::event::Event;
 use crate::Result;
 
@@ -19,4 +20,12 @@ pub trait EventStore: Send + Sync {
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>>;
     async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()>;
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>>;
+    /// An account's events, newest first, optionally of one type.
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>>;
 }

@@ -16,3 +16,10 @@ pub use events::{EventInsert, EventStore};
 pub use http_sender::{HttpSender, OutboundRequest, SendError, SendResult};
 pub use queue::{OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
 pub use subscriptions::SubscriptionStore;
+
+/// One page of a listing, and the opaque cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

@@ -6,7 +6,11 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
-use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
+use super::attributes::{
+    decode_cursor, encode_cursor, expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item,
+};
+use crate::domain::stats::DeliveryStats;
+use crate::ports::Page;
 use super::storage_error;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use crate::ports::DeliveryLog;
@@ -16,11 +20,17 @@ use crate::{Error, Result};
 const MAX_BATCH_WRITE: usize = 25;
 const DELIVERY_SK: &str = "delivery";
 pub const BY_EVENT_INDEX: &str = "by_event";
+pub const BY_SUBSCRIPTION_INDEX: &str = "by_subscription";
+pub const BY_STATUS_INDEX: &str = "by_status";
+const BY_SUBSCRIPTION_KEYS: &[&str] = &["pk", "sk", "sub_key", "created_at"];
+const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 
 /// Table `deliveries`, one item collection per delivery: partition `pk` (the delivery id);
-/// sort `sk` = `delivery` for the delivery, `attempt#0000000001`… for its attempts. The
-/// sparse index `by_event` (partition `event_key` = account#event) lists an event's
-/// deliveries. Every item carries a TTL in `expires_at`.
+/// sort `sk` = `delivery` for the delivery, `attempt#0000000001`… for its attempts. Sparse
+/// indexes over the delivery items: `by_event` (`event_key` = account#event) lists an
+/// event's deliveries, `by_subscription` (`sub_key` = account#subscription, by
+/// `created_at`) a subscription's, `by_status` (`status_key` = account#status, by
+/// `updated_at`) an account's in one status. Every item carries a TTL in `expires_at`.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -56,6 +66,14 @@ impl DynamoDeliveryLog {
                 "event_key".to_string(),
                 s(format!("{}#{}", d.account_id, d.event_id)),
             ),
+            (
+                "sub_key".to_string(),
+                s(format!("{}#{}", d.account_id, d.subscription_id)),
+            ),
+            (
+                "status_key".to_string(),
+                s(format!("{}#{}", d.account_id, d.status.as_str())),
+            ),
             ("status".to_string(), s(d.status.as_str())),
             ("attempt_count".to_string(), n(d.attempt_count)),
             ("created_at".to_string(), n(d.created_at)),
@@ -85,9 +103,10 @@ impl DynamoDeliveryLog {
         }
     }
 
-    /// Applies one outcome; returns the delivery's attempt count after it.
+    /// Applies one outcome; returns the delivery's attempt count after it (0 when the
+    /// outcome carries no attempt).
     async fn apply(&self, u: &DeliveryUpdate) -> Result<u32> {
-        let mut set = vec!["#st = :st", "#ua = :ua"];
+        let mut set = vec!["#st = :st", "#ua = :ua", "#sk = :sk"];
         let mut remove = Vec::new();
         let mut request = self
             .client
@@ -99,14 +118,18 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#acct", "account_id")
             .expression_attribute_names("#st", "status")
             .expression_attribute_names("#ua", "updated_at")
-            .expression_attribute_names("#ac", "attempt_count")
             .expression_attribute_names("#na", "next_attempt_at")
             .expression_attribute_names("#le", "last_error")
+            .expression_attribute_names("#sk", "status_key")
+            .expression_attribute_values(":sk", s(format!("{}#{}", u.account_id, u.status.as_str())))
             .expression_attribute_values(":acct", s(&u.account_id))
             .expression_attribute_values(":st", s(u.status.as_str()))
             .expression_attribute_values(":ua", n(u.at))
-            .expression_attribute_values(":inc", n(u.attempt.is_some() as u8))
-            .return_values(ReturnValue::UpdatedNew);
+            .return_values(if u.attempt.is_some() {
+                ReturnValue::UpdatedNew
+            } else {
+                ReturnValue::None
+            });
         match u.next_attempt_at {
             Some(at) => {
                 set.push("#na = :na");
@@ -121,7 +144,19 @@ impl DynamoDeliveryLog {
             }
             None => remove.push("#le"),
         }
-        let mut expression = format!("SET {} ADD #ac :inc", set.join(", "));
+        if let Some(a) = &u.attempt {
+            set.push("#ll = :ll");
+            request = request
+                .expression_attribute_names("#ll", "last_latency_ms")
+                .expression_attribute_values(":ll", n(a.latency_ms));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if u.attempt.is_some() {
+            expression.push_str(" ADD #ac :one");
+            request = request
+                .expression_attribute_names("#ac", "attempt_count")
+                .expression_attribute_values(":one", n(1));
+        }
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
@@ -133,8 +168,11 @@ impl DynamoDeliveryLog {
                 UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
                 other => storage_error(other),
             })?;
+        if u.attempt.is_none() {
+            return Ok(0);
+        }
         out.attributes()
-            .and_then(|a| super::attributes::opt_n(a, "attempt_count"))
+            .and_then(|a| opt_n(a, "attempt_count"))
             .ok_or_else(|| Error::Storage("update returned no attempt count".into()))
     }
 
@@ -163,6 +201,61 @@ impl DynamoDeliveryLog {
             item.insert("error".into(), s(e));
         }
         Ok(item)
+    }
+
+    /// A newest-first page of delivery items from an index, optionally filtered by status.
+    async fn index_page(
+        &self,
+        index: &str,
+        key_names: &[&str],
+        key_condition: (&str, &str, String),
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (condition, name, value) = key_condition;
+        let mut start = cursor.map(|c| decode_cursor(c, key_names)).transpose()?;
+        let mut items: Vec<Item> = Vec::new();
+        let now = now_secs();
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(condition)
+                .expression_attribute_values(name, s(value.clone()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            if let Some(st) = status {
+                query = query
+                    .filter_expression("#st = :st")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_values(":st", s(st.as_str()));
+            }
+            let out = query.send().await.map_err(storage_error)?;
+            for item in out.items() {
+                if items.len() > limit {
+                    break;
+                }
+                if !expired(item, now) {
+                    items.push(item.clone());
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() && items.len() <= limit => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = more
+            .then(|| items.last().map(|i| encode_cursor(i, key_names)))
+            .flatten();
+        Ok(Page {
+            items: items.iter().map(delivery_from_item).collect::<Result<_>>()?,
+            next_cursor,
+        })
     }
 
     /// Writes items 25 at a time, retrying what DynamoDB leaves unprocessed.
@@ -227,6 +320,7 @@ fn delivery_from_item(item: &Item) -> Result<Delivery> {
         updated_at: get_n(item, "updated_at")?,
         next_attempt_at: opt_n(item, "next_attempt_at"),
         last_error: opt_s(item, "last_error"),
+        last_latency_ms: opt_n(item, "last_latency_ms"),
     })
 }
 
@@ -337,5 +431,77 @@ impl DeliveryLog for DynamoDeliveryLog {
         }
         deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(deliveries)
+    }
+
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        self.index_page(
+            BY_SUBSCRIPTION_INDEX,
+            BY_SUBSCRIPTION_KEYS,
+            ("sub_key = :k", ":k", format!("{account_id}#{subscription_id}")),
+            status,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn list_by_status(
+        &self,
+        account_id: &str,
+        status: DeliveryStatus,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        self.index_page(
+            BY_STATUS_INDEX,
+            BY_STATUS_KEYS,
+            ("status_key = :k", ":k", format!("{account_id}#{}", status.as_str())),
+            None,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats> {
+        let mut stats = DeliveryStats::default();
+        let mut start: Option<Item> = None;
+        let now = now_secs();
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_SUBSCRIPTION_INDEX)
+                .key_condition_expression("sub_key = :k AND created_at >= :since")
+                .expression_attribute_values(":k", s(format!("{account_id}#{subscription_id}")))
+                .expression_attribute_values(":since", n(since_ms))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(storage_error)?;
+            for item in out.items().iter().filter(|i| !expired(i, now)) {
+                let status = get_s(item, "status")?;
+                let status = DeliveryStatus::parse(&status)
+                    .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+                stats.add(status, opt_n(item, "last_latency_ms"));
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(stats),
+            }
+        }
     }
 }

@@ -5,14 +5,21 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::attributes::{expired, get_bool, get_s, n, now_secs, s, Item};
+use super::attributes::{
+    decode_cursor, encode_cursor, expired, get_bool, get_s, n, now_secs, s, Item,
+};
+use crate::ports::Page;
+
+pub const BY_TIME_INDEX: &str = "by_time";
+const BY_TIME_KEYS: &[&str] = &["account_id", "id", "received_at"];
 use super::storage_error;
 use crate::domain::event::Event;
 use crate::ports::{EventInsert, EventStore};
 use crate::{Error, Result};
 
 /// Table `events`: partition `account_id`, sort `id`; the event as JSON in `doc`, whether it
-/// reached the queue in `enqueued`, and a TTL in `expires_at`.
+/// reached the queue in `enqueued`, and a TTL in `expires_at`. The index `by_time`
+/// (`account_id`, by `received_at`) lists an account's events newest first.
 pub struct DynamoEventStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -143,5 +150,63 @@ impl EventStore for DynamoEventStore {
                     .map_err(|e| Error::Storage(format!("corrupt event: {e}")))
             })
             .transpose()
+    }
+
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>> {
+        let mut start = cursor.map(|c| decode_cursor(c, BY_TIME_KEYS)).transpose()?;
+        let mut items: Vec<Item> = Vec::new();
+        let now = now_secs();
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_TIME_INDEX)
+                .key_condition_expression("account_id = :a")
+                .expression_attribute_values(":a", s(account_id))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            if let Some(t) = event_type {
+                query = query
+                    .filter_expression("#ty = :ty")
+                    .expression_attribute_names("#ty", "type")
+                    .expression_attribute_values(":ty", s(t));
+            }
+            let out = query.send().await.map_err(storage_error)?;
+            for item in out.items() {
+                if items.len() > limit {
+                    break;
+                }
+                if !expired(item, now) {
+                    items.push(item.clone());
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() && items.len() <= limit => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = more
+            .then(|| items.last().map(|i| encode_cursor(i, BY_TIME_KEYS)))
+            .flatten();
+        let events = items
+            .iter()
+            .map(|item| {
+                serde_json::from_str(&get_s(item, "doc")?)
+                    .map_err(|e| Error::Storage(format!("corrupt event: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            items: events,
+            next_cursor,
+        })
     }
 }

@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::deliveries::BY_EVENT_INDEX;
+use super::deliveries::{BY_EVENT_INDEX, BY_STATUS_INDEX, BY_SUBSCRIPTION_INDEX};
+use super::events::BY_TIME_INDEX;
 use super::{queue_error, storage_error, Clients, Resources};
 use crate::domain::subscription::MAX_ATTEMPTS_LIMIT;
 use crate::Result;
@@ -77,57 +78,75 @@ fn key(name: &str, kind: KeyType) -> KeySchemaElement {
         .expect("name and type are set")
 }
 
-fn string_attribute(name: &str) -> AttributeDefinition {
+/// Index sort keys that are numbers (milliseconds since the epoch).
+const NUMERIC_KEYS: &[&str] = &["created_at", "updated_at", "received_at"];
+
+fn attribute(name: &str) -> AttributeDefinition {
+    let kind = if NUMERIC_KEYS.contains(&name) {
+        ScalarAttributeType::N
+    } else {
+        ScalarAttributeType::S
+    };
     AttributeDefinition::builder()
         .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
+        .attribute_type(kind)
         .build()
         .expect("name and type are set")
 }
 
-async fn table(
-    clients: &Clients,
-    name: &str,
-    partition: &str,
-    sort: Option<&str>,
-    by_event_index: bool,
+/// A global secondary index projecting every attribute.
+fn index(name: &str, partition: &str, sort: &str) -> Result<GlobalSecondaryIndex> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(partition, KeyType::Hash))
+        .key_schema(key(sort, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(storage_error)
+}
+
+/// A table: its key, its indexes (name, partition, sort) and whether it has a TTL.
+struct TableSpec<'a> {
+    name: &'a str,
+    partition: &'a str,
+    sort: Option<&'a str>,
+    indexes: &'a [(&'a str, &'a str, &'a str)],
     ttl: bool,
-) -> Result<()> {
+}
+
+async fn table(clients: &Clients, spec: TableSpec<'_>) -> Result<()> {
     let mut request = clients
         .dynamodb
         .create_table()
-        .table_name(name)
+        .table_name(spec.name)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(partition, KeyType::Hash))
-        .attribute_definitions(string_attribute(partition));
-    if let Some(sort) = sort {
-        request = request
-            .key_schema(key(sort, KeyType::Range))
-            .attribute_definitions(string_attribute(sort));
+        .key_schema(key(spec.partition, KeyType::Hash));
+    let mut defined: Vec<&str> = vec![spec.partition];
+    if let Some(sort) = spec.sort {
+        request = request.key_schema(key(sort, KeyType::Range));
+        defined.push(sort);
     }
-    if by_event_index {
-        request = request
-            .attribute_definitions(string_attribute("event_key"))
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(BY_EVENT_INDEX)
-                    .key_schema(key("event_key", KeyType::Hash))
-                    .key_schema(key("pk", KeyType::Range))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-                    .map_err(storage_error)?,
-            );
+    for (name, partition, sort) in spec.indexes {
+        for attr in [*partition, *sort] {
+            if !defined.contains(&attr) {
+                defined.push(attr);
+            }
+        }
+        request = request.global_secondary_indexes(index(name, partition, sort)?);
+    }
+    for attr in defined {
+        request = request.attribute_definitions(attribute(attr));
     }
     request.send().await.map_err(storage_error)?;
-    if ttl {
+    if spec.ttl {
         clients
             .dynamodb
             .update_time_to_live()
-            .table_name(name)
+            .table_name(spec.name)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
                     .attribute_name("expires_at")
@@ -171,41 +190,42 @@ pub async fn create_all(clients: &Clients, prefix: &str) -> Result<Resources> {
         api_keys_table: format!("{prefix}api-keys"),
         retention: Duration::from_secs(30 * 86_400),
     };
-    table(
-        clients,
-        &resources.subscriptions_table,
-        "account_id",
-        Some("id"),
-        false,
-        false,
-    )
-    .await?;
-    table(
-        clients,
-        &resources.events_table,
-        "account_id",
-        Some("id"),
-        false,
-        true,
-    )
-    .await?;
-    table(
-        clients,
-        &resources.deliveries_table,
-        "pk",
-        Some("sk"),
-        true,
-        true,
-    )
-    .await?;
-    table(
-        clients,
-        &resources.api_keys_table,
-        "key_hash",
-        None,
-        false,
-        false,
-    )
-    .await?;
+    let tables = [
+        TableSpec {
+            name: &resources.subscriptions_table,
+            partition: "account_id",
+            sort: Some("id"),
+            indexes: &[],
+            ttl: false,
+        },
+        TableSpec {
+            name: &resources.events_table,
+            partition: "account_id",
+            sort: Some("id"),
+            indexes: &[(BY_TIME_INDEX, "account_id", "received_at")],
+            ttl: true,
+        },
+        TableSpec {
+            name: &resources.deliveries_table,
+            partition: "pk",
+            sort: Some("sk"),
+            indexes: &[
+                (BY_EVENT_INDEX, "event_key", "pk"),
+                (BY_SUBSCRIPTION_INDEX, "sub_key", "created_at"),
+                (BY_STATUS_INDEX, "status_key", "updated_at"),
+            ],
+            ttl: true,
+        },
+        TableSpec {
+            name: &resources.api_keys_table,
+            partition: "key_hash",
+            sort: None,
+            indexes: &[],
+            ttl: false,
+        },
+    ];
+    for spec in tables {
+        table(clients, spec).await?;
+    }
     Ok(resources)
 }

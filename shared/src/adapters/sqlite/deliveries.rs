@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::{from_json, placeholders, to_json, Db};
+use super::{decode_cursor, from_json, page, placeholders, to_json, Db};
+use crate::domain::stats::DeliveryStats;
+use crate::ports::Page;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use crate::ports::DeliveryLog;
 use crate::{Error, Result};
@@ -17,7 +19,7 @@ impl SqliteDeliveryLog {
 }
 
 const DELIVERY_COLUMNS: &str = "id, account_id, subscription_id, event_id, event_type, status,
-    attempt_count, created_at, updated_at, next_attempt_at, last_error";
+    attempt_count, created_at, updated_at, next_attempt_at, last_error, last_latency_ms";
 
 fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
     let status: String = r.get(5)?;
@@ -39,6 +41,7 @@ fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
         updated_at: r.get(8)?,
         next_attempt_at: r.get(9)?,
         last_error: r.get(10)?,
+        last_latency_ms: r.get(11)?,
     })
 }
 
@@ -54,7 +57,7 @@ impl DeliveryLog for SqliteDeliveryLog {
                     let mut stmt = tx.prepare_cached(&format!(
                         "INSERT INTO deliveries ({DELIVERY_COLUMNS})
                          VALUES ({}) ON CONFLICT DO NOTHING",
-                        placeholders(11)
+                        placeholders(12)
                     ))?;
                     for d in &deliveries {
                         let n = stmt.execute(params![
@@ -68,7 +71,8 @@ impl DeliveryLog for SqliteDeliveryLog {
                             d.created_at,
                             d.updated_at,
                             d.next_attempt_at,
-                            d.last_error
+                            d.last_error,
+                            d.last_latency_ms
                         ])?;
                         created.push(n == 1);
                     }
@@ -100,7 +104,8 @@ impl DeliveryLog for SqliteDeliveryLog {
                 {
                     let mut update = tx.prepare_cached(
                         "UPDATE deliveries SET status = ?3, attempt_count = attempt_count + ?4,
-                         updated_at = ?5, next_attempt_at = ?6, last_error = ?7
+                         updated_at = ?5, next_attempt_at = ?6, last_error = ?7,
+                         last_latency_ms = COALESCE(?8, last_latency_ms)
                          WHERE id = ?1 AND account_id = ?2 RETURNING attempt_count",
                     )?;
                     let mut insert = tx.prepare_cached(
@@ -118,7 +123,8 @@ impl DeliveryLog for SqliteDeliveryLog {
                                     u.attempt.is_some() as i64,
                                     u.at,
                                     u.next_attempt_at,
-                                    u.error
+                                    u.error,
+                                    u.attempt.as_ref().map(|a| a.latency_ms as i64)
                                 ],
                                 |r| r.get(0),
                             )
@@ -220,5 +226,97 @@ impl DeliveryLog for SqliteDeliveryLog {
                 Ok(rows)
             })
             .await
+    }
+
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (before_at, before_id) = decode_cursor(cursor)?;
+        let (account, sub) = (account_id.to_string(), subscription_id.to_string());
+        let status = status.map(|s| s.as_str());
+        let rows = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE account_id = ?1 AND subscription_id = ?2
+                         AND (?3 IS NULL OR status = ?3)
+                         AND (created_at < ?4 OR (created_at = ?4 AND id < ?5))
+                         ORDER BY created_at DESC, id DESC LIMIT ?6"
+                    ))?
+                    .query_map(
+                        params![account, sub, status, before_at, before_id, limit as i64 + 1],
+                        delivery_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(page(rows, limit, |d| (d.created_at, d.id.as_str())))
+    }
+
+    async fn list_by_status(
+        &self,
+        account_id: &str,
+        status: DeliveryStatus,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (before_at, before_id) = decode_cursor(cursor)?;
+        let account = account_id.to_string();
+        let rows = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE account_id = ?1 AND status = ?2
+                         AND (updated_at < ?3 OR (updated_at = ?3 AND id < ?4))
+                         ORDER BY updated_at DESC, id DESC LIMIT ?5"
+                    ))?
+                    .query_map(
+                        params![account, status.as_str(), before_at, before_id, limit as i64 + 1],
+                        delivery_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(page(rows, limit, |d| (d.updated_at, d.id.as_str())))
+    }
+
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats> {
+        let (account, sub) = (account_id.to_string(), subscription_id.to_string());
+        let rows: Vec<(String, Option<i64>)> = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(
+                        "SELECT status, last_latency_ms FROM deliveries
+                         WHERE account_id = ?1 AND subscription_id = ?2 AND created_at >= ?3",
+                    )?
+                    .query_map(params![account, sub, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut stats = DeliveryStats::default();
+        for (status, latency) in rows {
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+            stats.add(status, latency.map(|l| l as u64));
+        }
+        Ok(stats)
     }
 }

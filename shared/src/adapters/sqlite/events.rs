@@ -1,7 +1,8 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
-use super::{from_json, to_json, Db};
+use super::{decode_cursor, from_json, page, to_json, Db};
+use crate::ports::Page;
 use crate::domain::event::Event;
 use crate::ports::{EventInsert, EventStore};
 use crate::Result;
@@ -94,5 +95,35 @@ impl EventStore for SqliteEventStore {
             })
             .await?;
         doc.map(|d| from_json(&d)).transpose()
+    }
+
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>> {
+        let (before_at, before_id) = decode_cursor(cursor)?;
+        let (account, ty) = (account_id.to_string(), event_type.map(str::to_string));
+        let docs: Vec<String> = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(
+                        "SELECT doc FROM events WHERE account_id = ?1 AND (?2 IS NULL OR type = ?2)
+                         AND (received_at < ?3 OR (received_at = ?3 AND id < ?4))
+                         ORDER BY received_at DESC, id DESC LIMIT ?5",
+                    )?
+                    .query_map(
+                        params![account, ty, before_at, before_id, limit as i64 + 1],
+                        |r| r.get(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let events = docs.iter().map(|d| from_json(d)).collect::<Result<Vec<Event>>>()?;
+        Ok(page(events, limit, |e| (e.received_at, e.id.as_str())))
     }
 }

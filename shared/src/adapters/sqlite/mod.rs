@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS events (
     doc TEXT NOT NULL,
     PRIMARY KEY (account_id, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_time ON events (account_id, received_at, id);
 
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
@@ -66,9 +67,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     next_attempt_at INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    last_latency_ms INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (account_id, event_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_subscription
+    ON deliveries (account_id, subscription_id, created_at, id);
+CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (account_id, status, updated_at, id);
 
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_id TEXT NOT NULL,
@@ -162,4 +167,35 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Storage(format!("corrupt record: {e}")))
+}
+
+/// Listings are ordered by (time, id), newest first; a cursor is the last row's pair.
+fn encode_cursor(at: i64, id: &str) -> String {
+    format!("{at}.{id}")
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<(i64, String)> {
+    match cursor {
+        None => Ok((i64::MAX, String::new())),
+        Some(c) => c
+            .split_once('.')
+            .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
+            .ok_or(Error::InvalidCursor),
+    }
+}
+
+/// The page of `rows` (fetched with one extra to see whether more follow).
+fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, &str)) -> crate::ports::Page<T> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| {
+            let (at, id) = key(r);
+            encode_cursor(at, id)
+        }))
+        .flatten();
+    crate::ports::Page {
+        items: rows,
+        next_cursor,
+    }
 }
