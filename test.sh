@@ -52,6 +52,32 @@ cargo build --workspace --bins
 step "tests"
 cargo test --workspace
 
+step "OpenAPI: validate the document and fuzz the running API (schemathesis)"
+api_dir=$(mktemp -d)
+api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+api_key="whp_schemathesis_$(date +%s)"
+# Deliveries may reach only loopback, whatever URLs the fuzzer invents.
+./target/debug/webhooks --data-dir "$api_dir" --addr "127.0.0.1:$api_port" --platform-key "$api_key" \
+  --allow-http --allow-cidr 127.0.0.0/8 --only-allowed-cidrs > "$api_dir/runner.log" 2>&1 &
+runner_pid=$!
+trap 'kill "$moto_pid" "$runner_pid" 2>/dev/null || true' EXIT
+python3 - "http://127.0.0.1:$api_port" "$api_dir/openapi.json" <<'PY' || { cat "$api_dir/runner.log"; exit 1; }
+import sys, time, urllib.request
+for _ in range(150):
+    try:
+        body = urllib.request.urlopen(sys.argv[1] + "/openapi.json", timeout=1).read()
+        open(sys.argv[2], "wb").write(body)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.2)
+sys.exit("the runner did not start")
+PY
+openapi-spec-validator "$api_dir/openapi.json"
+schemathesis run "http://127.0.0.1:$api_port/openapi.json" \
+  -H "Authorization: Bearer $api_key" --checks not_a_server_error \
+  --max-examples 25 --request-timeout 15 --seed 1
+kill "$runner_pid"
+
 step "sam build: the four Lambda bootstrap binaries"
 if rustup target add aarch64-unknown-linux-gnu; then
   sam build --beta-features --template template.yaml

@@ -566,11 +566,19 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
         error: Some("gave up".into()),
         at,
     };
-    d.record(&[dead("msg_1", base + 10), dead("msg_3", base + 20)]).await.unwrap();
+    d.record(&[dead("msg_1", base + 10), dead("msg_3", base + 20)])
+        .await
+        .unwrap();
 
     let newest_first = all_pages(|c| async move {
-        let page = d.list_for_subscription("acct", "wh_1", None, c.as_deref(), 2).await.unwrap();
-        Page { items: page.items.into_iter().map(|x| x.id).collect(), next_cursor: page.next_cursor }
+        let page = d
+            .list_for_subscription("acct", "wh_1", None, c.as_deref(), 2)
+            .await
+            .unwrap();
+        Page {
+            items: page.items.into_iter().map(|x| x.id).collect(),
+            next_cursor: page.next_cursor,
+        }
     })
     .await;
     assert_eq!(newest_first, ["msg_4", "msg_3", "msg_2", "msg_1", "msg_0"]);
@@ -578,17 +586,38 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
         .list_for_subscription("acct", "wh_1", Some(DeliveryStatus::Dead), None, 10)
         .await
         .unwrap();
-    assert_eq!(dead_for_sub.items.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["msg_3", "msg_1"]);
+    assert_eq!(
+        dead_for_sub
+            .items
+            .iter()
+            .map(|x| x.id.as_str())
+            .collect::<Vec<_>>(),
+        ["msg_3", "msg_1"]
+    );
     assert!(dead_for_sub.next_cursor.is_none());
 
     let dead_letters = all_pages(|c| async move {
-        let page = d.list_by_status("acct", DeliveryStatus::Dead, c.as_deref(), 2).await.unwrap();
-        Page { items: page.items.into_iter().map(|x| x.id).collect(), next_cursor: page.next_cursor }
+        let page = d
+            .list_by_status("acct", DeliveryStatus::Dead, c.as_deref(), 2)
+            .await
+            .unwrap();
+        Page {
+            items: page.items.into_iter().map(|x| x.id).collect(),
+            next_cursor: page.next_cursor,
+        }
     })
     .await;
     assert_eq!(dead_letters, ["msg_3", "msg_1"]);
-    assert!(d.list_by_status("other", DeliveryStatus::Dead, None, 10).await.unwrap().items.is_empty());
-    assert!(d.list_for_subscription("acct", "wh_1", None, Some("not-a-cursor"), 2).await.is_err());
+    assert!(d
+        .list_by_status("other", DeliveryStatus::Dead, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(d
+        .list_for_subscription("acct", "wh_1", None, Some("not-a-cursor"), 2)
+        .await
+        .is_err());
 }
 
 pub async fn stats_count_by_status_with_latencies(p: Ports) {
@@ -596,9 +625,14 @@ pub async fn stats_count_by_status_with_latencies(p: Ports) {
     let base = now_ms();
     let mut old = delivery("msg_old", "e0");
     old.created_at = base - 3_600_000;
-    d.create_batch(&[old, delivery("msg_a", "e1"), delivery("msg_b", "e2"), delivery("msg_c", "e3")])
-        .await
-        .unwrap();
+    d.create_batch(&[
+        old,
+        delivery("msg_a", "e1"),
+        delivery("msg_b", "e2"),
+        delivery("msg_c", "e3"),
+    ])
+    .await
+    .unwrap();
     let attempt = |latency| Attempt {
         attempt: 0,
         at: base,
@@ -651,12 +685,25 @@ pub async fn events_list_newest_first_by_type(p: Ports) {
     e.insert_batch(&events).await.unwrap();
     let ids = all_pages(|c| async move {
         let page = e.list("acct", None, c.as_deref(), 2).await.unwrap();
-        Page { items: page.items.into_iter().map(|x| x.id).collect(), next_cursor: page.next_cursor }
+        Page {
+            items: page.items.into_iter().map(|x| x.id).collect(),
+            next_cursor: page.next_cursor,
+        }
     })
     .await;
     assert_eq!(ids, ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]);
-    let agents = e.list("acct", Some("agent.status_changed"), None, 10).await.unwrap();
-    assert_eq!(agents.items.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["evt_3", "evt_1"]);
+    let agents = e
+        .list("acct", Some("agent.status_changed"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        agents
+            .items
+            .iter()
+            .map(|x| x.id.as_str())
+            .collect::<Vec<_>>(),
+        ["evt_3", "evt_1"]
+    );
 }
 
 pub async fn api_keys_are_found_by_hash(p: Ports) {

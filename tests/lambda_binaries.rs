@@ -208,6 +208,55 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
     assert_eq!(delivery["status"], "succeeded");
     assert_eq!(delivery["attempts"].as_array().unwrap().len(), 2);
 
+    // The management routes answer through the api function as they do in the runner.
+    let wh = sub["id"].as_str().unwrap();
+    for path in [
+        "/healthz".to_string(),
+        "/openapi.json".to_string(),
+        "/v1/event-types".to_string(),
+        "/v1/accounts/acct_l/webhooks".to_string(),
+        format!("/v1/accounts/acct_l/webhooks/{wh}"),
+        format!("/v1/accounts/acct_l/webhooks/{wh}/deliveries"),
+        format!("/v1/accounts/acct_l/webhooks/{wh}/stats"),
+        "/v1/accounts/acct_l/events".to_string(),
+        "/v1/accounts/acct_l/events/evt_lambda".to_string(),
+        "/v1/accounts/acct_l/dead-letters".to_string(),
+    ] {
+        let (status, body) = http_answer(&api.invoke(http_event("GET", &path, &key, None)).await);
+        assert_eq!(status, 200, "GET {path}: {body}");
+    }
+    let (_, listed) = http_answer(
+        &api.invoke(http_event(
+            "GET",
+            &format!("/v1/accounts/acct_l/webhooks/{wh}/deliveries"),
+            &key,
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(listed["data"][0]["status"], "succeeded");
+    let (_, stats) = http_answer(
+        &api.invoke(http_event(
+            "GET",
+            &format!("/v1/accounts/acct_l/webhooks/{wh}/stats"),
+            &key,
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(stats["counts"]["succeeded"], 1);
+    let (status, rotated) = http_answer(
+        &api.invoke(http_event(
+            "POST",
+            &format!("/v1/accounts/acct_l/webhooks/{wh}/rotate-secret"),
+            &key,
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(status, 200, "{rotated}");
+    assert!(rotated["secret"].as_str().unwrap().starts_with("whsec_"));
+
     // The deliver function reported both attempts as EMF metrics on stdout.
     let emf: Vec<Value> = deliver
         .stdout

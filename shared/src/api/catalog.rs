@@ -13,7 +13,7 @@ pub struct EventTypes {
 #[utoipa::path(get, path = "/v1/event-types", tag = "catalog",
     responses((status = 200, body = EventTypes), (status = 401, body = super::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(_caller: super::extract::Caller) -> Json<EventTypes> {
+pub async fn list_event_types(_caller: super::extract::Caller) -> Json<EventTypes> {
     Json(EventTypes {
         data: catalog::catalog(),
     })

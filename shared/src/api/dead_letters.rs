@@ -31,7 +31,7 @@ pub struct PageParams {
     responses((status = 200, body = Paginated<DeliveryView>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub async fn list_dead_letters(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
@@ -40,7 +40,12 @@ pub async fn list(
     let account = caller.account(&account_id)?;
     let page = services
         .deliveries
-        .list_by_status(account, DeliveryStatus::Dead, q.cursor.as_deref(), limit(q.limit)?)
+        .list_by_status(
+            account,
+            DeliveryStatus::Dead,
+            q.cursor.as_deref(),
+            limit(q.limit)?,
+        )
         .await?;
     Ok(Json(Paginated {
         data: page.items.iter().map(DeliveryView::summary).collect(),
@@ -68,7 +73,7 @@ pub struct Redriven {
     responses((status = 202, body = Redriven), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn redrive_dead(
+pub async fn redrive_dead_letters(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
@@ -79,10 +84,12 @@ pub async fn redrive_dead(
     match req.ids {
         Some(ids) => {
             if ids.len() > MAX_REDRIVE {
-                return Err(ApiError::validation(vec![crate::domain::schema::Violation {
-                    pointer: "/ids".into(),
-                    message: format!("must list at most {MAX_REDRIVE} ids"),
-                }]));
+                return Err(ApiError::validation(vec![
+                    crate::domain::schema::Violation {
+                        pointer: "/ids".into(),
+                        message: format!("must list at most {MAX_REDRIVE} ids"),
+                    },
+                ]));
             }
             for id in ids {
                 match services.deliveries.get(account, &id).await? {

@@ -17,7 +17,7 @@ use crate::Services;
     responses((status = 200, body = DeliveryView), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(
+pub async fn get_delivery(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, delivery_id)): Path<(String, String)>,
@@ -65,7 +65,7 @@ pub struct Retried {
     responses((status = 202, body = Retried), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn retry(
+pub async fn retry_delivery(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, delivery_id)): Path<(String, String)>,

@@ -13,6 +13,7 @@ use crate::Services;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only events of this type.
     #[serde(rename = "type")]
@@ -54,7 +55,7 @@ impl From<&Event> for EventView {
     responses((status = 200, body = Paginated<EventView>), (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub async fn list_events(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
@@ -63,7 +64,12 @@ pub async fn list(
     let account = caller.account(&account_id)?;
     let page = services
         .events
-        .list(account, q.event_type.as_deref(), q.cursor.as_deref(), limit(q.limit)?)
+        .list(
+            account,
+            q.event_type.as_deref(),
+            q.cursor.as_deref(),
+            limit(q.limit)?,
+        )
         .await?;
     Ok(Json(Paginated {
         data: page.items.iter().map(EventView::from).collect(),
@@ -77,7 +83,7 @@ pub async fn list(
     responses((status = 200, body = EventView), (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(
+pub async fn get_event(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, event_id)): Path<(String, String)>,
@@ -88,7 +94,10 @@ pub async fn show(
         .get(account, &event_id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
-    let deliveries = services.deliveries.list_for_event(account, &event_id).await?;
+    let deliveries = services
+        .deliveries
+        .list_for_event(account, &event_id)
+        .await?;
     let mut view = EventView::from(&event);
     view.deliveries = Some(deliveries.iter().map(DeliveryView::summary).collect());
     Ok(Json(view))

@@ -26,7 +26,7 @@ pub struct CreatedKey {
     responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(
+pub async fn create_api_key(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,

@@ -31,21 +31,25 @@ fn ingest_routes() -> OpenApiRouter<Services> {
 
 fn management_routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
-        .routes(routes!(catalog::list))
-        .routes(routes!(keys::create))
-        .routes(routes!(webhooks::list, webhooks::create))
-        .routes(routes!(webhooks::show, webhooks::update, webhooks::remove))
-        .routes(routes!(webhook_tools::send_test))
+        .routes(routes!(catalog::list_event_types))
+        .routes(routes!(keys::create_api_key))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhook_tools::test_webhook))
         .routes(routes!(webhook_tools::rotate_secret))
-        .routes(routes!(webhook_tools::list_deliveries))
-        .routes(routes!(webhook_tools::stats))
-        .routes(routes!(webhook_tools::recover))
-        .routes(routes!(deliveries::show))
-        .routes(routes!(deliveries::retry))
-        .routes(routes!(dead_letters::list))
-        .routes(routes!(dead_letters::redrive_dead))
-        .routes(routes!(events::list))
-        .routes(routes!(events::show))
+        .routes(routes!(webhook_tools::list_webhook_deliveries))
+        .routes(routes!(webhook_tools::webhook_stats))
+        .routes(routes!(webhook_tools::recover_webhook))
+        .routes(routes!(deliveries::get_delivery))
+        .routes(routes!(deliveries::retry_delivery))
+        .routes(routes!(dead_letters::list_dead_letters))
+        .routes(routes!(dead_letters::redrive_dead_letters))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
 }
 
 /// The OpenAPI 3.1 document of every route.

@@ -48,7 +48,7 @@ pub struct TestResult {
     params(("account_id" = String, Path), ("webhook_id" = String, Path)),
     responses((status = 200, body = TestResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn send_test(
+pub async fn test_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -69,7 +69,10 @@ pub async fn send_test(
             "webhook_id": sub.id,
         }),
     };
-    services.events.insert_batch(std::slice::from_ref(&event)).await?;
+    services
+        .events
+        .insert_batch(std::slice::from_ref(&event))
+        .await?;
     let delivery_id = ids::delivery_id(account, &event.id, &sub.id);
     services
         .deliveries
@@ -188,7 +191,7 @@ pub fn parse_status(s: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError>
     responses((status = 200, body = Paginated<DeliveryView>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_deliveries(
+pub async fn list_webhook_deliveries(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -199,7 +202,13 @@ pub async fn list_deliveries(
     let status = parse_status(q.status.as_deref())?;
     let page = services
         .deliveries
-        .list_for_subscription(account, &webhook_id, status, q.cursor.as_deref(), limit(q.limit)?)
+        .list_for_subscription(
+            account,
+            &webhook_id,
+            status,
+            q.cursor.as_deref(),
+            limit(q.limit)?,
+        )
         .await?;
     Ok(Json(Paginated {
         data: page.items.iter().map(DeliveryView::summary).collect(),
@@ -242,7 +251,7 @@ pub struct Stats {
     responses((status = 200, body = Stats), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn stats(
+pub async fn webhook_stats(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -254,7 +263,9 @@ pub async fn stats(
     let span = parse_window(&window).ok_or_else(|| {
         ApiError::validation(vec![crate::domain::schema::Violation {
             pointer: "/window".into(),
-            message: "must be a number of minutes, hours or days (`90m`, `24h`, `7d`), at most 30 days".into(),
+            message:
+                "must be a number of minutes, hours or days (`90m`, `24h`, `7d`), at most 30 days"
+                    .into(),
         }])
     })?;
     let since = services.clock.now_ms() - span.as_millis() as i64;
@@ -299,7 +310,7 @@ pub struct Requeued {
     responses((status = 202, body = Requeued), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn recover(
+pub async fn recover_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -314,9 +325,13 @@ pub async fn recover(
         }])
     };
     let to_ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
-    let since = parse_rfc3339(&req.since).map(to_ms).ok_or_else(|| bad_time("/since"))?;
+    let since = parse_rfc3339(&req.since)
+        .map(to_ms)
+        .ok_or_else(|| bad_time("/since"))?;
     let until = match &req.until {
-        Some(u) => parse_rfc3339(u).map(to_ms).ok_or_else(|| bad_time("/until"))?,
+        Some(u) => parse_rfc3339(u)
+            .map(to_ms)
+            .ok_or_else(|| bad_time("/until"))?,
         None => services.clock.now_ms() + 1,
     };
     let mut found = Vec::new();

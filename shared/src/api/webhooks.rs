@@ -171,7 +171,7 @@ async fn check_destination(services: &Services, url: &str) -> Result<(), ApiErro
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(
+pub async fn create_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
@@ -232,7 +232,7 @@ pub struct ListQuery {
     responses((status = 200, body = Paginated<SubscriptionView>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub async fn list_webhooks(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
@@ -253,7 +253,11 @@ pub async fn list(
     }))
 }
 
-pub(super) async fn load(services: &Services, account: &str, id: &str) -> Result<Subscription, ApiError> {
+pub(super) async fn load(
+    services: &Services,
+    account: &str,
+    id: &str,
+) -> Result<Subscription, ApiError> {
     services
         .subscriptions
         .get(account, id)
@@ -267,7 +271,7 @@ pub(super) async fn load(services: &Services, account: &str, id: &str) -> Result
     responses((status = 200, body = SubscriptionView), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(
+pub async fn get_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -285,7 +289,7 @@ pub async fn show(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn update(
+pub async fn update_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
@@ -338,7 +342,7 @@ pub async fn update(
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn remove(
+pub async fn delete_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,

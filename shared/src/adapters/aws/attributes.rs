@@ -71,7 +71,8 @@ pub fn encode_cursor(item: &Item, key_names: &[&str]) -> String {
         };
         map.insert(name.to_string(), value);
     }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::Value::Object(map).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::Value::Object(map).to_string())
 }
 
 /// The `ExclusiveStartKey` a cursor stands for.
@@ -85,7 +86,10 @@ pub fn decode_cursor(cursor: &str, key_names: &[&str]) -> Result<Item> {
     let mut item = Item::new();
     for name in key_names {
         let v = map.get(*name).ok_or(Error::InvalidCursor)?;
-        let value = match (v.get("S").and_then(|s| s.as_str()), v.get("N").and_then(|n| n.as_str())) {
+        let value = match (
+            v.get("S").and_then(|s| s.as_str()),
+            v.get("N").and_then(|n| n.as_str()),
+        ) {
             (Some(s), None) => AttributeValue::S(s.to_string()),
             (None, Some(n)) if n.parse::<f64>().is_ok() => AttributeValue::N(n.to_string()),
             _ => return Err(Error::InvalidCursor),

@@ -9,11 +9,11 @@ use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 use super::attributes::{
     decode_cursor, encode_cursor, expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item,
 };
-use crate::domain::stats::DeliveryStats;
-use crate::ports::Page;
 use super::storage_error;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::domain::stats::DeliveryStats;
 use crate::ports::DeliveryLog;
+use crate::ports::Page;
 use crate::{Error, Result};
 
 /// DynamoDB's limit on requests per `BatchWriteItem`.
@@ -121,7 +121,10 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#na", "next_attempt_at")
             .expression_attribute_names("#le", "last_error")
             .expression_attribute_names("#sk", "status_key")
-            .expression_attribute_values(":sk", s(format!("{}#{}", u.account_id, u.status.as_str())))
+            .expression_attribute_values(
+                ":sk",
+                s(format!("{}#{}", u.account_id, u.status.as_str())),
+            )
             .expression_attribute_values(":acct", s(&u.account_id))
             .expression_attribute_values(":st", s(u.status.as_str()))
             .expression_attribute_values(":ua", n(u.at))
@@ -253,7 +256,10 @@ impl DynamoDeliveryLog {
             .then(|| items.last().map(|i| encode_cursor(i, key_names)))
             .flatten();
         Ok(Page {
-            items: items.iter().map(delivery_from_item).collect::<Result<_>>()?,
+            items: items
+                .iter()
+                .map(delivery_from_item)
+                .collect::<Result<_>>()?,
             next_cursor,
         })
     }
@@ -444,7 +450,11 @@ impl DeliveryLog for DynamoDeliveryLog {
         self.index_page(
             BY_SUBSCRIPTION_INDEX,
             BY_SUBSCRIPTION_KEYS,
-            ("sub_key = :k", ":k", format!("{account_id}#{subscription_id}")),
+            (
+                "sub_key = :k",
+                ":k",
+                format!("{account_id}#{subscription_id}"),
+            ),
             status,
             cursor,
             limit,
@@ -462,7 +472,11 @@ impl DeliveryLog for DynamoDeliveryLog {
         self.index_page(
             BY_STATUS_INDEX,
             BY_STATUS_KEYS,
-            ("status_key = :k", ":k", format!("{account_id}#{}", status.as_str())),
+            (
+                "status_key = :k",
+                ":k",
+                format!("{account_id}#{}", status.as_str()),
+            ),
             None,
             cursor,
             limit,

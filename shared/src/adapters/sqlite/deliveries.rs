@@ -2,10 +2,10 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{decode_cursor, from_json, page, placeholders, to_json, Db};
-use crate::domain::stats::DeliveryStats;
-use crate::ports::Page;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::domain::stats::DeliveryStats;
 use crate::ports::DeliveryLog;
+use crate::ports::Page;
 use crate::{Error, Result};
 
 pub struct SqliteDeliveryLog {
@@ -281,7 +281,13 @@ impl DeliveryLog for SqliteDeliveryLog {
                          ORDER BY updated_at DESC, id DESC LIMIT ?5"
                     ))?
                     .query_map(
-                        params![account, status.as_str(), before_at, before_id, limit as i64 + 1],
+                        params![
+                            account,
+                            status.as_str(),
+                            before_at,
+                            before_id,
+                            limit as i64 + 1
+                        ],
                         delivery_from_row,
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -306,7 +312,9 @@ impl DeliveryLog for SqliteDeliveryLog {
                         "SELECT status, last_latency_ms FROM deliveries
                          WHERE account_id = ?1 AND subscription_id = ?2 AND created_at >= ?3",
                     )?
-                    .query_map(params![account, sub, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map(params![account, sub, since_ms], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(rows)
             })

@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use super::{decode_cursor, from_json, page, to_json, Db};
-use crate::ports::Page;
 use crate::domain::event::Event;
+use crate::ports::Page;
 use crate::ports::{EventInsert, EventStore};
 use crate::Result;
 
@@ -123,7 +123,10 @@ impl EventStore for SqliteEventStore {
                 Ok(rows)
             })
             .await?;
-        let events = docs.iter().map(|d| from_json(d)).collect::<Result<Vec<Event>>>()?;
+        let events = docs
+            .iter()
+            .map(|d| from_json(d))
+            .collect::<Result<Vec<Event>>>()?;
         Ok(page(events, limit, |e| (e.received_at, e.id.as_str())))
     }
 }

@@ -185,14 +185,20 @@ fn decode_cursor(cursor: Option<&str>) -> Result<(i64, String)> {
 }
 
 /// The page of `rows` (fetched with one extra to see whether more follow).
-fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, &str)) -> crate::ports::Page<T> {
+fn page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> (i64, &str),
+) -> crate::ports::Page<T> {
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = more
-        .then(|| rows.last().map(|r| {
-            let (at, id) = key(r);
-            encode_cursor(at, id)
-        }))
+        .then(|| {
+            rows.last().map(|r| {
+                let (at, id) = key(r);
+                encode_cursor(at, id)
+            })
+        })
         .flatten();
     crate::ports::Page {
         items: rows,
