@@ -78,6 +78,17 @@ schemathesis run "http://127.0.0.1:$api_port/openapi.json" \
   --max-examples 25 --request-timeout 15 --seed 1
 kill "$runner_pid"
 
+step "fuzz: a short bounded run of each target (tests/fuzz)"
+if [ ! -x .tools/bin/cargo-fuzz ]; then
+  cargo install --quiet --root .tools cargo-fuzz --locked
+fi
+# cargo fuzz passes unstable compiler flags; RUSTC_BOOTSTRAP lets the stable toolchain
+# accept them, since no nightly toolchain can be installed here.
+for target in event_ingest signature_header; do
+  RUSTC_BOOTSTRAP=1 .tools/bin/cargo-fuzz fuzz run --fuzz-dir tests/fuzz --sanitizer none \
+    "$target" -- -max_total_time=15 -print_final_stats=1 2>&1 | tail -n 4
+done
+
 step "sam build: the four Lambda bootstrap binaries"
 if rustup target add aarch64-unknown-linux-gnu; then
   sam build --beta-features --template template.yaml

@@ -177,15 +177,7 @@ async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBa
                 response.add_failure(h.message_id);
             }
             Next::DeadLetter => dead.push((h.message_id, h.receipt_handle, h.task)),
-            Next::DisableSubscription(mut sub) => {
-                sub.enabled = false;
-                sub.disabled_reason = Some("the endpoint answered 410 Gone".into());
-                sub.updated_at = services.clock.now_ms();
-                if let Err(e) = services.subscriptions.put(&sub).await {
-                    tracing::error!(subscription_id = %sub.id, error = %e, "could not disable a gone endpoint");
-                }
-                tracing::warn!(subscription_id = %sub.id, "endpoint answered 410 Gone; subscription disabled");
-            }
+            Next::DisableSubscription(gone) => disable_gone(services, &gone).await,
         }
     }
     if !retries.is_empty() {
@@ -204,6 +196,31 @@ async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBa
             response.add_failure(message_id);
         }
     }
+}
+
+/// Disables a subscription whose endpoint answered 410 Gone. Re-read first, so a change the
+/// customer made while the attempt was in flight is kept.
+async fn disable_gone(services: &Services, gone: &Subscription) {
+    let current = match services.subscriptions.get(&gone.account_id, &gone.id).await {
+        Ok(Some(current)) => current,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(subscription_id = %gone.id, error = %e, "could not disable a gone endpoint");
+            return;
+        }
+    };
+    if current.url != gone.url {
+        // Pointed elsewhere meanwhile: the 410 was about the old URL.
+        return;
+    }
+    let mut sub = current;
+    sub.enabled = false;
+    sub.disabled_reason = Some("the endpoint answered 410 Gone".into());
+    sub.updated_at = services.clock.now_ms();
+    if let Err(e) = services.subscriptions.put(&sub).await {
+        tracing::error!(subscription_id = %sub.id, error = %e, "could not disable a gone endpoint");
+    }
+    tracing::warn!(subscription_id = %sub.id, "endpoint answered 410 Gone; subscription disabled");
 }
 
 async fn dead_letter(

@@ -1,0 +1,66 @@
+//! The benchmark harness: `cargo run --release -p e2e --bin bench -- <scenario> [--quick]`.
+//!
+//! Runs the release runner binary as a child process on a fresh data dir (its embedded
+//! default), with the load generator and a local receiver answering 204 in this process,
+//! and prints a Markdown table; `--write` appends it to BENCHMARKS.md with the command, the
+//! machine and the date. Scenarios: throughput, latency, isolation, memory, coldstart, all.
+//! `--quick` runs a tiny version of each, to keep the harness working in CI.
+
+mod receiver;
+mod report;
+mod runner;
+mod scenarios;
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let write = args.iter().any(|a| a == "--write");
+    let scenario = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "all".into());
+    let names: Vec<&str> = match scenario.as_str() {
+        "all" => vec!["throughput", "latency", "isolation", "memory", "coldstart"],
+        one => vec![one],
+    };
+    let mut sections = Vec::new();
+    for name in names {
+        eprintln!("== {name}{}", if quick { " (quick)" } else { "" });
+        let section = match name {
+            "throughput" => scenarios::throughput(quick).await,
+            "latency" => scenarios::latency(quick).await,
+            "isolation" => scenarios::isolation(quick).await,
+            "memory" => scenarios::memory(quick).await,
+            "coldstart" => scenarios::coldstart(quick).await,
+            other => {
+                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, all");
+                return ExitCode::FAILURE;
+            }
+        };
+        match section {
+            Ok(text) => {
+                println!("{text}");
+                sections.push(text);
+            }
+            Err(e) => {
+                eprintln!("{name} failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if write {
+        let command = format!(
+            "cargo run --release -p e2e --bin bench -- {}",
+            args.join(" ")
+        );
+        if let Err(e) = report::append(&command, &sections) {
+            eprintln!("could not write BENCHMARKS.md: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

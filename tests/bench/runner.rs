@@ -1,0 +1,132 @@
+//! The release runner binary as a child process, on a fresh data dir.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const KEY: &str = "whp_benchmark_key";
+
+pub fn release_binary(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe.parent().unwrap().join(name);
+    if !bin.exists() {
+        let status = Command::new("cargo")
+            .args(["build", "--release", "--bin", name])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("building {name} failed"));
+        }
+    }
+    Ok(bin)
+}
+
+pub struct RunnerProcess {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl RunnerProcess {
+    pub async fn start() -> Result<RunnerProcess, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new(release_binary("webhooks")?)
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "--platform-key",
+                KEY,
+                "--allow-http",
+                "--allow-cidr",
+                "127.0.0.0/8",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let me = RunnerProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while me
+            .http
+            .get(format!("{}/healthz", me.base))
+            .send()
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err("the runner did not start".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(me)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let value: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status} {value}"));
+        }
+        Ok(value)
+    }
+
+    pub async fn subscribe(&self, account: &str, url: &str, extra: Value) -> Result<(), String> {
+        let mut body = json!({"url": url, "event_types": ["*"]});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        self.post(&format!("/v1/accounts/{account}/webhooks"), &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// (current, peak) resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,327 @@
+//! The scenarios. Each returns a Markdown section.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::receiver::Receiver;
+use crate::report::{ms, percentile, spread};
+use crate::runner::{release_binary, RunnerProcess};
+
+type Res = Result<String, String>;
+
+fn event(id: &str) -> Value {
+    let mut e = e2e::event("call.ended", "acct_bench", Some(id));
+    e["data"]["call_id"] = json!(id);
+    e
+}
+
+/// Posts `events` in batches of 100, four requests at a time.
+async fn ingest_all(runner: &RunnerProcess, ids: &[String]) -> Result<(), String> {
+    let batches: Vec<Value> = ids
+        .chunks(100)
+        .map(|c| json!({"events": c.iter().map(|id| event(id)).collect::<Vec<_>>()}))
+        .collect();
+    let results: Vec<Result<Value, String>> = futures::stream::iter(batches.iter())
+        .map(|b| runner.post("/v1/events", b))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|_| ())
+}
+
+async fn wait_for(receiver: &Receiver, n: usize, timeout: Duration) -> Result<Instant, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if receiver.total() >= n {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {n} deliveries arrived",
+                receiver.total()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn subscribed_runner(receiver: &Receiver, paths: &[&str]) -> Result<RunnerProcess, String> {
+    let runner = RunnerProcess::start().await?;
+    for p in paths {
+        runner
+            .subscribe("acct_bench", &receiver.url(p), json!({}))
+            .await?;
+    }
+    Ok(runner)
+}
+
+/// The rate at which the same HTTP client posts the same bodies to the same receiver with
+/// the delivery concurrency (8 batches of 10): this machine's ceiling.
+async fn raw_rate(receiver: &Receiver, n: usize) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let body = Arc::new(serde_json::to_string(&event("evt_raw")).unwrap());
+    let url = receiver.url("raw");
+    let started = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let (client, body, url) = (client.clone(), body.clone(), url.clone());
+            async move {
+                let _ = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+            }
+        })
+        .buffer_unordered(80)
+        .collect::<Vec<_>>()
+        .await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+pub async fn throughput(quick: bool) -> Res {
+    let (events, runs) = if quick { (200, 1) } else { (20_000, 3) };
+    let mut rates = Vec::new();
+    let mut ceilings = Vec::new();
+    for run in 0..runs {
+        let receiver = Receiver::start().await;
+        let runner = subscribed_runner(&receiver, &["a", "b", "c"]).await?;
+        let ids: Vec<String> = (0..events).map(|i| format!("evt_{run}_{i}")).collect();
+        let started = Instant::now();
+        ingest_all(&runner, &ids).await?;
+        let ingested = started.elapsed();
+        let done = wait_for(&receiver, events * 3, Duration::from_secs(600)).await?;
+        let rate = (events * 3) as f64 / (done - started).as_secs_f64();
+        eprintln!("run {run}: {rate:.0} deliveries/s (ingest took {ingested:?})");
+        rates.push(rate);
+        drop(runner);
+        ceilings.push(raw_rate(&receiver, events * 3).await);
+    }
+    let (rmin, rmed, rmax) = spread(&mut rates);
+    let (cmin, cmed, cmax) = spread(&mut ceilings);
+    Ok(format!(
+        "### Throughput: {events} events × 3 subscriptions, embedded default, receiver answers 204\n\n\
+         | measure | min | median | max |\n| --- | --- | --- | --- |\n\
+         | deliveries/s, ingest accepted → all received | {rmin:.0} | {rmed:.0} | {rmax:.0} |\n\
+         | same client, same bodies, straight to the receiver (ceiling) | {cmin:.0} | {cmed:.0} | {cmax:.0} |\n\
+         | ratio (median) | | {:.2} | |\n\n({runs} runs)",
+        rmed / cmed
+    ))
+}
+
+/// Offers `rate` events/s for `secs` to subscriptions at `paths`; returns the latency from
+/// ingest accepted to arrival at `measured` paths.
+async fn offered_load(
+    runner: &RunnerProcess,
+    receiver: &Receiver,
+    rate: u32,
+    secs: u32,
+    measured: &[&str],
+) -> Result<Vec<Duration>, String> {
+    let total = (rate * secs) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut accepted = Vec::with_capacity(total);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..total {
+        tick.tick().await;
+        let id = format!("evt_lat_{i}");
+        let body = event(&id);
+        pending.push(async move {
+            let r = runner.post("/v1/events", &body).await;
+            (id, Instant::now(), r)
+        });
+        while let Some(Some((id, at, r))) = futures::FutureExt::now_or_never(pending.next()) {
+            r?;
+            accepted.push((id, at));
+        }
+    }
+    while let Some((id, at, r)) = pending.next().await {
+        r?;
+        accepted.push((id, at));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let arrivals = receiver.arrivals.lock().unwrap();
+    let mut latencies = Vec::new();
+    for (id, at) in &accepted {
+        for path in measured {
+            let arrived = arrivals
+                .by_event
+                .get(&(path.to_string(), id.clone()))
+                .and_then(|v| v.first())
+                .ok_or_else(|| format!("{id} never reached {path}"))?;
+            // A delivery can arrive before the client has read the 202: count that as 0.
+            latencies.push(arrived.saturating_duration_since(*at));
+        }
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+fn latency_row(label: &str, l: &[Duration]) -> String {
+    format!(
+        "| {label} | {} | {} | {} | {} | {} |",
+        l.len(),
+        ms(percentile(l, 50.0)),
+        ms(percentile(l, 95.0)),
+        ms(percentile(l, 99.0)),
+        ms(*l.last().unwrap_or(&Duration::ZERO))
+    )
+}
+
+pub async fn latency(quick: bool) -> Res {
+    let (rate, secs) = if quick { (50, 2) } else { (100, 30) };
+    let receiver = Receiver::start().await;
+    let runner = subscribed_runner(&receiver, &["a", "b", "c"]).await?;
+    let l = offered_load(&runner, &receiver, rate, secs, &["a", "b", "c"]).await?;
+    Ok(format!(
+        "### Latency: {rate} events/s × 3 subscriptions for {secs} s, ingest accepted → receiver (ms)\n\n\
+         | load | deliveries | p50 | p95 | p99 | max |\n| --- | --- | --- | --- | --- | --- |\n{}",
+        latency_row(&format!("{rate}/s × 3"), &l)
+    ))
+}
+
+pub async fn isolation(quick: bool) -> Res {
+    let (rate, secs) = if quick { (20, 2) } else { (50, 20) };
+    let receiver = Receiver::start().await;
+    let alone = subscribed_runner(&receiver, &["a", "b", "c"]).await?;
+    let without = offered_load(&alone, &receiver, rate, secs, &["a", "b", "c"]).await?;
+    drop(alone);
+    let receiver = Receiver::start().await;
+    receiver.slow("slow", Duration::from_secs(30));
+    let runner = subscribed_runner(&receiver, &["a", "b", "c"]).await?;
+    runner
+        .subscribe(
+            "acct_bench",
+            &receiver.url("slow"),
+            json!({"timeout_seconds": 2}),
+        )
+        .await?;
+    let with = offered_load(&runner, &receiver, rate, secs, &["a", "b", "c"]).await?;
+    Ok(format!(
+        "### Isolation: {rate} events/s for {secs} s to 3 fast endpoints, with and without a 4th that never answers within its 2 s timeout (ms)\n\n\
+         | fast endpoints | deliveries | p50 | p95 | p99 | max |\n| --- | --- | --- | --- | --- | --- |\n{}\n{}",
+        latency_row("alone", &without),
+        latency_row("beside the slow one", &with)
+    ))
+}
+
+pub async fn memory(quick: bool) -> Res {
+    let secs = if quick { 3 } else { 60 };
+    let rate = 500;
+    let receiver = Receiver::start().await;
+    let runner = subscribed_runner(&receiver, &["a", "b", "c"]).await?;
+    let (idle, _) = runner.rss_kib();
+    let mut samples = Vec::new();
+    let sampler = async {
+        for _ in 0..secs {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            samples.push(runner.rss_kib().0);
+        }
+    };
+    let load = async {
+        let ids: Vec<String> = (0..rate * secs).map(|i| format!("evt_mem_{i}")).collect();
+        for chunk in ids.chunks(rate) {
+            let started = Instant::now();
+            ingest_all(&runner, chunk).await?;
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
+        }
+        Ok::<_, String>(())
+    };
+    let (_, loaded) = tokio::join!(sampler, load);
+    loaded?;
+    wait_for(&receiver, rate * secs * 3, Duration::from_secs(120)).await?;
+    let (_, peak) = runner.rss_kib();
+    let early = samples.get(samples.len() / 6).copied().unwrap_or(0);
+    let late = samples.last().copied().unwrap_or(0);
+    Ok(format!(
+        "### Memory: the runner under {rate} events/s × 3 subscriptions for {secs} s\n\n\
+         | measure | MiB |\n| --- | --- |\n\
+         | RSS idle (after start) | {:.1} |\n| RSS at 1/6 of the run | {:.1} |\n| RSS at the end | {:.1} |\n| peak RSS (VmHWM) | {:.1} |",
+        idle as f64 / 1024.0,
+        early as f64 / 1024.0,
+        late as f64 / 1024.0,
+        peak as f64 / 1024.0
+    ))
+}
+
+pub async fn coldstart(quick: bool) -> Res {
+    let runs = if quick { 1 } else { 7 };
+    let mut rows = Vec::new();
+    for name in ["ingest", "api", "fanout", "deliver"] {
+        let bin = release_binary(name)?;
+        let mut inits = Vec::new();
+        for _ in 0..runs {
+            let api = e2e::lambda_api::RuntimeApi::start().await;
+            let started = Instant::now();
+            let mut child = std::process::Command::new(&bin)
+                .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+                .env("AWS_LAMBDA_FUNCTION_NAME", format!("bench-{name}"))
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "bench")
+                .env("AWS_SECRET_ACCESS_KEY", "bench")
+                .env("EVENTS_QUEUE_URL", "http://127.0.0.1:1/q/events")
+                .env("DELIVERIES_QUEUE_URL", "http://127.0.0.1:1/q/deliveries")
+                .env("DELIVERIES_DLQ_URL", "http://127.0.0.1:1/q/dlq")
+                .env("SUBSCRIPTIONS_TABLE", "s")
+                .env("EVENTS_TABLE", "e")
+                .env("DELIVERIES_TABLE", "d")
+                .env("API_KEYS_TABLE", "k")
+                .env("PLATFORM_KEY_HASH", "0".repeat(64))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let first = loop {
+                if let Some(at) = api.first_poll() {
+                    break at;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    return Err(format!("{name} never polled the Runtime API"));
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            };
+            inits.push((first - started).as_secs_f64() * 1000.0);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (min, med, max) = spread(&mut inits);
+        let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+        let arm = [
+            "IngestFunction",
+            "ApiFunction",
+            "FanoutFunction",
+            "DeliverFunction",
+        ][["ingest", "api", "fanout", "deliver"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()];
+        let arm_size = std::fs::metadata(format!(".aws-sam/build/{arm}/bootstrap"))
+            .map(|m| format!("{:.1}", m.len() as f64 / 1_048_576.0))
+            .unwrap_or_else(|_| "not built".into());
+        rows.push(format!(
+            "| {name} | {min:.1} | {med:.1} | {max:.1} | {:.1} | {arm_size} |",
+            size as f64 / 1_048_576.0
+        ));
+    }
+    Ok(format!(
+        "### Cold start: process start → first Runtime API poll (ms, {runs} runs), and binary sizes (MiB)\n\n\
+         | function | init min | init median | init max | x86_64 release | arm64 `sam build` |\n\
+         | --- | --- | --- | --- | --- | --- |\n{}",
+        rows.join("\n")
+    ))
+}

@@ -1,0 +1,170 @@
+//! Crash safety under load: the runner process is killed with SIGKILL at random moments
+//! while events stream in, and restarted on the same data dir, several times. Every
+//! (event, subscription) pair whose ingest was answered 202 is delivered at least once, and
+//! every duplicate carries the same `webhook-id` and body.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{call, delivery_id, event, Behavior, Receiver};
+use serde_json::json;
+
+const KEY: &str = "whp_crash_test_key";
+const KILLS: usize = 5;
+
+fn runner_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("webhooks");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+fn start(dir: &Path, port: u16) -> Child {
+    Command::new(runner_binary())
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--platform-key",
+            KEY,
+            "--allow-http",
+            "--allow-cidr",
+            "127.0.0.0/8",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the runner did not restart");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_event_survives_repeated_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let r = Receiver::start().await;
+    let mut child = start(dir.path(), port);
+    wait_ready(&http, &base).await;
+    let mut subs = Vec::new();
+    for path in ["k1", "k2", "k3"] {
+        let (status, sub) = call(&http, &format!("{base}/v1/accounts/acct_c/webhooks"), reqwest::Method::POST, KEY,
+            Some(json!({"url": r.url(path, Behavior::Status(200)), "event_types": ["*"], "retry_schedule": [1]}))).await;
+        assert_eq!(status, 201, "{sub}");
+        subs.push((path, sub["id"].as_str().unwrap().to_string()));
+    }
+
+    // A producer posting batches of 20 events as fast as the runner answers; it keeps what
+    // was accepted, and stops when told.
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (accepted, stop, http, base) =
+            (accepted.clone(), stop.clone(), http.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids: Vec<String> = (n..n + 20).map(|i| format!("evt_c{i}")).collect();
+                n += 20;
+                let batch = json!({"events": ids.iter().map(|id| event("call.ended", "acct_c", Some(id))).collect::<Vec<_>>()});
+                let sent = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(KEY)
+                    .json(&batch)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) if resp.status() == 202 => accepted.lock().unwrap().extend(ids),
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+    };
+
+    for _ in 0..KILLS {
+        let pause = 200 + (shared::domain::ids::random_unit() * 600.0) as u64;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = start(dir.path(), port);
+        wait_ready(&http, &base).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    producer.await.unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() >= 100,
+        "too little load to mean anything: {}",
+        accepted.len()
+    );
+
+    let expected = accepted.len() * subs.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (received, missing) = loop {
+        let mut received: HashMap<String, Vec<String>> = HashMap::new();
+        for (path, _) in &subs {
+            for got in r.received(path) {
+                received
+                    .entry(got.header("webhook-id").to_string())
+                    .or_default()
+                    .push(got.body.clone());
+            }
+        }
+        let missing: Vec<String> = accepted
+            .iter()
+            .flat_map(|e| subs.iter().map(move |(_, s)| delivery_id("acct_c", e, s)))
+            .filter(|id| !received.contains_key(id))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break (received, missing);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} of {expected} accepted deliveries never arrived, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let total: usize = received.values().map(Vec::len).sum();
+    for (id, bodies) in &received {
+        assert!(
+            bodies.iter().all(|b| b == &bodies[0]),
+            "{id} arrived with different bodies"
+        );
+    }
+    let duplicates = total - received.len();
+    eprintln!(
+        "crash safety: {KILLS} SIGKILLs, {} events accepted, {expected} deliveries expected, \
+         {total} received, {duplicates} duplicates ({:.2} %)",
+        accepted.len(),
+        100.0 * duplicates as f64 / expected as f64
+    );
+}

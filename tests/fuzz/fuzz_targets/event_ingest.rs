@@ -1,0 +1,19 @@
+//! Arbitrary bytes as an ingest body: parsing, the envelope checks and the schema
+//! validation of every catalog type must never panic, and whatever is accepted must have
+//! a payload that is valid JSON carrying the event's id and type.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shared::domain::event::{accept, IncomingEvent};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(incoming) = serde_json::from_slice::<IncomingEvent>(data) else {
+        return;
+    };
+    if let Ok(event) = accept(incoming, 1_795_000_000_000, || "evt_fuzz".to_string()) {
+        let payload: serde_json::Value =
+            serde_json::from_str(&event.payload()).expect("an accepted event's payload is JSON");
+        assert_eq!(payload["id"], event.id.as_str());
+        assert_eq!(payload["type"], event.event_type.as_str());
+    }
+});
