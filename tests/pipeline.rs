@@ -322,6 +322,46 @@ async fn each_attempt_uses_the_subscription_as_it_is_now(t: TestRunner) {
     t.runner.shutdown().await;
 }
 
+async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunner) {
+    let r = Receiver::start().await;
+    let sub = t
+        .create_webhook(
+            "acct_rl",
+            json!({"url": r.url("paced", Behavior::Status(200)), "event_types": ["*"],
+                   "rate_limit_per_second": 2, "max_attempts": 1}),
+        )
+        .await;
+    let events: Vec<_> = (0..6)
+        .map(|i| {
+            event(
+                "call.cost_calculated",
+                "acct_rl",
+                Some(&format!("evt_rl{i}")),
+            )
+        })
+        .collect();
+    t.send_event(json!({ "events": events })).await;
+    let got = r.wait_for("paced", 6, Duration::from_secs(30)).await;
+    // A burst of 2, then 2 per second: the last arrives at least ~1.5 s after the first.
+    let spread = got[5].at - got[0].at;
+    assert!(
+        spread >= Duration::from_millis(1400),
+        "not paced: {spread:?}"
+    );
+    // Deferred deliveries spent no attempt: with a budget of one, all succeed.
+    for i in 0..6 {
+        let id = delivery_id(
+            "acct_rl",
+            &format!("evt_rl{i}"),
+            sub["id"].as_str().unwrap(),
+        );
+        let d = t.wait_for_status("acct_rl", &id, "succeeded", WAIT).await;
+        assert_eq!(d["attempt_count"], 1);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.received("paced").len(), 6);
+}
+
 /// Instantiates every case for one backend.
 macro_rules! on_backend {
     ($backend:ident, $start:path; $($case:ident),* $(,)?) => {
@@ -341,5 +381,5 @@ async fn embedded(_: &str) -> TestRunner {
     TestRunner::start().await
 }
 
-on_backend!(embedded, embedded; an_event_reaches_each_matching_subscription_of_its_account_once_signed, a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id, an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue, a_repeated_event_id_delivers_nothing_new, a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch, a_paused_subscription_receives_nothing_and_the_skip_is_recorded, each_attempt_uses_the_subscription_as_it_is_now);
-on_backend!(moto, TestRunner::start_moto; an_event_reaches_each_matching_subscription_of_its_account_once_signed, a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id, an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue, a_repeated_event_id_delivers_nothing_new, a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch, a_paused_subscription_receives_nothing_and_the_skip_is_recorded, each_attempt_uses_the_subscription_as_it_is_now);
+on_backend!(embedded, embedded; an_event_reaches_each_matching_subscription_of_its_account_once_signed, a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id, an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue, a_repeated_event_id_delivers_nothing_new, a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch, a_paused_subscription_receives_nothing_and_the_skip_is_recorded, each_attempt_uses_the_subscription_as_it_is_now, a_rate_limited_endpoint_is_paced_without_spending_attempts);
+on_backend!(moto, TestRunner::start_moto; an_event_reaches_each_matching_subscription_of_its_account_once_signed, a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id, an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue, a_repeated_event_id_delivers_nothing_new, a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch, a_paused_subscription_receives_nothing_and_the_skip_is_recorded, each_attempt_uses_the_subscription_as_it_is_now, a_rate_limited_endpoint_is_paced_without_spending_attempts);

@@ -70,6 +70,7 @@ pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
         dead_letter_queue,
         http: Arc::new(http),
         clock,
+        limiter: shared::handlers::limiter::Limiter::new(settings.max_in_flight_per_subscription),
         settings,
     };
     Ok(Embedded {

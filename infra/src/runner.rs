@@ -41,6 +41,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
             public: !config.only_allowed_cidrs,
         }),
         deliver_concurrency: 10,
+        max_in_flight_per_subscription: shared::services::DEFAULT_MAX_IN_FLIGHT,
         metrics_stage: None,
     }
 }

@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use crate::adapters::ssrf::DestinationPolicy;
 use crate::domain::subscription::UrlPolicy;
+use crate::handlers::limiter::Limiter;
 use crate::ports::{
     ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, Queue, SubscriptionStore,
 };
+
+/// One batch's worth: a slow endpoint occupies at most one batch's concurrency.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -17,6 +21,8 @@ pub struct Settings {
     pub destinations: Arc<DestinationPolicy>,
     /// Deliveries of one batch sent at once.
     pub deliver_concurrency: usize,
+    /// Attempts to one subscription in flight at once, per process.
+    pub max_in_flight_per_subscription: usize,
     /// The stage named in metrics; `None` emits no metric lines (the local runner).
     pub metrics_stage: Option<String>,
 }
@@ -48,6 +54,9 @@ impl Settings {
             deliver_concurrency: var("DELIVER_CONCURRENCY")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
+            max_in_flight_per_subscription: var("MAX_IN_FLIGHT_PER_SUBSCRIPTION")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             metrics_stage: Some(var("STAGE").unwrap_or_else(|| "dev".into())),
         })
     }
@@ -65,5 +74,7 @@ pub struct Services {
     pub dead_letter_queue: Arc<dyn Queue>,
     pub http: Arc<dyn HttpSender>,
     pub clock: Arc<dyn Clock>,
+    /// Per-subscription in-flight cap and rate limit, shared by every batch of the process.
+    pub limiter: Arc<Limiter>,
     pub settings: Settings,
 }

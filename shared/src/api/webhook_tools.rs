@@ -98,6 +98,7 @@ pub async fn test_webhook(
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
         payload: event.payload(),
+        prior_receives: 0,
     };
     // Sent even to a paused endpoint: testing it is how one decides to resume it.
     let (mut update, result) = send_once(&services, &sub, &task, 1).await;

@@ -102,6 +102,15 @@ pub struct DeliveryTask {
     pub event_id: String,
     pub event_type: String,
     pub payload: String,
+    /// Receives of earlier copies of this message that count against the attempt budget:
+    /// a delivery deferred for fairness goes back as a new message, whose receive count
+    /// starts again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prior_receives: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Cuts a response body to the logged size on a character boundary.

@@ -27,6 +27,9 @@ type Headers = Vec<(String, String)>;
 /// What becomes of a message once its outcome is logged.
 enum Next {
     Acknowledge,
+    /// Over the subscription's in-flight cap or rate limit: not attempted, sent back as a
+    /// new message after this long, without spending an attempt.
+    Defer(Duration),
     RetryAfter(Duration),
     DeadLetter,
     /// The endpoint answered 410 Gone: acknowledge and disable the subscription.
@@ -36,9 +39,11 @@ enum Next {
 struct Handled {
     message_id: String,
     attempt_number: u32,
+    receive_count: u32,
     receipt_handle: String,
     task: DeliveryTask,
-    update: DeliveryUpdate,
+    /// `None` when nothing happened that the log must know (a deferral).
+    update: Option<DeliveryUpdate>,
     next: Next,
 }
 
@@ -110,10 +115,12 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 record.receive_count,
             );
             async move {
-                let (update, next) = attempt(services, sub, &task, receive_count).await;
+                let attempt_number = task.prior_receives + receive_count;
+                let (update, next) = attempt(services, sub, &task, attempt_number).await;
                 Handled {
                     message_id,
-                    attempt_number: receive_count,
+                    attempt_number,
+                    receive_count,
                     receipt_handle,
                     task,
                     update,
@@ -127,7 +134,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         .collect()
         .await;
 
-    let updates: Vec<DeliveryUpdate> = handled.iter().map(|h| h.update.clone()).collect();
+    let updates: Vec<DeliveryUpdate> = handled.iter().filter_map(|h| h.update.clone()).collect();
     if let Err(e) = services.deliveries.record(&updates).await {
         tracing::warn!(error = %e, "could not log the attempts; the batch will be retried");
         for h in &handled {
@@ -149,14 +156,15 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
 fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
     let mut m = DeliveryMetrics::default();
     for h in handled {
-        match h.update.status {
+        let Some(update) = &h.update else { continue };
+        match update.status {
             DeliveryStatus::Succeeded => m.succeeded += 1,
             DeliveryStatus::Failed => m.failed += 1,
             DeliveryStatus::Dead => m.dead += 1,
             DeliveryStatus::Skipped => m.skipped += 1,
             DeliveryStatus::Pending => m.retried += 1,
         }
-        if let Some(a) = &h.update.attempt {
+        if let Some(a) = &update.attempt {
             m.latencies_ms.push(a.latency_ms);
             m.attempt_numbers.push(h.attempt_number);
         }
@@ -169,9 +177,16 @@ fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
 async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBatchResponse) {
     let mut retries = Vec::new();
     let mut dead = Vec::new();
+    let mut deferred = Vec::new();
     for h in handled {
         match h.next {
             Next::Acknowledge => {}
+            Next::Defer(wait) => {
+                let mut task = h.task;
+                // This receive made no attempt, so it does not count.
+                task.prior_receives += h.receive_count.saturating_sub(1);
+                deferred.push((h.message_id, h.receipt_handle, task, wait));
+            }
             Next::RetryAfter(delay) => {
                 retries.push((h.receipt_handle, delay));
                 response.add_failure(h.message_id);
@@ -190,11 +205,47 @@ async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBa
             tracing::warn!(error = %e, "could not schedule retries");
         }
     }
+    if !deferred.is_empty() {
+        defer(services, deferred, response).await;
+    }
     for (message_id, receipt_handle, task) in dead {
         if let Err(e) = dead_letter(services, &task, receipt_handle).await {
             tracing::warn!(delivery_id = %task.delivery_id, error = %e, "dead-lettering failed; will try again");
             response.add_failure(message_id);
         }
+    }
+}
+
+/// Sends deferred deliveries back as new messages after their wait, then deletes the
+/// originals. If the send fails the originals are reported failed and come back instead.
+async fn defer(
+    services: &Services,
+    deferred: Vec<(String, String, DeliveryTask, Duration)>,
+    response: &mut SqsBatchResponse,
+) {
+    let copies = deferred
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, task, wait))| OutgoingMessage {
+            id: i.to_string(),
+            body: serde_json::to_string(task).expect("a delivery task serialises"),
+            delay: *wait,
+        })
+        .collect();
+    if let Err(e) = services.deliveries_queue.send_batch(copies).await {
+        tracing::warn!(error = %e, "could not defer deliveries; they will come back");
+        for (message_id, ..) in deferred {
+            response.add_failure(message_id);
+        }
+        return;
+    }
+    let originals = deferred
+        .into_iter()
+        .map(|(_, receipt, ..)| receipt)
+        .collect();
+    if let Err(e) = services.deliveries_queue.delete_batch(originals).await {
+        // Both copies exist now; the delivery may be attempted twice, never lost.
+        tracing::warn!(error = %e, "could not delete deferred originals");
     }
 }
 
@@ -270,13 +321,13 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: i64) -> DeliveryUpdat
     }
 }
 
-/// One attempt at one delivery; `receive_count` numbers it within its attempt budget.
+/// One attempt at one delivery; `attempt_number` numbers it within its attempt budget.
 async fn attempt(
     services: &Services,
     sub: Option<Subscription>,
     task: &DeliveryTask,
-    receive_count: u32,
-) -> (DeliveryUpdate, Next) {
+    attempt_number: u32,
+) -> (Option<DeliveryUpdate>, Next) {
     let now = services.clock.now_ms();
     let sub = match sub {
         Some(s) if s.enabled => s,
@@ -286,16 +337,26 @@ async fn attempt(
                 Some(_) => "subscription paused or disabled".into(),
                 None => "subscription deleted".into(),
             });
-            return (u, Next::Acknowledge);
+            return (Some(u), Next::Acknowledge);
         }
     };
     let policy = RetryPolicy::for_subscription(&sub);
-    if receive_count > policy.max_attempts() {
+    if attempt_number > policy.max_attempts() {
         // Logged as exhausted on an earlier receive, but not yet moved: finish the move.
-        return (update(task, DeliveryStatus::Dead, now), Next::DeadLetter);
+        return (
+            Some(update(task, DeliveryStatus::Dead, now)),
+            Next::DeadLetter,
+        );
     }
+    let _permit = match services
+        .limiter
+        .try_acquire(&sub, std::time::Instant::now())
+    {
+        Ok(permit) => permit,
+        Err(wait) => return (None, Next::Defer(wait)),
+    };
 
-    let (mut u, result) = send_once(services, &sub, task, receive_count).await;
+    let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
     let verdict = verdict_of(&result);
     let next = match verdict {
         Verdict::Succeeded => {
@@ -312,7 +373,7 @@ async fn attempt(
         }
         Verdict::Retry(failure) => {
             match policy.next_delay(
-                receive_count,
+                attempt_number,
                 failure,
                 result.retry_after,
                 ids::random_unit(),
@@ -328,7 +389,7 @@ async fn attempt(
             }
         }
     };
-    (u, next)
+    (Some(u), next)
 }
 
 fn verdict_of(result: &SendResult) -> Verdict {

@@ -94,6 +94,7 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
                 event_id: event.id.clone(),
                 event_type: event.event_type.clone(),
                 payload: payload.clone(),
+                prior_receives: 0,
             });
         }
     }

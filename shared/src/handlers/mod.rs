@@ -3,6 +3,7 @@
 pub mod deliver;
 pub mod fanout;
 pub mod ingest;
+pub mod limiter;
 pub mod redrive;
 mod sqs;
 

@@ -32,6 +32,7 @@ pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usi
             event_id: d.event_id.clone(),
             event_type: d.event_type.clone(),
             payload: event.payload(),
+            prior_receives: 0,
         };
         messages.push(OutgoingMessage {
             id: messages.len().to_string(),

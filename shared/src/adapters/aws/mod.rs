@@ -135,6 +135,7 @@ pub fn services(clients: &Clients, resources: &Resources, settings: Settings) ->
         )),
         http: Arc::new(http),
         clock: Arc::new(SystemClock),
+        limiter: crate::handlers::limiter::Limiter::new(settings.max_in_flight_per_subscription),
         settings,
     })
 }
