@@ -52,6 +52,9 @@ cargo build --workspace --bins
 step "tests"
 cargo test --workspace
 
+step "benchmark smoke: every scenario, tiny (numbers come from a release run by hand)"
+cargo run --quiet -p e2e --bin bench -- all --quick > /dev/null
+
 step "OpenAPI: validate the document and fuzz the running API (schemathesis)"
 api_dir=$(mktemp -d)
 api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

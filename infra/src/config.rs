@@ -39,7 +39,7 @@ pub struct Config {
     #[arg(long, env = "WEBHOOKS_BACKEND", value_enum, default_value_t = Backend::Embedded)]
     pub backend: Backend,
     /// Concurrent batches taken from the deliveries queue.
-    #[arg(long, env = "WEBHOOKS_DELIVER_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "WEBHOOKS_DELIVER_CONCURRENCY", default_value_t = 32)]
     pub deliver_concurrency: usize,
 }
 

@@ -12,8 +12,9 @@ pub fn release_binary(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin = exe.parent().unwrap().join(name);
     if !bin.exists() {
+        // Each binary is its package's only one.
         let status = Command::new("cargo")
-            .args(["build", "--release", "--bin", name])
+            .args(["build", "--release", "-p", name])
             .status()
             .map_err(|e| e.to_string())?;
         if !status.success() {

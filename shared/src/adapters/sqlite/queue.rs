@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 
 use super::Db;
 use crate::domain::ids;
-use crate::ports::{Clock, OutgoingMessage, Queue, QueueMessage};
+use crate::ports::{Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
 use crate::Result;
 
 /// Where a message goes after too many receives: SQS's redrive policy.
@@ -24,7 +24,9 @@ pub struct SqliteQueue {
     visibility_timeout: Duration,
     redrive: Option<Redrive>,
     clock: Arc<dyn Clock>,
-    /// Wakes long-polling receivers when a message is sent, instead of polling on a timer.
+    /// Wakes long-polling receivers when a message is sent, instead of polling on a timer:
+    /// one receiver per batch's worth of messages, not all of them, so a send does not set
+    /// every idle poller racing for the same few rows.
     arrivals: Arc<Notify>,
 }
 
@@ -164,6 +166,7 @@ impl Queue for SqliteQueue {
         if messages.is_empty() {
             return Ok(());
         }
+        let count = messages.len();
         let queue = self.name.clone();
         let now = self.clock.now_ms();
         self.db
@@ -184,7 +187,9 @@ impl Queue for SqliteQueue {
                 Ok(())
             })
             .await?;
-        self.arrivals.notify_waiters();
+        for _ in 0..count.div_ceil(MAX_BATCH) {
+            self.arrivals.notify_one();
+        }
         Ok(())
     }
 
@@ -197,6 +202,10 @@ impl Queue for SqliteQueue {
             arrival.as_mut().enable();
             let (taken, next_visible) = self.take(max.max(1)).await?;
             if !taken.is_empty() {
+                if taken.len() >= max {
+                    // There may be more: pass the wake-up on to another receiver.
+                    self.arrivals.notify_one();
+                }
                 return Ok(taken);
             }
             let now = tokio::time::Instant::now();
