@@ -145,11 +145,17 @@ async fn every_accepted_event_survives_repeated_sigkills() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // What the log says of a few missing ones, to tell a loss from a delay.
+    let mut logged = Vec::new();
+    for id in missing.iter().take(3) {
+        let path = format!("{base}/v1/accounts/acct_c/deliveries/{id}");
+        logged.push(call(&http, &path, reqwest::Method::GET, KEY, None).await.1);
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
         missing.is_empty(),
-        "{} of {expected} accepted deliveries never arrived, e.g. {:?}",
+        "{} of {expected} accepted deliveries never arrived, e.g. {:?}; logged as {logged:?}",
         missing.len(),
         &missing[..missing.len().min(5)]
     );

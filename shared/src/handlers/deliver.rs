@@ -342,11 +342,26 @@ async fn attempt(
     };
     let policy = RetryPolicy::for_subscription(&sub);
     if attempt_number > policy.max_attempts() {
-        // Logged as exhausted on an earlier receive, but not yet moved: finish the move.
-        return (
-            Some(update(task, DeliveryStatus::Dead, now)),
-            Next::DeadLetter,
-        );
+        // Receives beyond the budget: either the last attempt was logged as exhausted and
+        // the move to the dead-letter queue did not finish, or receives that made no
+        // attempt (a crash while in flight) used the budget up. Only the log can tell.
+        match services
+            .deliveries
+            .get(&task.account_id, &task.delivery_id)
+            .await
+        {
+            Ok(Some(d)) if d.status == DeliveryStatus::Dead => {
+                return (
+                    Some(update(task, DeliveryStatus::Dead, now)),
+                    Next::DeadLetter,
+                );
+            }
+            // A leftover copy of a delivery that already ended: nothing to do.
+            Ok(Some(d)) if d.status != DeliveryStatus::Pending => return (None, Next::Acknowledge),
+            // Still pending: one real attempt before giving up, so no delivery ends dead
+            // without having been tried.
+            _ => {}
+        }
     }
     let _permit = match services
         .limiter
