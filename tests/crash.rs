@@ -4,7 +4,7 @@
 //! every duplicate carries the same `webhook-id` and body.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,19 +15,8 @@ use serde_json::json;
 const KEY: &str = "whp_crash_test_key";
 const KILLS: usize = 5;
 
-fn runner_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("webhooks");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    bin
-}
-
 fn start(dir: &Path, port: u16) -> Child {
-    Command::new(runner_binary())
+    Command::new(e2e::workspace_binary("webhooks"))
         .args([
             "--data-dir",
             dir.to_str().unwrap(),

@@ -1,32 +1,12 @@
 //! Durability: the runner process is killed (SIGKILL) with deliveries in flight and queued,
 //! restarted on the same data dir, and every delivery still completes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::{call, delivery_id, event, Behavior, Receiver};
 use serde_json::json;
-
-fn runner_binary() -> PathBuf {
-    // target/<profile>/deps/durability-<hash> → target/<profile>/webhooks
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("webhooks");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace --bins`, as test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Process {
     child: Child,
@@ -35,7 +15,7 @@ struct Process {
 
 impl Process {
     fn start(data_dir: &Path, port: u16) -> Process {
-        let child = Command::new(runner_binary())
+        let child = Command::new(e2e::workspace_binary("webhooks"))
             .args([
                 "--data-dir",
                 data_dir.to_str().unwrap(),
@@ -77,7 +57,7 @@ const KEY: &str = "whp_durability_test_key";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_in_flight_and_queued_survive_a_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = e2e::free_port();
     let r = Receiver::start().await;
     let http = reqwest::Client::new();
     let p = Process::start(dir.path(), port);

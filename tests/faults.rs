@@ -2,7 +2,7 @@
 //! throttle, answer 410), destinations the SSRF guard must refuse in any spelling, and
 //! credentials that must never reach the logs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -594,26 +594,6 @@ async fn a_destination_refused_at_delivery_time_fails_once_without_retry() {
 // 3. Secrets never reach the logs (the real binary, debug logging)
 // ---------------------------------------------------------------------------------------
 
-fn runner_binary() -> PathBuf {
-    // target/<profile>/deps/faults-<hash> → target/<profile>/webhooks
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("webhooks");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace --bins`, as test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The runner process; killed when dropped, so a failing test leaves nothing behind.
 struct Process {
     child: Option<Child>,
@@ -624,7 +604,7 @@ impl Process {
     fn start(data_dir: &Path, port: u16, log: &Path) -> Process {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
-        let child = Command::new(runner_binary())
+        let child = Command::new(e2e::workspace_binary("webhooks"))
             .args([
                 "--data-dir",
                 data_dir.to_str().unwrap(),
@@ -696,7 +676,7 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     let log_path = tmp.path().join("runner.log");
-    let mut p = Process::start(&data_dir, free_port(), &log_path);
+    let mut p = Process::start(&data_dir, e2e::free_port(), &log_path);
     p.wait_ready().await;
     let key = std::fs::read_to_string(data_dir.join("platform-key"))
         .expect("a generated platform key is kept in the data dir")

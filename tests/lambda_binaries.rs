@@ -2,7 +2,6 @@
 //! the API Gateway and SQS events Lambda would hand them, and what they answer.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,17 +14,6 @@ use shared::ports::Queue;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace --bins`, as test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 /// A function process polling its own Runtime API, with its stdout collected.
 struct Function {
     api: RuntimeApi,
@@ -36,7 +24,7 @@ struct Function {
 impl Function {
     async fn start(name: &str, resources: &Resources, key_hash: &str) -> Function {
         let api = RuntimeApi::start().await;
-        let mut child = Command::new(binary(name))
+        let mut child = Command::new(e2e::workspace_binary(name))
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", format!("webhooks-test-{name}"))
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")

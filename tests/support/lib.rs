@@ -341,6 +341,28 @@ pub async fn call(
     (status, value)
 }
 
+/// A workspace binary next to the running test (target/<profile>/deps/<test> →
+/// target/<profile>/<name>); test.sh builds them before the tests run.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A valid event of `event_type` for `account`, from the catalog's example.
 pub fn event(event_type: &str, account: &str, id: Option<&str>) -> Value {
     let example = shared::domain::catalog::find(event_type)
