@@ -157,6 +157,9 @@ fn subscription(account: &str, id: &str) -> Subscription {
             expires_at: None,
         }],
         disabled_reason: None,
+        disabled_at: None,
+        failing_since: None,
+        version: 0,
         created_at: 1,
         updated_at: 1,
     }
@@ -408,6 +411,40 @@ pub async fn subscriptions_are_stored_listed_and_scoped_by_account(p: Ports) {
     assert!(!s.delete("acct_a", "wh_0").await.unwrap());
     assert!(!s.delete("acct_b", "wh_1").await.unwrap());
     assert_eq!(s.list_all("acct_a").await.unwrap().len(), 4);
+}
+
+pub async fn subscriptions_are_written_only_on_the_version_read(p: Ports) {
+    let s = &p.subscriptions;
+    let original = subscription("acct_a", "wh_v");
+    s.put(&original).await.unwrap();
+
+    let mut first = original.clone();
+    first.version = 1;
+    first.failing_since = Some(42);
+    assert!(s.put_if_version(&first, 0).await.unwrap());
+    // A second writer that read version 0 too must not overwrite the first.
+    let mut stale = original.clone();
+    stale.version = 1;
+    stale.enabled = false;
+    assert!(!s.put_if_version(&stale, 0).await.unwrap());
+    assert_eq!(s.get("acct_a", "wh_v").await.unwrap(), Some(first.clone()));
+
+    let mut second = first.clone();
+    second.version = 2;
+    second.failing_since = None;
+    assert!(s.put_if_version(&second, 1).await.unwrap());
+    assert_eq!(s.get("acct_a", "wh_v").await.unwrap(), Some(second));
+
+    // Never creates: a subscription deleted meanwhile stays deleted.
+    let mut gone = subscription("acct_a", "wh_missing");
+    gone.version = 1;
+    assert!(!s.put_if_version(&gone, 0).await.unwrap());
+    assert_eq!(s.get("acct_a", "wh_missing").await.unwrap(), None);
+    // Nor reaches across accounts.
+    let mut other = subscription("acct_b", "wh_v");
+    other.version = 3;
+    assert!(!s.put_if_version(&other, 2).await.unwrap());
+    assert_eq!(s.get("acct_b", "wh_v").await.unwrap(), None);
 }
 
 pub async fn events_are_deduplicated_per_account(p: Ports) {
@@ -747,6 +784,7 @@ contract_tests!(embedded:
     queue_long_poll_wakes_on_a_send,
     queue_delays_a_message,
     subscriptions_are_stored_listed_and_scoped_by_account,
+    subscriptions_are_written_only_on_the_version_read,
     events_are_deduplicated_per_account,
     deliveries_are_created_once_and_log_numbered_attempts,
     api_keys_are_found_by_hash,
@@ -764,6 +802,7 @@ contract_tests!(moto:
     queue_long_poll_wakes_on_a_send,
     queue_delays_a_message,
     subscriptions_are_stored_listed_and_scoped_by_account,
+    subscriptions_are_written_only_on_the_version_read,
     events_are_deduplicated_per_account,
     deliveries_are_created_once_and_log_numbered_attempts,
     api_keys_are_found_by_hash,

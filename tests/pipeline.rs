@@ -362,6 +362,132 @@ async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunne
     assert_eq!(r.received("paced").len(), 6);
 }
 
+async fn webhook(t: &TestRunner, account: &str, id: &str) -> serde_json::Value {
+    let (status, body) = t
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/accounts/{account}/webhooks/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The auto-disable period these runners use.
+const AUTO_DISABLE_AFTER_SECONDS: u64 = 2;
+
+async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: TestRunner) {
+    let r = Receiver::start().await;
+    let acct = "acct_health";
+    let failing = t
+        .create_webhook(
+            acct,
+            json!({"url": r.url("down", Behavior::Status(500)), "event_types": ["call.ended"],
+                   "retry_schedule": [1], "max_attempts": 10}),
+        )
+        .await;
+    let flaky = t
+        .create_webhook(
+            acct,
+            json!({"url": r.url("flaky", Behavior::Sequence(vec![500])),
+                   "event_types": ["call.ended"], "retry_schedule": [1], "max_attempts": 10}),
+        )
+        .await;
+    let ops = t
+        .create_webhook(
+            acct,
+            json!({"url": r.url("ops", Behavior::Status(204)), "event_types": ["webhook.*"]}),
+        )
+        .await;
+    let failing_id = failing["id"].as_str().unwrap();
+    t.send_event(event("call.ended", acct, Some("evt_health_1")))
+        .await;
+
+    // The first failure starts the clock; a success stops it.
+    let flaky_seen = r.wait_for("flaky", 2, WAIT).await;
+    assert_eq!(flaky_seen.len(), 2);
+    let announced = r.wait_for("ops", 1, WAIT).await;
+    let disabled = webhook(&t, acct, failing_id).await;
+    assert_eq!(disabled["enabled"], false, "{disabled}");
+    let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("every attempt failed for ") && reason.contains(" seconds (since "),
+        "{disabled}"
+    );
+    assert!(disabled["failing_since"].is_string(), "{disabled}");
+    assert!(disabled["disabled_at"].is_string(), "{disabled}");
+    // Not before the period had passed: at least three attempts, a second apart.
+    let attempts = r.received("down");
+    assert!(
+        attempts.len() >= 3,
+        "disabled after {} attempts",
+        attempts.len()
+    );
+    let span = attempts.last().unwrap().at - attempts[0].at;
+    // (Less a little: the receiver stamps arrival, the service the start of the attempt.)
+    assert!(
+        span + Duration::from_millis(100) >= Duration::from_secs(AUTO_DISABLE_AFTER_SECONDS),
+        "{span:?}"
+    );
+
+    let note = &announced[0];
+    assert!(verify_signature(ops["secret"].as_str().unwrap(), note));
+    let body = note.json();
+    assert_eq!(body["type"], "webhook.disabled");
+    assert_eq!(body["account_id"], acct);
+    assert_eq!(body["data"]["webhook_id"], failing_id);
+    assert_eq!(body["data"]["url"], failing["url"]);
+    assert_eq!(body["data"]["reason"], "failing");
+    assert_eq!(body["data"]["failing_since"], disabled["failing_since"]);
+    assert_eq!(body["data"]["disabled_at"], disabled["disabled_at"]);
+
+    let healthy = webhook(&t, acct, flaky["id"].as_str().unwrap()).await;
+    assert_eq!(healthy["enabled"], true, "{healthy}");
+    assert!(healthy["failing_since"].is_null(), "{healthy}");
+
+    // No more attempts once disabled, and one announcement only.
+    let calls = r.received("down").len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(r.received("down").len(), calls);
+    assert_eq!(r.received("ops").len(), 1);
+
+    // Re-enabled, it starts afresh.
+    let (status, back) = t
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/accounts/{acct}/webhooks/{failing_id}"),
+            None,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["enabled"], true);
+    assert!(
+        back["disabled_reason"].is_null()
+            && back["failing_since"].is_null()
+            && back["disabled_at"].is_null(),
+        "{back}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_auto_disable() {
+    let t =
+        TestRunner::start_with(|c| c.auto_disable_after_seconds = AUTO_DISABLE_AFTER_SECONDS).await;
+    an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_auto_disable() {
+    let t = TestRunner::start_moto_with("auto_disable", |c| {
+        c.auto_disable_after_seconds = AUTO_DISABLE_AFTER_SECONDS
+    })
+    .await;
+    an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t).await;
+}
+
 /// Instantiates every case for one backend.
 macro_rules! on_backend {
     ($backend:ident, $start:path; $($case:ident),* $(,)?) => {

@@ -38,6 +38,15 @@ pub struct Config {
     /// from the same variables the Lambda functions read; `AWS_ENDPOINT_URL` for moto).
     #[arg(long, env = "WEBHOOKS_BACKEND", value_enum, default_value_t = Backend::Embedded)]
     pub backend: Backend,
+    /// Disable an endpoint that has failed without a single success for this many seconds
+    /// (default 5 days), and announce it with a `webhook.disabled` event.
+    #[arg(
+        long,
+        env = "WEBHOOKS_AUTO_DISABLE_AFTER_SECONDS",
+        default_value_t = shared::domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub auto_disable_after_seconds: u64,
     /// Concurrent batches taken from the deliveries queue.
     #[arg(long, env = "WEBHOOKS_DELIVER_CONCURRENCY", default_value_t = 32)]
     pub deliver_concurrency: usize,

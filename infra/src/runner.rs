@@ -43,6 +43,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         deliver_concurrency: 10,
         max_in_flight_per_subscription: shared::services::DEFAULT_MAX_IN_FLIGHT,
         metrics_stage: None,
+        auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
     }
 }
 

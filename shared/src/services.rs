@@ -1,8 +1,10 @@
 //! The ports a handler works with, bundled once at start-up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::adapters::ssrf::DestinationPolicy;
+use crate::domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
 use crate::domain::subscription::UrlPolicy;
 use crate::handlers::limiter::Limiter;
 use crate::ports::{
@@ -25,6 +27,8 @@ pub struct Settings {
     pub max_in_flight_per_subscription: usize,
     /// The stage named in metrics; `None` emits no metric lines (the local runner).
     pub metrics_stage: Option<String>,
+    /// An endpoint failing without a single success for this long is disabled.
+    pub auto_disable_after: Duration,
 }
 
 impl Settings {
@@ -58,6 +62,13 @@ impl Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             metrics_stage: Some(var("STAGE").unwrap_or_else(|| "dev".into())),
+            auto_disable_after: Duration::from_secs(
+                var("AUTO_DISABLE_AFTER_SECONDS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .map_err(|e| crate::Error::Config(format!("AUTO_DISABLE_AFTER_SECONDS: {e}")))?
+                    .unwrap_or(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
+            ),
         })
     }
 }

@@ -204,8 +204,15 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 impl TestRunner {
     /// On the embedded default.
     pub async fn start() -> TestRunner {
+        TestRunner::start_with(|_| {}).await
+    }
+
+    /// On the embedded default, with settings changed from the tests' defaults.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestRunner {
         let dir = tempfile::tempdir().unwrap();
-        let runner = Runner::start(test_config(dir.path())).await.unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let runner = Runner::start(config).await.unwrap();
         TestRunner {
             runner,
             dir,
@@ -216,8 +223,14 @@ impl TestRunner {
     /// On SQS and DynamoDB (a moto server), with pollers standing in for Lambda's event
     /// source mappings exactly as in the embedded runner.
     pub async fn start_moto(name: &str) -> TestRunner {
+        TestRunner::start_moto_with(name, |_| {}).await
+    }
+
+    /// On a moto server, with settings changed from the tests' defaults.
+    pub async fn start_moto_with(name: &str, adjust: impl FnOnce(&mut Config)) -> TestRunner {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
         let key = shared::domain::api_key::generate_platform_key();
         let (clients, resources) = moto::deployment(name).await;
         let services =

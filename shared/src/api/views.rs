@@ -36,6 +36,11 @@ pub struct SubscriptionView {
     pub event_types: Vec<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// When the service disabled it (RFC 3339).
+    pub disabled_at: Option<String>,
+    /// When its endpoint started failing without a success since (RFC 3339); after the
+    /// auto-disable period it is disabled.
+    pub failing_since: Option<String>,
     pub auth: Option<AuthView>,
     pub headers: BTreeMap<String, String>,
     pub max_attempts: Option<u32>,
@@ -69,6 +74,8 @@ impl SubscriptionView {
             event_types: sub.event_types.clone(),
             enabled: sub.enabled,
             disabled_reason: sub.disabled_reason.clone(),
+            disabled_at: sub.disabled_at.map(format_rfc3339_ms),
+            failing_since: sub.failing_since.map(format_rfc3339_ms),
             auth,
             headers: sub.headers.clone(),
             max_attempts: sub.max_attempts,

@@ -13,13 +13,13 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::pagination::{limit, Paginated};
 use super::views::DeliveryView;
-use super::webhooks::load;
+use super::webhooks::{load, save};
 use crate::domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
 use crate::domain::event::{format_rfc3339_ms, parse_rfc3339, Event};
 use crate::domain::ids;
 use crate::domain::signing::generate_secret;
 use crate::domain::stats::{parse_window, DeliveryStats};
-use crate::domain::subscription::SigningSecret;
+use crate::domain::subscription::{SigningSecret, Subscription};
 use crate::handlers::deliver::send_once;
 use crate::handlers::redrive::redrive;
 use crate::Services;
@@ -129,7 +129,8 @@ pub struct RotatedSecret {
 /// Replaces the signing secret. For 24 h deliveries carry both signatures.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
     params(("account_id" = String, Path), ("webhook_id" = String, Path)),
-    responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rotate_secret(
     State(services): State<Services>,
@@ -137,14 +138,25 @@ pub async fn rotate_secret(
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let account = caller.account(&account_id)?;
-    let mut sub = load(&services, account, &webhook_id).await?;
-    let now = services.clock.now_ms();
     let secret = generate_secret();
+    let mut conflicts = 0;
+    loop {
+        let mut sub = load(&services, account, &webhook_id).await?;
+        let expected = sub.version;
+        rotate(&mut sub, &secret, services.clock.now_ms());
+        if save(&services, &mut sub, expected, &mut conflicts).await? {
+            return Ok(Json(RotatedSecret { secret }));
+        }
+    }
+}
+
+/// Makes `secret` the current one; the current one keeps signing for the overlap, and
+/// older ones keep their own expiry.
+fn rotate(sub: &mut Subscription, secret: &str, now: i64) {
     let mut secrets = vec![SigningSecret {
-        secret: secret.clone(),
+        secret: secret.to_string(),
         expires_at: None,
     }];
-    // The current secret keeps signing for the overlap; older ones keep their own expiry.
     for (i, old) in sub.secrets.iter().enumerate() {
         let expires_at = match old.expires_at {
             None if i == 0 => Some(now + ROTATION_OVERLAP.as_millis() as i64),
@@ -159,8 +171,6 @@ pub async fn rotate_secret(
     }
     sub.secrets = secrets;
     sub.updated_at = now;
-    services.subscriptions.put(&sub).await?;
-    Ok(Json(RotatedSecret { secret }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::pagination::{limit, Paginated};
 use super::views::SubscriptionView;
+use crate::domain::health;
 use crate::domain::ids;
 use crate::domain::schema::Violation;
 use crate::domain::signing::generate_secret;
@@ -61,7 +62,7 @@ pub struct CreateWebhook {
 }
 
 /// A partial update; `null` clears an optional setting.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     pub url: Option<String>,
@@ -207,6 +208,9 @@ pub async fn create_webhook(
             expires_at: None,
         }],
         disabled_reason: None,
+        disabled_at: None,
+        failing_since: None,
+        version: 0,
         created_at: now,
         updated_at: now,
     };
@@ -287,7 +291,7 @@ pub async fn get_webhook(
     params(("account_id" = String, Path), ("webhook_id" = String, Path)), request_body = UpdateWebhook,
     responses((status = 200, body = SubscriptionView), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 415, body = ErrorBody)),
+              (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_webhook(
     State(services): State<Services>,
@@ -296,7 +300,20 @@ pub async fn update_webhook(
     JsonBody(req): JsonBody<UpdateWebhook>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     let account = caller.account(&account_id)?;
-    let mut sub = load(&services, account, &webhook_id).await?;
+    let mut conflicts = 0;
+    loop {
+        let mut sub = load(&services, account, &webhook_id).await?;
+        let expected = sub.version;
+        apply_update(&mut sub, req.clone());
+        sub.updated_at = services.clock.now_ms();
+        validate(&services, &sub).await?;
+        if save(&services, &mut sub, expected, &mut conflicts).await? {
+            return Ok(Json(SubscriptionView::masked(&sub)));
+        }
+    }
+}
+
+fn apply_update(sub: &mut Subscription, req: UpdateWebhook) {
     if let Some(url) = req.url {
         sub.url = url;
     }
@@ -306,11 +323,10 @@ pub async fn update_webhook(
     if let Some(d) = req.description {
         sub.description = d;
     }
-    if let Some(enabled) = req.enabled {
-        sub.enabled = enabled;
-        if enabled {
-            sub.disabled_reason = None;
-        }
+    match req.enabled {
+        Some(true) if !sub.enabled => health::reenable(sub),
+        Some(enabled) => sub.enabled = enabled,
+        None => {}
     }
     if let Some(auth) = req.auth {
         sub.auth = auth;
@@ -330,10 +346,30 @@ pub async fn update_webhook(
     if let Some(r) = req.rate_limit_per_second {
         sub.rate_limit_per_second = r;
     }
-    sub.updated_at = services.clock.now_ms();
-    validate(&services, &sub).await?;
-    services.subscriptions.put(&sub).await?;
-    Ok(Json(SubscriptionView::masked(&sub)))
+}
+
+/// Writes `sub` if nobody wrote it since it was read at `expected`; false means read it
+/// again and redo the change. The delivery path writes a subscription when its endpoint's
+/// health changes, so a customer's edit must not overwrite that, nor be overwritten.
+pub(super) async fn save(
+    services: &Services,
+    sub: &mut Subscription,
+    expected: u64,
+    conflicts: &mut u32,
+) -> Result<bool, ApiError> {
+    sub.version = expected + 1;
+    if services.subscriptions.put_if_version(sub, expected).await? {
+        return Ok(true);
+    }
+    *conflicts += 1;
+    if *conflicts >= 5 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the webhook kept changing while this request was applied; try again",
+        ));
+    }
+    Ok(false)
 }
 
 /// Deletes a subscription; queued deliveries to it are skipped.

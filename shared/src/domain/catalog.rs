@@ -59,7 +59,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_has_the_seventeen_types_of_the_contract() {
+    fn catalog_has_the_contract_types_and_the_operational_one() {
         let names: Vec<&str> = catalog().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
@@ -80,7 +80,9 @@ mod tests {
                 "phone_number.updated",
                 "user.action",
                 "system.maintenance",
-                "webhook.test"
+                "webhook.test",
+                // The service's own: an endpoint it disabled.
+                "webhook.disabled",
             ]
         );
     }

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod catalog;
 pub mod delivery;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod retry;
 pub mod schema;

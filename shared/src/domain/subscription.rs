@@ -59,6 +59,16 @@ pub struct Subscription {
     /// Why the service disabled it (e.g. the endpoint answered 410 Gone).
     #[serde(default)]
     pub disabled_reason: Option<String>,
+    /// When the service disabled it (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
+    /// When the first of an unbroken run of failed attempts was made (ms); `None` while the
+    /// last attempt succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
+    /// Bumped by every write, so a write based on a stale read can be refused.
+    #[serde(default)]
+    pub version: u64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -342,6 +352,9 @@ mod tests {
                 },
             ],
             disabled_reason: None,
+            disabled_at: None,
+            failing_since: None,
+            version: 0,
             created_at: 0,
             updated_at: 0,
         };

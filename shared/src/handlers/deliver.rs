@@ -10,8 +10,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::health;
 use super::sqs::Record;
 use crate::domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
+use crate::domain::health::Observed;
 use crate::domain::ids;
 use crate::domain::retry::{classify_status, Failure, RetryPolicy, Verdict};
 use crate::domain::signing;
@@ -32,8 +34,6 @@ enum Next {
     Defer(Duration),
     RetryAfter(Duration),
     DeadLetter,
-    /// The endpoint answered 410 Gone: acknowledge and disable the subscription.
-    DisableSubscription(Box<Subscription>),
 }
 
 struct Handled {
@@ -45,6 +45,8 @@ struct Handled {
     /// `None` when nothing happened that the log must know (a deferral).
     update: Option<DeliveryUpdate>,
     next: Next,
+    /// The endpoint answered 410 Gone.
+    gone: bool,
 }
 
 /// The dead-letter message: the delivery and everything tried, for a human to review.
@@ -116,7 +118,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             );
             async move {
                 let attempt_number = task.prior_receives + receive_count;
-                let (update, next) = attempt(services, sub, &task, attempt_number).await;
+                let (update, next, gone) = attempt(services, sub, &task, attempt_number).await;
                 Handled {
                     message_id,
                     attempt_number,
@@ -125,6 +127,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     task,
                     update,
                     next,
+                    gone,
                 }
             }
         })
@@ -149,8 +152,32 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             println!("{}", metrics.emf(stage, services.clock.now_ms()));
         }
     }
+    health::track(services, &subscriptions, &observed(&handled)).await;
     settle(services, handled, &mut response).await;
     response
+}
+
+/// What the logged attempts of this batch showed about each endpoint.
+fn observed(handled: &[Handled]) -> HashMap<(String, String), Observed> {
+    let mut by_subscription: HashMap<(String, String), Observed> = HashMap::new();
+    for h in handled {
+        let Some((u, a)) = h
+            .update
+            .as_ref()
+            .and_then(|u| Some((u, u.attempt.as_ref()?)))
+        else {
+            continue;
+        };
+        let o = by_subscription
+            .entry((h.task.account_id.clone(), h.task.subscription_id.clone()))
+            .or_default();
+        match u.status {
+            _ if h.gone => o.gone(&a.url, a.at),
+            DeliveryStatus::Succeeded => o.success(),
+            _ => o.failure(a.at),
+        }
+    }
+    by_subscription
 }
 
 fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
@@ -192,7 +219,6 @@ async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBa
                 response.add_failure(h.message_id);
             }
             Next::DeadLetter => dead.push((h.message_id, h.receipt_handle, h.task)),
-            Next::DisableSubscription(gone) => disable_gone(services, &gone).await,
         }
     }
     if !retries.is_empty() {
@@ -249,31 +275,6 @@ async fn defer(
     }
 }
 
-/// Disables a subscription whose endpoint answered 410 Gone. Re-read first, so a change the
-/// customer made while the attempt was in flight is kept.
-async fn disable_gone(services: &Services, gone: &Subscription) {
-    let current = match services.subscriptions.get(&gone.account_id, &gone.id).await {
-        Ok(Some(current)) => current,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(subscription_id = %gone.id, error = %e, "could not disable a gone endpoint");
-            return;
-        }
-    };
-    if current.url != gone.url {
-        // Pointed elsewhere meanwhile: the 410 was about the old URL.
-        return;
-    }
-    let mut sub = current;
-    sub.enabled = false;
-    sub.disabled_reason = Some("the endpoint answered 410 Gone".into());
-    sub.updated_at = services.clock.now_ms();
-    if let Err(e) = services.subscriptions.put(&sub).await {
-        tracing::error!(subscription_id = %sub.id, error = %e, "could not disable a gone endpoint");
-    }
-    tracing::warn!(subscription_id = %sub.id, "endpoint answered 410 Gone; subscription disabled");
-}
-
 async fn dead_letter(
     services: &Services,
     task: &DeliveryTask,
@@ -327,7 +328,7 @@ async fn attempt(
     sub: Option<Subscription>,
     task: &DeliveryTask,
     attempt_number: u32,
-) -> (Option<DeliveryUpdate>, Next) {
+) -> (Option<DeliveryUpdate>, Next, bool) {
     let now = services.clock.now_ms();
     let sub = match sub {
         Some(s) if s.enabled => s,
@@ -337,7 +338,7 @@ async fn attempt(
                 Some(_) => "subscription paused or disabled".into(),
                 None => "subscription deleted".into(),
             });
-            return (Some(u), Next::Acknowledge);
+            return (Some(u), Next::Acknowledge, false);
         }
     };
     let policy = RetryPolicy::for_subscription(&sub);
@@ -354,10 +355,13 @@ async fn attempt(
                 return (
                     Some(update(task, DeliveryStatus::Dead, now)),
                     Next::DeadLetter,
+                    false,
                 );
             }
             // A leftover copy of a delivery that already ended: nothing to do.
-            Ok(Some(d)) if d.status != DeliveryStatus::Pending => return (None, Next::Acknowledge),
+            Ok(Some(d)) if d.status != DeliveryStatus::Pending => {
+                return (None, Next::Acknowledge, false)
+            }
             // Still pending: one real attempt before giving up, so no delivery ends dead
             // without having been tried.
             _ => {}
@@ -368,11 +372,12 @@ async fn attempt(
         .try_acquire(&sub, std::time::Instant::now())
     {
         Ok(permit) => permit,
-        Err(wait) => return (None, Next::Defer(wait)),
+        Err(wait) => return (None, Next::Defer(wait), false),
     };
 
     let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
     let verdict = verdict_of(&result);
+    let gone = verdict == Verdict::Gone;
     let next = match verdict {
         Verdict::Succeeded => {
             u.status = DeliveryStatus::Succeeded;
@@ -382,9 +387,10 @@ async fn attempt(
             u.status = DeliveryStatus::Failed;
             Next::Acknowledge
         }
+        // Acknowledged; the endpoint's health step disables the subscription.
         Verdict::Gone => {
             u.status = DeliveryStatus::Failed;
-            Next::DisableSubscription(Box::new(sub))
+            Next::Acknowledge
         }
         Verdict::Retry(failure) => {
             match policy.next_delay(
@@ -404,7 +410,7 @@ async fn attempt(
             }
         }
     };
-    (Some(u), next)
+    (Some(u), next, gone)
 }
 
 fn verdict_of(result: &SendResult) -> Verdict {

@@ -156,11 +156,12 @@ fn split_batch(body: &[u8]) -> Result<(Vec<Box<RawValue>>, bool), ApiError> {
 
 /// Stores the events (deduplicated on account and id), then enqueues the new ones and any
 /// earlier copy that never reached the queue, then marks them enqueued. If the queue fails
-/// the caller gets a 503 and may retry with the same ids: nothing is lost or doubled.
-async fn store_and_enqueue(
+/// the caller gets a 503 and may retry with the same ids: nothing is lost or doubled. The
+/// service's own operational events take the same way.
+pub async fn store_and_enqueue(
     services: &Services,
     events: &[Event],
-) -> Result<Vec<Accepted>, ApiError> {
+) -> crate::Result<Vec<Accepted>> {
     let inserted = services.events.insert_batch(events).await?;
     let mut messages = Vec::new();
     let mut keys = Vec::new();

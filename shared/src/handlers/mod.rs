@@ -2,6 +2,7 @@
 
 pub mod deliver;
 pub mod fanout;
+pub mod health;
 pub mod ingest;
 pub mod limiter;
 pub mod redrive;

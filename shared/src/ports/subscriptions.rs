@@ -7,6 +7,13 @@ use crate::Result;
 pub trait SubscriptionStore: Send + Sync {
     /// Creates or replaces.
     async fn put(&self, subscription: &Subscription) -> Result<()>;
+    /// Replaces the stored subscription only if its `version` is still `expected_version`
+    /// (the caller bumps `subscription.version`); false when it changed meanwhile or is gone.
+    async fn put_if_version(
+        &self,
+        subscription: &Subscription,
+        expected_version: u64,
+    ) -> Result<bool>;
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>>;
     /// Many by (account_id, id), in no particular order; missing ones are left out.
     async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>>;

@@ -4,7 +4,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValue};
 
-use super::attributes::{get_s, s, Item};
+use super::attributes::{get_s, n, s, Item};
 use super::storage_error;
 use crate::domain::subscription::Subscription;
 use crate::ports::SubscriptionStore;
@@ -40,20 +40,56 @@ fn key(account_id: &str, id: &str) -> Item {
     ])
 }
 
+/// The subscription as JSON in `doc`, and its version as a number a condition can compare.
+fn item(sub: &Subscription) -> Result<Item> {
+    let doc = serde_json::to_string(sub).map_err(|e| Error::Storage(e.to_string()))?;
+    let mut item = key(&sub.account_id, &sub.id);
+    item.insert("doc".into(), s(doc));
+    item.insert("version".into(), n(sub.version));
+    Ok(item)
+}
+
 #[async_trait]
 impl SubscriptionStore for DynamoSubscriptionStore {
     async fn put(&self, sub: &Subscription) -> Result<()> {
-        let doc = serde_json::to_string(sub).map_err(|e| Error::Storage(e.to_string()))?;
-        let mut item = key(&sub.account_id, &sub.id);
-        item.insert("doc".into(), s(doc));
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(item(sub)?))
             .send()
             .await
             .map_err(storage_error)?;
         Ok(())
+    }
+
+    async fn put_if_version(&self, sub: &Subscription, expected: u64) -> Result<bool> {
+        // Items written before versions existed have no `version`: they count as 0.
+        let condition = if expected == 0 {
+            "attribute_exists(#id) AND (attribute_not_exists(#v) OR #v = :expected)"
+        } else {
+            "attribute_exists(#id) AND #v = :expected"
+        };
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(sub)?))
+            .condition_expression(condition)
+            .expression_attribute_names("#id", "id")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(storage_error(e)),
+        }
     }
 
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {

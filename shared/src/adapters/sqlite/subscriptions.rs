@@ -40,6 +40,25 @@ impl SubscriptionStore for SqliteSubscriptionStore {
             .await
     }
 
+    async fn put_if_version(&self, subscription: &Subscription, expected: u64) -> Result<bool> {
+        let (account, id, doc) = (
+            subscription.account_id.clone(),
+            subscription.id.clone(),
+            to_json(subscription)?,
+        );
+        self.db
+            .call(move |c| {
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE subscriptions SET doc = ?3 WHERE account_id = ?1 AND id = ?2
+                         AND coalesce(json_extract(doc, '$.version'), 0) = ?4",
+                    )?
+                    .execute(params![account, id, doc, expected as i64])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
         let (account, id) = (account_id.to_string(), id.to_string());
         let doc: Option<String> = self

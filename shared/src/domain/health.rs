@@ -1,0 +1,218 @@
+//! Endpoint health. An endpoint that has failed without a single success for long enough
+//! is disabled: its deliveries stop piling up in the retry schedule, and its owner is told
+//! by an operational event instead of finding out from a dashboard days later.
+
+use super::event::format_rfc3339_ms;
+use super::subscription::Subscription;
+
+/// The default period of unbroken failure after which an endpoint is disabled.
+pub const DEFAULT_AUTO_DISABLE_AFTER_SECONDS: u64 = 5 * 24 * 3600;
+
+/// What one batch of attempts showed about one subscription's endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub succeeded: bool,
+    /// The earliest failed attempt of the batch (ms).
+    pub first_failure_at: Option<i64>,
+    /// The URL that answered 410 Gone, if one did.
+    pub gone_url: Option<String>,
+}
+
+impl Observed {
+    pub fn success(&mut self) {
+        self.succeeded = true;
+    }
+
+    pub fn failure(&mut self, at_ms: i64) {
+        self.first_failure_at = Some(self.first_failure_at.map_or(at_ms, |t| t.min(at_ms)));
+    }
+
+    pub fn gone(&mut self, url: &str, at_ms: i64) {
+        self.failure(at_ms);
+        self.gone_url = Some(url.to_string());
+    }
+}
+
+/// Why the service disabled an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableCause {
+    Gone,
+    FailingTooLong,
+}
+
+impl DisableCause {
+    /// The machine-readable reason carried by the operational event.
+    pub fn code(self) -> &'static str {
+        match self {
+            DisableCause::Gone => "gone",
+            DisableCause::FailingTooLong => "failing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthChange {
+    /// A success ended a run of failures.
+    Recovered,
+    /// The first failure after a success (or ever).
+    StartedFailing(i64),
+    Disabled(DisableCause),
+}
+
+/// The change `observed` calls for on `sub` at `now_ms`, if any, applied to `sub`.
+/// Run it on a fresh read before a conditional write: what a stale read called for may no
+/// longer apply (the customer re-enabled the endpoint, or pointed it elsewhere).
+pub fn apply(
+    sub: &mut Subscription,
+    observed: &Observed,
+    now_ms: i64,
+    auto_disable_after_ms: i64,
+) -> Option<HealthChange> {
+    if !sub.enabled {
+        return None;
+    }
+    if observed.gone_url.as_deref() == Some(sub.url.as_str()) {
+        disable(sub, now_ms, "the endpoint answered 410 Gone".into());
+        return Some(HealthChange::Disabled(DisableCause::Gone));
+    }
+    if observed.succeeded {
+        return sub.failing_since.take().map(|_| HealthChange::Recovered);
+    }
+    let first_failure = observed.first_failure_at?;
+    match sub.failing_since {
+        None => {
+            sub.failing_since = Some(first_failure);
+            Some(HealthChange::StartedFailing(first_failure))
+        }
+        Some(since) if now_ms - since >= auto_disable_after_ms => {
+            let reason = format!(
+                "every attempt failed for {} (since {})",
+                describe_period(now_ms - since),
+                format_rfc3339_ms(since)
+            );
+            disable(sub, now_ms, reason);
+            Some(HealthChange::Disabled(DisableCause::FailingTooLong))
+        }
+        Some(_) => None,
+    }
+}
+
+fn disable(sub: &mut Subscription, now_ms: i64, reason: String) {
+    sub.enabled = false;
+    sub.disabled_reason = Some(reason);
+    sub.disabled_at = Some(now_ms);
+}
+
+/// The customer turned the endpoint back on: its history of failure is forgotten.
+pub fn reenable(sub: &mut Subscription) {
+    sub.enabled = true;
+    sub.disabled_reason = None;
+    sub.disabled_at = None;
+    sub.failing_since = None;
+}
+
+/// "5 days", "3 hours", "2 minutes", "40 seconds": the largest whole unit.
+fn describe_period(ms: i64) -> String {
+    let seconds = (ms / 1000).max(0);
+    let (n, unit) = match seconds {
+        s if s >= 86_400 => (s / 86_400, "day"),
+        s if s >= 3_600 => (s / 3_600, "hour"),
+        s if s >= 60 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+    const PERIOD: i64 = 5 * DAY;
+
+    fn sub() -> Subscription {
+        serde_json::from_value(serde_json::json!({
+            "id": "wh_1", "account_id": "a", "url": "https://example.com/hook",
+            "event_types": ["*"], "enabled": true, "timeout_seconds": 10,
+            "secrets": [], "created_at": 0, "updated_at": 0
+        }))
+        .unwrap()
+    }
+
+    fn failed(at: i64) -> Observed {
+        let mut o = Observed::default();
+        o.failure(at);
+        o
+    }
+
+    #[test]
+    fn a_first_failure_starts_the_clock_and_a_success_stops_it() {
+        let mut s = sub();
+        assert_eq!(
+            apply(&mut s, &failed(10), 20, PERIOD),
+            Some(HealthChange::StartedFailing(10))
+        );
+        assert_eq!(s.failing_since, Some(10));
+        // Later failures inside the period change nothing: no write per failed attempt.
+        assert_eq!(apply(&mut s, &failed(DAY), DAY, PERIOD), None);
+        let mut ok = failed(DAY);
+        ok.success();
+        assert_eq!(
+            apply(&mut s, &ok, DAY, PERIOD),
+            Some(HealthChange::Recovered)
+        );
+        assert_eq!(s.failing_since, None);
+        assert_eq!(apply(&mut s, &ok, DAY, PERIOD), None);
+    }
+
+    #[test]
+    fn failing_for_the_whole_period_disables_with_a_reason() {
+        let mut s = sub();
+        apply(&mut s, &failed(0), 0, PERIOD);
+        assert_eq!(apply(&mut s, &failed(PERIOD - 1), PERIOD - 1, PERIOD), None);
+        assert!(s.enabled);
+        assert_eq!(
+            apply(&mut s, &failed(PERIOD), PERIOD, PERIOD),
+            Some(HealthChange::Disabled(DisableCause::FailingTooLong))
+        );
+        assert!(!s.enabled);
+        assert_eq!(s.disabled_at, Some(PERIOD));
+        assert_eq!(
+            s.disabled_reason.as_deref(),
+            Some("every attempt failed for 5 days (since 1970-01-01T00:00:00Z)")
+        );
+        // Already disabled: nothing more to do, nothing announced twice.
+        assert_eq!(apply(&mut s, &failed(PERIOD + 1), PERIOD + 1, PERIOD), None);
+        reenable(&mut s);
+        assert!(s.enabled && s.failing_since.is_none() && s.disabled_reason.is_none());
+    }
+
+    #[test]
+    fn gone_disables_only_the_url_that_answered_it() {
+        let mut s = sub();
+        let mut o = Observed::default();
+        o.gone("https://old.example.com/hook", 5);
+        // The customer pointed the subscription elsewhere while the attempt was in flight.
+        assert_eq!(
+            apply(&mut s, &o, 5, PERIOD),
+            Some(HealthChange::StartedFailing(5))
+        );
+        assert!(s.enabled);
+        o.gone("https://example.com/hook", 6);
+        assert_eq!(
+            apply(&mut s, &o, 6, PERIOD),
+            Some(HealthChange::Disabled(DisableCause::Gone))
+        );
+        assert_eq!(
+            s.disabled_reason.as_deref(),
+            Some("the endpoint answered 410 Gone")
+        );
+    }
+
+    #[test]
+    fn periods_read_in_their_largest_unit() {
+        assert_eq!(describe_period(5 * DAY), "5 days");
+        assert_eq!(describe_period(3_600_000), "1 hour");
+        assert_eq!(describe_period(2_500), "2 seconds");
+    }
+}
