@@ -1,0 +1,530 @@
+//! Our own dependencies failing: a queue or store call answers an error. Whatever fails,
+//! the message is retried and nothing is lost, and a delivery message is never
+//! acknowledged before its attempt is in the log.
+//!
+//! Every port is the embedded adapter (queues with a 1 s visibility timeout, so a message
+//! not acknowledged comes back quickly) behind a wrapper that fails named calls on demand.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use e2e::{delivery_id, event, test_config, Behavior, Receiver};
+use serde_json::{json, Value};
+use shared::adapters::http_client::ReqwestSender;
+use shared::adapters::sqlite::{
+    Db, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
+    SqliteSubscriptionStore,
+};
+use shared::adapters::ssrf::DestinationPolicy;
+use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use shared::domain::event::Event;
+use shared::domain::stats::DeliveryStats;
+use shared::domain::subscription::Subscription;
+use shared::handlers::limiter::Limiter;
+use shared::handlers::{handle_deliveries, handle_events};
+use shared::ports::{
+    DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue, QueueMessage,
+    SubscriptionStore, SystemClock,
+};
+use shared::{Error, Result, Services};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The calls that fail right now, by name ("deliveries.record", "events_queue.send", ...),
+/// and how often each was tried while failing.
+#[derive(Clone, Default)]
+struct Faults {
+    failing: Arc<Mutex<HashSet<&'static str>>>,
+    refused: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Faults {
+    fn fail(&self, call: &'static str) {
+        self.failing.lock().unwrap().insert(call);
+    }
+
+    fn heal(&self) {
+        self.failing.lock().unwrap().clear();
+    }
+
+    fn check(&self, call: &'static str) -> Result<()> {
+        if self.failing.lock().unwrap().contains(call) {
+            self.refused.lock().unwrap().push(call);
+            return Err(Error::Storage(format!("injected failure of {call}")));
+        }
+        Ok(())
+    }
+
+    fn refused(&self, call: &str) -> usize {
+        self.refused
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c == call)
+            .count()
+    }
+}
+
+struct FaultyQueue {
+    inner: Arc<dyn Queue>,
+    faults: Faults,
+    send: &'static str,
+    delete: &'static str,
+}
+
+#[async_trait]
+impl Queue for FaultyQueue {
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<()> {
+        self.faults.check(self.send)?;
+        self.inner.send_batch(messages).await
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueueMessage>> {
+        self.inner.receive(max, wait).await
+    }
+    async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<()> {
+        self.faults.check(self.delete)?;
+        self.inner.delete_batch(receipt_handles).await
+    }
+    async fn change_visibility_batch(&self, changes: Vec<(String, Duration)>) -> Result<()> {
+        self.inner.change_visibility_batch(changes).await
+    }
+}
+
+struct FaultyLog {
+    inner: SqliteDeliveryLog,
+    faults: Faults,
+}
+
+#[async_trait]
+impl DeliveryLog for FaultyLog {
+    async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
+        self.faults.check("deliveries.create")?;
+        self.inner.create_batch(deliveries).await
+    }
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+        self.faults.check("deliveries.record")?;
+        self.inner.record(updates).await
+    }
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+        self.inner.get(account_id, id).await
+    }
+    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+        self.inner.attempts(account_id, id).await
+    }
+    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+        self.inner.list_for_event(account_id, event_id).await
+    }
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        self.inner
+            .list_for_subscription(account_id, subscription_id, status, cursor, limit)
+            .await
+    }
+    async fn list_by_status(
+        &self,
+        account_id: &str,
+        status: DeliveryStatus,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        self.inner
+            .list_by_status(account_id, status, cursor, limit)
+            .await
+    }
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats> {
+        self.inner
+            .stats(account_id, subscription_id, since_ms)
+            .await
+    }
+}
+
+struct FaultySubscriptions {
+    inner: SqliteSubscriptionStore,
+    faults: Faults,
+}
+
+#[async_trait]
+impl SubscriptionStore for FaultySubscriptions {
+    async fn put(&self, subscription: &Subscription) -> Result<()> {
+        self.inner.put(subscription).await
+    }
+    async fn put_if_version(&self, subscription: &Subscription, expected: u64) -> Result<bool> {
+        self.inner.put_if_version(subscription, expected).await
+    }
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
+        self.inner.get(account_id, id).await
+    }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>> {
+        self.faults.check("subscriptions.get_many")?;
+        self.inner.get_many(keys).await
+    }
+    async fn list(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Subscription>> {
+        self.inner.list(account_id, after, limit).await
+    }
+    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
+        self.faults.check("subscriptions.list_all")?;
+        self.inner.list_all(account_id).await
+    }
+    async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
+        self.inner.delete(account_id, id).await
+    }
+}
+
+struct FaultyEvents {
+    inner: SqliteEventStore,
+    faults: Faults,
+}
+
+#[async_trait]
+impl EventStore for FaultyEvents {
+    async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
+        self.faults.check("events.insert")?;
+        self.inner.insert_batch(events).await
+    }
+    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+        self.faults.check("events.mark_enqueued")?;
+        self.inner.mark_enqueued(keys).await
+    }
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+        self.inner.get(account_id, id).await
+    }
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>> {
+        self.inner.list(account_id, event_type, cursor, limit).await
+    }
+}
+
+const KEY: &str = "whp_adapter_faults_key";
+
+/// Services on one in-memory database, every port behind `faults`.
+fn services(faults: &Faults) -> Services {
+    let db = Db::in_memory().unwrap();
+    let clock = Arc::new(SystemClock);
+    let queue = |name: &str, send: &'static str, delete: &'static str| -> Arc<dyn Queue> {
+        Arc::new(FaultyQueue {
+            inner: Arc::new(SqliteQueue::new(
+                db.clone(),
+                name,
+                Duration::from_secs(1),
+                None,
+                clock.clone(),
+            )),
+            faults: faults.clone(),
+            send,
+            delete,
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = runner::settings(&test_config(dir.path()), KEY);
+    Services {
+        subscriptions: Arc::new(FaultySubscriptions {
+            inner: SqliteSubscriptionStore::new(db.clone()),
+            faults: faults.clone(),
+        }),
+        events: Arc::new(FaultyEvents {
+            inner: SqliteEventStore::new(db.clone()),
+            faults: faults.clone(),
+        }),
+        deliveries: Arc::new(FaultyLog {
+            inner: SqliteDeliveryLog::new(db.clone()),
+            faults: faults.clone(),
+        }),
+        api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
+        events_queue: queue("events", "events_queue.send", "events_queue.delete"),
+        deliveries_queue: queue(
+            "deliveries",
+            "deliveries_queue.send",
+            "deliveries_queue.delete",
+        ),
+        dead_letter_queue: queue("dlq", "dlq.send", "dlq.delete"),
+        http: Arc::new(
+            ReqwestSender::new(DestinationPolicy::clone(&settings.destinations)).unwrap(),
+        ),
+        clock,
+        limiter: Limiter::new(settings.max_in_flight_per_subscription),
+        settings,
+    }
+}
+
+fn failed_ids(response: &SqsBatchResponse) -> HashSet<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+/// One poll of `queue` through `handler`, acknowledging what the handler did not report
+/// failed, exactly as the pollers and Lambda's event source mapping do.
+async fn pump<F, Fut>(queue: &Arc<dyn Queue>, name: &str, handler: F) -> (usize, HashSet<String>)
+where
+    F: FnOnce(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let messages = queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    if messages.is_empty() {
+        return (0, HashSet::new());
+    }
+    let response = handler(runner::poller::sqs_event(name, &messages)).await;
+    let done = runner::poller::acknowledged(&messages, &response);
+    queue.delete_batch(done).await.unwrap();
+    (messages.len(), failed_ids(&response))
+}
+
+async fn create_webhook(services: &Services, account: &str, url: String) -> Subscription {
+    let app = shared::api::router(services.clone());
+    let (status, body) = call(
+        app,
+        "POST",
+        &format!("/v1/accounts/{account}/webhooks"),
+        json!({"url": url, "event_types": ["*"], "retry_schedule": [1]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    services
+        .subscriptions
+        .get(account, body["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn call(app: axum::Router, method: &str, path: &str, body: Value) -> (u16, Value) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn ingest(services: &Services, event: Value) -> (u16, Value) {
+    call(
+        shared::api::router(services.clone()),
+        "POST",
+        "/v1/events",
+        event,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
+    let faults = Faults::default();
+    let s = services(&faults);
+    let r = Receiver::start().await;
+    let sub = create_webhook(&s, "acct_f", r.url("hook", Behavior::Status(204))).await;
+    let (status, _) = ingest(&s, event("call.ended", "acct_f", Some("evt_f1"))).await;
+    assert_eq!(status, 202);
+    let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+    assert_eq!((n, failed.len()), (1, 0));
+    let id = delivery_id("acct_f", "evt_f1", &sub.id);
+
+    // The log refuses the outcome: the endpoint was called, but the message is reported
+    // failed (so it stays on the queue) and the log still says pending.
+    faults.fail("deliveries.record");
+    let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
+        handle_deliveries(&s, e)
+    })
+    .await;
+    assert_eq!(n, 1);
+    assert_eq!(
+        failed.len(),
+        1,
+        "acknowledged before its attempt was logged"
+    );
+    assert_eq!(r.received("hook").len(), 1);
+    assert!(faults.refused("deliveries.record") >= 1);
+    let d = s.deliveries.get("acct_f", &id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.attempt_count),
+        (DeliveryStatus::Pending, 0),
+        "{d:?}"
+    );
+
+    // The subscriptions cannot be read: nothing is sent, nothing acknowledged.
+    faults.heal();
+    faults.fail("subscriptions.get_many");
+    let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
+        handle_deliveries(&s, e)
+    })
+    .await;
+    assert_eq!((n, failed.len()), (1, 1), "the message did not come back");
+    assert_eq!(r.received("hook").len(), 1, "sent without its subscription");
+
+    // Healed: the message comes back once more, is delivered, logged, then acknowledged.
+    faults.heal();
+    let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
+        handle_deliveries(&s, e)
+    })
+    .await;
+    assert_eq!((n, failed.len()), (1, 0));
+    let calls = r.received("hook");
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.header("webhook-id") == id));
+    let d = s.deliveries.get("acct_f", &id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    assert_eq!(d.attempt_count, 1, "{d:?}");
+    let left = s
+        .deliveries_queue
+        .receive(10, Duration::from_millis(1500))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "acknowledged but still queued: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_retries_when_its_store_or_queue_fails_and_creates_nothing_twice() {
+    let faults = Faults::default();
+    let s = services(&faults);
+    let r = Receiver::start().await;
+    let mut subs = Vec::new();
+    for i in 0..3 {
+        subs.push(
+            create_webhook(&s, "acct_g", r.url(&format!("h{i}"), Behavior::Status(204))).await,
+        );
+    }
+    for i in 0..4 {
+        let (status, _) = ingest(
+            &s,
+            event("call.ended", "acct_g", Some(&format!("evt_g{i}"))),
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+
+    for call in [
+        "subscriptions.list_all",
+        "deliveries.create",
+        "deliveries_queue.send",
+    ] {
+        faults.heal();
+        faults.fail(call);
+        let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+        assert_eq!(n, 4, "{call}: the events did not come back");
+        assert_eq!(failed.len(), 4, "{call}: acknowledged although it failed");
+        assert!(faults.refused(call) >= 1, "{call} was not called");
+    }
+    faults.heal();
+    let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+    assert_eq!((n, failed.len()), (4, 0));
+
+    // Every pair exactly once in the log, and delivered.
+    let mut delivered = 0;
+    while delivered < 12 {
+        let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
+            handle_deliveries(&s, e)
+        })
+        .await;
+        assert!(failed.is_empty());
+        assert!(n > 0, "deliveries missing: {delivered} of 12");
+        delivered += n;
+    }
+    for i in 0..4 {
+        let ds = s
+            .deliveries
+            .list_for_event("acct_g", &format!("evt_g{i}"))
+            .await
+            .unwrap();
+        assert_eq!(ds.len(), 3);
+        assert!(ds.iter().all(|d| d.status == DeliveryStatus::Succeeded));
+    }
+    for i in 0..3 {
+        let got = r.wait_for(&format!("h{i}"), 4, WAIT).await;
+        let ids: HashSet<String> = got
+            .iter()
+            .map(|g| g.header("webhook-id").to_string())
+            .collect();
+        assert_eq!(ids.len(), 4, "h{i}: {ids:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_answers_503_when_a_dependency_fails_and_a_retry_loses_nothing() {
+    let faults = Faults::default();
+    let s = services(&faults);
+    let r = Receiver::start().await;
+    let sub = create_webhook(&s, "acct_i", r.url("hook", Behavior::Status(204))).await;
+
+    for (call, id) in [
+        ("events.insert", "evt_i1"),
+        ("events_queue.send", "evt_i2"),
+        ("events.mark_enqueued", "evt_i3"),
+    ] {
+        faults.heal();
+        faults.fail(call);
+        let (status, body) = ingest(&s, event("call.ended", "acct_i", Some(id))).await;
+        assert_eq!(status, 503, "{call}: {body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{call}: {body}");
+        faults.heal();
+        // The producer retries with the same id, as a 503 tells it to.
+        let (status, body) = ingest(&s, event("call.ended", "acct_i", Some(id))).await;
+        assert_eq!(status, 202, "{call}: {body}");
+    }
+    // Each event once on the queue, or twice when only the mark failed: fan-out and the
+    // delivery ids make the second copy harmless.
+    let mut events = 0;
+    loop {
+        let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+        assert!(failed.is_empty());
+        if n == 0 {
+            break;
+        }
+        events += n;
+    }
+    assert!((3..=4).contains(&events), "{events} event messages");
+    loop {
+        let (n, _) = pump(&s.deliveries_queue, "deliveries", |e| {
+            handle_deliveries(&s, e)
+        })
+        .await;
+        if n == 0 {
+            break;
+        }
+    }
+    let got = r.received("hook");
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|g| g.header("webhook-id").to_string())
+        .collect();
+    let expected: HashSet<String> = ["evt_i1", "evt_i2", "evt_i3"]
+        .iter()
+        .map(|e| delivery_id("acct_i", e, &sub.id))
+        .collect();
+    assert_eq!(ids, expected);
+}
