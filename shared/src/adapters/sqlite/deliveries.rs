@@ -51,7 +51,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         let deliveries = deliveries.to_vec();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let mut created = Vec::with_capacity(deliveries.len());
                 {
                     let mut stmt = tx.prepare_cached(&format!(
@@ -100,7 +100,7 @@ impl DeliveryLog for SqliteDeliveryLog {
             .collect::<Result<Vec<_>>>()?;
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 {
                     let mut update = tx.prepare_cached(
                         "UPDATE deliveries SET status = ?3, attempt_count = attempt_count + ?4,
@@ -274,20 +274,17 @@ impl DeliveryLog for SqliteDeliveryLog {
             .db
             .call(move |c| {
                 let rows = c
+                    // The status is written into the text (it is one of a few fixed
+                    // words) so the planner can use the partial index of dead ones.
                     .prepare_cached(&format!(
                         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                         WHERE account_id = ?1 AND status = ?2
-                         AND (updated_at < ?3 OR (updated_at = ?3 AND id < ?4))
-                         ORDER BY updated_at DESC, id DESC LIMIT ?5"
+                         WHERE account_id = ?1 AND status = '{}'
+                         AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3))
+                         ORDER BY updated_at DESC, id DESC LIMIT ?4",
+                        status.as_str()
                     ))?
                     .query_map(
-                        params![
-                            account,
-                            status.as_str(),
-                            before_at,
-                            before_id,
-                            limit as i64 + 1
-                        ],
+                        params![account, before_at, before_id, limit as i64 + 1],
                         delivery_from_row,
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -34,7 +34,7 @@ impl EventStore for SqliteEventStore {
             .collect::<Result<Vec<_>>>()?;
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let mut out = Vec::with_capacity(rows.len());
                 {
                     let mut insert = tx.prepare_cached(
@@ -67,7 +67,7 @@ impl EventStore for SqliteEventStore {
         let keys = keys.to_vec();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 {
                     let mut stmt = tx.prepare_cached(
                         "UPDATE events SET enqueued = 1 WHERE account_id = ?1 AND id = ?2",

@@ -2,21 +2,20 @@
 //!
 //! WAL with `synchronous=NORMAL` keeps every committed transaction across a crash of the
 //! process (the case the local runner must survive); only a power loss may drop the last
-//! few. One connection serialises writers, which SQLite does anyway, and every call runs on
-//! the blocking pool so a slow checkpoint never stalls the async workers.
+//! few. One connection on its own thread serialises writers, which SQLite does anyway, and
+//! commits concurrent calls together (see `db`).
 
 mod api_keys;
+mod db;
 mod deliveries;
 mod events;
 mod queue;
 mod subscriptions;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use rusqlite::Connection;
 
 pub use api_keys::SqliteApiKeyStore;
+pub use db::Db;
 pub use deliveries::SqliteDeliveryLog;
 pub use events::SqliteEventStore;
 pub use queue::{Redrive, SqliteQueue};
@@ -73,7 +72,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (account_id, event_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_subscription
     ON deliveries (account_id, subscription_id, created_at, id);
-CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (account_id, status, updated_at, id);
+-- Only dead deliveries are listed by status (the dead letters): a partial index keeps every
+-- other status change from touching it.
+DROP INDEX IF EXISTS deliveries_by_status;
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (account_id, updated_at, id)
+    WHERE status = 'dead';
 
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_id TEXT NOT NULL,
@@ -95,56 +98,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#;
-
-/// A shared handle on the database.
-#[derive(Clone)]
-pub struct Db {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl Db {
-    /// Opens (creating if needed) the database file, owner-only.
-    pub fn open(path: &Path) -> Result<Self> {
-        let db = Self::init(Connection::open(path)?)?;
-        restrict_to_owner(path);
-        Ok(db)
-    }
-
-    /// A private database in memory, for tests.
-    pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // Checkpoints are where WAL mode syncs to disk; fewer, larger ones cost far less
-        // throughput (measured in BENCHMARKS.md) and still bound the WAL at ~40 MB.
-        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// Runs `f` with the connection on the blocking pool.
-    pub async fn call<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::Storage("the database lock is poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| Error::Storage(format!("database task failed: {e}")))?
-    }
-}
 
 #[cfg(unix)]
 fn restrict_to_owner(path: &Path) {

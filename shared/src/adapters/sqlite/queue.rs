@@ -93,7 +93,7 @@ impl SqliteQueue {
         let hidden_until = now + self.visibility_timeout.as_millis() as i64;
         self.db
             .call(move |c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 let rows: Vec<(String, String, i64, u32)> = {
                     let mut stmt = tx.prepare_cached(
                         "SELECT id, body, sent_at, receive_count FROM queue_messages
@@ -109,20 +109,25 @@ impl SqliteQueue {
                 let mut taken = Vec::with_capacity(rows.len());
                 for (id, body, sent_at, count) in rows {
                     if let Some(r) = redrive.as_ref().filter(|r| count >= r.max_receive_count) {
-                        tx.execute(
+                        tx.prepare_cached(
                             "UPDATE queue_messages SET queue = ?3, visible_at = ?4,
                              receive_count = 0, receipt = NULL, parked = 0
                              WHERE queue = ?1 AND id = ?2",
-                            params![queue, id, r.dead_letter_queue, now],
-                        )?;
+                        )?
+                        .execute(params![
+                            queue,
+                            id,
+                            r.dead_letter_queue,
+                            now
+                        ])?;
                         continue;
                     }
                     let receipt = format!("{id}#{:016x}", u64::from_le_bytes(nonce()));
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE queue_messages SET receive_count = receive_count + 1,
                          visible_at = ?3, receipt = ?4, parked = 0 WHERE queue = ?1 AND id = ?2",
-                        params![queue, id, hidden_until, receipt],
-                    )?;
+                    )?
+                    .execute(params![queue, id, hidden_until, receipt])?;
                     taken.push(QueueMessage {
                         message_id: id,
                         receipt_handle: receipt,
@@ -132,11 +137,10 @@ impl SqliteQueue {
                     });
                 }
                 let next_visible = if taken.is_empty() {
-                    tx.query_row(
+                    tx.prepare_cached(
                         "SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?1",
-                        [&queue],
-                        |r| r.get::<_, Option<i64>>(0),
-                    )
+                    )?
+                    .query_row([&queue], |r| r.get::<_, Option<i64>>(0))
                     .optional()?
                     .flatten()
                 } else {
@@ -171,7 +175,7 @@ impl Queue for SqliteQueue {
         let now = self.clock.now_ms();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 {
                     let mut stmt = tx.prepare_cached(
                         "INSERT INTO queue_messages (queue, id, body, sent_at, visible_at)
@@ -231,7 +235,7 @@ impl Queue for SqliteQueue {
         let queue = self.name.clone();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 {
                     let mut stmt = tx.prepare_cached(
                         "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND receipt = ?3",
@@ -254,7 +258,7 @@ impl Queue for SqliteQueue {
         let now = self.clock.now_ms();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 {
                     let mut stmt = tx.prepare_cached(
                         "UPDATE queue_messages SET visible_at = ?4, parked = 1
