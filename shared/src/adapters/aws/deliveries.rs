@@ -6,9 +6,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
-use super::attributes::{
-    decode_cursor, encode_cursor, expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item,
-};
+use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
+use super::paging::{all_items, page_of_items};
 use super::storage_error;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use crate::domain::stats::DeliveryStats;
@@ -217,44 +216,30 @@ impl DynamoDeliveryLog {
         limit: usize,
     ) -> Result<Page<Delivery>> {
         let (condition, name, value) = key_condition;
-        let mut start = cursor.map(|c| decode_cursor(c, key_names)).transpose()?;
-        let mut items: Vec<Item> = Vec::new();
-        let now = now_secs();
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression(condition)
-                .expression_attribute_values(name, s(value.clone()))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take());
-            if let Some(st) = status {
-                query = query
-                    .filter_expression("#st = :st")
-                    .expression_attribute_names("#st", "status")
-                    .expression_attribute_values(":st", s(st.as_str()));
-            }
-            let out = query.send().await.map_err(storage_error)?;
-            for item in out.items() {
-                if items.len() > limit {
-                    break;
+        let (items, next_cursor) = page_of_items(
+            |start| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression(condition)
+                    .expression_attribute_values(name, s(value.clone()))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start);
+                match status {
+                    Some(st) => query
+                        .filter_expression("#st = :st")
+                        .expression_attribute_names("#st", "status")
+                        .expression_attribute_values(":st", s(st.as_str())),
+                    None => query,
                 }
-                if !expired(item, now) {
-                    items.push(item.clone());
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() && items.len() <= limit => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = more
-            .then(|| items.last().map(|i| encode_cursor(i, key_names)))
-            .flatten();
+            },
+            key_names,
+            cursor,
+            limit,
+        )
+        .await?;
         Ok(Page {
             items: items
                 .iter()
@@ -381,60 +366,39 @@ impl DeliveryLog for DynamoDeliveryLog {
     }
 
     async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
-        let mut attempts = Vec::new();
-        let mut start: Option<Item> = None;
-        let now = now_secs();
-        loop {
-            let out = self
-                .client
+        let items = all_items(|start| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(id))
                 .expression_attribute_values(":prefix", s("attempt#"))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(storage_error)?;
-            for item in out.items() {
-                if !expired(item, now) && get_s(item, "account_id").is_ok_and(|a| a == account_id) {
-                    attempts.push(attempt_from_item(item)?);
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(attempts),
-            }
-        }
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        items
+            .iter()
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
+            .map(attempt_from_item)
+            .collect()
     }
 
     async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
-        let mut deliveries = Vec::new();
-        let mut start: Option<Item> = None;
-        let now = now_secs();
-        loop {
-            let out = self
-                .client
+        let items = all_items(|start| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(BY_EVENT_INDEX)
                 .key_condition_expression("event_key = :k")
                 .expression_attribute_values(":k", s(format!("{account_id}#{event_id}")))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(storage_error)?;
-            for item in out.items() {
-                if !expired(item, now) {
-                    deliveries.push(delivery_from_item(item)?);
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        let mut deliveries = items
+            .iter()
+            .map(delivery_from_item)
+            .collect::<Result<Vec<_>>>()?;
         deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(deliveries)
     }
@@ -490,32 +454,24 @@ impl DeliveryLog for DynamoDeliveryLog {
         subscription_id: &str,
         since_ms: i64,
     ) -> Result<DeliveryStats> {
-        let mut stats = DeliveryStats::default();
-        let mut start: Option<Item> = None;
-        let now = now_secs();
-        loop {
-            let out = self
-                .client
+        let items = all_items(|start| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(BY_SUBSCRIPTION_INDEX)
                 .key_condition_expression("sub_key = :k AND created_at >= :since")
                 .expression_attribute_values(":k", s(format!("{account_id}#{subscription_id}")))
                 .expression_attribute_values(":since", n(since_ms))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(storage_error)?;
-            for item in out.items().iter().filter(|i| !expired(i, now)) {
-                let status = get_s(item, "status")?;
-                let status = DeliveryStatus::parse(&status)
-                    .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
-                stats.add(status, opt_n(item, "last_latency_ms"));
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(stats),
-            }
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        let mut stats = DeliveryStats::default();
+        for item in &items {
+            let status = get_s(item, "status")?;
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+            stats.add(status, opt_n(item, "last_latency_ms"));
         }
+        Ok(stats)
     }
 }

@@ -5,13 +5,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::attributes::{
-    decode_cursor, encode_cursor, expired, get_bool, get_s, n, now_secs, s, Item,
-};
+use super::attributes::{expired, get_bool, get_s, n, now_secs, s, Item};
 use crate::ports::Page;
 
 pub const BY_TIME_INDEX: &str = "by_time";
 const BY_TIME_KEYS: &[&str] = &["account_id", "id", "received_at"];
+use super::paging::page_of_items;
 use super::storage_error;
 use crate::domain::event::Event;
 use crate::ports::{EventInsert, EventStore};
@@ -159,44 +158,30 @@ impl EventStore for DynamoEventStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Event>> {
-        let mut start = cursor.map(|c| decode_cursor(c, BY_TIME_KEYS)).transpose()?;
-        let mut items: Vec<Item> = Vec::new();
-        let now = now_secs();
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_TIME_INDEX)
-                .key_condition_expression("account_id = :a")
-                .expression_attribute_values(":a", s(account_id))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take());
-            if let Some(t) = event_type {
-                query = query
-                    .filter_expression("#ty = :ty")
-                    .expression_attribute_names("#ty", "type")
-                    .expression_attribute_values(":ty", s(t));
-            }
-            let out = query.send().await.map_err(storage_error)?;
-            for item in out.items() {
-                if items.len() > limit {
-                    break;
+        let (items, next_cursor) = page_of_items(
+            |start| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(BY_TIME_INDEX)
+                    .key_condition_expression("account_id = :a")
+                    .expression_attribute_values(":a", s(account_id))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start);
+                match event_type {
+                    Some(t) => query
+                        .filter_expression("#ty = :ty")
+                        .expression_attribute_names("#ty", "type")
+                        .expression_attribute_values(":ty", s(t)),
+                    None => query,
                 }
-                if !expired(item, now) {
-                    items.push(item.clone());
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() && items.len() <= limit => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = more
-            .then(|| items.last().map(|i| encode_cursor(i, BY_TIME_KEYS)))
-            .flatten();
+            },
+            BY_TIME_KEYS,
+            cursor,
+            limit,
+        )
+        .await?;
         let events = items
             .iter()
             .map(|item| {

@@ -6,6 +6,7 @@ mod api_keys;
 mod attributes;
 mod deliveries;
 mod events;
+mod paging;
 pub mod provision;
 mod sqs;
 mod subscriptions;

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValue};
 
 use super::attributes::{get_s, n, s, Item};
+use super::paging::all_items;
 use super::storage_error;
 use crate::domain::subscription::Subscription;
 use crate::ports::SubscriptionStore;
@@ -170,28 +171,18 @@ impl SubscriptionStore for DynamoSubscriptionStore {
     }
 
     async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
-        let mut subs = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        // Subscriptions have no TTL; `all_items` leaves them all in.
+        let items = all_items(|start| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("account_id = :a")
                 .expression_attribute_values(":a", s(account_id))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(storage_error)?;
-            for item in out.items() {
-                subs.push(decode(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(subs),
-            }
-        }
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        items.iter().map(decode).collect()
     }
 
     async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
