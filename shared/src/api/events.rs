@@ -18,6 +18,8 @@ pub struct EventQuery {
     /// Only events of this type.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }

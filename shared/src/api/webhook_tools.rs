@@ -180,6 +180,8 @@ pub struct DeliveryQuery {
     /// Only deliveries in this status.
     #[param(inline, value_type = Option<String>, example = "failed")]
     pub status: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
