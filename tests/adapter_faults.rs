@@ -129,16 +129,13 @@ impl DeliveryLog for FaultyLog {
             .list_for_subscription(account_id, subscription_id, status, cursor, limit)
             .await
     }
-    async fn list_by_status(
+    async fn list_dead(
         &self,
         account_id: &str,
-        status: DeliveryStatus,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        self.inner
-            .list_by_status(account_id, status, cursor, limit)
-            .await
+        self.inner.list_dead(account_id, cursor, limit).await
     }
     async fn stats(
         &self,

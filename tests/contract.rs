@@ -634,10 +634,7 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     assert!(dead_for_sub.next_cursor.is_none());
 
     let dead_letters = all_pages(|c| async move {
-        let page = d
-            .list_by_status("acct", DeliveryStatus::Dead, c.as_deref(), 2)
-            .await
-            .unwrap();
+        let page = d.list_dead("acct", c.as_deref(), 2).await.unwrap();
         Page {
             items: page.items.into_iter().map(|x| x.id).collect(),
             next_cursor: page.next_cursor,
@@ -645,8 +642,22 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     })
     .await;
     assert_eq!(dead_letters, ["msg_3", "msg_1"]);
+    // Redriven, a delivery is pending again and no longer a dead letter.
+    let mut redriven = dead("msg_3", base + 30);
+    redriven.status = DeliveryStatus::Pending;
+    redriven.error = None;
+    d.record(&[redriven]).await.unwrap();
+    let still_dead: Vec<String> = d
+        .list_dead("acct", None, 10)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(still_dead, ["msg_1"]);
     assert!(d
-        .list_by_status("other", DeliveryStatus::Dead, None, 10)
+        .list_dead("other", None, 10)
         .await
         .unwrap()
         .items

@@ -42,12 +42,7 @@ pub async fn list_dead_letters(
     let account = caller.account(&account_id)?;
     let page = services
         .deliveries
-        .list_by_status(
-            account,
-            DeliveryStatus::Dead,
-            q.cursor.as_deref(),
-            limit(q.limit)?,
-        )
+        .list_dead(account, q.cursor.as_deref(), limit(q.limit)?)
         .await?;
     Ok(Json(Paginated {
         data: page.items.iter().map(DeliveryView::summary).collect(),
@@ -105,7 +100,7 @@ pub async fn redrive_dead_letters(
             while dead.len() < MAX_REDRIVE {
                 let page = services
                     .deliveries
-                    .list_by_status(account, DeliveryStatus::Dead, cursor.as_deref(), 100)
+                    .list_dead(account, cursor.as_deref(), 100)
                     .await?;
                 dead.extend(page.items);
                 match page.next_cursor {

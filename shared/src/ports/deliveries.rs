@@ -25,11 +25,11 @@ pub trait DeliveryLog: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>>;
-    /// An account's deliveries in a status, most recently updated first.
-    async fn list_by_status(
+    /// An account's dead deliveries (the dead letters), most recently updated first. Only
+    /// these are indexed by status: every other status change stays off the index.
+    async fn list_dead(
         &self,
         account_id: &str,
-        status: DeliveryStatus,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>>;

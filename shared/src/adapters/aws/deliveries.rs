@@ -28,8 +28,10 @@ const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 /// sort `sk` = `delivery` for the delivery, `attempt#0000000001`… for its attempts. Sparse
 /// indexes over the delivery items: `by_event` (`event_key` = account#event) lists an
 /// event's deliveries, `by_subscription` (`sub_key` = account#subscription, by
-/// `created_at`) a subscription's, `by_status` (`status_key` = account#status, by
-/// `updated_at`) an account's in one status. Every item carries a TTL in `expires_at`.
+/// `created_at`) a subscription's, `by_status` (`status_key` = account#dead, by
+/// `updated_at`) an account's dead letters. Only dead deliveries carry `status_key`: each
+/// index write costs a write unit, and pending → succeeded must not touch that index. Every
+/// item carries a TTL in `expires_at`.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -69,10 +71,6 @@ impl DynamoDeliveryLog {
                 "sub_key".to_string(),
                 s(format!("{}#{}", d.account_id, d.subscription_id)),
             ),
-            (
-                "status_key".to_string(),
-                s(format!("{}#{}", d.account_id, d.status.as_str())),
-            ),
             ("status".to_string(), s(d.status.as_str())),
             ("attempt_count".to_string(), n(d.attempt_count)),
             ("created_at".to_string(), n(d.created_at)),
@@ -105,7 +103,7 @@ impl DynamoDeliveryLog {
     /// Applies one outcome; returns the delivery's attempt count after it (0 when the
     /// outcome carries no attempt).
     async fn apply(&self, u: &DeliveryUpdate) -> Result<u32> {
-        let mut set = vec!["#st = :st", "#ua = :ua", "#sk = :sk"];
+        let mut set = vec!["#st = :st", "#ua = :ua"];
         let mut remove = Vec::new();
         let mut request = self
             .client
@@ -120,10 +118,6 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#na", "next_attempt_at")
             .expression_attribute_names("#le", "last_error")
             .expression_attribute_names("#sk", "status_key")
-            .expression_attribute_values(
-                ":sk",
-                s(format!("{}#{}", u.account_id, u.status.as_str())),
-            )
             .expression_attribute_values(":acct", s(&u.account_id))
             .expression_attribute_values(":st", s(u.status.as_str()))
             .expression_attribute_values(":ua", n(u.at))
@@ -132,6 +126,12 @@ impl DynamoDeliveryLog {
             } else {
                 ReturnValue::None
             });
+        if u.status == DeliveryStatus::Dead {
+            set.push("#sk = :sk");
+            request = request.expression_attribute_values(":sk", s(dead_key(&u.account_id)));
+        } else {
+            remove.push("#sk");
+        }
         match u.next_attempt_at {
             Some(at) => {
                 set.push("#na = :na");
@@ -329,6 +329,11 @@ fn attempt_from_item(item: &Item) -> Result<Attempt> {
     })
 }
 
+/// The `by_status` key of an account's dead deliveries.
+fn dead_key(account_id: &str) -> String {
+    format!("{account_id}#dead")
+}
+
 #[async_trait]
 impl DeliveryLog for DynamoDeliveryLog {
     async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
@@ -426,21 +431,16 @@ impl DeliveryLog for DynamoDeliveryLog {
         .await
     }
 
-    async fn list_by_status(
+    async fn list_dead(
         &self,
         account_id: &str,
-        status: DeliveryStatus,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
         self.index_page(
             BY_STATUS_INDEX,
             BY_STATUS_KEYS,
-            (
-                "status_key = :k",
-                ":k",
-                format!("{account_id}#{}", status.as_str()),
-            ),
+            ("status_key = :k", ":k", dead_key(account_id)),
             None,
             cursor,
             limit,

@@ -261,10 +261,9 @@ impl DeliveryLog for SqliteDeliveryLog {
         Ok(page(rows, limit, |d| (d.created_at, d.id.as_str())))
     }
 
-    async fn list_by_status(
+    async fn list_dead(
         &self,
         account_id: &str,
-        status: DeliveryStatus,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
@@ -274,14 +273,12 @@ impl DeliveryLog for SqliteDeliveryLog {
             .db
             .call(move |c| {
                 let rows = c
-                    // The status is written into the text (it is one of a few fixed
-                    // words) so the planner can use the partial index of dead ones.
+                    // `status = 'dead'` written out, so the planner uses the partial index.
                     .prepare_cached(&format!(
                         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                         WHERE account_id = ?1 AND status = '{}'
+                         WHERE account_id = ?1 AND status = 'dead'
                          AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3))
-                         ORDER BY updated_at DESC, id DESC LIMIT ?4",
-                        status.as_str()
+                         ORDER BY updated_at DESC, id DESC LIMIT ?4"
                     ))?
                     .query_map(
                         params![account, before_at, before_id, limit as i64 + 1],
