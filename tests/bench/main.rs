@@ -3,9 +3,12 @@
 //! Runs the release runner binary as a child process on a fresh data dir (its embedded
 //! default), with the load generator and a local receiver answering 204 in this process,
 //! and prints a Markdown table; `--write` appends it to BENCHMARKS.md with the command, the
-//! machine and the date. Scenarios: throughput, latency, isolation, memory, coldstart, all.
+//! machine and the date. Scenarios: throughput, latency, isolation, memory, coldstart, cost
+//! (the AWS backend against moto: calls and dollars per delivered webhook), all.
 //! `--quick` runs a tiny version of each, to keep the harness working in CI.
 
+mod aws_proxy;
+mod cost;
 mod receiver;
 mod report;
 mod runner;
@@ -24,7 +27,14 @@ async fn main() -> ExitCode {
         .cloned()
         .unwrap_or_else(|| "all".into());
     let names: Vec<&str> = match scenario.as_str() {
-        "all" => vec!["throughput", "latency", "isolation", "memory", "coldstart"],
+        "all" => vec![
+            "throughput",
+            "latency",
+            "isolation",
+            "memory",
+            "coldstart",
+            "cost",
+        ],
         one => vec![one],
     };
     let mut sections = Vec::new();
@@ -36,8 +46,9 @@ async fn main() -> ExitCode {
             "isolation" => scenarios::isolation(quick).await,
             "memory" => scenarios::memory(quick).await,
             "coldstart" => scenarios::coldstart(quick).await,
+            "cost" => cost::cost(quick).await,
             other => {
-                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, all");
+                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, cost, all");
                 return ExitCode::FAILURE;
             }
         };

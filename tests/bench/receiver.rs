@@ -1,13 +1,14 @@
-//! A fast local receiver: answers 204 and records when each event arrived.
+//! A fast local receiver: answers 204 and records when each event arrived. A path can be
+//! told to fail the first attempt of every webhook (500), so each delivery takes one retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 
@@ -16,29 +17,40 @@ pub struct Arrivals {
     /// (path, event id) → arrival times.
     pub by_event: HashMap<(String, String), Vec<Instant>>,
     pub total: usize,
+    /// Requests answered 204.
+    pub succeeded: usize,
+}
+
+#[derive(Default)]
+struct Behaviour {
+    sleep: HashMap<String, Duration>,
+    /// Paths whose first request of each `webhook-id` is answered 500.
+    fail_first: HashSet<String>,
+    /// (path, webhook-id) already failed once.
+    failed: HashSet<(String, String)>,
 }
 
 #[derive(Clone)]
 pub struct Receiver {
     pub addr: SocketAddr,
     pub arrivals: Arc<Mutex<Arrivals>>,
-    sleep: Arc<Mutex<HashMap<String, Duration>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
         let arrivals = Arc::new(Mutex::new(Arrivals::default()));
-        let sleep = Arc::new(Mutex::new(HashMap::new()));
+        let behaviour = Arc::new(Mutex::new(Behaviour::default()));
         let app = Router::new()
             .route("/{path}", post(receive))
-            .with_state((arrivals.clone(), sleep.clone()));
+            .with_state((arrivals.clone(), behaviour.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver {
             addr,
             arrivals,
-            sleep,
+            behaviour,
         }
     }
 
@@ -48,19 +60,37 @@ impl Receiver {
 
     /// Makes `path` sleep before answering.
     pub fn slow(&self, path: &str, d: Duration) {
-        self.sleep.lock().unwrap().insert(path.to_string(), d);
+        self.behaviour
+            .lock()
+            .unwrap()
+            .sleep
+            .insert(path.to_string(), d);
+    }
+
+    /// Makes `path` answer 500 to the first request of each `webhook-id`, 204 after.
+    pub fn fail_first(&self, path: &str) {
+        self.behaviour
+            .lock()
+            .unwrap()
+            .fail_first
+            .insert(path.to_string());
     }
 
     pub fn total(&self) -> usize {
         self.arrivals.lock().unwrap().total
     }
+
+    pub fn succeeded(&self) -> usize {
+        self.arrivals.lock().unwrap().succeeded
+    }
 }
 
-type St = (Arc<Mutex<Arrivals>>, Arc<Mutex<HashMap<String, Duration>>>);
+type St = (Arc<Mutex<Arrivals>>, Arc<Mutex<Behaviour>>);
 
 async fn receive(
-    State((arrivals, sleep)): State<St>,
+    State((arrivals, behaviour)): State<St>,
     Path(path): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
     let at = Instant::now();
@@ -70,14 +100,30 @@ async fn receive(
         .and_then(|rest| rest.iter().position(|b| *b == b'"').map(|end| &rest[..end]))
         .map(|id| String::from_utf8_lossy(id).into_owned())
         .unwrap_or_default();
+    let (pause, status) = {
+        let mut b = behaviour.lock().unwrap();
+        let fail = b.fail_first.contains(&path) && {
+            let webhook_id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            b.failed.insert((path.clone(), webhook_id))
+        };
+        let status = match fail {
+            true => StatusCode::INTERNAL_SERVER_ERROR,
+            false => StatusCode::NO_CONTENT,
+        };
+        (b.sleep.get(&path).copied(), status)
+    };
     {
         let mut a = arrivals.lock().unwrap();
         a.total += 1;
+        a.succeeded += usize::from(status == StatusCode::NO_CONTENT);
         a.by_event.entry((path.clone(), id)).or_default().push(at);
     }
-    let pause = sleep.lock().unwrap().get(&path).copied();
     if let Some(d) = pause {
         tokio::time::sleep(d).await;
     }
-    StatusCode::NO_CONTENT
+    status
 }

@@ -1,0 +1,812 @@
+//! Scenario 4, cost: the pipeline on the AWS backend against a moto server, with a counting
+//! proxy between the AWS SDK and moto. The calls each delivered webhook takes are counted by
+//! kind and priced at AWS's public on-demand prices.
+//!
+//! The pipeline runs in this process the way the local runner runs it on AWS: the same
+//! handlers, pollers standing in for Lambda's SQS event source mappings, and the API router
+//! standing in for API Gateway and the ingest function. Each case gets its own queues and
+//! tables, three subscriptions on one account and a local receiver.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use shared::adapters::aws::{provision, Clients};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aws_proxy::{AwsProxy, Ledger};
+use crate::receiver::Receiver;
+
+type Res = Result<String, String>;
+
+const ACCOUNT: &str = "acct_cost";
+const PATHS: [&str; 3] = ["a", "b", "c"];
+
+// Public on-demand prices, us-east-1, in dollars.
+/// Lambda, arm64: per GB-second, and per request.
+const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
+/// SQS standard queue: per request, each 64 KiB chunk of a payload billed as one.
+const SQS_REQUEST: f64 = 0.40 / 1e6;
+/// DynamoDB on demand: per write request unit and per read request unit.
+const DYNAMODB_WRU: f64 = 0.625 / 1e6;
+const DYNAMODB_RRU: f64 = 0.125 / 1e6;
+/// DynamoDB Standard table class storage, and point-in-time recovery (on in the template),
+/// per GB-month.
+const DYNAMODB_STORAGE: f64 = 0.25;
+const DYNAMODB_PITR: f64 = 0.20;
+/// API Gateway HTTP API, per request (first 300 million a month).
+const API_GATEWAY_REQUEST: f64 = 1.00 / 1e6;
+
+/// Every function's memory (template.yaml, `Globals.Function.MemorySize`).
+const LAMBDA_MEMORY_GB: f64 = 256.0 / 1024.0;
+/// The template's `EventRetentionDays` default: how long events, deliveries and attempts
+/// stay stored (DynamoDB TTL).
+const RETENTION_DAYS: f64 = 30.0;
+const DAYS_PER_MONTH: f64 = 365.25 / 12.0;
+
+// The billed duration assumed per invocation: the handlers wait on AWS calls (a few ms
+// each in-region) and, in deliver, on the customer's endpoint.
+const INGEST_MS: f64 = 10.0;
+const INGEST_MS_PER_EVENT: f64 = 0.5;
+const FANOUT_MS: f64 = 10.0;
+const FANOUT_MS_PER_DELIVERY: f64 = 1.0;
+/// A batch's requests go out at once: one endpoint round trip per batch.
+const DELIVER_MS: f64 = 20.0;
+const ENDPOINT_MS: f64 = 100.0;
+
+/// A moto server: the one `WEBHOOKS_TEST_MOTO_ENDPOINT` names, or one started here.
+struct Moto {
+    endpoint: String,
+    child: Option<Child>,
+}
+
+impl Moto {
+    async fn get() -> Result<Moto, String> {
+        if let Ok(endpoint) = std::env::var(e2e::moto::ENDPOINT_VAR) {
+            let moto = Moto {
+                endpoint,
+                child: None,
+            };
+            return match moto.answers(Duration::from_secs(10)).await {
+                true => Ok(moto),
+                false => Err(format!(
+                    "{} names {}, but no moto server answers there",
+                    e2e::moto::ENDPOINT_VAR,
+                    moto.endpoint
+                )),
+            };
+        }
+        // The test command's Python environment, from the workspace root or from here.
+        let candidates = [
+            std::path::PathBuf::from(".venv/bin/moto_server"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server"),
+            std::path::PathBuf::from("moto_server"),
+        ];
+        let port = e2e::free_port();
+        let child = candidates.iter().find_map(|bin| {
+            Command::new(bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+        });
+        let Some(child) = child else {
+            return Err(format!(
+                "the cost scenario needs a moto server: set {} to one, or install moto \
+                 into .venv (./test.sh does)",
+                e2e::moto::ENDPOINT_VAR
+            ));
+        };
+        let moto = Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        if !moto.answers(Duration::from_secs(30)).await {
+            return Err("the moto server did not start within 30 s".into());
+        }
+        eprintln!("started a moto server on {}", moto.endpoint);
+        Ok(moto)
+    }
+
+    /// Whether moto answers within `timeout`.
+    async fn answers(&self, timeout: Duration) -> bool {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let up = http
+                .get(format!("{}/moto-api/", self.endpoint))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up || Instant::now() > deadline {
+                return up;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Handler wall times by function, measured in this process (against moto).
+#[derive(Clone, Default)]
+struct Timings(Arc<Mutex<HashMap<&'static str, Vec<Duration>>>>);
+
+impl Timings {
+    fn record(&self, function: &'static str, d: Duration) {
+        self.0.lock().unwrap().entry(function).or_default().push(d);
+    }
+
+    fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    fn median_ms(&self, function: &str) -> f64 {
+        let mut all = self
+            .0
+            .lock()
+            .unwrap()
+            .get(function)
+            .cloned()
+            .unwrap_or_default();
+        all.sort();
+        all.get(all.len() / 2)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+async fn timed(State(timings): State<Timings>, request: Request, next: Next) -> Response {
+    let ingest =
+        request.method() == axum::http::Method::POST && request.uri().path() == "/v1/events";
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if ingest {
+        timings.record("ingest", started.elapsed());
+    }
+    response
+}
+
+/// The pipeline on AWS services: pollers like the event source mappings (batches of 10, as
+/// in the template) and the API.
+struct Pipeline {
+    base: String,
+    http: reqwest::Client,
+    key: String,
+    stop: watch::Sender<bool>,
+    pollers: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Receives an idle poller makes a minute: one per 20 s long poll.
+const IDLE_RECEIVES_PER_MINUTE: f64 = 3.0;
+
+/// Concurrent long polls per queue, like an event source mapping at rest (five pollers).
+const POLLERS: usize = 5;
+
+impl Pipeline {
+    async fn start(clients: &Clients, prefix: &str, timings: &Timings) -> Result<Pipeline, String> {
+        let resources = provision::create_all(clients, prefix)
+            .await
+            .map_err(|e| format!("provisioning on moto: {e}"))?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut config = ::runner::Config::for_data_dir(dir.path());
+        config.allow_http = true;
+        config.allowed_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+        let key = shared::domain::api_key::generate_platform_key();
+        let services =
+            shared::adapters::aws::services(clients, &resources, ::runner::settings(&config, &key))
+                .map_err(|e| e.to_string())?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut pollers = Vec::new();
+        let (s, t) = (services.clone(), timings.clone());
+        pollers.extend(::runner::poller::spawn(
+            "events",
+            services.events_queue.clone(),
+            ::runner::poller::PollerConfig {
+                batch_size: 10,
+                concurrency: POLLERS,
+            },
+            move |batch| {
+                let (s, t) = (s.clone(), t.clone());
+                async move {
+                    let started = Instant::now();
+                    let r = shared::handlers::handle_events(&s, batch).await;
+                    t.record("fanout", started.elapsed());
+                    r
+                }
+            },
+            stop_rx.clone(),
+        ));
+        let (s, t) = (services.clone(), timings.clone());
+        pollers.extend(::runner::poller::spawn(
+            "deliveries",
+            services.deliveries_queue.clone(),
+            ::runner::poller::PollerConfig {
+                batch_size: 10,
+                concurrency: POLLERS,
+            },
+            move |batch| {
+                let (s, t) = (s.clone(), t.clone());
+                async move {
+                    let started = Instant::now();
+                    let r = shared::handlers::handle_deliveries(&s, batch).await;
+                    t.record("deliver", started.elapsed());
+                    r
+                }
+            },
+            stop_rx,
+        ));
+        let app = shared::api::router(services)
+            .layer(axum::middleware::from_fn_with_state(timings.clone(), timed));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Pipeline {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(16)
+                .build()
+                .map_err(|e| e.to_string())?,
+            key,
+            stop,
+            pollers,
+            server,
+            _dir: dir,
+        })
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let value: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status} {value}"));
+        }
+        Ok(value)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.pollers {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        self.server.abort();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Ingest {
+    Single,
+    Batched,
+}
+
+struct Case {
+    ingest: Ingest,
+    retry: bool,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        format!(
+            "{}, {}",
+            match self.ingest {
+                Ingest::Single => "single-event ingest",
+                Ingest::Batched => "100-event batches",
+            },
+            if self.retry { "one retry" } else { "first try" }
+        )
+    }
+}
+
+/// What one case counted.
+struct Measured {
+    deliveries: usize,
+    events: usize,
+    ingest_calls: usize,
+    attempts: usize,
+    ledger: Ledger,
+    /// (table items, index entries) stored for the run's events and deliveries, bytes.
+    stored: (usize, usize),
+    /// Median handler wall time per invocation, ms.
+    wall_ms: [f64; 3],
+    run_secs: f64,
+}
+
+fn event(id: &str) -> Value {
+    let mut e = e2e::event("call.ended", ACCOUNT, Some(id));
+    e["data"]["call_id"] = json!(id);
+    e
+}
+
+async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<Measured, String> {
+    let mut random = [0u8; 4];
+    shared::domain::ids::random_bytes(&mut random);
+    let prefix = format!("cost{}-", u32::from_le_bytes(random));
+    let proxy = AwsProxy::start(moto, &prefix).await?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(proxy.url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let clients = Clients {
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+    };
+    let timings = Timings::default();
+    let pipeline = Pipeline::start(&clients, &prefix, &timings).await?;
+    let receiver = Receiver::start().await;
+    for path in PATHS {
+        if case.retry {
+            receiver.fail_first(path);
+        }
+        pipeline
+            .post(
+                &format!("/v1/accounts/{ACCOUNT}/webhooks"),
+                &json!({"url": receiver.url(path), "event_types": ["*"], "retry_schedule": [1]}),
+            )
+            .await?;
+    }
+    // Provisioning and the subscriptions are set-up, not deliveries.
+    proxy.reset();
+    timings.reset();
+
+    let started = Instant::now();
+    let ids: Vec<String> = (0..events).map(|i| format!("evt_cost_{tag}_{i}")).collect();
+    let bodies: Vec<Value> = match case.ingest {
+        Ingest::Single => ids.iter().map(|id| event(id)).collect(),
+        Ingest::Batched => ids
+            .chunks(100)
+            .map(|c| json!({"events": c.iter().map(|id| event(id)).collect::<Vec<_>>()}))
+            .collect(),
+    };
+    let results: Vec<Result<Value, String>> = futures::stream::iter(bodies.iter())
+        .map(|b| pipeline.post("/v1/events", b))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+    let deliveries = events * PATHS.len();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while receiver.succeeded() < deliveries {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{}: only {} of {deliveries} deliveries succeeded",
+                case.name(),
+                receiver.succeeded()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The last batches still log and acknowledge after the receiver has answered: wait until
+    // nothing but idle long polls has gone through the proxy for a second.
+    let quiet = Instant::now() + Duration::from_secs(30);
+    while proxy.last_work().elapsed() < Duration::from_secs(1) && Instant::now() < quiet {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run_secs = started.elapsed().as_secs_f64();
+    let ledger = proxy.ledger();
+    let stored = proxy.stored_bytes(&["events", "deliveries"]);
+    let attempts = receiver.total();
+    pipeline.stop().await;
+    if !ledger
+        .calls
+        .keys()
+        .any(|k| k.starts_with("SQS SendMessageBatch"))
+        || !ledger.calls.keys().any(|k| k.starts_with("DynamoDB "))
+    {
+        return Err("the SDK's calls did not go through the counting proxy".into());
+    }
+    Ok(Measured {
+        deliveries,
+        events,
+        ingest_calls: bodies.len(),
+        attempts,
+        ledger,
+        stored,
+        wall_ms: ["ingest", "fanout", "deliver"].map(|f| timings.median_ms(f)),
+        run_secs,
+    })
+}
+
+/// Dollars per million deliveries, by component.
+struct Dollars {
+    api_gateway: f64,
+    lambda_requests: f64,
+    lambda_duration: f64,
+    sqs: f64,
+    writes: f64,
+    reads: f64,
+    storage: f64,
+}
+
+impl Dollars {
+    fn of(m: &Measured) -> Dollars {
+        let per_million = 1e6 / m.deliveries as f64;
+        let batches = |queue: &str| m.ledger.batches.get(queue).map_or(0, |b| b.0) as f64;
+        let (fanouts, delivers) = (batches("events"), batches("deliveries"));
+        let ingest_calls = m.ingest_calls as f64;
+        let billed_ms = ingest_calls * INGEST_MS
+            + m.events as f64 * INGEST_MS_PER_EVENT
+            + fanouts * FANOUT_MS
+            + m.deliveries as f64 * FANOUT_MS_PER_DELIVERY
+            + delivers * (DELIVER_MS + ENDPOINT_MS);
+        let months = RETENTION_DAYS / DAYS_PER_MONTH;
+        let gib = |bytes: usize| bytes as f64 / (1u64 << 30) as f64;
+        let (table, index) = m.stored;
+        Dollars {
+            api_gateway: ingest_calls * API_GATEWAY_REQUEST * per_million,
+            lambda_requests: (ingest_calls + fanouts + delivers) * LAMBDA_REQUEST * per_million,
+            lambda_duration: billed_ms / 1000.0 * LAMBDA_MEMORY_GB * LAMBDA_GB_SECOND * per_million,
+            sqs: m.ledger.sqs_total() as f64 * SQS_REQUEST * per_million,
+            writes: m.ledger.wru_total() * DYNAMODB_WRU * per_million,
+            reads: m.ledger.rru_total() * DYNAMODB_RRU * per_million,
+            storage: (gib(table + index) * DYNAMODB_STORAGE + gib(table) * DYNAMODB_PITR)
+                * months
+                * per_million,
+        }
+    }
+
+    fn requests_and_compute(&self) -> f64 {
+        self.api_gateway
+            + self.lambda_requests
+            + self.lambda_duration
+            + self.sqs
+            + self.writes
+            + self.reads
+    }
+}
+
+fn row(label: &str, values: impl IntoIterator<Item = String>) -> String {
+    format!(
+        "| {label} | {} |",
+        values.into_iter().collect::<Vec<_>>().join(" | ")
+    )
+}
+
+fn dollars(v: f64) -> String {
+    format!("${v:.3}")
+}
+
+pub async fn cost(quick: bool) -> Res {
+    let events = if quick { 20 } else { 300 };
+    let moto = Moto::get().await?;
+    let cases = [
+        Case {
+            ingest: Ingest::Single,
+            retry: false,
+        },
+        Case {
+            ingest: Ingest::Batched,
+            retry: false,
+        },
+        Case {
+            ingest: Ingest::Single,
+            retry: true,
+        },
+        Case {
+            ingest: Ingest::Batched,
+            retry: true,
+        },
+    ];
+    let mut measured = Vec::new();
+    for (tag, case) in cases.iter().enumerate() {
+        let m = run_case(&moto.endpoint, case, events, tag).await?;
+        eprintln!(
+            "{}: {} deliveries, {} attempts, {:.1} s, {} SQS requests, {:.0} WRU, {:.1} RRU",
+            case.name(),
+            m.deliveries,
+            m.attempts,
+            m.run_secs,
+            m.ledger.sqs_total(),
+            m.ledger.wru_total(),
+            m.ledger.rru_total()
+        );
+        measured.push(m);
+    }
+    drop(moto);
+    Ok(report(&cases, &measured, events))
+}
+
+fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
+    let header = |first: &str| {
+        format!(
+            "| {first} | {} |\n| --- |{}",
+            cases.iter().map(Case::name).collect::<Vec<_>>().join(" | "),
+            " ---: |".repeat(cases.len())
+        )
+    };
+    let per = |m: &Measured, v: f64| v / m.deliveries as f64;
+
+    // Calls per delivered webhook, by operation and resource.
+    let labels: BTreeSet<&String> = measured
+        .iter()
+        .flat_map(|m| m.ledger.calls.keys())
+        .collect();
+    let mut calls = vec![header("calls per delivered webhook")];
+    for label in &labels {
+        calls.push(row(
+            label,
+            measured.iter().map(|m| {
+                format!(
+                    "{:.3}",
+                    per(m, *m.ledger.calls.get(*label).unwrap_or(&0) as f64)
+                )
+            }),
+        ));
+    }
+    let batch = |m: &Measured, queue: &str| {
+        let (n, messages) = m.ledger.batches.get(queue).copied().unwrap_or((0, 0));
+        (n as f64, messages as f64 / n.max(1) as f64)
+    };
+    calls.push(row(
+        "attempts at the receiver",
+        measured
+            .iter()
+            .map(|m| format!("{:.3}", per(m, m.attempts as f64))),
+    ));
+    calls.push(row(
+        "**SQS billed requests** (64 KiB chunks)",
+        measured
+            .iter()
+            .map(|m| format!("**{:.3}**", per(m, m.ledger.sqs_total() as f64))),
+    ));
+    calls.push(row(
+        "**DynamoDB write request units** (of them for indexes)",
+        measured.iter().map(|m| {
+            format!(
+                "**{:.2}** ({:.2})",
+                per(m, m.ledger.wru_total()),
+                per(m, m.ledger.gsi_wru)
+            )
+        }),
+    ));
+    calls.push(row(
+        "**DynamoDB read request units**",
+        measured
+            .iter()
+            .map(|m| format!("**{:.3}**", per(m, m.ledger.rru_total()))),
+    ));
+    calls.push(row(
+        "Lambda invocations: ingest / fanout / deliver",
+        measured.iter().map(|m| {
+            format!(
+                "{:.3} / {:.3} / {:.3}",
+                per(m, m.ingest_calls as f64),
+                per(m, batch(m, "events").0),
+                per(m, batch(m, "deliveries").0)
+            )
+        }),
+    ));
+    calls.push(row(
+        "API Gateway requests",
+        measured
+            .iter()
+            .map(|m| format!("{:.3}", per(m, m.ingest_calls as f64))),
+    ));
+    calls.push(row(
+        "messages per batch: events / deliveries queue",
+        measured.iter().map(|m| {
+            format!(
+                "{:.1} / {:.1}",
+                batch(m, "events").1,
+                batch(m, "deliveries").1
+            )
+        }),
+    ));
+    calls.push(row(
+        "stored per delivery for 30 days: table / index bytes",
+        measured.iter().map(|m| {
+            format!(
+                "{:.0} / {:.0}",
+                per(m, m.stored.0 as f64),
+                per(m, m.stored.1 as f64)
+            )
+        }),
+    ));
+
+    // Capacity units by call: where the DynamoDB money goes.
+    let mut units = vec![header("request units per delivered webhook")];
+    let unit_labels: BTreeSet<&String> = measured
+        .iter()
+        .flat_map(|m| m.ledger.wru.keys().chain(m.ledger.rru.keys()))
+        .collect();
+    for label in unit_labels {
+        units.push(row(
+            label,
+            measured.iter().map(|m| {
+                let (w, r) = (
+                    m.ledger.wru.get(label).copied().unwrap_or(0.0),
+                    m.ledger.rru.get(label).copied().unwrap_or(0.0),
+                );
+                match (w > 0.0, r > 0.0) {
+                    (true, _) => format!("{:.2} WRU", per(m, w)),
+                    (false, true) => format!("{:.3} RRU", per(m, r)),
+                    _ => String::new(),
+                }
+            }),
+        ));
+    }
+
+    let d: Vec<Dollars> = measured.iter().map(Dollars::of).collect();
+    let column = |f: fn(&Dollars) -> f64| d.iter().map(move |x| dollars(f(x))).collect::<Vec<_>>();
+    let price_header = format!(
+        "| $ per million delivered webhooks | price used (us-east-1, on demand) | {} |\n| --- | --- |{}",
+        cases.iter().map(Case::name).collect::<Vec<_>>().join(" | "),
+        " ---: |".repeat(cases.len())
+    );
+    let priced = |label: &str, price: &str, f: fn(&Dollars) -> f64| {
+        row(&format!("{label} | {price}"), column(f))
+    };
+    let lambda_assumption = format!(
+        "${LAMBDA_GB_SECOND} per GB-s, arm64, {:.0} MB; billed time assumed: ingest {INGEST_MS:.0} ms + \
+         {INGEST_MS_PER_EVENT} ms per event, fanout {FANOUT_MS:.0} ms + {FANOUT_MS_PER_DELIVERY:.0} ms \
+         per delivery, deliver {DELIVER_MS:.0} ms + a {ENDPOINT_MS:.0} ms endpoint round trip per batch",
+        LAMBDA_MEMORY_GB * 1024.0
+    );
+    let money = [
+        price_header,
+        priced(
+            "API Gateway (HTTP API)",
+            "$1.00 per million requests",
+            |d| d.api_gateway,
+        ),
+        priced(
+            "Lambda requests",
+            "$0.20 per million",
+            |d| d.lambda_requests,
+        ),
+        priced("Lambda duration", &lambda_assumption, |d| d.lambda_duration),
+        priced(
+            "SQS (standard)",
+            "$0.40 per million requests, per 64 KiB chunk",
+            |d| d.sqs,
+        ),
+        priced(
+            "DynamoDB writes",
+            "$0.625 per million write request units",
+            |d| d.writes,
+        ),
+        priced(
+            "DynamoDB reads",
+            "$0.125 per million read request units",
+            |d| d.reads,
+        ),
+        row(
+            "**total, requests and compute** | target ≤ $1 first try",
+            d.iter()
+                .map(|x| format!("**{}**", dollars(x.requests_and_compute()))),
+        ),
+        priced(
+            "DynamoDB storage for the 30-day retention",
+            "$0.25 per GB-month (tables and indexes) + $0.20 per GB-month point-in-time recovery (tables)",
+            |d| d.storage,
+        ),
+        row(
+            "**total with storage** |",
+            d.iter()
+                .map(|x| format!("**{}**", dollars(x.requests_and_compute() + x.storage))),
+        ),
+    ];
+
+    let empty: u64 = measured.iter().map(|m| m.ledger.empty_receives).sum();
+    let secs: f64 = measured.iter().map(|m| m.run_secs).sum();
+    let unknown: u64 = measured.iter().map(|m| m.ledger.unknown).sum();
+    let walls: Vec<String> = cases
+        .iter()
+        .zip(measured)
+        .map(|(c, m)| {
+            format!(
+                "{}: {:.1} / {:.1} / {:.1}",
+                c.name(),
+                m.wall_ms[0],
+                m.wall_ms[1],
+                m.wall_ms[2]
+            )
+        })
+        .collect();
+    let idle_month = IDLE_RECEIVES_PER_MINUTE * 60.0 * 24.0 * DAYS_PER_MONTH * SQS_REQUEST;
+    let mut notes = vec![
+        format!(
+            "Idle is left out: receives that came back empty ({empty} in {secs:.0} s of runs here) are in no \
+             figure above. An idle long-polling poller makes {IDLE_RECEIVES_PER_MINUTE:.0} receives a minute \
+             (20 s waits), ${idle_month:.3} a month; Lambda's event source mappings poll the same way and \
+             are billed for it whatever the traffic: with {POLLERS} pollers on each of the 2 queues, \
+             ${:.2} a month, not a cost per delivery.",
+            idle_month * (2 * POLLERS) as f64
+        ),
+        format!(
+            "Handler wall time per invocation here, median, ingest / fanout / deliver in ms (moto on this \
+             machine, not in-region AWS; for comparison with the assumed billed times): {}.",
+            walls.join("; ")
+        ),
+        format!(
+            "Where it goes, first try with batched ingest: DynamoDB writes are {:.0} % of the total \
+             for requests and compute; of their {:.2} write units per delivery, {:.2} are global \
+             secondary index writes.",
+            100.0 * d[1].writes / d[1].requests_and_compute().max(f64::MIN_POSITIVE),
+            per(&measured[1], measured[1].ledger.wru_total()),
+            per(&measured[1], measured[1].ledger.gsi_wru)
+        ),
+        "Not counted: CloudWatch Logs, data transfer, cold-start init time, the management API, \
+         and the free tiers."
+            .to_string(),
+    ];
+    let extra: usize = cases
+        .iter()
+        .zip(measured)
+        .map(|(c, m)| {
+            m.attempts
+                .saturating_sub(m.deliveries * (1 + usize::from(c.retry)))
+        })
+        .sum();
+    if extra > 0 {
+        notes.push(format!(
+            "{extra} attempts beyond one per delivery (two with a retry) were duplicates; they are \
+             counted in every figure."
+        ));
+    }
+    let failures: u64 = measured
+        .iter()
+        .flat_map(|m| m.ledger.server_errors.values())
+        .sum();
+    if failures > 0 {
+        notes.push(format!(
+            "{failures} calls failed in moto (server errors, retried by the SDK); the retries are counted."
+        ));
+    }
+    if unknown > 0 {
+        notes.push(format!(
+            "{unknown} calls through the proxy were neither SQS nor DynamoDB JSON operations."
+        ));
+    }
+
+    format!(
+        "### Cost: AWS calls per delivered webhook, counted against moto, and $ per million deliveries\n\n\
+         {events} events × 3 subscriptions on one account per case; each case on fresh queues and tables, \
+         with the calls of provisioning and set-up left out. The receiver answers 204; in the one-retry \
+         cases it answers 500 to the first attempt of each `webhook-id` (retry schedule [1] s). Single-event \
+         ingest posts each event on its own, batched ingest 100 at a time. Pollers: {POLLERS} per queue, \
+         batches of 10, as the template's event source mappings; one invocation per batch that held \
+         messages. Moto's queues are not safe under concurrent calls, so the counting proxy serves one \
+         call per queue at a time: batches fill as they would under steady load, and batch-bound \
+         calls (receives, deletes, invocations, subscription reads) scale with 1 / batch fill. DynamoDB units come from item sizes (1 WRU per KiB per item written, on the larger of \
+         before and after, plus every global secondary index write; 1 RRU per 4 KiB read, half when \
+         eventually consistent).\n\n{}\n\n{}\n\n{}\n\n{}",
+        calls.join("\n"),
+        units.join("\n"),
+        money.join("\n"),
+        notes.join("\n\n")
+    )
+}
