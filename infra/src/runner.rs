@@ -91,7 +91,7 @@ impl Runner {
             services.events_queue.clone(),
             PollerConfig {
                 batch_size: 10,
-                concurrency: 2,
+                concurrency: 8,
             },
             move |batch| {
                 let s = s.clone();
