@@ -461,7 +461,17 @@ async fn fan_out_retries_when_its_store_or_queue_fails_and_creates_nothing_twice
         assert_eq!(ds.len(), 3);
         assert!(ds.iter().all(|d| d.status == DeliveryStatus::Succeeded));
     }
+    // Sent once each: nothing a failed round had created was sent twice.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        pump(&s.deliveries_queue, "deliveries", |e| handle_deliveries(
+            &s, e
+        ))
+        .await
+        .0 == 0
+    );
     for i in 0..3 {
+        assert_eq!(r.received(&format!("h{i}")).len(), 4, "h{i}");
         let got = r.wait_for(&format!("h{i}"), 4, WAIT).await;
         let ids: HashSet<String> = got
             .iter()

@@ -317,6 +317,10 @@ pub async fn update_webhook(
 
 fn apply_update(sub: &mut Subscription, req: UpdateWebhook) {
     if let Some(url) = req.url {
+        if url != sub.url {
+            // The failures were another endpoint's.
+            sub.failing_since = None;
+        }
         sub.url = url;
     }
     if let Some(types) = req.event_types {

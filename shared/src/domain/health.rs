@@ -14,6 +14,8 @@ pub struct Observed {
     pub succeeded: bool,
     /// The earliest failed attempt of the batch (ms).
     pub first_failure_at: Option<i64>,
+    /// The latest failed attempt of the batch (ms).
+    pub last_failure_at: Option<i64>,
     /// The URL that answered 410 Gone, if one did.
     pub gone_url: Option<String>,
 }
@@ -25,6 +27,7 @@ impl Observed {
 
     pub fn failure(&mut self, at_ms: i64) {
         self.first_failure_at = Some(self.first_failure_at.map_or(at_ms, |t| t.min(at_ms)));
+        self.last_failure_at = Some(self.last_failure_at.map_or(at_ms, |t| t.max(at_ms)));
     }
 
     pub fn gone(&mut self, url: &str, at_ms: i64) {
@@ -59,7 +62,9 @@ pub enum HealthChange {
     Disabled(DisableCause),
 }
 
-/// The change `observed` calls for on `sub` at `now_ms`, if any, applied to `sub`.
+/// The change `observed` calls for on `sub` at `now_ms`, if any, applied to `sub`. The
+/// period is measured between failed attempts, not to the moment this runs, so an endpoint
+/// is disabled only by an attempt that failed a whole period after the first one.
 /// Run it on a fresh read before a conditional write: what a stale read called for may no
 /// longer apply (the customer re-enabled the endpoint, or pointed it elsewhere).
 pub fn apply(
@@ -78,16 +83,16 @@ pub fn apply(
     if observed.succeeded {
         return sub.failing_since.take().map(|_| HealthChange::Recovered);
     }
-    let first_failure = observed.first_failure_at?;
+    let (first_failure, last_failure) = (observed.first_failure_at?, observed.last_failure_at?);
     match sub.failing_since {
         None => {
             sub.failing_since = Some(first_failure);
             Some(HealthChange::StartedFailing(first_failure))
         }
-        Some(since) if now_ms - since >= auto_disable_after_ms => {
+        Some(since) if last_failure - since >= auto_disable_after_ms => {
             let reason = format!(
                 "every attempt failed for {} (since {})",
-                describe_period(now_ms - since),
+                describe_period(last_failure - since),
                 format_rfc3339_ms(since)
             );
             disable(sub, now_ms, reason);
@@ -170,6 +175,11 @@ mod tests {
         let mut s = sub();
         apply(&mut s, &failed(0), 0, PERIOD);
         assert_eq!(apply(&mut s, &failed(PERIOD - 1), PERIOD - 1, PERIOD), None);
+        // Handled late, an attempt still counts at the time it was made.
+        assert_eq!(
+            apply(&mut s, &failed(PERIOD - 1), PERIOD + 500, PERIOD),
+            None
+        );
         assert!(s.enabled);
         assert_eq!(
             apply(&mut s, &failed(PERIOD), PERIOD, PERIOD),

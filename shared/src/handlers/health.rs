@@ -79,6 +79,10 @@ async fn update(
             }
         }
     }
+    tracing::warn!(
+        subscription_id = id,
+        "endpoint health not recorded: the subscription kept changing; the next batch will"
+    );
 }
 
 /// The operational event telling the account an endpoint was disabled.

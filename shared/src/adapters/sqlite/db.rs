@@ -23,7 +23,9 @@ const STATEMENT_CACHE: usize = 256;
 
 /// What a job leaves to do once its group's commit succeeded or failed (and why).
 type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+/// Runs the call on the connection, or, given none (the group could not begin), fails it
+/// without running it.
+type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Completion + Send>;
 
 /// A shared handle on the database.
 #[derive(Clone)]
@@ -75,7 +77,10 @@ impl Db {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let outcome = in_savepoint(conn, f);
+            let outcome = match conn {
+                Some(conn) => in_savepoint(conn, f),
+                None => Err(Error::Storage("could not begin a transaction".into())),
+            };
             Box::new(move |committed: std::result::Result<(), String>| {
                 let _ = reply.send(committed.map_err(Error::Storage).and(outcome));
             })
@@ -100,11 +105,17 @@ fn in_savepoint<R>(
             describe(&panic)
         )))
     });
-    let end = match outcome {
-        Ok(_) => run_cached(conn, "RELEASE job"),
-        Err(_) => run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job")),
+    let undo = |conn: &Connection| {
+        run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job"))
     };
-    end.and(outcome)
+    match outcome {
+        Ok(_) => match run_cached(conn, "RELEASE job") {
+            Ok(()) => outcome,
+            // Left open, the savepoint's writes would be committed with the group.
+            Err(e) => undo(conn).and(Err(e)),
+        },
+        Err(_) => undo(conn).and(outcome),
+    }
 }
 
 fn describe(panic: &Box<dyn Any + Send>) -> String {
@@ -133,16 +144,36 @@ fn write_in_groups(
                 Err(_) => break,
             }
         }
-        // Without the outer transaction (it could not begin) each savepoint commits alone.
-        let grouped = run_cached(&conn, "BEGIN IMMEDIATE").is_ok();
-        let completions: Vec<Completion> = group.into_iter().map(|job| job(&mut conn)).collect();
-        let committed = if grouped {
-            run_cached(&conn, "COMMIT").map_err(|e| {
+        if !conn.is_autocommit() {
+            // Something left a transaction open: it must not swallow this group's writes.
+            let _ = run_cached(&conn, "ROLLBACK");
+        }
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "could not begin a transaction; failing {} calls", group.len());
+            for job in group {
+                job(None)(Err(format!("could not begin a transaction: {e}")));
+            }
+            continue;
+        }
+        let mut ended_early = false;
+        let mut completions = Vec::with_capacity(group.len());
+        for job in group {
+            completions.push(job(Some(&mut conn)));
+            if conn.is_autocommit() {
+                // A call committed or rolled back the group's transaction itself: what was
+                // saved is unknown, so every call of the group is told it failed (they are
+                // all safe to retry), and the rest run in a new transaction.
+                ended_early = true;
+                let _ = run_cached(&conn, "BEGIN IMMEDIATE");
+            }
+        }
+        let committed = match run_cached(&conn, "COMMIT") {
+            Ok(()) if ended_early => Err("a call ended its group's transaction".to_string()),
+            Ok(()) => Ok(()),
+            Err(e) => {
                 let _ = run_cached(&conn, "ROLLBACK");
-                format!("commit failed: {e}")
-            })
-        } else {
-            Ok(())
+                Err(format!("commit failed: {e}"))
+            }
         };
         for complete in completions {
             complete(committed.clone());
@@ -240,6 +271,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_or_panicking_call_is_undone_alone_within_its_group() {
         let db = Db::in_memory().unwrap();
+        // The first call holds the writer, so the next 60 queue up and run as one group.
+        let holder = db.clone();
+        let held = tokio::spawn(async move {
+            holder
+                .call(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let calls: Vec<_> = (0..60)
             .map(|i| {
                 let db = db.clone();
@@ -256,6 +298,7 @@ mod tests {
                 })
             })
             .collect();
+        held.await.unwrap().unwrap();
         let mut outcomes = Vec::new();
         for c in calls {
             outcomes.push(c.await.unwrap());
@@ -268,6 +311,22 @@ mod tests {
         assert_eq!(count(&db).await, 20);
         db.call(|c| insert(c, "after")).await.unwrap();
         assert_eq!(count(&db).await, 21);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_ends_the_group_transaction_is_not_told_it_succeeded() {
+        let db = Db::in_memory().unwrap();
+        let outcome = db
+            .call(|c| {
+                insert(c, "k")?;
+                c.execute_batch("RELEASE job; COMMIT")?;
+                Ok(())
+            })
+            .await;
+        assert!(outcome.is_err(), "{outcome:?}");
+        // The writer carries on in a transaction of its own.
+        db.call(|c| insert(c, "after")).await.unwrap();
+        assert!(count(&db).await >= 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
