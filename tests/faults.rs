@@ -377,19 +377,6 @@ async fn loopback_in_any_spelling_is_refused_without_an_allow_list() {
 // 2. End to end through the embedded runner
 // ---------------------------------------------------------------------------------------
 
-async fn get_webhook(t: &TestRunner, account: &str, id: &str) -> Value {
-    let (status, sub) = t
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/accounts/{account}/webhooks/{id}"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{sub}");
-    sub
-}
-
 fn status_codes(delivery: &Value) -> Vec<Value> {
     delivery["attempts"]
         .as_array()
@@ -421,7 +408,7 @@ async fn a_410_fails_the_delivery_and_disables_the_subscription() {
     // Disabled once the outcome is settled (just after it is logged).
     let deadline = Instant::now() + WAIT;
     let disabled = loop {
-        let s = get_webhook(&t, "acct_gone", sub_id).await;
+        let s = t.get_webhook("acct_gone", sub_id).await;
         if s["enabled"] == false {
             break s;
         }

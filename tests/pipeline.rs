@@ -362,19 +362,6 @@ async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunne
     assert_eq!(r.received("paced").len(), 6);
 }
 
-async fn webhook(t: &TestRunner, account: &str, id: &str) -> serde_json::Value {
-    let (status, body) = t
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/accounts/{account}/webhooks/{id}"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 /// The auto-disable period these runners use.
 const AUTO_DISABLE_AFTER_SECONDS: u64 = 2;
 
@@ -409,7 +396,7 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     let flaky_seen = r.wait_for("flaky", 2, WAIT).await;
     assert_eq!(flaky_seen.len(), 2);
     let announced = r.wait_for("ops", 1, WAIT).await;
-    let disabled = webhook(&t, acct, failing_id).await;
+    let disabled = t.get_webhook(acct, failing_id).await;
     assert_eq!(disabled["enabled"], false, "{disabled}");
     let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
     assert!(
@@ -443,7 +430,7 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     assert_eq!(body["data"]["failing_since"], disabled["failing_since"]);
     assert_eq!(body["data"]["disabled_at"], disabled["disabled_at"]);
 
-    let healthy = webhook(&t, acct, flaky["id"].as_str().unwrap()).await;
+    let healthy = t.get_webhook(acct, flaky["id"].as_str().unwrap()).await;
     assert_eq!(healthy["enabled"], true, "{healthy}");
     assert!(healthy["failing_since"].is_null(), "{healthy}");
 

@@ -200,6 +200,44 @@ const IDLE_RECEIVES_PER_MINUTE: f64 = 3.0;
 /// Concurrent long polls per queue, like an event source mapping at rest (five pollers).
 const POLLERS: usize = 5;
 
+/// Pollers on `queue` that time each invocation of `handle` under `label`.
+fn timed_pollers<F, Fut>(
+    (queue_name, queue): (&'static str, Arc<dyn shared::ports::Queue>),
+    label: &'static str,
+    services: &shared::Services,
+    timings: &Timings,
+    stop: watch::Receiver<bool>,
+    handle: F,
+) -> Vec<JoinHandle<()>>
+where
+    F: Fn(shared::Services, aws_lambda_events::event::sqs::SqsEvent) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse> + Send,
+{
+    let (s, t) = (services.clone(), timings.clone());
+    ::runner::poller::spawn(
+        queue_name,
+        queue,
+        ::runner::poller::PollerConfig {
+            batch_size: 10,
+            concurrency: POLLERS,
+        },
+        move |batch| {
+            let (s, t, handle) = (s.clone(), t.clone(), handle.clone());
+            async move {
+                let started = Instant::now();
+                let r = handle(s, batch).await;
+                t.record(label, started.elapsed());
+                r
+            }
+        },
+        stop,
+    )
+}
+
 impl Pipeline {
     async fn start(clients: &Clients, prefix: &str, timings: &Timings) -> Result<Pipeline, String> {
         let resources = provision::create_all(clients, prefix)
@@ -215,43 +253,21 @@ impl Pipeline {
                 .map_err(|e| e.to_string())?;
         let (stop, stop_rx) = watch::channel(false);
         let mut pollers = Vec::new();
-        let (s, t) = (services.clone(), timings.clone());
-        pollers.extend(::runner::poller::spawn(
-            "events",
-            services.events_queue.clone(),
-            ::runner::poller::PollerConfig {
-                batch_size: 10,
-                concurrency: POLLERS,
-            },
-            move |batch| {
-                let (s, t) = (s.clone(), t.clone());
-                async move {
-                    let started = Instant::now();
-                    let r = shared::handlers::handle_events(&s, batch).await;
-                    t.record("fanout", started.elapsed());
-                    r
-                }
-            },
+        pollers.extend(timed_pollers(
+            ("events", services.events_queue.clone()),
+            "fanout",
+            &services,
+            timings,
             stop_rx.clone(),
+            |s, batch| async move { shared::handlers::handle_events(&s, batch).await },
         ));
-        let (s, t) = (services.clone(), timings.clone());
-        pollers.extend(::runner::poller::spawn(
-            "deliveries",
-            services.deliveries_queue.clone(),
-            ::runner::poller::PollerConfig {
-                batch_size: 10,
-                concurrency: POLLERS,
-            },
-            move |batch| {
-                let (s, t) = (s.clone(), t.clone());
-                async move {
-                    let started = Instant::now();
-                    let r = shared::handlers::handle_deliveries(&s, batch).await;
-                    t.record("deliver", started.elapsed());
-                    r
-                }
-            },
+        pollers.extend(timed_pollers(
+            ("deliveries", services.deliveries_queue.clone()),
+            "deliver",
+            &services,
+            timings,
             stop_rx,
+            |s, batch| async move { shared::handlers::handle_deliveries(&s, batch).await },
         ));
         let app = shared::api::router(services)
             .layer(axum::middleware::from_fn_with_state(timings.clone(), timed));
@@ -277,20 +293,7 @@ impl Pipeline {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let value: Value = resp.json().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status} {value}"));
-        }
-        Ok(value)
+        crate::runner::post_json(&self.http, &self.base, &self.key, path, body).await
     }
 
     async fn stop(self) {

@@ -24,6 +24,29 @@ pub fn release_binary(name: &str) -> Result<PathBuf, String> {
     Ok(bin)
 }
 
+/// POSTs `body` with `key`; a non-2xx answer is an error naming the path and the body.
+pub async fn post_json(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    path: &str,
+    body: &Value,
+) -> Result<Value, String> {
+    let resp = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let value: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{path}: {status} {value}"));
+    }
+    Ok(value)
+}
+
 pub struct RunnerProcess {
     child: Child,
     pub base: String,
@@ -83,20 +106,7 @@ impl RunnerProcess {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(KEY)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let value: Value = resp.json().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status} {value}"));
-        }
-        Ok(value)
+        post_json(&self.http, &self.base, KEY, path, body).await
     }
 
     pub async fn subscribe(&self, account: &str, url: &str, extra: Value) -> Result<(), String> {

@@ -279,6 +279,20 @@ impl TestRunner {
         created
     }
 
+    /// `GET` one subscription with the platform key; anything but 200 fails the test.
+    pub async fn get_webhook(&self, account: &str, id: &str) -> Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/accounts/{account}/webhooks/{id}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     pub async fn send_event(&self, event: Value) -> Value {
         let (status, accepted) = self
             .call(reqwest::Method::POST, "/v1/events", None, Some(event))
