@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use e2e::{delivery_id, event, test_config, Behavior, Receiver};
+use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
 use serde_json::{json, Value};
 use shared::adapters::http_client::ReqwestSender;
 use shared::adapters::sqlite::{
@@ -30,8 +30,6 @@ use shared::ports::{
     SubscriptionStore, SystemClock,
 };
 use shared::{Error, Result, Services};
-
-const WAIT: Duration = Duration::from_secs(15);
 
 /// The calls that fail right now, by name ("deliveries.record", "events_queue.send", ...),
 /// and how often each was tried while failing.

@@ -1,8 +1,9 @@
 //! One contract for every port, run against each backend: the adapters must behave alike.
 //! `contract_tests!` instantiates every case for a backend.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shared::adapters::sqlite::{
@@ -14,9 +15,12 @@ use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate
 use shared::domain::event::Event;
 use shared::domain::subscription::{SigningSecret, Subscription};
 use shared::ports::{
-    ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue,
+    ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue, QueueMessage,
     SubscriptionStore, SystemClock,
 };
+
+/// The visibility timeout of `Ports::queue`.
+const VISIBILITY: Duration = Duration::from_secs(1);
 
 /// A fresh, empty set of adapters of one backend.
 pub struct Ports {
@@ -27,15 +31,21 @@ pub struct Ports {
     /// A work queue with a 1 s visibility timeout, redriven after 2 receives to `dlq`.
     pub queue: Arc<dyn Queue>,
     pub dlq: Arc<dyn Queue>,
+    /// The same delivery log, with every write call held 50 ms before it is sent, so that
+    /// a reader has time to look between two writes of one `record`.
+    pub deliveries_with_slow_writes: Arc<dyn DeliveryLog>,
 }
 
 async fn embedded() -> Ports {
     let db = Db::in_memory().unwrap();
     let clock = Arc::new(SystemClock);
+    let deliveries: Arc<dyn DeliveryLog> = Arc::new(SqliteDeliveryLog::new(db.clone()));
     Ports {
         subscriptions: Arc::new(SqliteSubscriptionStore::new(db.clone())),
         events: Arc::new(SqliteEventStore::new(db.clone())),
-        deliveries: Arc::new(SqliteDeliveryLog::new(db.clone())),
+        // One transaction per `record`: there is no moment between its writes to slow.
+        deliveries_with_slow_writes: deliveries.clone(),
+        deliveries,
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
         queue: Arc::new(SqliteQueue::new(
             db.clone(),
@@ -118,10 +128,70 @@ async fn moto() -> Ports {
             &r.deliveries_table,
             r.retention,
         )),
+        deliveries_with_slow_writes: Arc::new(DynamoDeliveryLog::new(
+            aws_sdk_dynamodb::Client::from_conf(
+                ddb.config()
+                    .to_builder()
+                    .interceptor(SlowWrites(Duration::from_millis(50)))
+                    .build(),
+            ),
+            &r.deliveries_table,
+            r.retention,
+        )),
         api_keys: Arc::new(DynamoApiKeyStore::new(ddb, &r.api_keys_table)),
         queue: Arc::new(SqsQueue::new(clients.sqs.clone(), url)),
         dlq: Arc::new(SqsQueue::new(clients.sqs.clone(), dlq_url)),
     }
+}
+
+/// Holds every DynamoDB write call for a while before it is sent (reads go at once).
+#[derive(Debug)]
+struct SlowWrites(Duration);
+
+impl aws_sdk_dynamodb::config::Intercept for SlowWrites {
+    fn name(&self) -> &'static str {
+        "SlowWrites"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or_default();
+        if [
+            "PutItem",
+            "UpdateItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+        ]
+        .iter()
+        .any(|write| operation.ends_with(&format!(".{write}")))
+        {
+            // The SDK calls interceptors synchronously; the test runtime has a second worker
+            // thread for the reader.
+            std::thread::sleep(self.0);
+        }
+        Ok(())
+    }
+}
+
+/// Polls `queue` until a receive returns something, and returns that.
+async fn receive_some(queue: &Arc<dyn Queue>, max: usize) -> Vec<QueueMessage> {
+    e2e::eventually("a message to receive", e2e::WAIT, || async {
+        let got = queue.receive(max, Duration::from_secs(1)).await.unwrap();
+        if got.is_empty() {
+            Err("nothing yet".to_string())
+        } else {
+            Ok(got)
+        }
+    })
+    .await
 }
 
 /// Now, in milliseconds: stored items carry a TTL, so fixtures must be recent.
@@ -198,22 +268,39 @@ pub async fn queue_sends_receives_and_deletes(p: Ports) {
         .send_batch((0..12).map(|i| msg(&format!("m{i}"))).collect())
         .await
         .unwrap();
-    let mut bodies = Vec::new();
-    let mut receipts = Vec::new();
-    while bodies.len() < 12 {
-        let got = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
-        assert!(!got.is_empty() && got.len() <= 10);
+    // Each message by its body, with its latest receipt. One received again came back after
+    // the visibility timeout (a slow run), and says so.
+    let mut latest: HashMap<String, QueueMessage> = HashMap::new();
+    let deadline = Instant::now() + e2e::WAIT;
+    while latest.len() < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 12 messages received",
+            latest.len()
+        );
+        let got = p.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+        assert!(got.len() <= 10);
         for m in got {
-            assert_eq!(m.receive_count, 1);
-            bodies.push(m.body);
-            receipts.push(m.receipt_handle);
+            match latest.get(&m.body) {
+                None => assert_eq!(m.receive_count, 1, "{}", m.body),
+                Some(before) => assert!(
+                    m.receive_count > before.receive_count,
+                    "{} received again with the same count",
+                    m.body
+                ),
+            }
+            latest.insert(m.body.clone(), m);
         }
     }
+    let mut bodies: Vec<String> = latest.keys().cloned().collect();
     bodies.sort();
     let mut expected: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
     expected.sort();
     assert_eq!(bodies, expected);
-    p.queue.delete_batch(receipts).await.unwrap();
+    p.queue
+        .delete_batch(latest.into_values().map(|m| m.receipt_handle).collect())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(
         p.queue
@@ -227,17 +314,27 @@ pub async fn queue_sends_receives_and_deletes(p: Ports) {
 
 pub async fn queue_hides_received_messages_until_their_visibility_timeout(p: Ports) {
     p.queue.send_batch(vec![msg("a")]).await.unwrap();
-    let first = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    // Before the receive, so no later than the receipt the timeout runs from.
+    let receiving = Instant::now();
+    let first = receive_some(&p.queue, 10).await;
     assert_eq!(first.len(), 1);
+    let early = p.queue.receive(10, Duration::ZERO).await.unwrap();
+    // A look that ended within the timeout must find nothing; one that ended later (a slow
+    // run) may find the message back.
     assert!(
-        p.queue
-            .receive(10, Duration::ZERO)
-            .await
-            .unwrap()
-            .is_empty(),
+        early.is_empty() || receiving.elapsed() >= VISIBILITY,
         "visible while in flight"
     );
-    let again = p.queue.receive(10, Duration::from_secs(3)).await.unwrap();
+    let again = if early.is_empty() {
+        receive_some(&p.queue, 10).await
+    } else {
+        early
+    };
+    let hidden_for = receiving.elapsed();
+    assert!(
+        hidden_for >= VISIBILITY - Duration::from_millis(10),
+        "back {hidden_for:?} after its receipt, within the visibility timeout"
+    );
     assert_eq!(
         again.len(),
         1,
@@ -250,6 +347,7 @@ pub async fn queue_hides_received_messages_until_their_visibility_timeout(p: Por
 }
 
 pub async fn queue_change_visibility_reschedules_a_message(p: Ports) {
+    const LATER: Duration = Duration::from_secs(3);
     p.queue
         .send_batch(vec![msg("later"), msg("now")])
         .await
@@ -257,14 +355,18 @@ pub async fn queue_change_visibility_reschedules_a_message(p: Ports) {
     let got = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
     assert_eq!(got.len(), 2);
     let (later, now): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| m.body == "later");
+    // Before the change, so no later than the moment its 3 s run from.
+    let changed = Instant::now();
     p.queue
         .change_visibility_batch(vec![
-            (later[0].receipt_handle.clone(), Duration::from_secs(3)),
+            (later[0].receipt_handle.clone(), LATER),
             (now[0].receipt_handle.clone(), Duration::ZERO),
         ])
         .await
         .unwrap();
-    let visible = p.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    // Visible at once; "later" only if this look came after its 3 s (a slow run).
+    let look = p.queue.receive(10, Duration::ZERO).await.unwrap();
+    let (mut back, visible): (Vec<_>, Vec<_>) = look.into_iter().partition(|m| m.body == "later");
     assert_eq!(
         visible.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
         ["now"]
@@ -273,23 +375,24 @@ pub async fn queue_change_visibility_reschedules_a_message(p: Ports) {
         .delete_batch(vec![visible[0].receipt_handle.clone()])
         .await
         .unwrap();
-    // Still hidden past the queue's own 1 s timeout, then back.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(p
-        .queue
-        .receive(10, Duration::ZERO)
-        .await
-        .unwrap()
-        .is_empty());
-    let back = p.queue.receive(10, Duration::from_secs(4)).await.unwrap();
+    if back.is_empty() {
+        back = receive_some(&p.queue, 10).await;
+    }
+    // Hidden past the queue's own 1 s timeout, for the 3 s asked, then back.
+    let hidden_for = changed.elapsed();
+    assert!(
+        hidden_for >= LATER - Duration::from_millis(10),
+        "back {hidden_for:?} after a {LATER:?} visibility change"
+    );
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].body, "later");
 }
 
 pub async fn queue_accepts_a_stale_receipt_without_error(p: Ports) {
     p.queue.send_batch(vec![msg("s")]).await.unwrap();
-    let first = p.queue.receive(1, Duration::from_secs(2)).await.unwrap();
-    let second = p.queue.receive(1, Duration::from_secs(3)).await.unwrap();
+    let first = receive_some(&p.queue, 1).await;
+    // Back after the visibility timeout, with a new receipt.
+    let second = receive_some(&p.queue, 1).await;
     assert_eq!(second.len(), 1);
     p.queue
         .delete_batch(vec![first[0].receipt_handle.clone()])
@@ -306,7 +409,7 @@ pub async fn queue_accepts_a_stale_receipt_without_error(p: Ports) {
 pub async fn queue_redrives_to_its_dead_letter_queue_after_max_receives(p: Ports) {
     p.queue.send_batch(vec![msg("poison")]).await.unwrap();
     for n in 1..=2 {
-        let got = p.queue.receive(1, Duration::from_secs(3)).await.unwrap();
+        let got = receive_some(&p.queue, 1).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].receive_count, n);
     }
@@ -319,7 +422,24 @@ pub async fn queue_redrives_to_its_dead_letter_queue_after_max_receives(p: Ports
             .is_empty(),
         "received past maxReceiveCount"
     );
-    let dead = p.dlq.receive(1, Duration::from_secs(2)).await.unwrap();
+    // Moved by a receive after its timeout, never received a third time.
+    let dead = e2e::eventually(
+        "the message in the dead-letter queue",
+        e2e::WAIT,
+        || async {
+            assert!(
+                p.queue.receive(1, Duration::ZERO).await.unwrap().is_empty(),
+                "received past maxReceiveCount"
+            );
+            let dead = p.dlq.receive(1, Duration::from_secs(1)).await.unwrap();
+            if dead.is_empty() {
+                Err("nothing yet".to_string())
+            } else {
+                Ok(dead)
+            }
+        },
+    )
+    .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, "poison");
 }
@@ -328,7 +448,8 @@ pub async fn queue_long_poll_wakes_on_a_send(p: Ports) {
     let q = p.queue.clone();
     let waiter = tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let got = q.receive(1, Duration::from_secs(10)).await.unwrap();
+        // SQS's longest long poll.
+        let got = q.receive(1, Duration::from_secs(20)).await.unwrap();
         (got, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -339,22 +460,39 @@ pub async fn queue_long_poll_wakes_on_a_send(p: Ports) {
 }
 
 pub async fn queue_delays_a_message(p: Ports) {
+    const DELAY: Duration = Duration::from_secs(2);
+    // Before the send, so no later than the moment the delay runs from.
+    let sending = Instant::now();
     p.queue
         .send_batch(vec![OutgoingMessage {
             id: "d".into(),
             body: "delayed".into(),
-            delay: Duration::from_secs(2),
+            delay: DELAY,
         }])
         .await
         .unwrap();
-    assert!(p
+    let early = p
         .queue
         .receive(1, Duration::from_millis(500))
         .await
-        .unwrap()
-        .is_empty());
-    let got = p.queue.receive(1, Duration::from_secs(4)).await.unwrap();
+        .unwrap();
+    // A look that ended within the delay must find nothing; one that ended later (a slow
+    // run) may find the message.
+    assert!(
+        early.is_empty() || sending.elapsed() >= DELAY,
+        "received before its delay"
+    );
+    let got = if early.is_empty() {
+        receive_some(&p.queue, 1).await
+    } else {
+        early
+    };
     assert_eq!(got.len(), 1);
+    let delayed_for = sending.elapsed();
+    assert!(
+        delayed_for >= DELAY - Duration::from_millis(10),
+        "received {delayed_for:?} after a send delayed by {DELAY:?}"
+    );
 }
 
 pub async fn subscriptions_are_stored_listed_and_scoped_by_account(p: Ports) {
@@ -497,9 +635,11 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         DeliveryStatus::Pending
     );
 
+    // Attempts of one delivery start at distinct times: a retry follows its predecessor.
+    let first_sent = now_ms();
     let attempt = |code| Attempt {
         attempt: 0,
-        at: now_ms(),
+        at: first_sent + if code == 500 { 0 } else { 1000 },
         url: "https://example.com/hook".into(),
         request_headers: vec![("webhook-id".into(), "msg_1".into())],
         status_code: Some(code),
@@ -770,6 +910,185 @@ pub async fn api_keys_are_found_by_hash(p: Ports) {
     assert!(p.api_keys.find_by_hash("ab13").await.unwrap().is_none());
 }
 
+/// An outcome and its attempt become visible together: whoever reads a delivery's outcome
+/// (its status and attempt count) and then its attempts finds every attempt counted, even
+/// while outcomes are being written. Two sends of one message (a queue handing it to two
+/// receivers) in the same millisecond stay two attempts.
+pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
+    const OUTCOMES: u32 = 10;
+    let log = p.deliveries.clone();
+    let writing = p.deliveries_with_slow_writes.clone();
+    log.create_batch(&[delivery("msg_seen", "e1")])
+        .await
+        .unwrap();
+    let started = now_ms();
+    let update = move |n: u32, at: i64| DeliveryUpdate {
+        delivery_id: "msg_seen".into(),
+        account_id: "acct".into(),
+        status: if n == OUTCOMES {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Pending
+        },
+        attempt: Some(Attempt {
+            attempt: 0,
+            at,
+            url: "https://example.com/hook".into(),
+            request_headers: vec![("webhook-id".into(), "msg_seen".into())],
+            status_code: Some(if n == OUTCOMES { 200 } else { 500 }),
+            latency_ms: 3,
+            response_body: None,
+            error: None,
+        }),
+        next_attempt_at: None,
+        error: None,
+        at,
+    };
+    let writer = tokio::spawn({
+        async move {
+            for n in 1..=OUTCOMES {
+                // Attempts of one delivery start at distinct times, oldest first.
+                let at = started + i64::from(n) * 1000;
+                writing.record(&[update(n, at)]).await.unwrap();
+            }
+        }
+    });
+    loop {
+        let finished = writer.is_finished();
+        let seen = log.get("acct", "msg_seen").await.unwrap().unwrap();
+        let attempts = log.attempts("acct", "msg_seen").await.unwrap();
+        assert!(
+            attempts.len() as u32 >= seen.attempt_count,
+            "read {} attempts of a delivery whose outcome counts {} (status {:?})",
+            attempts.len(),
+            seen.attempt_count,
+            seen.status
+        );
+        if seen.status == DeliveryStatus::Succeeded {
+            assert_eq!(attempts.last().unwrap().status_code, Some(200));
+        }
+        if finished {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    let attempts = log.attempts("acct", "msg_seen").await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        (1..=OUTCOMES).collect::<Vec<_>>()
+    );
+    assert!(attempts.windows(2).all(|w| w[0].at < w[1].at));
+
+    // The same message handled twice at once, in the same millisecond: two attempts.
+    log.create_batch(&[delivery("msg_twice", "e1")])
+        .await
+        .unwrap();
+    let twice = DeliveryUpdate {
+        delivery_id: "msg_twice".into(),
+        ..update(1, started)
+    };
+    let (a, b) = tokio::join!(
+        log.record(std::slice::from_ref(&twice)),
+        log.record(std::slice::from_ref(&twice))
+    );
+    a.unwrap();
+    b.unwrap();
+    let seen = log.get("acct", "msg_twice").await.unwrap().unwrap();
+    assert_eq!(seen.attempt_count, 2);
+    assert_eq!(
+        log.attempts("acct", "msg_twice")
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.attempt)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+/// A retry's outcome arriving after a success (two copies of one message, answered 200 and
+/// 500) counts its attempt but leaves the delivery `succeeded`; a late success still wins.
+pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
+    let log = &p.deliveries;
+    log.create_batch(&[delivery("msg_race", "e1"), delivery("msg_late_ok", "e1")])
+        .await
+        .unwrap();
+    let started = now_ms();
+    let outcome = |id: &str, status, code, at: i64| DeliveryUpdate {
+        delivery_id: id.into(),
+        account_id: "acct".into(),
+        status,
+        attempt: Some(Attempt {
+            attempt: 0,
+            at,
+            url: "https://example.com/hook".into(),
+            request_headers: vec![],
+            status_code: Some(code),
+            latency_ms: 5,
+            response_body: None,
+            error: None,
+        }),
+        next_attempt_at: (status == DeliveryStatus::Pending).then_some(at + 60_000),
+        error: (code >= 300).then(|| format!("endpoint answered {code}")),
+        at,
+    };
+    log.record(&[outcome("msg_race", DeliveryStatus::Succeeded, 200, started)])
+        .await
+        .unwrap();
+    log.record(&[outcome(
+        "msg_race",
+        DeliveryStatus::Pending,
+        500,
+        started + 1,
+    )])
+    .await
+    .unwrap();
+    log.record(&[outcome("msg_race", DeliveryStatus::Dead, 500, started + 2)])
+        .await
+        .unwrap();
+    let d = log.get("acct", "msg_race").await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    assert_eq!(d.attempt_count, 3, "every send is counted");
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(d.last_error, None);
+    assert_eq!(log.attempts("acct", "msg_race").await.unwrap().len(), 3);
+    assert!(
+        log.list_dead("acct", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "a delivered delivery was listed as dead"
+    );
+
+    log.record(&[outcome("msg_late_ok", DeliveryStatus::Dead, 500, started)])
+        .await
+        .unwrap();
+    log.record(&[outcome(
+        "msg_late_ok",
+        DeliveryStatus::Succeeded,
+        200,
+        started + 1,
+    )])
+    .await
+    .unwrap();
+    let d = log.get("acct", "msg_late_ok").await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    assert_eq!(d.attempt_count, 2);
+
+    // Without an attempt (a redrive), the status is set as asked.
+    log.record(&[DeliveryUpdate {
+        attempt: None,
+        next_attempt_at: Some(started + 3),
+        ..outcome("msg_late_ok", DeliveryStatus::Pending, 200, started + 3)
+    }])
+    .await
+    .unwrap();
+    let d = log.get("acct", "msg_late_ok").await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.attempt_count, 2);
+}
+
 macro_rules! contract_tests {
     ($backend:ident: $($case:ident),* $(,)?) => {
         mod $backend {
@@ -784,6 +1103,8 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(embedded:
+    an_outcome_is_never_visible_without_its_attempt,
+    a_late_failure_never_reopens_a_finished_delivery,
     deliveries_list_newest_first_by_subscription_and_status,
     stats_count_by_status_with_latencies,
     events_list_newest_first_by_type,
@@ -802,6 +1123,8 @@ contract_tests!(embedded:
 );
 
 contract_tests!(moto:
+    an_outcome_is_never_visible_without_its_attempt,
+    a_late_failure_never_reopens_a_finished_delivery,
     deliveries_list_newest_first_by_subscription_and_status,
     stats_count_by_status_with_latencies,
     events_list_newest_first_by_type,

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{call, delivery_id, event, Behavior, Receiver};
+use e2e::{call, delivery_id, event, eventually, wait_ready, Behavior, Receiver, WAIT};
 use serde_json::json;
 
 struct Process {
@@ -35,17 +35,6 @@ impl Process {
         }
     }
 
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("{}/healthz", self.base))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the runner did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL: no shutdown code runs
         self.child.wait().unwrap();
@@ -61,16 +50,18 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     let r = Receiver::start().await;
     let http = reqwest::Client::new();
     let p = Process::start(dir.path(), port);
-    p.wait_ready().await;
+    wait_ready(&http, &p.base).await;
 
-    // The first request of `hang` hangs past the kill; a later attempt succeeds at once.
-    let hang = r.url("hang", Behavior::Sleep(Duration::from_secs(3)));
+    // The first request of `hang` hangs past the kill (far past: the kill may come late on a
+    // loaded machine, and must come before the attempt times out); a later attempt succeeds
+    // at once.
+    let hang = r.url("hang", Behavior::Sleep(Duration::from_secs(120)));
     let (status, sub) = call(
         &http,
         &format!("{}/v1/accounts/acct_k/webhooks", p.base),
         reqwest::Method::POST,
         KEY,
-        Some(json!({"url": hang, "event_types": ["call.*"]})),
+        Some(json!({"url": hang, "event_types": ["call.*"], "timeout_seconds": 30})),
     )
     .await;
     assert_eq!(status, 201, "{sub}");
@@ -93,7 +84,7 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     )
     .await;
     assert_eq!(status, 202);
-    r.wait_for("hang", 1, Duration::from_secs(10)).await;
+    r.wait_for("hang", 1, WAIT).await;
     // In flight now. Accept a burst of events and kill the process straight after: some are
     // still in the events queue, some in the deliveries queue.
     let batch: Vec<_> = (0..20)
@@ -113,43 +104,51 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     // Make the hanging endpoint answer at once from now on.
     r.url("hang", Behavior::Status(200));
     let p = Process::start(dir.path(), port);
-    p.wait_ready().await;
+    wait_ready(&http, &p.base).await;
 
-    let got = r.wait_for("hang", 2, Duration::from_secs(20)).await;
+    let got = r.wait_for("hang", 2, WAIT).await;
     let id = delivery_id("acct_k", "evt_in_flight", sub["id"].as_str().unwrap());
     assert!(
         got.iter().all(|g| g.header("webhook-id") == id),
         "a retry after the crash changed the webhook-id"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut ids: Vec<String> = r
-            .received("later")
-            .iter()
-            .map(|g| g.json()["id"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        if ids.len() == 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 20 queued events were delivered after the restart",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (status, d) = call(
-        &http,
-        &format!("{}/v1/accounts/acct_k/deliveries/{id}", p.base),
-        reqwest::Method::GET,
-        KEY,
-        None,
+    eventually(
+        "the 20 queued events to be delivered after the restart",
+        WAIT,
+        || async {
+            let mut ids: Vec<String> = r
+                .received("later")
+                .iter()
+                .map(|g| g.json()["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            if ids.len() == 20 {
+                Ok(())
+            } else {
+                Err(format!("{} of 20", ids.len()))
+            }
+        },
     )
     .await;
-    assert_eq!(status, 200);
-    assert_eq!(d["status"], "succeeded", "{d}");
+    // Logged as succeeded (just after the endpoint answered).
+    eventually("the in-flight delivery to succeed", WAIT, || async {
+        let (status, d) = call(
+            &http,
+            &format!("{}/v1/accounts/acct_k/deliveries/{id}", p.base),
+            reqwest::Method::GET,
+            KEY,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{d}");
+        if d["status"] == "succeeded" {
+            Ok(())
+        } else {
+            Err(d.to_string())
+        }
+    })
+    .await;
     p.kill();
 }

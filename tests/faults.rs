@@ -14,7 +14,7 @@ use axum::routing::{any, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
-use e2e::{call, delivery_id, event, Behavior, Receiver, TestRunner};
+use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, TestRunner, WAIT};
 use serde_json::{json, Value};
 use shared::adapters::http_client::ReqwestSender;
 use shared::adapters::ssrf::DestinationPolicy;
@@ -22,8 +22,6 @@ use shared::domain::delivery::MAX_LOGGED_RESPONSE_BYTES;
 use shared::ports::{HttpSender, OutboundRequest, SendError, SendResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const WAIT: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -85,14 +83,6 @@ async fn timed_send(
     (result, started.elapsed())
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // 1. The delivery client against misbehaving local servers
 // ---------------------------------------------------------------------------------------
@@ -125,8 +115,9 @@ async fn a_hanging_endpoint_times_out_at_the_request_timeout() {
         elapsed >= timeout - Duration::from_millis(100),
         "gave up before the timeout: {elapsed:?}"
     );
+    // Not waiting for the 30 s hang: bounded well below it, with room for a loaded machine.
     assert!(
-        elapsed < timeout + Duration::from_secs(2),
+        elapsed < Duration::from_secs(10),
         "took {elapsed:?} for a {timeout:?} timeout"
     );
 }
@@ -162,7 +153,7 @@ async fn a_connection_closed_or_reset_without_an_answer_is_a_network_error() {
         let (result, elapsed) = timed_send(
             &sender(&["127.0.0.0/8"]),
             &format!("http://{addr}/hook"),
-            Duration::from_secs(5),
+            Duration::from_secs(30),
         )
         .await;
         let how = if reset { "reset" } else { "closed" };
@@ -176,8 +167,10 @@ async fn a_connection_closed_or_reset_without_an_answer_is_a_network_error() {
             accepted.load(Ordering::SeqCst) >= 1,
             "connection {how}: the server never saw a connection"
         );
+        // Not waited on like the 30 s timeout: bounded well below it, with room for a
+        // loaded machine.
         assert!(
-            elapsed < Duration::from_secs(4),
+            elapsed < Duration::from_secs(10),
             "connection {how}: a dropped connection was waited on like a timeout ({elapsed:?})"
         );
     }
@@ -257,7 +250,7 @@ async fn an_endless_response_body_is_cut_and_the_connection_dropped() {
         stop_flag.store(true, Ordering::SeqCst);
     });
 
-    let timeout = Duration::from_secs(10);
+    let timeout = Duration::from_secs(30);
     let (result, elapsed) = timed_send(
         &sender(&["127.0.0.0/8"]),
         &format!("http://{addr}/stream"),
@@ -280,10 +273,16 @@ async fn an_endless_response_body_is_cut_and_the_connection_dropped() {
         "the kept body is not the start of the stream"
     );
     // The client hung up instead of draining the stream.
-    wait_until(
-        "the server's endless write failed (the client closed the connection)",
-        Duration::from_secs(10),
-        || stopped.load(Ordering::SeqCst),
+    eventually(
+        "the server's endless write to fail (the client closed the connection)",
+        WAIT,
+        || async {
+            if stopped.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(format!("{} bytes written", written.load(Ordering::SeqCst)))
+            }
+        },
     )
     .await;
     assert!(
@@ -406,18 +405,15 @@ async fn a_410_fails_the_delivery_and_disables_the_subscription() {
     assert_eq!(status_codes(&d), [json!(410)]);
 
     // Disabled once the outcome is settled (just after it is logged).
-    let deadline = Instant::now() + WAIT;
-    let disabled = loop {
+    let disabled = eventually("the subscription to be disabled", WAIT, || async {
         let s = t.get_webhook("acct_gone", sub_id).await;
         if s["enabled"] == false {
-            break s;
+            Ok(s)
+        } else {
+            Err(s.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "the subscription was not disabled: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert!(
         disabled["disabled_reason"]
             .as_str()
@@ -509,12 +505,13 @@ async fn retry_after_of_a_429_is_honoured_within_the_schedule() {
     assert_eq!(at.len(), 2);
     let gap = at[1] - at[0];
     // The step is 1 s (0.8–1.2 s with jitter); Retry-After: 2 lies within [1 s, 2 s], so
-    // the retry waits the 2 s asked for.
+    // the retry waits the 2 s asked for: not less, and not some far longer wait (bounded
+    // with room for a loaded machine).
     assert!(
         gap >= Duration::from_millis(1900),
         "Retry-After: 2 was not honoured: retried after {gap:?}"
     );
-    assert!(gap < Duration::from_secs(5), "retried only after {gap:?}");
+    assert!(gap < Duration::from_secs(15), "retried only after {gap:?}");
     t.runner.shutdown().await;
 }
 
@@ -614,17 +611,6 @@ impl Process {
         }
     }
 
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("{}/healthz", self.base))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the runner did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -664,7 +650,8 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
     let data_dir = tmp.path().join("data");
     let log_path = tmp.path().join("runner.log");
     let mut p = Process::start(&data_dir, e2e::free_port(), &log_path);
-    p.wait_ready().await;
+    let http = reqwest::Client::new();
+    e2e::wait_ready(&http, &p.base).await;
     let key = std::fs::read_to_string(data_dir.join("platform-key"))
         .expect("a generated platform key is kept in the data dir")
         .trim()
@@ -679,7 +666,6 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
     };
 
     let r = Receiver::start().await;
-    let http = reqwest::Client::new();
     let auths = [
         (
             "apikey",
@@ -730,29 +716,33 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
         assert_eq!(sent, expected, "{path}: credentials not sent");
         // And the success was logged before the process goes.
         let id = delivery_id("acct_log", "evt_log", sub["id"].as_str().unwrap());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let (code, d) = call(
-                &http,
-                &format!("{}/v1/accounts/acct_log/deliveries/{id}", p.base),
-                reqwest::Method::GET,
-                &key,
-                None,
-            )
-            .await;
-            if code == 200 && d["status"] == "succeeded" {
-                // The attempt log shows the credentials masked.
-                let text = d.to_string();
-                for secret in [API_KEY, PASSWORD, TOKEN, basic_header.as_str()] {
-                    assert!(
-                        !text.contains(secret),
-                        "{path}: the attempt log shows a credential: {d}"
-                    );
+        let d = eventually(
+            &format!("{path}: the delivery to succeed"),
+            WAIT,
+            || async {
+                let (code, d) = call(
+                    &http,
+                    &format!("{}/v1/accounts/acct_log/deliveries/{id}", p.base),
+                    reqwest::Method::GET,
+                    &key,
+                    None,
+                )
+                .await;
+                if code == 200 && d["status"] == "succeeded" {
+                    Ok(d)
+                } else {
+                    Err(d.to_string())
                 }
-                break;
-            }
-            assert!(Instant::now() < deadline, "{path}: never succeeded: {d}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            },
+        )
+        .await;
+        // The attempt log shows the credentials masked.
+        let text = d.to_string();
+        for secret in [API_KEY, PASSWORD, TOKEN, basic_header.as_str()] {
+            assert!(
+                !text.contains(secret),
+                "{path}: the attempt log shows a credential: {d}"
+            );
         }
     }
     p.kill();

@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::lambda_api::RuntimeApi;
-use e2e::{moto, verify_signature, Behavior, Receiver};
+use e2e::{eventually, moto, verify_signature, Behavior, Receiver, WAIT};
 use serde_json::{json, Value};
 use shared::adapters::aws::{Resources, SqsQueue};
 use shared::ports::Queue;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A function process polling its own Runtime API, with its stdout collected.
 struct Function {
@@ -245,15 +243,28 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
     assert_eq!(status, 200, "{rotated}");
     assert!(rotated["secret"].as_str().unwrap().starts_with("whsec_"));
 
-    // The deliver function reported both attempts as EMF metrics on stdout.
-    let emf: Vec<Value> = deliver
-        .stdout
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("_aws").is_some())
-        .collect();
+    // The deliver function reported both attempts as EMF metrics on stdout (read from its
+    // pipe by a thread of its own, so polled for).
+    let metrics = || -> Vec<Value> {
+        deliver
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    };
+    eventually("both attempts' metrics on stdout", WAIT, || async {
+        let emf = metrics();
+        if emf.len() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{emf:?}"))
+        }
+    })
+    .await;
+    let emf = metrics();
     assert_eq!(emf.len(), 2, "{emf:?}");
     assert_eq!(emf[0]["DeliveryRetried"], 1);
     assert_eq!(emf[1]["DeliverySucceeded"], 1);

@@ -1,13 +1,9 @@
 //! Every management route through real HTTP against the local runner: success paths,
 //! validation errors, and the 404 an account key gets for another account.
 
-use std::time::Duration;
-
-use e2e::{delivery_id, event, verify_signature, Behavior, Receiver, TestRunner};
+use e2e::{delivery_id, event, verify_signature, Behavior, Receiver, TestRunner, WAIT};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const WAIT: Duration = Duration::from_secs(15);
 
 fn assert_error(status: u16, body: &Value, expected: u16, code: &str) {
     assert_eq!(status, expected, "{body}");

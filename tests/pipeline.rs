@@ -1,11 +1,11 @@
 //! The pipeline end to end on the embedded default: real HTTP in, real SQLite, real HTTP out.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use e2e::{delivery_id, event, verify_signature, Behavior, Receiver, TestRunner};
+use e2e::{
+    delivery_id, event, eventually, verify_signature, Behavior, Gate, Receiver, TestRunner, WAIT,
+};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(15);
 
 async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(t: TestRunner) {
     let r = Receiver::start().await;
@@ -72,10 +72,35 @@ async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(
             request
         ));
     }
+    // Each request is in the log, as an attempt answered with the endpoint's status.
+    let ids: Vec<(&str, String)> = [("family", &family), ("exact", &exact), ("all", &all)]
+        .into_iter()
+        .map(|(path, sub)| {
+            let id = delivery_id("acct_a", "evt_fanout_1", sub["id"].as_str().unwrap());
+            (path, id)
+        })
+        .collect();
+    for ((path, id), code) in ids.iter().zip([204, 200, 202]) {
+        let (_, d) = t
+            .wait_for_logged("acct_a", id, "succeeded", &r, path, WAIT)
+            .await;
+        let attempts = d["attempts"].as_array().unwrap();
+        assert!(attempts.iter().all(|a| a["status_code"] == code), "{d}");
+    }
     // Let any stray delivery arrive before asserting there was none.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for path in ["family", "exact", "all"] {
-        assert_eq!(r.received(path).len(), 1, "{path} got a duplicate");
+    for (path, id) in &ids {
+        let got = r.received(path);
+        if t.may_duplicate {
+            // Delivered at least once: a second copy is the same request again.
+            assert!(
+                got.iter()
+                    .all(|g| g.header("webhook-id") == id.as_str() && g.body == got[0].body),
+                "{path} got another delivery"
+            );
+        } else {
+            assert_eq!(got.len(), 1, "{path} got a duplicate");
+        }
     }
     assert!(
         r.received("other_type").is_empty(),
@@ -85,16 +110,6 @@ async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(
         r.received("other_account").is_empty(),
         "another account got the event"
     );
-
-    let d = t
-        .wait_for_status(
-            "acct_a",
-            &delivery_id("acct_a", "evt_fanout_1", family["id"].as_str().unwrap()),
-            "succeeded",
-            WAIT,
-        )
-        .await;
-    assert_eq!(d["attempts"][0]["status_code"], 204);
     t.runner.shutdown().await;
 }
 
@@ -110,48 +125,77 @@ async fn a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id
     t.send_event(event("call.failed", "acct_r", Some("evt_retry")))
         .await;
 
-    let got = r.wait_for("flaky", 3, WAIT).await;
-    let ids: Vec<&str> = got.iter().map(|g| g.header("webhook-id")).collect();
+    let id = delivery_id("acct_r", "evt_retry", sub["id"].as_str().unwrap());
+    // Succeeded, with every request the endpoint got in the log as an attempt of its own
+    // (a queue that delivers at least once may have sent a copy as well).
+    let (got, d) = t
+        .wait_for_logged("acct_r", &id, "succeeded", &r, "flaky", WAIT)
+        .await;
+    let ids: Vec<String> = r
+        .received("flaky")
+        .iter()
+        .map(|g| g.header("webhook-id").to_string())
+        .collect();
     assert!(
-        ids.iter().all(|id| *id == ids[0]),
+        ids.iter().all(|i| *i == id),
         "webhook-id changed across retries: {ids:?}"
-    );
-    let first_gap = got[1].at - got[0].at;
-    let second_gap = got[2].at - got[1].at;
-    // Schedule [1 s, 3 s] with ±20 % jitter: 0.8–1.2 s, then 2.4–3.6 s (SQS rounds up
-    // to whole seconds).
-    assert!(
-        first_gap >= Duration::from_millis(790),
-        "first gap {first_gap:?}"
-    );
-    assert!(
-        second_gap > first_gap,
-        "gaps did not grow: {first_gap:?}, {second_gap:?}"
     );
     for g in &got {
         assert!(verify_signature(sub["secret"].as_str().unwrap(), g));
     }
-
-    let id = delivery_id("acct_r", "evt_retry", sub["id"].as_str().unwrap());
-    let d = t.wait_for_status("acct_r", &id, "succeeded", WAIT).await;
+    let n = got.len();
+    // The endpoint answers 500 twice, then 200: a success took at least three requests.
+    assert!(n >= 3, "succeeded after {n} requests: {d}");
+    if !t.may_duplicate {
+        assert_eq!(n, 3, "{d}");
+    }
     let attempts = d["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 3);
     let codes: Vec<_> = attempts
         .iter()
         .map(|a| a["status_code"].as_u64().unwrap())
         .collect();
-    assert_eq!(codes, [500, 500, 200]);
+    // Attempts are listed in the order they started; two copies sent at once may reach the
+    // endpoint the other way round, so beyond the first and the last only the counts tell.
+    assert_eq!(codes.iter().filter(|c| **c == 500).count(), 2, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 500 || *c == 200), "{codes:?}");
+    assert_eq!((codes[0], codes[n - 1]), (500, 200), "{codes:?}");
+    if n == 3 {
+        assert_eq!(codes, [500, 500, 200]);
+    }
     assert_eq!(
         attempts
             .iter()
             .map(|a| a["attempt"].as_u64().unwrap())
             .collect::<Vec<_>>(),
-        [1, 2, 3]
+        (1..=n as u64).collect::<Vec<_>>()
     );
     assert!(attempts.iter().all(|a| a["latency_ms"].is_u64()));
-    assert_eq!(d["attempt_count"], 3);
+    assert_eq!(d["attempt_count"], n);
     assert_eq!(d["request"]["headers"]["webhook-id"], id);
     assert_eq!(d["request"]["body"]["id"], "evt_retry");
+
+    // Schedule [1 s, 3 s] with ±20 % jitter: at least 0.8 s, then at least 2.4 s (SQS rounds
+    // up to whole seconds). A retry waits from the end of the attempt before it, so a gap
+    // between arrivals is never shorter than its step; load only makes it longer.
+    let gap = |from: usize, to: usize| got[to].at.saturating_duration_since(got[from].at);
+    // Whatever copies there were, the first success (the third request) came at least a
+    // first step after the first request.
+    assert!(
+        gap(0, 2) >= Duration::from_millis(790),
+        "first success {:?} after the first request",
+        gap(0, 2)
+    );
+    if !t.may_duplicate {
+        let (first_gap, second_gap) = (gap(0, 1), gap(1, 2));
+        assert!(
+            first_gap >= Duration::from_millis(790),
+            "first gap {first_gap:?}"
+        );
+        assert!(
+            second_gap >= Duration::from_millis(2390),
+            "second gap {second_gap:?}, shorter than its 3 s step (first gap {first_gap:?})"
+        );
+    }
     assert!(t
         .runner
         .services
@@ -175,30 +219,59 @@ async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue(t: Tes
     t.send_event(event("agent.status_changed", "acct_d", Some("evt_dead")))
         .await;
     let id = delivery_id("acct_d", "evt_dead", sub["id"].as_str().unwrap());
-    let d = t.wait_for_status("acct_d", &id, "dead", WAIT).await;
-    assert_eq!(d["attempt_count"], 3);
-    assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
+    let (got, d) = t
+        .wait_for_logged("acct_d", &id, "dead", &r, "down", WAIT)
+        .await;
+    // Three attempts, each logged (more only where a queue handed out a copy).
+    if t.may_duplicate {
+        assert!(got.len() >= 3, "{d}");
+    } else {
+        assert_eq!(got.len(), 3, "{d}");
+    }
     assert!(d["attempts"]
         .as_array()
         .unwrap()
         .iter()
         .all(|a| a["status_code"] == 503));
-    assert_eq!(r.received("down").len(), 3);
 
-    let dead = t
-        .runner
-        .services
-        .dead_letter_queue
-        .receive(10, Duration::from_secs(2))
-        .await
-        .unwrap();
-    assert_eq!(dead.len(), 1);
-    let letter: serde_json::Value = serde_json::from_str(&dead[0].body).unwrap();
-    assert_eq!(letter["delivery"]["delivery_id"], id);
-    assert_eq!(letter["attempts"].as_array().unwrap().len(), 3);
+    // Moved to the dead-letter queue once its outcome is logged.
+    let dead = eventually("the dead letter", WAIT, || async {
+        let dead = t
+            .runner
+            .services
+            .dead_letter_queue
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        if dead.is_empty() {
+            Err("nothing yet".to_string())
+        } else {
+            Ok(dead)
+        }
+    })
+    .await;
+    if !t.may_duplicate {
+        assert_eq!(dead.len(), 1);
+    }
+    for m in &dead {
+        let letter: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(letter["delivery"]["delivery_id"], id);
+        let attempts = letter["attempts"].as_array().unwrap().len();
+        if t.may_duplicate {
+            assert!(attempts >= 3, "{letter}");
+        } else {
+            assert_eq!(attempts, 3, "{letter}");
+        }
+    }
     // Gone from the work queue: nothing comes back later.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(r.received("down").len(), 3);
+    if t.may_duplicate {
+        // A copy still in flight may land, as an attempt of its own; the delivery stays dead.
+        t.wait_for_logged("acct_d", &id, "dead", &r, "down", WAIT)
+            .await;
+    } else {
+        assert_eq!(r.received("down").len(), 3);
+    }
     t.runner.shutdown().await;
 }
 
@@ -226,14 +299,36 @@ async fn a_repeated_event_id_delivers_nothing_new(t: TestRunner) {
         .await;
     assert_eq!(batch["results"][0]["duplicate"], true);
     assert_eq!(batch["results"][1]["duplicate"], false);
-    r.wait_for("once", 2, WAIT).await;
+    let delivered = || -> Vec<String> {
+        r.received("once")
+            .iter()
+            .map(|g| g.json()["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    eventually("evt_new to be delivered", WAIT, || async {
+        let ids = delivered();
+        if ids.iter().any(|i| i == "evt_new") {
+            Ok(())
+        } else {
+            Err(format!("{ids:?}"))
+        }
+    })
+    .await;
+    // Let any stray delivery arrive before asserting there was none.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let ids: Vec<String> = r
-        .received("once")
-        .iter()
-        .map(|g| g.json()["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(ids, ["evt_same", "evt_new"]);
+    let ids = delivered();
+    if t.may_duplicate {
+        // Delivered at least once: copies aside, each event once, in order.
+        let mut distinct: Vec<String> = Vec::new();
+        for i in &ids {
+            if !distinct.contains(i) {
+                distinct.push(i.clone());
+            }
+        }
+        assert_eq!(distinct, ["evt_same", "evt_new"], "{ids:?}");
+    } else {
+        assert_eq!(ids, ["evt_same", "evt_new"]);
+    }
     t.runner.shutdown().await;
 }
 
@@ -241,8 +336,8 @@ async fn a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch(t: TestRunn
     let r = Receiver::start().await;
     t.create_webhook(
         "acct_s",
-        json!({"url": r.url("slow", Behavior::Sleep(Duration::from_secs(5))), "event_types": ["*"],
-               "timeout_seconds": 3}),
+        json!({"url": r.url("slow", Behavior::Sleep(Duration::from_secs(60))), "event_types": ["*"],
+               "timeout_seconds": 30}),
     )
     .await;
     for i in 0..3 {
@@ -259,18 +354,14 @@ async fn a_slow_endpoint_does_not_hold_up_the_fast_ones_in_its_batch(t: TestRunn
     for i in 0..3 {
         let fast = r.wait_for(&format!("fast{i}"), 1, WAIT).await;
         // Sent concurrently: each fast request arrives while the slow one is still waiting
-        // for its 3 s timeout, not after it.
-        let offset = if fast[0].at > slow[0].at {
-            fast[0].at - slow[0].at
-        } else {
-            Duration::ZERO
-        };
+        // for its 30 s timeout, not after it (the bound leaves a loaded machine its slack).
+        let offset = fast[0].at.saturating_duration_since(slow[0].at);
         assert!(
-            offset < Duration::from_secs(2),
+            offset < Duration::from_secs(15),
             "fast{i} waited for the slow endpoint: {offset:?}"
         );
     }
-    t.runner.shutdown().await;
+    // Not shut down: that would wait for the slow attempt to time out.
 }
 
 async fn a_paused_subscription_receives_nothing_and_the_skip_is_recorded(t: TestRunner) {
@@ -289,10 +380,13 @@ async fn a_paused_subscription_receives_nothing_and_the_skip_is_recorded(t: Test
 
 async fn each_attempt_uses_the_subscription_as_it_is_now(t: TestRunner) {
     let r = Receiver::start().await;
+    // The first attempt is answered only once the subscription is paused, so however slow
+    // the pause, it lands before the retry.
+    let gate = Gate::new();
     let sub = t
         .create_webhook(
             "acct_n",
-            json!({"url": r.url("changing", Behavior::Status(500)), "event_types": ["*"], "retry_schedule": [2]}),
+            json!({"url": r.url("changing", Behavior::Held(500, gate.clone())), "event_types": ["*"], "retry_schedule": [2]}),
         )
         .await;
     t.send_event(event(
@@ -302,7 +396,7 @@ async fn each_attempt_uses_the_subscription_as_it_is_now(t: TestRunner) {
     ))
     .await;
     r.wait_for("changing", 1, WAIT).await;
-    // Paused while its retry waits: the retry is skipped, not sent.
+    // Paused before its retry: the retry is skipped, not sent.
     let (status, _) = t
         .call(
             reqwest::Method::PATCH,
@@ -315,10 +409,16 @@ async fn each_attempt_uses_the_subscription_as_it_is_now(t: TestRunner) {
         )
         .await;
     assert_eq!(status, 200);
+    gate.open();
     let id = delivery_id("acct_n", "evt_pause_later", sub["id"].as_str().unwrap());
-    let d = t.wait_for_status("acct_n", &id, "skipped", WAIT).await;
-    assert_eq!(d["attempt_count"], 1);
-    assert_eq!(r.received("changing").len(), 1);
+    let (got, d) = t
+        .wait_for_logged("acct_n", &id, "skipped", &r, "changing", WAIT)
+        .await;
+    // One attempt (or a copy of it, sent at once, where a queue may hand out two).
+    if !t.may_duplicate {
+        assert_eq!(got.len(), 1, "{d}");
+        assert_eq!(d["attempt_count"], 1);
+    }
     t.runner.shutdown().await;
 }
 
@@ -340,13 +440,15 @@ async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunne
             )
         })
         .collect();
+    let sent = Instant::now();
     t.send_event(json!({ "events": events })).await;
-    let got = r.wait_for("paced", 6, Duration::from_secs(30)).await;
-    // A burst of 2, then 2 per second: the last arrives at least ~1.5 s after the first.
-    let spread = got[5].at - got[0].at;
+    let got = r.wait_for("paced", 6, WAIT).await;
+    // A burst of 2, then 2 per second: six requests take 2 s of tokens from the first one,
+    // which went out after the events were sent. Load only spreads them further.
+    let spread = got[5].at.saturating_duration_since(sent);
     assert!(
-        spread >= Duration::from_millis(1400),
-        "not paced: {spread:?}"
+        spread >= Duration::from_millis(1900),
+        "not paced: the sixth request {spread:?} after the events were sent"
     );
     // Deferred deliveries spent no attempt: with a budget of one, all succeed.
     for i in 0..6 {
@@ -355,11 +457,24 @@ async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunne
             &format!("evt_rl{i}"),
             sub["id"].as_str().unwrap(),
         );
-        let d = t.wait_for_status("acct_rl", &id, "succeeded", WAIT).await;
-        assert_eq!(d["attempt_count"], 1);
+        let (got, d) = t
+            .wait_for_logged("acct_rl", &id, "succeeded", &r, "paced", WAIT)
+            .await;
+        if !t.may_duplicate {
+            assert_eq!(got.len(), 1, "{d}");
+            assert_eq!(d["attempt_count"], 1);
+        }
     }
+    // Let any stray delivery arrive before asserting there was none.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(r.received("paced").len(), 6);
+    let got = r.received("paced");
+    if t.may_duplicate {
+        let ids: std::collections::HashSet<&str> =
+            got.iter().map(|g| g.header("webhook-id")).collect();
+        assert_eq!(ids.len(), 6, "{ids:?}");
+    } else {
+        assert_eq!(got.len(), 6);
+    }
 }
 
 /// The auto-disable period these runners use.
@@ -394,7 +509,9 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
 
     // The first failure starts the clock; a success stops it.
     let flaky_seen = r.wait_for("flaky", 2, WAIT).await;
-    assert_eq!(flaky_seen.len(), 2);
+    if !t.may_duplicate {
+        assert_eq!(flaky_seen.len(), 2);
+    }
     let announced = r.wait_for("ops", 1, WAIT).await;
     let disabled = t.get_webhook(acct, failing_id).await;
     assert_eq!(disabled["enabled"], false, "{disabled}");
@@ -406,17 +523,22 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     assert!(disabled["failing_since"].is_string(), "{disabled}");
     assert!(disabled["disabled_at"].is_string(), "{disabled}");
     // Not before the period had passed since the first failure.
-    let attempts = r.received("down");
+    let requests = r.received("down").len();
+    assert!(requests >= 2, "disabled after {requests} attempt");
+    // Timed as the service timed the attempts, by their starts: arrivals at the endpoint lag
+    // those by a latency a loaded machine can stretch for the first and not the last.
+    let logged = t
+        .runner
+        .services
+        .deliveries
+        .attempts(acct, &delivery_id(acct, "evt_health_1", failing_id))
+        .await
+        .unwrap();
+    let starts = || logged.iter().map(|a| a.at);
+    let span_ms = starts().max().unwrap() - starts().min().unwrap();
     assert!(
-        attempts.len() >= 2,
-        "disabled after {} attempt",
-        attempts.len()
-    );
-    let span = attempts.last().unwrap().at - attempts[0].at;
-    // (Less a little: the receiver stamps arrival, the service the start of the attempt.)
-    assert!(
-        span + Duration::from_millis(100) >= Duration::from_secs(AUTO_DISABLE_AFTER_SECONDS),
-        "{span:?}"
+        span_ms >= AUTO_DISABLE_AFTER_SECONDS as i64 * 1000,
+        "disabled after failures over {span_ms} ms"
     );
 
     let note = &announced[0];
@@ -430,15 +552,34 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     assert_eq!(body["data"]["failing_since"], disabled["failing_since"]);
     assert_eq!(body["data"]["disabled_at"], disabled["disabled_at"]);
 
-    let healthy = t.get_webhook(acct, flaky["id"].as_str().unwrap()).await;
-    assert_eq!(healthy["enabled"], true, "{healthy}");
-    assert!(healthy["failing_since"].is_null(), "{healthy}");
+    // Its success recorded (just after the endpoint answered), the flaky one is healthy.
+    let flaky_id = flaky["id"].as_str().unwrap();
+    eventually("the flaky endpoint to be healthy", WAIT, || async {
+        let healthy = t.get_webhook(acct, flaky_id).await;
+        if healthy["enabled"] == true && healthy["failing_since"].is_null() {
+            Ok(())
+        } else {
+            Err(healthy.to_string())
+        }
+    })
+    .await;
 
     // No more attempts once disabled, and one announcement only.
     let calls = r.received("down").len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(r.received("down").len(), calls);
-    assert_eq!(r.received("ops").len(), 1);
+    let notes = r.received("ops");
+    if t.may_duplicate {
+        // Delivered at least once: a second copy is the same announcement.
+        assert!(
+            notes
+                .iter()
+                .all(|n| n.header("webhook-id") == note.header("webhook-id")),
+            "announced twice"
+        );
+    } else {
+        assert_eq!(notes.len(), 1);
+    }
 
     // Re-enabled, it starts afresh.
     let (status, back) = t

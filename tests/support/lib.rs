@@ -2,6 +2,7 @@
 //! local receiver, and an independent Standard Webhooks verifier.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +24,31 @@ pub mod moto;
 
 pub use runner::{Config, Runner};
 
+/// How long a test waits for something it expects to happen. Generous, so that a slow run
+/// (a loaded machine) still passes: it only bounds a failure, a pass returns as soon as the
+/// condition holds.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it returns `Ok`, and returns that value. `Err` describes what was
+/// seen instead: the last one is in the failure message if `timeout` passes first.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {timeout:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// How a receiver path answers.
 #[derive(Debug, Clone)]
 pub enum Behavior {
@@ -32,6 +58,34 @@ pub enum Behavior {
     Sequence(Vec<u16>),
     /// Sleeps, then answers 200.
     Sleep(Duration),
+    /// Holds each request until the gate is opened, then answers this status.
+    Held(u16, Gate),
+}
+
+/// Holds the requests of a `Behavior::Held` path until the test opens it.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    /// Lets every held request through, and every later one.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn passed(&self) {
+        let mut open = self.0.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -100,19 +154,19 @@ impl Receiver {
 
     /// Waits until `path` has received at least `n` requests, or panics after `timeout`.
     pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.received(path);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} received {} of {n} requests within {timeout:?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            &format!("{path} to receive {n} requests"),
+            timeout,
+            || async {
+                let got = self.received(path);
+                if got.len() >= n {
+                    Ok(got)
+                } else {
+                    Err(format!("{} requests", got.len()))
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -154,6 +208,10 @@ async fn receive(
             tokio::time::sleep(d).await;
             200
         }
+        Behavior::Held(code, gate) => {
+            gate.passed().await;
+            code
+        }
         Behavior::Sequence(_) => unreachable!("resolved above"),
     };
     (StatusCode::from_u16(status).unwrap(), "ok")
@@ -191,6 +249,10 @@ pub struct TestRunner {
     pub runner: Runner,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// Whether a queue may hand one message to two receivers, so that one delivery is
+    /// attempted twice. SQS delivers at least once (and moto does so under load); the
+    /// embedded queue hands a message to one receiver at a time.
+    pub may_duplicate: bool,
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -217,6 +279,7 @@ impl TestRunner {
             runner,
             dir,
             http: reqwest::Client::new(),
+            may_duplicate: false,
         }
     }
 
@@ -241,6 +304,7 @@ impl TestRunner {
             runner,
             dir,
             http: reqwest::Client::new(),
+            may_duplicate: true,
         }
     }
 
@@ -322,28 +386,92 @@ impl TestRunner {
         status: &str,
         timeout: Duration,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (code, d) = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/accounts/{account}/deliveries/{id}"),
-                    None,
-                    None,
-                )
-                .await;
-            // 404 until fan-out has created it.
-            assert!(code == 200 || code == 404, "{d}");
-            if d["status"] == status {
-                return d;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "delivery never became {status}: {d}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            &format!("delivery {id} to become {status}"),
+            timeout,
+            || async {
+                let d = self.poll_delivery(account, id).await;
+                if d["status"] == status {
+                    Ok(d)
+                } else {
+                    Err(d.to_string())
+                }
+            },
+        )
+        .await
     }
+
+    /// Polls a delivery until its status is `status` and the log holds one attempt for each
+    /// request carrying its `webhook-id` that `receiver` got at `path`; returns those
+    /// requests and the delivery, read together. Once the counts agree, every request the
+    /// endpoint saw is in the log with an attempt of its own, however many copies a queue
+    /// that delivers at least once handed out.
+    pub async fn wait_for_logged(
+        &self,
+        account: &str,
+        id: &str,
+        status: &str,
+        receiver: &Receiver,
+        path: &str,
+        timeout: Duration,
+    ) -> (Vec<Received>, Value) {
+        let sent = || -> Vec<Received> {
+            receiver
+                .received(path)
+                .into_iter()
+                .filter(|r| r.header("webhook-id") == id)
+                .collect()
+        };
+        eventually(
+            &format!("delivery {id} to become {status} with an attempt per request to {path}"),
+            timeout,
+            || async {
+                let before = sent();
+                let d = self.poll_delivery(account, id).await;
+                // Nothing arrived while the log was read: the two are one snapshot.
+                let after = sent().len();
+                let n = before.len();
+                let logged = d["attempts"].as_array().map_or(0, Vec::len);
+                if d["status"] == status
+                    && after == n
+                    && logged == n
+                    && d["attempt_count"].as_u64() == Some(n as u64)
+                {
+                    Ok((before, d))
+                } else {
+                    Err(format!("{n} requests received (then {after}); logged: {d}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// One read of a delivery for a poll: a 404 (before fan-out has created it) is not an
+    /// error yet.
+    async fn poll_delivery(&self, account: &str, id: &str) -> Value {
+        let (code, d) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/accounts/{account}/deliveries/{id}"),
+                None,
+                None,
+            )
+            .await;
+        assert!(code == 200 || code == 404, "{d}");
+        d
+    }
+}
+
+/// Waits until the runner process at `base` answers its health check.
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    eventually(&format!("the runner at {base} to answer"), WAIT, || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 pub async fn call(
