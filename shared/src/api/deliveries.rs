@@ -40,6 +40,9 @@ pub async fn get_delivery(
             .map(|s| s.url),
     };
     let mut view = DeliveryView::summary(&delivery);
+    // Attempts are written before the outcome that counts them, and read here after it: a
+    // send that is logged but not yet counted is shown, and counted, with the rest.
+    view.attempt_count = view.attempt_count.max(attempts.len() as u32);
     view.request = Some(RequestView {
         url,
         headers: last

@@ -4,7 +4,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
 use super::paging::{all_items, page_of_items};
@@ -25,7 +25,8 @@ const BY_SUBSCRIPTION_KEYS: &[&str] = &["pk", "sk", "sub_key", "created_at"];
 const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 
 /// Table `deliveries`, one item collection per delivery: partition `pk` (the delivery id);
-/// sort `sk` = `delivery` for the delivery, `attempt#0000000001`… for its attempts. Sparse
+/// sort `sk` = `delivery` for the delivery, `attempt#<start ms, 13 digits>#<random>` for its
+/// attempts (numbered by their order when read). Sparse
 /// indexes over the delivery items: `by_event` (`event_key` = account#event) lists an
 /// event's deliveries, `by_subscription` (`sub_key` = account#subscription, by
 /// `created_at`) a subscription's, `by_status` (`status_key` = account#dead, by
@@ -100,9 +101,48 @@ impl DynamoDeliveryLog {
         }
     }
 
-    /// Applies one outcome; returns the delivery's attempt count after it (0 when the
-    /// outcome carries no attempt).
-    async fn apply(&self, u: &DeliveryUpdate) -> Result<u32> {
+    /// Applies one outcome to the delivery item. An outcome that applies only while the
+    /// delivery is pending and finds it finished still counts its attempt.
+    async fn apply(&self, u: &DeliveryUpdate) -> Result<()> {
+        if !u.applies_only_while_pending() {
+            return self.apply_outcome(u, false).await;
+        }
+        match self.apply_outcome(u, true).await {
+            Err(Error::Conflict(_)) => self.count_attempt(u).await,
+            other => other,
+        }
+    }
+
+    /// Counts an attempt whose outcome came too late to change the delivery's status.
+    async fn count_attempt(&self, u: &DeliveryUpdate) -> Result<()> {
+        let latency = u.attempt.as_ref().map_or(0, |a| a.latency_ms);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&u.delivery_id))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression("attribute_exists(pk) AND #acct = :acct")
+            .update_expression("SET #ua = :ua, #ll = :ll ADD #ac :one")
+            .expression_attribute_names("#acct", "account_id")
+            .expression_attribute_names("#ua", "updated_at")
+            .expression_attribute_names("#ll", "last_latency_ms")
+            .expression_attribute_names("#ac", "attempt_count")
+            .expression_attribute_values(":acct", s(&u.account_id))
+            .expression_attribute_values(":ua", n(u.at))
+            .expression_attribute_values(":ll", n(latency))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
+                other => storage_error(other),
+            })?;
+        Ok(())
+    }
+
+    /// Writes the outcome; with `only_while_pending`, a delivery found in another status is a
+    /// `Conflict` (a missing one is still `NotFound`).
+    async fn apply_outcome(&self, u: &DeliveryUpdate, only_while_pending: bool) -> Result<()> {
         let mut set = vec!["#st = :st", "#ua = :ua"];
         let mut remove = Vec::new();
         let mut request = self
@@ -111,7 +151,11 @@ impl DynamoDeliveryLog {
             .table_name(&self.table)
             .key("pk", s(&u.delivery_id))
             .key("sk", s(DELIVERY_SK))
-            .condition_expression("attribute_exists(pk) AND #acct = :acct")
+            .condition_expression(if only_while_pending {
+                "attribute_exists(pk) AND #acct = :acct AND #st = :pending"
+            } else {
+                "attribute_exists(pk) AND #acct = :acct"
+            })
             .expression_attribute_names("#acct", "account_id")
             .expression_attribute_names("#st", "status")
             .expression_attribute_names("#ua", "updated_at")
@@ -120,12 +164,11 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#sk", "status_key")
             .expression_attribute_values(":acct", s(&u.account_id))
             .expression_attribute_values(":st", s(u.status.as_str()))
-            .expression_attribute_values(":ua", n(u.at))
-            .return_values(if u.attempt.is_some() {
-                ReturnValue::UpdatedNew
-            } else {
-                ReturnValue::None
-            });
+            .expression_attribute_values(":ua", n(u.at));
+        if only_while_pending {
+            request = request
+                .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()));
+        }
         if u.status == DeliveryStatus::Dead {
             set.push("#sk = :sk");
             request = request.expression_attribute_values(":sk", s(dead_key(&u.account_id)));
@@ -162,30 +205,32 @@ impl DynamoDeliveryLog {
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let out = request
+        request
             .update_expression(expression)
             .send()
             .await
             .map_err(|e| match e.into_service_error() {
+                // Which part of the condition failed is not said; the caller's fallback
+                // tells a missing delivery from a finished one.
+                UpdateItemError::ConditionalCheckFailedException(_) if only_while_pending => {
+                    Error::Conflict("a finished outcome".into())
+                }
                 UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
                 other => storage_error(other),
             })?;
-        if u.attempt.is_none() {
-            return Ok(0);
-        }
-        out.attributes()
-            .and_then(|a| opt_n(a, "attempt_count"))
-            .ok_or_else(|| Error::Storage("update returned no attempt count".into()))
+        Ok(())
     }
 
-    fn attempt_item(&self, u: &DeliveryUpdate, number: u32, a: &Attempt) -> Result<Item> {
+    /// The attempt's item. Its sort key orders attempts by start time; the random part keeps
+    /// two sends of one delivery in the same millisecond (a message handed to two receivers)
+    /// as two attempts.
+    fn attempt_item(&self, u: &DeliveryUpdate, a: &Attempt) -> Result<Item> {
         let headers =
             serde_json::to_string(&a.request_headers).map_err(|e| Error::Storage(e.to_string()))?;
         let mut item: Item = HashMap::from([
             ("pk".to_string(), s(&u.delivery_id)),
-            ("sk".to_string(), s(format!("attempt#{number:010}"))),
+            ("sk".to_string(), s(attempt_sort_key(a.at))),
             ("account_id".to_string(), s(&u.account_id)),
-            ("attempt".to_string(), n(number)),
             ("at".to_string(), n(a.at)),
             ("url".to_string(), s(&a.url)),
             ("request_headers".to_string(), s(headers)),
@@ -315,9 +360,9 @@ fn delivery_from_item(item: &Item) -> Result<Delivery> {
     })
 }
 
-fn attempt_from_item(item: &Item) -> Result<Attempt> {
+fn attempt_from_item(item: &Item, number: u32) -> Result<Attempt> {
     Ok(Attempt {
-        attempt: get_n(item, "attempt")?,
+        attempt: number,
         at: get_n(item, "at")?,
         url: get_s(item, "url")?,
         request_headers: serde_json::from_str(&get_s(item, "request_headers")?)
@@ -327,6 +372,18 @@ fn attempt_from_item(item: &Item) -> Result<Attempt> {
         response_body: opt_s(item, "response_body"),
         error: opt_s(item, "error"),
     })
+}
+
+/// An attempt's sort key: `attempt#`, its start in milliseconds (13 digits: sorts by time
+/// until the year 2286), `#` and 8 random bytes in hex.
+fn attempt_sort_key(started_at_ms: i64) -> String {
+    let mut random = [0u8; 8];
+    crate::domain::ids::random_bytes(&mut random);
+    format!(
+        "attempt#{:013}#{:016x}",
+        started_at_ms.max(0),
+        u64::from_be_bytes(random)
+    )
 }
 
 /// The `by_status` key of an account's dead deliveries.
@@ -342,14 +399,18 @@ impl DeliveryLog for DynamoDeliveryLog {
     }
 
     async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
-        let counts = futures::future::try_join_all(updates.iter().map(|u| self.apply(u))).await?;
-        let mut items = Vec::new();
-        for (u, count) in updates.iter().zip(counts) {
-            if let Some(a) = &u.attempt {
-                items.push(self.attempt_item(u, count, a)?);
-            }
-        }
-        self.batch_put(items).await
+        // Attempts first, outcomes after: a reader that sees a delivery's outcome (or its
+        // attempt count) always finds every attempt behind it. The reverse order left a
+        // window in which a delivery read `succeeded` with its last attempt missing. A crash
+        // between the two leaves an attempt whose outcome is not applied yet; the message is
+        // then not acknowledged and comes back, as for any failed write.
+        let items = updates
+            .iter()
+            .filter_map(|u| u.attempt.as_ref().map(|a| self.attempt_item(u, a)))
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_put(items).await?;
+        futures::future::try_join_all(updates.iter().map(|u| self.apply(u))).await?;
+        Ok(())
     }
 
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
@@ -382,10 +443,12 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .set_exclusive_start_key(start)
         })
         .await?;
+        // Sorted by key, so oldest first; numbered in that order.
         items
             .iter()
             .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
-            .map(attempt_from_item)
+            .zip(1..)
+            .map(|(item, number)| attempt_from_item(item, number))
             .collect()
     }
 
