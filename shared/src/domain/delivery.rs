@@ -43,6 +43,18 @@ impl DeliveryStatus {
     }
 }
 
+impl DeliveryUpdate {
+    /// Whether this outcome may only be applied to a delivery that is still pending. An
+    /// attempt's outcome other than success must not replace a status the delivery reached
+    /// meanwhile: a queue may hand one message to two receivers, and a copy answered 500
+    /// after the other's 200 must not turn `succeeded` back into `pending` (nor `dead`).
+    /// Success always applies: the endpoint has the delivery, whatever an other copy saw.
+    /// Outcomes without an attempt (a redrive, a skip, a dead letter's log) apply as they are.
+    pub fn applies_only_while_pending(&self) -> bool {
+        self.attempt.is_some() && self.status != DeliveryStatus::Succeeded
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: String,

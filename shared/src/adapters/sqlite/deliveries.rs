@@ -103,8 +103,16 @@ impl DeliveryLog for SqliteDeliveryLog {
                 let tx = c.savepoint()?;
                 {
                     let mut update = tx.prepare_cached(
-                        "UPDATE deliveries SET status = ?3, attempt_count = attempt_count + ?4,
-                         updated_at = ?5, next_attempt_at = ?6, last_error = ?7,
+                        // ?9: the outcome applies only while the delivery is pending (see
+                        // `DeliveryUpdate::applies_only_while_pending`); otherwise only its
+                        // attempt is counted.
+                        "UPDATE deliveries SET
+                         status = CASE WHEN ?9 AND status <> 'pending' THEN status ELSE ?3 END,
+                         next_attempt_at = CASE WHEN ?9 AND status <> 'pending'
+                           THEN next_attempt_at ELSE ?6 END,
+                         last_error = CASE WHEN ?9 AND status <> 'pending'
+                           THEN last_error ELSE ?7 END,
+                         attempt_count = attempt_count + ?4, updated_at = ?5,
                          last_latency_ms = COALESCE(?8, last_latency_ms)
                          WHERE id = ?1 AND account_id = ?2 RETURNING attempt_count",
                     )?;
@@ -124,7 +132,8 @@ impl DeliveryLog for SqliteDeliveryLog {
                                     u.at,
                                     u.next_attempt_at,
                                     u.error,
-                                    u.attempt.as_ref().map(|a| a.latency_ms as i64)
+                                    u.attempt.as_ref().map(|a| a.latency_ms as i64),
+                                    u.applies_only_while_pending()
                                 ],
                                 |r| r.get(0),
                             )
