@@ -5,7 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints how long the one before it took, and the total, so a slow stage shows.
+step_name="" step_started=$SECONDS
+step() {
+  if [ -n "$step_name" ]; then
+    printf '<== %s: %ds (total %dm%02ds)\n' "$step_name" $((SECONDS - step_started)) $((SECONDS / 60)) $((SECONDS % 60))
+  fi
+  step_name="$*" step_started=$SECONDS
+  [ -z "$step_name" ] || printf '\n==> %s\n' "$step_name"
+}
 
 VENV=.venv
 step "python tools in $VENV"
@@ -106,3 +114,6 @@ else
     printf '%-8s %s bytes (x86_64)\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
   done
 fi
+
+step ""
+echo "test command: every step passed in $((SECONDS / 60))m$((SECONDS % 60))s"
