@@ -9,27 +9,27 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use aws_lambda_events::event::sqs::SqsBatchResponse;
-use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
-use serde_json::{json, Value};
-use shared::adapters::http_client::ReqwestSender;
-use shared::adapters::sqlite::{
-    Db, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
-    SqliteSubscriptionStore,
-};
-use shared::adapters::ssrf::DestinationPolicy;
-use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
-use shared::domain::event::Event;
-use shared::domain::stats::DeliveryStats;
-use shared::domain::subscription::Subscription;
-use shared::handlers::limiter::Limiter;
-use shared::handlers::{handle_deliveries, handle_events};
-use shared::ports::{
+use app::limiter::Limiter;
+use app::ports::{
     DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue, QueueMessage,
     SubscriptionStore, SystemClock,
 };
-use shared::{Error, Result, Services};
+use app::{handle_deliveries, handle_events};
+use app::{Error, Result, Services};
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::destination::DestinationPolicy;
+use domain::event::Event;
+use domain::stats::DeliveryStats;
+use domain::subscription::Subscription;
+use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
+use http_client::ReqwestSender;
+use serde_json::{json, Value};
+use store_sqlite::{
+    Db, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
+    SqliteSubscriptionStore,
+};
 
 /// The calls that fail right now, by name ("deliveries.record", "events_queue.send", ...),
 /// and how often each was tried while failing.
@@ -291,7 +291,7 @@ where
 }
 
 async fn create_webhook(services: &Services, account: &str, url: String) -> Subscription {
-    let app = shared::api::router(services.clone());
+    let app = http_api::router(services.clone());
     let (status, body) = call(
         app,
         "POST",
@@ -330,7 +330,7 @@ async fn call(app: axum::Router, method: &str, path: &str, body: Value) -> (u16,
 
 async fn ingest(services: &Services, event: Value) -> (u16, Value) {
     call(
-        shared::api::router(services.clone()),
+        http_api::router(services.clone()),
         "POST",
         "/v1/events",
         event,

@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use shared::adapters::sqlite::{
-    Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
-    SqliteSubscriptionStore,
-};
-use shared::domain::api_key::ApiKeyRecord;
-use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
-use shared::domain::event::Event;
-use shared::domain::subscription::{SigningSecret, Subscription};
-use shared::ports::{
+use app::ports::{
     ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue, QueueMessage,
     SubscriptionStore, SystemClock,
+};
+use domain::api_key::ApiKeyRecord;
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::event::Event;
+use domain::subscription::{SigningSecret, Subscription};
+use serde_json::json;
+use store_sqlite::{
+    Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
+    SqliteSubscriptionStore,
 };
 
 /// The visibility timeout of `Ports::queue`.
@@ -70,7 +70,7 @@ async fn embedded() -> Ports {
 /// The same ports on SQS and DynamoDB, on a moto server.
 async fn moto() -> Ports {
     use aws_sdk_sqs::types::QueueAttributeName;
-    use shared::adapters::aws::{
+    use store_aws::{
         DynamoApiKeyStore, DynamoDeliveryLog, DynamoEventStore, DynamoSubscriptionStore, SqsQueue,
     };
     let (clients, r) = e2e::moto::deployment("contract").await;
@@ -196,7 +196,7 @@ async fn receive_some(queue: &Arc<dyn Queue>, max: usize) -> Vec<QueueMessage> {
 
 /// Now, in milliseconds: stored items carry a TTL, so fixtures must be recent.
 fn now_ms() -> i64 {
-    use shared::ports::Clock;
+    use app::ports::Clock;
     SystemClock.now_ms()
 }
 

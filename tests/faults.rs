@@ -8,18 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use app::ports::{HttpSender, OutboundRequest, SendError, SendResult};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
+use domain::delivery::MAX_LOGGED_RESPONSE_BYTES;
+use domain::destination::DestinationPolicy;
 use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, TestRunner, WAIT};
+use http_client::ReqwestSender;
 use serde_json::{json, Value};
-use shared::adapters::http_client::ReqwestSender;
-use shared::adapters::ssrf::DestinationPolicy;
-use shared::domain::delivery::MAX_LOGGED_RESPONSE_BYTES;
-use shared::ports::{HttpSender, OutboundRequest, SendError, SendResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

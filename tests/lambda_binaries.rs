@@ -6,11 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use app::ports::Queue;
 use e2e::lambda_api::RuntimeApi;
 use e2e::{eventually, moto, verify_signature, Behavior, Receiver, WAIT};
 use serde_json::{json, Value};
-use shared::adapters::aws::{Resources, SqsQueue};
-use shared::ports::Queue;
+use store_aws::{Resources, SqsQueue};
 
 /// A function process polling its own Runtime API, with its stdout collected.
 struct Function {
@@ -96,7 +96,7 @@ fn http_answer(response: &Value) -> (u64, Value) {
 }
 
 /// Receives from a moto queue as the event source mapping would, waiting for `n`.
-async fn receive(queue: &SqsQueue, n: usize) -> Vec<shared::ports::QueueMessage> {
+async fn receive(queue: &SqsQueue, n: usize) -> Vec<app::ports::QueueMessage> {
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
     while got.len() < n {
@@ -113,8 +113,8 @@ async fn receive(queue: &SqsQueue, n: usize) -> Vec<shared::ports::QueueMessage>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_function_binaries_deliver_an_event_with_a_retry() {
     let (clients, resources) = moto::deployment("binaries").await;
-    let key = shared::domain::api_key::generate_platform_key();
-    let key_hash = shared::domain::api_key::hash_key(&key);
+    let key = domain::api_key::generate_platform_key();
+    let key_hash = domain::api_key::hash_key(&key);
     let api = Function::start("api", &resources, &key_hash).await;
     let ingest = Function::start("ingest", &resources, &key_hash).await;
     let fanout = Function::start("fanout", &resources, &key_hash).await;

@@ -43,7 +43,7 @@ pub struct Config {
     #[arg(
         long,
         env = "WEBHOOKS_AUTO_DISABLE_AFTER_SECONDS",
-        default_value_t = shared::domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS,
+        default_value_t = domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub auto_disable_after_seconds: u64,

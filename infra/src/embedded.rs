@@ -4,15 +4,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::adapters::http_client::ReqwestSender;
-use shared::adapters::sqlite::{
+use app::ports::{Clock, SystemClock};
+use app::{Result, Services, Settings, Stores};
+use domain::subscription::MAX_ATTEMPTS_LIMIT;
+use store_sqlite::{
     Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
     SqliteSubscriptionStore,
 };
-use shared::adapters::ssrf::DestinationPolicy;
-use shared::domain::subscription::MAX_ATTEMPTS_LIMIT;
-use shared::ports::{Clock, SystemClock};
-use shared::{Error, Result, Services, Settings};
 
 pub const EVENTS_QUEUE: &str = "events";
 pub const DELIVERIES_QUEUE: &str = "deliveries";
@@ -58,9 +56,7 @@ pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
         Some((DELIVERIES_DLQ, DELIVERIES_MAX_RECEIVES)),
     );
     let dead_letter_queue = queue(DELIVERIES_DLQ, DELIVERIES_VISIBILITY, None);
-    let http = ReqwestSender::new(DestinationPolicy::clone(&settings.destinations))
-        .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-    let services = Services {
+    let stores = Stores {
         subscriptions: Arc::new(SqliteSubscriptionStore::new(db.clone())),
         events: Arc::new(SqliteEventStore::new(db.clone())),
         deliveries: Arc::new(SqliteDeliveryLog::new(db.clone())),
@@ -68,11 +64,8 @@ pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
         events_queue: events_queue.clone(),
         deliveries_queue: deliveries_queue.clone(),
         dead_letter_queue,
-        http: Arc::new(http),
-        clock,
-        limiter: shared::handlers::limiter::Limiter::new(settings.max_in_flight_per_subscription),
-        settings,
     };
+    let services = crate::runner::services(stores, settings)?;
     Ok(Embedded {
         services,
         events_queue,

@@ -9,4 +9,4 @@ pub mod poller;
 mod runner;
 
 pub use config::Config;
-pub use runner::{settings, Runner};
+pub use runner::{services, settings, Runner};

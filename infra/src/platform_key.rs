@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use shared::domain::api_key::generate_platform_key;
+use domain::api_key::generate_platform_key;
 
 const FILE: &str = "platform-key";
 

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::ports::{Queue, QueueMessage};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use shared::ports::{Queue, QueueMessage};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

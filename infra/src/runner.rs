@@ -1,11 +1,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use shared::adapters::ssrf::DestinationPolicy;
-use shared::domain::api_key::hash_key;
-use shared::domain::subscription::UrlPolicy;
-use shared::handlers::{handle_deliveries, handle_events};
-use shared::{Services, Settings};
+use app::ports::SystemClock;
+use app::{handle_deliveries, handle_events};
+use app::{Services, Settings, Stores};
+use domain::api_key::hash_key;
+use domain::destination::DestinationPolicy;
+use domain::subscription::UrlPolicy;
+use http_client::ReqwestSender;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -29,6 +31,19 @@ pub struct Runner {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The runner's services over a backend's stores: the outbound client, the clock and the
+/// settings are the same whichever backend holds the data.
+pub fn services(stores: Stores, settings: Settings) -> app::Result<Services> {
+    let http = ReqwestSender::new(settings.destinations.as_ref().clone())
+        .map_err(|e| app::Error::Config(format!("HTTP client: {e}")))?;
+    Ok(Services::new(
+        stores,
+        Arc::new(http),
+        Arc::new(SystemClock),
+        settings,
+    ))
+}
+
 /// The settings every backend shares, from the runner's configuration.
 pub fn settings(config: &Config, platform_key: &str) -> Settings {
     Settings {
@@ -41,7 +56,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
             public: !config.only_allowed_cidrs,
         }),
         deliver_concurrency: 10,
-        max_in_flight_per_subscription: shared::services::DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight_per_subscription: app::services::DEFAULT_MAX_IN_FLIGHT,
         metrics_stage: None,
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
     }
@@ -116,7 +131,7 @@ impl Runner {
 
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
-        let app = shared::api::router(services.clone());
+        let app = http_api::router(services.clone());
         let mut server_stop = stop_rx;
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
@@ -160,13 +175,13 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 #[cfg(feature = "aws")]
 async fn aws_services(settings: Settings) -> Result<Services, BoxError> {
-    use shared::adapters::aws::{self, Clients, Resources};
+    use store_aws::{self as aws, Clients, Resources};
     let clients = Clients::from_env().await;
     let resources = match std::env::var("WEBHOOKS_AWS_PROVISION_PREFIX") {
         Ok(prefix) => aws::provision::create_all(&clients, &prefix).await?,
         Err(_) => Resources::from_env()?,
     };
-    Ok(aws::services(&clients, &resources, settings)?)
+    Ok(services(aws::stores(&clients, &resources), settings)?)
 }
 
 #[cfg(not(feature = "aws"))]

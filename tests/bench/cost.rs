@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use shared::adapters::aws::{provision, Clients};
+use store_aws::{provision, Clients};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -202,15 +202,15 @@ const POLLERS: usize = 5;
 
 /// Pollers on `queue` that time each invocation of `handle` under `label`.
 fn timed_pollers<F, Fut>(
-    (queue_name, queue): (&'static str, Arc<dyn shared::ports::Queue>),
+    (queue_name, queue): (&'static str, Arc<dyn app::ports::Queue>),
     label: &'static str,
-    services: &shared::Services,
+    services: &app::Services,
     timings: &Timings,
     stop: watch::Receiver<bool>,
     handle: F,
 ) -> Vec<JoinHandle<()>>
 where
-    F: Fn(shared::Services, aws_lambda_events::event::sqs::SqsEvent) -> Fut
+    F: Fn(app::Services, aws_lambda_events::event::sqs::SqsEvent) -> Fut
         + Clone
         + Send
         + Sync
@@ -247,10 +247,12 @@ impl Pipeline {
         let mut config = ::runner::Config::for_data_dir(dir.path());
         config.allow_http = true;
         config.allowed_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
-        let key = shared::domain::api_key::generate_platform_key();
-        let services =
-            shared::adapters::aws::services(clients, &resources, ::runner::settings(&config, &key))
-                .map_err(|e| e.to_string())?;
+        let key = domain::api_key::generate_platform_key();
+        let services = ::runner::services(
+            store_aws::stores(clients, &resources),
+            ::runner::settings(&config, &key),
+        )
+        .map_err(|e| e.to_string())?;
         let (stop, stop_rx) = watch::channel(false);
         let mut pollers = Vec::new();
         pollers.extend(timed_pollers(
@@ -259,7 +261,7 @@ impl Pipeline {
             &services,
             timings,
             stop_rx.clone(),
-            |s, batch| async move { shared::handlers::handle_events(&s, batch).await },
+            |s, batch| async move { app::handle_events(&s, batch).await },
         ));
         pollers.extend(timed_pollers(
             ("deliveries", services.deliveries_queue.clone()),
@@ -267,9 +269,9 @@ impl Pipeline {
             &services,
             timings,
             stop_rx,
-            |s, batch| async move { shared::handlers::handle_deliveries(&s, batch).await },
+            |s, batch| async move { app::handle_deliveries(&s, batch).await },
         ));
-        let app = shared::api::router(services)
+        let app = http_api::router(services)
             .layer(axum::middleware::from_fn_with_state(timings.clone(), timed));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -351,7 +353,7 @@ fn event(id: &str) -> Value {
 
 async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<Measured, String> {
     let mut random = [0u8; 4];
-    shared::domain::ids::random_bytes(&mut random);
+    domain::ids::random_bytes(&mut random);
     let prefix = format!("cost{}-", u32::from_le_bytes(random));
     let proxy = AwsProxy::start(moto, &prefix).await?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -294,11 +294,13 @@ impl TestRunner {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         adjust(&mut config);
-        let key = shared::domain::api_key::generate_platform_key();
+        let key = domain::api_key::generate_platform_key();
         let (clients, resources) = moto::deployment(name).await;
-        let services =
-            shared::adapters::aws::services(&clients, &resources, runner::settings(&config, &key))
-                .unwrap();
+        let services = runner::services(
+            store_aws::stores(&clients, &resources),
+            runner::settings(&config, &key),
+        )
+        .unwrap();
         let runner = Runner::start_with(&config, services, key).await.unwrap();
         TestRunner {
             runner,
@@ -520,7 +522,7 @@ pub fn free_port() -> u16 {
 
 /// A valid event of `event_type` for `account`, from the catalog's example.
 pub fn event(event_type: &str, account: &str, id: Option<&str>) -> Value {
-    let example = shared::domain::catalog::find(event_type)
+    let example = domain::catalog::find(event_type)
         .expect("a catalog type")
         .example
         .clone();
@@ -533,5 +535,5 @@ pub fn event(event_type: &str, account: &str, id: Option<&str>) -> Value {
 
 /// The delivery id (and `webhook-id`) of an event at a subscription.
 pub fn delivery_id(account: &str, event_id: &str, webhook_id: &str) -> String {
-    shared::domain::ids::delivery_id(account, event_id, webhook_id)
+    domain::ids::delivery_id(account, event_id, webhook_id)
 }

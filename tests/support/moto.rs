@@ -1,7 +1,7 @@
 //! The AWS backend on a moto server: `./test.sh` starts one and names it in
 //! `WEBHOOKS_TEST_MOTO_ENDPOINT`. A test that needs it and finds none fails, loudly.
 
-use shared::adapters::aws::{provision, Clients, Resources};
+use store_aws::{provision, Clients, Resources};
 
 pub const ENDPOINT_VAR: &str = "WEBHOOKS_TEST_MOTO_ENDPOINT";
 
@@ -33,7 +33,7 @@ pub async fn clients() -> Clients {
 /// A unique prefix, so tests running at once never share a queue or table.
 pub fn unique_prefix(name: &str) -> String {
     let mut b = [0u8; 4];
-    shared::domain::ids::random_bytes(&mut b);
+    domain::ids::random_bytes(&mut b);
     // SQS names are at most 80 characters; the longest suffix added is "deliveries-dlq".
     let short: String = name.chars().take(24).collect();
     format!("t{}-{short}-", u32::from_le_bytes(b))

@@ -1,8 +1,21 @@
-//! The management API behind API Gateway (HTTP API, payload v2).
+//! The management API behind API Gateway (HTTP API, payload v2). It sends test webhooks,
+//! so it carries the outbound HTTP client.
+
+use std::sync::Arc;
+
+use app::ports::SystemClock;
+use app::{Services, Settings};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let services = shared::adapters::aws::services_from_env().await?;
-    lambda_http::run(shared::api::management_app(services)).await
+    let settings = Settings::from_env()?;
+    let http = http_client::ReqwestSender::new(settings.destinations.as_ref().clone())?;
+    let services = Services::new(
+        store_aws::stores_from_env().await?,
+        Arc::new(http),
+        Arc::new(SystemClock),
+        settings,
+    );
+    lambda_http::run(http_api::management_app(services)).await
 }

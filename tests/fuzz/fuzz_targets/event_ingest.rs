@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::domain::event::{accept, IncomingEvent};
+use domain::event::{accept, IncomingEvent};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(incoming) = serde_json::from_slice::<IncomingEvent>(data) else {

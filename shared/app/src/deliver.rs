@@ -1,0 +1,516 @@
+//! Delivery: sign, send, log, then acknowledge, retry later, or dead-letter.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::health;
+use super::sqs::Record;
+use crate::metrics::DeliveryMetrics;
+use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult};
+use crate::Services;
+use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
+use domain::health::Observed;
+use domain::ids;
+use domain::retry::{classify_status, Failure, RetryPolicy, Verdict};
+use domain::signing;
+use domain::subscription::{EndpointAuth, Subscription};
+
+const MASK: &str = "********";
+
+type Headers = Vec<(String, String)>;
+
+/// What becomes of a message once its outcome is logged.
+enum Next {
+    Acknowledge,
+    /// Over the subscription's in-flight cap or rate limit: not attempted, sent back as a
+    /// new message after this long, without spending an attempt.
+    Defer(Duration),
+    RetryAfter(Duration),
+    DeadLetter,
+}
+
+struct Handled {
+    message_id: String,
+    attempt_number: u32,
+    receive_count: u32,
+    receipt_handle: String,
+    task: DeliveryTask,
+    /// `None` when nothing happened that the log must know (a deferral).
+    update: Option<DeliveryUpdate>,
+    next: Next,
+    /// The endpoint answered 410 Gone.
+    gone: bool,
+}
+
+/// The dead-letter message: the delivery and everything tried, for a human to review.
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    delivery: &'a DeliveryTask,
+    attempts: Vec<Attempt>,
+    dead_at: i64,
+}
+
+/// Handles one batch from the deliveries queue. The deliveries are sent concurrently (up to
+/// `deliver_concurrency`), so a slow endpoint holds up only its own. Every outcome is
+/// written to the log in one call before any message is acknowledged; a message whose
+/// outcome could not be logged is reported as failed and comes back.
+pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut tasks = Vec::new();
+    for message in &batch.records {
+        let Some(record) = Record::from_message(message) else {
+            tracing::error!("deliveries queue record without id or body");
+            continue;
+        };
+        match serde_json::from_str::<DeliveryTask>(record.body) {
+            Ok(task) => tasks.push((record, task)),
+            Err(e) => {
+                tracing::error!(message_id = record.message_id, error = %e, "malformed delivery message");
+                response.add_failure(record.message_id);
+            }
+        }
+    }
+    if tasks.is_empty() {
+        return response;
+    }
+
+    let keys: Vec<(String, String)> = tasks
+        .iter()
+        .map(|(_, t)| (t.account_id.clone(), t.subscription_id.clone()))
+        .collect();
+    let subscriptions: HashMap<(String, String), Subscription> = match services
+        .subscriptions
+        .get_many(&keys)
+        .await
+    {
+        Ok(subs) => subs
+            .into_iter()
+            .map(|s| ((s.account_id.clone(), s.id.clone()), s))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not load subscriptions; the batch will be retried");
+            for (record, _) in &tasks {
+                response.add_failure(record.message_id);
+            }
+            return response;
+        }
+    };
+
+    // Built eagerly so the stream holds plain futures; a lazily mapping closure over
+    // borrowed data trips the compiler's `Send` inference in the pollers.
+    let attempts: Vec<_> = tasks
+        .into_iter()
+        .map(|(record, task)| {
+            let sub = subscriptions
+                .get(&(task.account_id.clone(), task.subscription_id.clone()))
+                .cloned();
+            let (message_id, receipt_handle, receive_count) = (
+                record.message_id.to_string(),
+                record.receipt_handle.to_string(),
+                record.receive_count,
+            );
+            async move {
+                let attempt_number = task.prior_receives + receive_count;
+                let (update, next, gone) = attempt(services, sub, &task, attempt_number).await;
+                Handled {
+                    message_id,
+                    attempt_number,
+                    receive_count,
+                    receipt_handle,
+                    task,
+                    update,
+                    next,
+                    gone,
+                }
+            }
+        })
+        .collect();
+    let handled: Vec<Handled> = futures::stream::iter(attempts)
+        .buffer_unordered(services.settings.deliver_concurrency.max(1))
+        .collect()
+        .await;
+
+    let updates: Vec<DeliveryUpdate> = handled.iter().filter_map(|h| h.update.clone()).collect();
+    if let Err(e) = services.deliveries.record(&updates).await {
+        tracing::warn!(error = %e, "could not log the attempts; the batch will be retried");
+        for h in &handled {
+            response.add_failure(h.message_id.clone());
+        }
+        return response;
+    }
+    if let Some(stage) = &services.settings.metrics_stage {
+        let metrics = metrics_of(&handled);
+        if !metrics.is_empty() {
+            // An EMF line on stdout, which Lambda sends to CloudWatch Logs.
+            println!("{}", metrics.emf(stage, services.clock.now_ms()));
+        }
+    }
+    health::track(services, &subscriptions, &observed(&handled)).await;
+    settle(services, handled, &mut response).await;
+    response
+}
+
+/// What the logged attempts of this batch showed about each endpoint.
+fn observed(handled: &[Handled]) -> HashMap<(String, String), Observed> {
+    let mut by_subscription: HashMap<(String, String), Observed> = HashMap::new();
+    for h in handled {
+        let Some((u, a)) = h
+            .update
+            .as_ref()
+            .and_then(|u| Some((u, u.attempt.as_ref()?)))
+        else {
+            continue;
+        };
+        let o = by_subscription
+            .entry((h.task.account_id.clone(), h.task.subscription_id.clone()))
+            .or_default();
+        match u.status {
+            _ if h.gone => o.gone(&a.url, a.at),
+            DeliveryStatus::Succeeded => o.success(),
+            _ => o.failure(a.at),
+        }
+    }
+    by_subscription
+}
+
+fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
+    let mut m = DeliveryMetrics::default();
+    for h in handled {
+        let Some(update) = &h.update else { continue };
+        match update.status {
+            DeliveryStatus::Succeeded => m.succeeded += 1,
+            DeliveryStatus::Failed => m.failed += 1,
+            DeliveryStatus::Dead => m.dead += 1,
+            DeliveryStatus::Skipped => m.skipped += 1,
+            DeliveryStatus::Pending => m.retried += 1,
+        }
+        if let Some(a) = &update.attempt {
+            m.latencies_ms.push(a.latency_ms);
+            m.attempt_numbers.push(h.attempt_number);
+        }
+    }
+    m
+}
+
+/// Acts on logged outcomes: park retries, move the exhausted to the dead-letter queue,
+/// disable endpoints that are gone.
+async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBatchResponse) {
+    let mut retries = Vec::new();
+    let mut dead = Vec::new();
+    let mut deferred = Vec::new();
+    for h in handled {
+        match h.next {
+            Next::Acknowledge => {}
+            Next::Defer(wait) => {
+                let mut task = h.task;
+                // This receive made no attempt, so it does not count.
+                task.prior_receives += h.receive_count.saturating_sub(1);
+                deferred.push((h.message_id, h.receipt_handle, task, wait));
+            }
+            Next::RetryAfter(delay) => {
+                retries.push((h.receipt_handle, delay));
+                response.add_failure(h.message_id);
+            }
+            Next::DeadLetter => dead.push((h.message_id, h.receipt_handle, h.task)),
+        }
+    }
+    if !retries.is_empty() {
+        if let Err(e) = services
+            .deliveries_queue
+            .change_visibility_batch(retries)
+            .await
+        {
+            // The messages come back after the queue's own visibility timeout instead.
+            tracing::warn!(error = %e, "could not schedule retries");
+        }
+    }
+    if !deferred.is_empty() {
+        defer(services, deferred, response).await;
+    }
+    for (message_id, receipt_handle, task) in dead {
+        if let Err(e) = dead_letter(services, &task, receipt_handle).await {
+            tracing::warn!(delivery_id = %task.delivery_id, error = %e, "dead-lettering failed; will try again");
+            response.add_failure(message_id);
+        }
+    }
+}
+
+/// Sends deferred deliveries back as new messages after their wait, then deletes the
+/// originals. If the send fails the originals are reported failed and come back instead.
+async fn defer(
+    services: &Services,
+    deferred: Vec<(String, String, DeliveryTask, Duration)>,
+    response: &mut SqsBatchResponse,
+) {
+    let copies = deferred
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, task, wait))| OutgoingMessage {
+            id: i.to_string(),
+            body: serde_json::to_string(task).expect("a delivery task serialises"),
+            delay: *wait,
+        })
+        .collect();
+    if let Err(e) = services.deliveries_queue.send_batch(copies).await {
+        tracing::warn!(error = %e, "could not defer deliveries; they will come back");
+        for (message_id, ..) in deferred {
+            response.add_failure(message_id);
+        }
+        return;
+    }
+    let originals = deferred
+        .into_iter()
+        .map(|(_, receipt, ..)| receipt)
+        .collect();
+    if let Err(e) = services.deliveries_queue.delete_batch(originals).await {
+        // Both copies exist now; the delivery may be attempted twice, never lost.
+        tracing::warn!(error = %e, "could not delete deferred originals");
+    }
+}
+
+async fn dead_letter(
+    services: &Services,
+    task: &DeliveryTask,
+    receipt_handle: String,
+) -> crate::Result<()> {
+    let attempts = services
+        .deliveries
+        .attempts(&task.account_id, &task.delivery_id)
+        .await?;
+    let body = serde_json::to_string(&DeadLetter {
+        delivery: task,
+        attempts,
+        dead_at: services.clock.now_ms(),
+    })
+    .expect("a dead letter serialises");
+    services
+        .dead_letter_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body,
+            delay: Duration::ZERO,
+        }])
+        .await?;
+    services
+        .deliveries_queue
+        .delete_batch(vec![receipt_handle])
+        .await?;
+    tracing::warn!(
+        delivery_id = %task.delivery_id,
+        subscription_id = %task.subscription_id,
+        "delivery dead: attempts exhausted"
+    );
+    Ok(())
+}
+
+fn update(task: &DeliveryTask, status: DeliveryStatus, at: i64) -> DeliveryUpdate {
+    DeliveryUpdate {
+        delivery_id: task.delivery_id.clone(),
+        account_id: task.account_id.clone(),
+        status,
+        attempt: None,
+        next_attempt_at: None,
+        error: None,
+        at,
+    }
+}
+
+/// One attempt at one delivery; `attempt_number` numbers it within its attempt budget.
+async fn attempt(
+    services: &Services,
+    sub: Option<Subscription>,
+    task: &DeliveryTask,
+    attempt_number: u32,
+) -> (Option<DeliveryUpdate>, Next, bool) {
+    let now = services.clock.now_ms();
+    let sub = match sub {
+        Some(s) if s.enabled => s,
+        other => {
+            let mut u = update(task, DeliveryStatus::Skipped, now);
+            u.error = Some(match other {
+                Some(_) => "subscription paused or disabled".into(),
+                None => "subscription deleted".into(),
+            });
+            return (Some(u), Next::Acknowledge, false);
+        }
+    };
+    let policy = RetryPolicy::for_subscription(&sub);
+    if attempt_number > policy.max_attempts() {
+        // Receives beyond the budget: either the last attempt was logged as exhausted and
+        // the move to the dead-letter queue did not finish, or receives that made no
+        // attempt (a crash while in flight) used the budget up. Only the log can tell.
+        match services
+            .deliveries
+            .get(&task.account_id, &task.delivery_id)
+            .await
+        {
+            Ok(Some(d)) if d.status == DeliveryStatus::Dead => {
+                return (
+                    Some(update(task, DeliveryStatus::Dead, now)),
+                    Next::DeadLetter,
+                    false,
+                );
+            }
+            // A leftover copy of a delivery that already ended: nothing to do.
+            Ok(Some(d)) if d.status != DeliveryStatus::Pending => {
+                return (None, Next::Acknowledge, false)
+            }
+            // Still pending: one real attempt before giving up, so no delivery ends dead
+            // without having been tried.
+            _ => {}
+        }
+    }
+    let _permit = match services
+        .limiter
+        .try_acquire(&sub, std::time::Instant::now())
+    {
+        Ok(permit) => permit,
+        Err(wait) => return (None, Next::Defer(wait), false),
+    };
+
+    let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
+    let verdict = verdict_of(&result);
+    let gone = verdict == Verdict::Gone;
+    let next = match verdict {
+        Verdict::Succeeded => {
+            u.status = DeliveryStatus::Succeeded;
+            Next::Acknowledge
+        }
+        Verdict::Permanent => {
+            u.status = DeliveryStatus::Failed;
+            Next::Acknowledge
+        }
+        // Acknowledged; the endpoint's health step disables the subscription.
+        Verdict::Gone => {
+            u.status = DeliveryStatus::Failed;
+            Next::Acknowledge
+        }
+        Verdict::Retry(failure) => {
+            match policy.next_delay(
+                attempt_number,
+                failure,
+                result.retry_after,
+                ids::random_unit(),
+            ) {
+                Some(delay) => {
+                    u.next_attempt_at = Some(now + delay.as_millis() as i64);
+                    Next::RetryAfter(delay)
+                }
+                None => {
+                    u.status = DeliveryStatus::Dead;
+                    Next::DeadLetter
+                }
+            }
+        }
+    };
+    (Some(u), next, gone)
+}
+
+fn verdict_of(result: &SendResult) -> Verdict {
+    match (&result.status, &result.error) {
+        (Some(status), _) => classify_status(*status),
+        (None, Some(SendError::Refused(_))) => Verdict::Permanent,
+        (None, Some(SendError::Timeout(_))) => Verdict::Retry(Failure::Timeout),
+        (None, _) => Verdict::Retry(Failure::Network),
+    }
+}
+
+/// Signs and sends one request for `task` to `sub` now, and describes the attempt as a
+/// pending update: the caller decides the status. `attempt_number` is only for the log.
+pub async fn send_once(
+    services: &Services,
+    sub: &Subscription,
+    task: &DeliveryTask,
+    attempt_number: u32,
+) -> (DeliveryUpdate, SendResult) {
+    let now = services.clock.now_ms();
+    let (headers, logged_headers) = request_headers(sub, task, now);
+    let result = services
+        .http
+        .send(OutboundRequest {
+            url: sub.url.clone(),
+            headers,
+            body: Bytes::from(task.payload.clone()),
+            timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
+        })
+        .await;
+    let verdict = verdict_of(&result);
+    let error = result.error.as_ref().map(ToString::to_string);
+    let mut u = update(task, DeliveryStatus::Pending, now);
+    u.error = error.clone().or_else(|| match verdict {
+        Verdict::Succeeded => None,
+        _ => result.status.map(|s| format!("endpoint answered {s}")),
+    });
+    u.attempt = Some(Attempt {
+        attempt: 0,
+        at: now,
+        url: sub.url.clone(),
+        request_headers: logged_headers,
+        status_code: result.status,
+        latency_ms: result.latency.as_millis() as u64,
+        response_body: result.body.clone(),
+        error,
+    });
+    if verdict != Verdict::Succeeded {
+        tracing::warn!(
+            delivery_id = %task.delivery_id,
+            subscription_id = %task.subscription_id,
+            account_id = %task.account_id,
+            attempt = attempt_number,
+            status_code = ?result.status,
+            error = ?u.error,
+            "delivery attempt failed"
+        );
+    }
+    (u, result)
+}
+
+/// The headers to send, and the same with credentials masked for the log.
+fn request_headers(sub: &Subscription, task: &DeliveryTask, now_ms: i64) -> (Headers, Headers) {
+    let timestamp = now_ms / 1000;
+    let signature = signing::signature_header(
+        sub.active_secrets(now_ms),
+        &task.delivery_id,
+        timestamp,
+        task.payload.as_bytes(),
+    );
+    let mut sent = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("webhook-id".to_string(), task.delivery_id.clone()),
+        ("webhook-timestamp".to_string(), timestamp.to_string()),
+        ("webhook-signature".to_string(), signature),
+    ];
+    for (name, value) in &sub.headers {
+        sent.push((name.to_ascii_lowercase(), value.clone()));
+    }
+    let mut logged = sent.clone();
+    let (name, value, masked) = match &sub.auth {
+        None => return (sent, logged),
+        Some(EndpointAuth::ApiKey { header, value }) => {
+            (header.to_ascii_lowercase(), value.clone(), MASK.to_string())
+        }
+        Some(EndpointAuth::Basic { username, password }) => (
+            "authorization".to_string(),
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{password}"))
+            ),
+            format!("Basic {MASK}"),
+        ),
+        Some(EndpointAuth::Bearer { token }) => (
+            "authorization".to_string(),
+            format!("Bearer {token}"),
+            format!("Bearer {MASK}"),
+        ),
+    };
+    sent.push((name.clone(), value));
+    logged.push((name, masked));
+    (sent, logged)
+}

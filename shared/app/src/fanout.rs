@@ -1,0 +1,137 @@
+//! Fan-out: each event becomes one delivery per matching subscription of its account.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+use super::sqs::Record;
+use crate::ports::OutgoingMessage;
+use crate::{Result, Services};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::event::Event;
+use domain::ids;
+use domain::subscription::Subscription;
+
+/// Handles one batch from the events queue. A message whose work did not complete is
+/// reported in `batchItemFailures` and comes back; nothing else fails the batch.
+///
+/// Idempotent: delivery ids are derived from (event, subscription) and created only if
+/// absent, so a redelivered event sends only what the first pass did not. When a message
+/// comes back (receive count > 1) its earlier pass may have created deliveries and died
+/// before sending them, so their never-attempted deliveries are sent again: at least once,
+/// with the same `webhook-id`.
+pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut work: Vec<(String, u32, Event)> = Vec::new();
+    for message in &batch.records {
+        let Some(record) = Record::from_message(message) else {
+            tracing::error!("events queue record without id or body");
+            continue;
+        };
+        match serde_json::from_str::<Event>(record.body) {
+            Ok(event) => work.push((record.message_id.to_string(), record.receive_count, event)),
+            Err(e) => {
+                // Left to the queue's redrive: it lands in the dead-letter queue for a human.
+                tracing::error!(message_id = record.message_id, error = %e, "malformed event message");
+                response.add_failure(record.message_id);
+            }
+        }
+    }
+    if let Err(e) = fan_out(services, &work).await {
+        tracing::warn!(error = %e, events = work.len(), "fan-out failed; the batch will be retried");
+        for (message_id, _, _) in &work {
+            response.add_failure(message_id.clone());
+        }
+    }
+    response
+}
+
+async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<()> {
+    if work.is_empty() {
+        return Ok(());
+    }
+    let now = services.clock.now_ms();
+    let mut subscriptions: HashMap<&str, Vec<Subscription>> = HashMap::new();
+    for (_, _, event) in work {
+        if !subscriptions.contains_key(event.account_id.as_str()) {
+            let subs = services.subscriptions.list_all(&event.account_id).await?;
+            subscriptions.insert(&event.account_id, subs);
+        }
+    }
+
+    let mut deliveries = Vec::new();
+    let mut tasks = Vec::new();
+    for (_, _, event) in work {
+        let payload = event.payload();
+        for sub in subscriptions[event.account_id.as_str()]
+            .iter()
+            .filter(|s| s.wants(&event.event_type))
+        {
+            let id = ids::delivery_id(&event.account_id, &event.id, &sub.id);
+            deliveries.push(Delivery {
+                id: id.clone(),
+                account_id: event.account_id.clone(),
+                subscription_id: sub.id.clone(),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                status: if sub.enabled {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::Skipped
+                },
+                attempt_count: 0,
+                created_at: now,
+                updated_at: now,
+                next_attempt_at: None,
+                last_error: (!sub.enabled).then(|| "subscription paused".to_string()),
+                last_latency_ms: None,
+            });
+            tasks.push(DeliveryTask {
+                delivery_id: id,
+                account_id: event.account_id.clone(),
+                subscription_id: sub.id.clone(),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                payload: payload.clone(),
+                prior_receives: 0,
+            });
+        }
+    }
+
+    let created = services.deliveries.create_batch(&deliveries).await?;
+    let mut resend: HashSet<String> = HashSet::new();
+    for (_, receive_count, event) in work {
+        if *receive_count > 1 {
+            for d in services
+                .deliveries
+                .list_for_event(&event.account_id, &event.id)
+                .await?
+            {
+                if d.status == DeliveryStatus::Pending && d.attempt_count == 0 {
+                    resend.insert(d.id);
+                }
+            }
+        }
+    }
+
+    let mut messages = Vec::new();
+    for ((delivery, task), created) in deliveries.iter().zip(tasks).zip(created) {
+        let send = (created && delivery.status == DeliveryStatus::Pending)
+            || resend.contains(&delivery.id);
+        if send {
+            messages.push(OutgoingMessage {
+                id: messages.len().to_string(),
+                body: serde_json::to_string(&task).expect("a delivery task serialises"),
+                delay: Duration::ZERO,
+            });
+        }
+    }
+    tracing::debug!(
+        events = work.len(),
+        deliveries = deliveries.len(),
+        sent = messages.len(),
+        "fanned out"
+    );
+    services.deliveries_queue.send_batch(messages).await
+}

@@ -1,0 +1,21 @@
+//! The application layer: the ports the use cases need (stores, queues, outbound HTTP,
+//! clock) and the use cases themselves, each a function over those ports. It knows the
+//! domain and nothing of SQLite, AWS, axum or reqwest; the adapters and the HTTP layer
+//! depend on it, never the reverse.
+
+pub mod deliver;
+pub mod error;
+pub mod fanout;
+pub mod health;
+pub mod ingest;
+pub mod limiter;
+pub mod metrics;
+pub mod ports;
+pub mod redrive;
+pub mod services;
+mod sqs;
+
+pub use deliver::handle_deliveries;
+pub use error::{Error, Result};
+pub use fanout::handle_events;
+pub use services::{Services, Settings, Stores};

@@ -1,0 +1,43 @@
+use async_trait::async_trait;
+
+use super::Page;
+use crate::Result;
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::stats::DeliveryStats;
+
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Creates each delivery unless its id exists; says which were created.
+    async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>>;
+    /// Applies a batch of outcomes. An update's attempt is appended with the next attempt
+    /// number (the number it carries is ignored) and counted on the delivery.
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()>;
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>>;
+    /// Oldest first.
+    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>>;
+    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>>;
+    /// A subscription's deliveries, newest first, optionally of one status.
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
+    /// An account's dead deliveries (the dead letters), most recently updated first. Only
+    /// these are indexed by status: every other status change stays off the index.
+    async fn list_dead(
+        &self,
+        account_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
+    /// Counts and last-attempt latencies of a subscription's deliveries created since.
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats>;
+}

@@ -1,0 +1,31 @@
+use async_trait::async_trait;
+
+use super::Page;
+use crate::Result;
+use domain::event::Event;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventInsert {
+    Created,
+    /// An event with this (account, id) exists. `enqueued` says whether it ever reached
+    /// the events queue; one that did not must be enqueued again, or it would be lost.
+    Exists {
+        enqueued: bool,
+    },
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores each event unless its (account_id, id) is already stored.
+    async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>>;
+    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()>;
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>>;
+    /// An account's events, newest first, optionally of one type.
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>>;
+}

@@ -1,0 +1,70 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// No complete response within the timeout.
+    Timeout(String),
+    /// Could not connect, or the connection broke.
+    Network(String),
+    /// The destination is not allowed (SSRF guard); retrying cannot help.
+    Refused(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Timeout(m) => write!(f, "timeout: {m}"),
+            SendError::Network(m) => write!(f, "network error: {m}"),
+            SendError::Refused(m) => write!(f, "destination refused: {m}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// The start of the response body, already cut to the logged size.
+    pub body: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub error: Option<SendError>,
+}
+
+/// Sends one webhook request. Never follows redirects; never returns an `Err`: every
+/// failure is an outcome to log.
+#[async_trait]
+pub trait HttpSender: Send + Sync {
+    async fn send(&self, request: OutboundRequest) -> SendResult;
+}
+
+/// The sender of a process that sends no webhooks (ingest, fan-out): those functions then
+/// link no HTTP client. Reaching it is a wiring mistake; the attempt fails as retryable, so
+/// nothing is lost.
+pub struct NoOutboundHttp;
+
+#[async_trait]
+impl HttpSender for NoOutboundHttp {
+    async fn send(&self, request: OutboundRequest) -> SendResult {
+        tracing::error!(url = %request.url, "this process was built to send no webhooks");
+        SendResult {
+            status: None,
+            latency: Duration::ZERO,
+            body: None,
+            retry_after: None,
+            error: Some(SendError::Network(
+                "this process sends no webhooks".to_string(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Ports: the narrow interfaces the handlers need from the outside world. Each has an
+//! embedded (SQLite) adapter and an AWS adapter; both must behave alike.
+
+mod api_keys;
+mod clock;
+mod deliveries;
+mod events;
+mod http_sender;
+mod queue;
+mod subscriptions;
+
+pub use api_keys::ApiKeyStore;
+pub use clock::{Clock, SystemClock};
+pub use deliveries::DeliveryLog;
+pub use events::{EventInsert, EventStore};
+pub use http_sender::{HttpSender, NoOutboundHttp, OutboundRequest, SendError, SendResult};
+pub use queue::{OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
+pub use subscriptions::SubscriptionStore;
+
+/// One page of a listing, and the opaque cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

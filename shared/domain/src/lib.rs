@@ -1,0 +1,14 @@
+//! The pure domain: no I/O, no clocks, no randomness that the caller does not pass in.
+
+pub mod api_key;
+pub mod catalog;
+pub mod delivery;
+pub mod destination;
+pub mod event;
+pub mod health;
+pub mod ids;
+pub mod retry;
+pub mod schema;
+pub mod signing;
+pub mod stats;
+pub mod subscription;

@@ -1,0 +1,172 @@
+//! What reads return: secrets and credentials masked.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use domain::delivery::{Attempt, Delivery};
+use domain::event::format_rfc3339_ms;
+use domain::subscription::{EndpointAuth, Subscription};
+
+const MASK: &str = "********";
+
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthView {
+    ApiKey {
+        header: String,
+        value: &'static str,
+    },
+    Basic {
+        username: String,
+        password: &'static str,
+    },
+    Bearer {
+        token: &'static str,
+    },
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub account_id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// When the service disabled it (RFC 3339).
+    pub disabled_at: Option<String>,
+    /// When its endpoint started failing without a success since (RFC 3339); after the
+    /// auto-disable period it is disabled.
+    pub failing_since: Option<String>,
+    pub auth: Option<AuthView>,
+    pub headers: BTreeMap<String, String>,
+    pub max_attempts: Option<u32>,
+    pub retry_schedule: Option<Vec<u32>>,
+    pub timeout_seconds: u32,
+    pub rate_limit_per_second: Option<u32>,
+    /// Shown in full only when created (or rotated); masked on every read.
+    pub secret: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl SubscriptionView {
+    pub fn masked(sub: &Subscription) -> Self {
+        let auth = sub.auth.as_ref().map(|a| match a {
+            EndpointAuth::ApiKey { header, .. } => AuthView::ApiKey {
+                header: header.clone(),
+                value: MASK,
+            },
+            EndpointAuth::Basic { username, .. } => AuthView::Basic {
+                username: username.clone(),
+                password: MASK,
+            },
+            EndpointAuth::Bearer { .. } => AuthView::Bearer { token: MASK },
+        });
+        SubscriptionView {
+            id: sub.id.clone(),
+            account_id: sub.account_id.clone(),
+            url: sub.url.clone(),
+            description: sub.description.clone(),
+            event_types: sub.event_types.clone(),
+            enabled: sub.enabled,
+            disabled_reason: sub.disabled_reason.clone(),
+            disabled_at: sub.disabled_at.map(format_rfc3339_ms),
+            failing_since: sub.failing_since.map(format_rfc3339_ms),
+            auth,
+            headers: sub.headers.clone(),
+            max_attempts: sub.max_attempts,
+            retry_schedule: sub.retry_schedule.clone(),
+            timeout_seconds: sub.timeout_seconds,
+            rate_limit_per_second: sub.rate_limit_per_second,
+            secret: format!("whsec_{MASK}"),
+            created_at: format_rfc3339_ms(sub.created_at),
+            updated_at: format_rfc3339_ms(sub.updated_at),
+        }
+    }
+
+    pub fn with_secret(sub: &Subscription) -> Self {
+        SubscriptionView {
+            secret: sub
+                .secrets
+                .first()
+                .map(|s| s.secret.clone())
+                .unwrap_or_default(),
+            ..Self::masked(sub)
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub at: String,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<&Attempt> for AttemptView {
+    fn from(a: &Attempt) -> Self {
+        AttemptView {
+            attempt: a.attempt,
+            at: format_rfc3339_ms(a.at),
+            status_code: a.status_code,
+            latency_ms: a.latency_ms,
+            response_body: a.response_body.clone(),
+            error: a.error.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestView {
+    pub url: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub webhook_id: String,
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub attempt_count: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+}
+
+impl DeliveryView {
+    pub fn summary(d: &Delivery) -> Self {
+        DeliveryView {
+            id: d.id.clone(),
+            event_id: d.event_id.clone(),
+            event_type: d.event_type.clone(),
+            webhook_id: d.subscription_id.clone(),
+            status: d.status.as_str(),
+            attempt_count: d.attempt_count,
+            created_at: format_rfc3339_ms(d.created_at),
+            updated_at: format_rfc3339_ms(d.updated_at),
+            next_attempt_at: d.next_attempt_at.map(format_rfc3339_ms),
+            last_error: d.last_error.clone(),
+            last_latency_ms: d.last_latency_ms,
+            request: None,
+            attempts: None,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! A subscription's tools: send a test event, rotate the secret, list its deliveries, its
+//! stats, and recover what failed in a time window.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Caller, JsonBody};
+use super::pagination::{limit, Paginated};
+use super::views::DeliveryView;
+use super::webhooks::{load, save};
+use app::deliver::send_once;
+use app::redrive::redrive;
+use app::Services;
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::event::{format_rfc3339_ms, parse_rfc3339, Event};
+use domain::ids;
+use domain::signing::generate_secret;
+use domain::stats::{parse_window, DeliveryStats};
+use domain::subscription::{SigningSecret, Subscription};
+
+/// How long a rotated-out secret keeps signing.
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+/// A test send waits at most this long for the endpoint.
+pub const MAX_TEST_TIMEOUT_SECONDS: u32 = 25;
+/// The most deliveries one recover call requeues.
+pub const MAX_RECOVER: usize = 1000;
+
+#[derive(Serialize, ToSchema)]
+pub struct TestResult {
+    pub success: bool,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    /// The logged delivery of the test event.
+    pub delivery_id: String,
+}
+
+/// Sends a signed `webhook.test` event to the endpoint now, once, and logs it like any
+/// delivery.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/test", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    responses((status = 200, body = TestResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn test_webhook(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+) -> Result<Json<TestResult>, ApiError> {
+    let account = caller.account(&account_id)?;
+    let mut sub = load(&services, account, &webhook_id).await?;
+    // The answer must fit in API Gateway's 29 s.
+    sub.timeout_seconds = sub.timeout_seconds.min(MAX_TEST_TIMEOUT_SECONDS);
+    let now = services.clock.now_ms();
+    let event = Event {
+        id: ids::time_ordered("evt", now),
+        event_type: "webhook.test".into(),
+        account_id: account.to_string(),
+        occurred_at: format_rfc3339_ms(now),
+        received_at: now,
+        data: serde_json::json!({
+            "message": "This is a test event from the webhook service.",
+            "webhook_id": sub.id,
+        }),
+    };
+    services
+        .events
+        .insert_batch(std::slice::from_ref(&event))
+        .await?;
+    let delivery_id = ids::delivery_id(account, &event.id, &sub.id);
+    services
+        .deliveries
+        .create_batch(&[Delivery {
+            id: delivery_id.clone(),
+            account_id: account.to_string(),
+            subscription_id: sub.id.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempt_count: 0,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: None,
+            last_error: None,
+            last_latency_ms: None,
+        }])
+        .await?;
+    let task = DeliveryTask {
+        delivery_id: delivery_id.clone(),
+        account_id: account.to_string(),
+        subscription_id: sub.id.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        payload: event.payload(),
+        prior_receives: 0,
+    };
+    // Sent even to a paused endpoint: testing it is how one decides to resume it.
+    let (mut update, result) = send_once(&services, &sub, &task, 1).await;
+    let success = result.status.is_some_and(|s| (200..300).contains(&s));
+    update.status = if success {
+        DeliveryStatus::Succeeded
+    } else {
+        DeliveryStatus::Failed
+    };
+    update.next_attempt_at = None;
+    services.deliveries.record(&[update]).await?;
+    Ok(Json(TestResult {
+        success,
+        status_code: result.status,
+        latency_ms: result.latency.as_millis() as u64,
+        response_body: result.body,
+        error: result.error.map(|e| e.to_string()),
+        delivery_id,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new secret, shown only here. The previous one keeps signing for 24 hours.
+    pub secret: String,
+}
+
+/// Replaces the signing secret. For 24 h deliveries carry both signatures.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate_secret(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let account = caller.account(&account_id)?;
+    let secret = generate_secret();
+    let mut conflicts = 0;
+    loop {
+        let mut sub = load(&services, account, &webhook_id).await?;
+        let expected = sub.version;
+        rotate(&mut sub, &secret, services.clock.now_ms());
+        if save(&services, &mut sub, expected, &mut conflicts).await? {
+            return Ok(Json(RotatedSecret { secret }));
+        }
+    }
+}
+
+/// Makes `secret` the current one; the current one keeps signing for the overlap, and
+/// older ones keep their own expiry.
+fn rotate(sub: &mut Subscription, secret: &str, now: i64) {
+    let mut secrets = vec![SigningSecret {
+        secret: secret.to_string(),
+        expires_at: None,
+    }];
+    for (i, old) in sub.secrets.iter().enumerate() {
+        let expires_at = match old.expires_at {
+            None if i == 0 => Some(now + ROTATION_OVERLAP.as_millis() as i64),
+            other => other,
+        };
+        if expires_at.is_some_and(|t| t > now) {
+            secrets.push(SigningSecret {
+                secret: old.secret.clone(),
+                expires_at,
+            });
+        }
+    }
+    sub.secrets = secrets;
+    sub.updated_at = now;
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// Only deliveries in this status.
+    #[param(inline, value_type = Option<String>, example = "failed")]
+    pub status: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+pub fn parse_status(s: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError> {
+    s.map(|s| {
+        DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::validation(vec![domain::schema::Violation {
+                pointer: "/status".into(),
+                message: "must be one of pending, succeeded, failed, dead, skipped".into(),
+            }])
+        })
+    })
+    .transpose()
+}
+
+/// The subscription's deliveries, newest first.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/deliveries", tag = "deliveries",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path), DeliveryQuery),
+    responses((status = 200, body = Paginated<DeliveryView>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_webhook_deliveries(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<Json<Paginated<DeliveryView>>, ApiError> {
+    let account = caller.account(&account_id)?;
+    load(&services, account, &webhook_id).await?;
+    let status = parse_status(q.status.as_deref())?;
+    let page = services
+        .deliveries
+        .list_for_subscription(
+            account,
+            &webhook_id,
+            status,
+            q.cursor.as_deref(),
+            limit(q.limit)?,
+        )
+        .await?;
+    Ok(Json(Paginated {
+        data: page.items.iter().map(DeliveryView::summary).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// `90m`, `24h`, `7d`… up to `30d`; default `24h`.
+    pub window: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Latency {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    pub window: String,
+    pub since: String,
+    /// Deliveries created in the window, by status.
+    #[schema(value_type = Object)]
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    pub total: u64,
+    /// Succeeded over ended (succeeded, failed, dead); null before any ended.
+    pub success_rate: Option<f64>,
+    /// Of each delivery's last attempt, in milliseconds.
+    pub latency_ms: Latency,
+}
+
+/// Counts by status, success rate and latency percentiles over a window.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/stats", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path), StatsQuery),
+    responses((status = 200, body = Stats), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn webhook_stats(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Stats>, ApiError> {
+    let account = caller.account(&account_id)?;
+    load(&services, account, &webhook_id).await?;
+    let window = q.window.unwrap_or_else(|| "24h".into());
+    let span = parse_window(&window).ok_or_else(|| {
+        ApiError::validation(vec![domain::schema::Violation {
+            pointer: "/window".into(),
+            message:
+                "must be a number of minutes, hours or days (`90m`, `24h`, `7d`), at most 30 days"
+                    .into(),
+        }])
+    })?;
+    let since = services.clock.now_ms() - span.as_millis() as i64;
+    let s: DeliveryStats = services
+        .deliveries
+        .stats(account, &webhook_id, since)
+        .await?;
+    Ok(Json(Stats {
+        window,
+        since: format_rfc3339_ms(since),
+        total: s.counts.values().sum(),
+        success_rate: s.success_rate(),
+        latency_ms: Latency {
+            p50: s.percentile(50.0),
+            p95: s.percentile(95.0),
+            p99: s.percentile(99.0),
+        },
+        counts: s.counts,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// RFC 3339; deliveries created at or after it.
+    pub since: String,
+    /// RFC 3339; deliveries created before it (default: now).
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Requeued {
+    pub requeued: usize,
+}
+
+/// Sends the subscription's failed and dead deliveries of a window again, each with a
+/// fresh attempt budget.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/recover", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    request_body = RecoverRequest,
+    responses((status = 202, body = Requeued), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn recover_webhook(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<RecoverRequest>,
+) -> Result<(StatusCode, Json<Requeued>), ApiError> {
+    let account = caller.account(&account_id)?;
+    load(&services, account, &webhook_id).await?;
+    let bad_time = |pointer: &str| {
+        ApiError::validation(vec![domain::schema::Violation {
+            pointer: pointer.into(),
+            message: "must be an RFC 3339 date-time".into(),
+        }])
+    };
+    let to_ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    let since = parse_rfc3339(&req.since)
+        .map(to_ms)
+        .ok_or_else(|| bad_time("/since"))?;
+    let until = match &req.until {
+        Some(u) => parse_rfc3339(u)
+            .map(to_ms)
+            .ok_or_else(|| bad_time("/until"))?,
+        None => services.clock.now_ms() + 1,
+    };
+    let mut found = Vec::new();
+    for status in [DeliveryStatus::Failed, DeliveryStatus::Dead] {
+        let mut cursor = None;
+        loop {
+            let page = services
+                .deliveries
+                .list_for_subscription(account, &webhook_id, Some(status), cursor.as_deref(), 100)
+                .await?;
+            let mut older = false;
+            for d in page.items {
+                if d.created_at < since {
+                    older = true;
+                } else if d.created_at < until {
+                    found.push(d);
+                }
+            }
+            match page.next_cursor {
+                Some(c) if !older && found.len() < MAX_RECOVER => cursor = Some(c),
+                _ => break,
+            }
+        }
+    }
+    found.truncate(MAX_RECOVER);
+    let requeued = redrive(&services, &found).await?;
+    Ok((StatusCode::ACCEPTED, Json(Requeued { requeued })))
+}

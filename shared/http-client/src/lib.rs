@@ -1,0 +1,170 @@
+//! The delivery client: reqwest over rustls with a keep-alive pool, the SSRF guard as its
+//! resolver, no redirects, and response bodies read only up to a cap.
+
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use app::ports::{HttpSender, OutboundRequest, SendError, SendResult};
+use domain::delivery::{truncate_body, MAX_LOGGED_RESPONSE_BYTES};
+use domain::destination::DestinationPolicy;
+
+pub use guard::{GuardedResolver, RefusedDestination};
+
+mod guard;
+
+/// Bytes of a response body read at most; the rest is never read, so an endless body costs
+/// neither memory nor time.
+pub const MAX_READ_RESPONSE_BYTES: usize = 64 * 1024;
+pub const USER_AGENT: &str = concat!("VoiceHooks-Webhooks/", env!("CARGO_PKG_VERSION"));
+
+pub struct ReqwestSender {
+    client: reqwest::Client,
+    policy: Arc<DestinationPolicy>,
+}
+
+impl ReqwestSender {
+    pub fn new(policy: DestinationPolicy) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(USER_AGENT)
+            .build()?;
+        Ok(ReqwestSender { client, policy })
+    }
+
+    /// A literal IP host never reaches the resolver, so it is checked here.
+    fn refuse_literal(&self, url: &reqwest::Url) -> Option<SendError> {
+        let ip: IpAddr = match url.host()? {
+            url::Host::Ipv4(v4) => v4.into(),
+            url::Host::Ipv6(v6) => v6.into(),
+            url::Host::Domain(_) => return None,
+        };
+        (!self.policy.allows(ip)).then(|| SendError::Refused(format!("{ip} may not be reached")))
+    }
+}
+
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// What went wrong, without the URL: a query string may carry the customer's token, and
+/// errors end up in logs and in the attempt log.
+fn classify_error(err: reqwest::Error) -> SendError {
+    let err = err.without_url();
+    let mut source = err.source();
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<RefusedDestination>() {
+            return SendError::Refused(refused.to_string());
+        }
+        source = s.source();
+    }
+    let detail = match err.source() {
+        Some(s) => format!("{err}: {s}"),
+        None => err.to_string(),
+    };
+    if err.is_timeout() {
+        SendError::Timeout(detail)
+    } else {
+        SendError::Network(detail)
+    }
+}
+
+#[async_trait]
+impl HttpSender for ReqwestSender {
+    async fn send(&self, request: OutboundRequest) -> SendResult {
+        let started = Instant::now();
+        let failed = |error: SendError| SendResult {
+            status: None,
+            latency: started.elapsed(),
+            body: None,
+            retry_after: None,
+            error: Some(error),
+        };
+        let url = match reqwest::Url::parse(&request.url) {
+            Ok(u) => u,
+            Err(e) => return failed(SendError::Refused(format!("invalid URL: {e}"))),
+        };
+        if let Some(refused) = self.refuse_literal(&url) {
+            return failed(refused);
+        }
+        let mut builder = self
+            .client
+            .post(url)
+            .timeout(request.timeout)
+            .body(request.body);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let deadline = started + request.timeout;
+        let mut response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => return failed(classify_error(e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        let mut error = None;
+        while body.len() < MAX_READ_RESPONSE_BYTES {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    error = Some(classify_error(e));
+                    break;
+                }
+                Err(_) => {
+                    error = Some(SendError::Timeout("reading the response body".into()));
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
+        SendResult {
+            status: Some(status),
+            latency: started.elapsed(),
+            body: Some(truncate_body(&text, MAX_LOGGED_RESPONSE_BYTES)),
+            retry_after,
+            error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,540 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+
+use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
+use super::paging::{all_items, page_of_items};
+use super::storage_error;
+use app::ports::DeliveryLog;
+use app::ports::Page;
+use app::{Error, Result};
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::stats::DeliveryStats;
+
+/// DynamoDB's limit on requests per `BatchWriteItem`.
+const MAX_BATCH_WRITE: usize = 25;
+const DELIVERY_SK: &str = "delivery";
+pub const BY_EVENT_INDEX: &str = "by_event";
+pub const BY_SUBSCRIPTION_INDEX: &str = "by_subscription";
+pub const BY_STATUS_INDEX: &str = "by_status";
+const BY_SUBSCRIPTION_KEYS: &[&str] = &["pk", "sk", "sub_key", "created_at"];
+const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
+
+/// Table `deliveries`, one item collection per delivery: partition `pk` (the delivery id);
+/// sort `sk` = `delivery` for the delivery, `attempt#<start ms, 13 digits>#<random>` for its
+/// attempts (numbered by their order when read). Sparse
+/// indexes over the delivery items: `by_event` (`event_key` = account#event) lists an
+/// event's deliveries, `by_subscription` (`sub_key` = account#subscription, by
+/// `created_at`) a subscription's, `by_status` (`status_key` = account#dead, by
+/// `updated_at`) an account's dead letters. Only dead deliveries carry `status_key`: each
+/// index write costs a write unit, and pending → succeeded must not touch that index. Every
+/// item carries a TTL in `expires_at`.
+pub struct DynamoDeliveryLog {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    retention: Duration,
+}
+
+impl DynamoDeliveryLog {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        retention: Duration,
+    ) -> Self {
+        DynamoDeliveryLog {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    fn expires_at(&self, at_ms: i64) -> i64 {
+        at_ms / 1000 + self.retention.as_secs() as i64
+    }
+
+    async fn create(&self, d: &Delivery) -> Result<bool> {
+        let mut item: Item = HashMap::from([
+            ("pk".to_string(), s(&d.id)),
+            ("sk".to_string(), s(DELIVERY_SK)),
+            ("account_id".to_string(), s(&d.account_id)),
+            ("subscription_id".to_string(), s(&d.subscription_id)),
+            ("event_id".to_string(), s(&d.event_id)),
+            ("event_type".to_string(), s(&d.event_type)),
+            (
+                "event_key".to_string(),
+                s(format!("{}#{}", d.account_id, d.event_id)),
+            ),
+            (
+                "sub_key".to_string(),
+                s(format!("{}#{}", d.account_id, d.subscription_id)),
+            ),
+            ("status".to_string(), s(d.status.as_str())),
+            ("attempt_count".to_string(), n(d.attempt_count)),
+            ("created_at".to_string(), n(d.created_at)),
+            ("updated_at".to_string(), n(d.updated_at)),
+            ("expires_at".to_string(), n(self.expires_at(d.created_at))),
+        ]);
+        if let Some(at) = d.next_attempt_at {
+            item.insert("next_attempt_at".into(), n(at));
+        }
+        if let Some(e) = &d.last_error {
+            item.insert("last_error".into(), s(e));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(storage_error(other)),
+            },
+        }
+    }
+
+    /// Applies one outcome to the delivery item. An outcome that applies only while the
+    /// delivery is pending and finds it finished still counts its attempt.
+    async fn apply(&self, u: &DeliveryUpdate) -> Result<()> {
+        if !u.applies_only_while_pending() {
+            return self.apply_outcome(u, false).await;
+        }
+        match self.apply_outcome(u, true).await {
+            Err(Error::Conflict(_)) => self.count_attempt(u).await,
+            other => other,
+        }
+    }
+
+    /// Counts an attempt whose outcome came too late to change the delivery's status.
+    async fn count_attempt(&self, u: &DeliveryUpdate) -> Result<()> {
+        let latency = u.attempt.as_ref().map_or(0, |a| a.latency_ms);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&u.delivery_id))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression("attribute_exists(pk) AND #acct = :acct")
+            .update_expression("SET #ua = :ua, #ll = :ll ADD #ac :one")
+            .expression_attribute_names("#acct", "account_id")
+            .expression_attribute_names("#ua", "updated_at")
+            .expression_attribute_names("#ll", "last_latency_ms")
+            .expression_attribute_names("#ac", "attempt_count")
+            .expression_attribute_values(":acct", s(&u.account_id))
+            .expression_attribute_values(":ua", n(u.at))
+            .expression_attribute_values(":ll", n(latency))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
+                other => storage_error(other),
+            })?;
+        Ok(())
+    }
+
+    /// Writes the outcome; with `only_while_pending`, a delivery found in another status is a
+    /// `Conflict` (a missing one is still `NotFound`).
+    async fn apply_outcome(&self, u: &DeliveryUpdate, only_while_pending: bool) -> Result<()> {
+        let mut set = vec!["#st = :st", "#ua = :ua"];
+        let mut remove = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&u.delivery_id))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression(if only_while_pending {
+                "attribute_exists(pk) AND #acct = :acct AND #st = :pending"
+            } else {
+                "attribute_exists(pk) AND #acct = :acct"
+            })
+            .expression_attribute_names("#acct", "account_id")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#ua", "updated_at")
+            .expression_attribute_names("#na", "next_attempt_at")
+            .expression_attribute_names("#le", "last_error")
+            .expression_attribute_names("#sk", "status_key")
+            .expression_attribute_values(":acct", s(&u.account_id))
+            .expression_attribute_values(":st", s(u.status.as_str()))
+            .expression_attribute_values(":ua", n(u.at));
+        if only_while_pending {
+            request = request
+                .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()));
+        }
+        if u.status == DeliveryStatus::Dead {
+            set.push("#sk = :sk");
+            request = request.expression_attribute_values(":sk", s(dead_key(&u.account_id)));
+        } else {
+            remove.push("#sk");
+        }
+        match u.next_attempt_at {
+            Some(at) => {
+                set.push("#na = :na");
+                request = request.expression_attribute_values(":na", n(at));
+            }
+            None => remove.push("#na"),
+        }
+        match &u.error {
+            Some(e) => {
+                set.push("#le = :le");
+                request = request.expression_attribute_values(":le", s(e));
+            }
+            None => remove.push("#le"),
+        }
+        if let Some(a) = &u.attempt {
+            set.push("#ll = :ll");
+            request = request
+                .expression_attribute_names("#ll", "last_latency_ms")
+                .expression_attribute_values(":ll", n(a.latency_ms));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if u.attempt.is_some() {
+            expression.push_str(" ADD #ac :one");
+            request = request
+                .expression_attribute_names("#ac", "attempt_count")
+                .expression_attribute_values(":one", n(1));
+        }
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        request
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                // Which part of the condition failed is not said; the caller's fallback
+                // tells a missing delivery from a finished one.
+                UpdateItemError::ConditionalCheckFailedException(_) if only_while_pending => {
+                    Error::Conflict("a finished outcome".into())
+                }
+                UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
+                other => storage_error(other),
+            })?;
+        Ok(())
+    }
+
+    /// The attempt's item. Its sort key orders attempts by start time; the random part keeps
+    /// two sends of one delivery in the same millisecond (a message handed to two receivers)
+    /// as two attempts.
+    fn attempt_item(&self, u: &DeliveryUpdate, a: &Attempt) -> Result<Item> {
+        let headers =
+            serde_json::to_string(&a.request_headers).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut item: Item = HashMap::from([
+            ("pk".to_string(), s(&u.delivery_id)),
+            ("sk".to_string(), s(attempt_sort_key(a.at))),
+            ("account_id".to_string(), s(&u.account_id)),
+            ("at".to_string(), n(a.at)),
+            ("url".to_string(), s(&a.url)),
+            ("request_headers".to_string(), s(headers)),
+            ("latency_ms".to_string(), n(a.latency_ms)),
+            ("expires_at".to_string(), n(self.expires_at(a.at))),
+        ]);
+        if let Some(code) = a.status_code {
+            item.insert("status_code".into(), n(code));
+        }
+        // Response bodies are already cut to a few KiB: items stay far below 400 KB.
+        if let Some(body) = &a.response_body {
+            item.insert("response_body".into(), s(body));
+        }
+        if let Some(e) = &a.error {
+            item.insert("error".into(), s(e));
+        }
+        Ok(item)
+    }
+
+    /// A newest-first page of delivery items from an index, optionally filtered by status.
+    async fn index_page(
+        &self,
+        index: &str,
+        key_names: &[&str],
+        key_condition: (&str, &str, String),
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (condition, name, value) = key_condition;
+        let (items, next_cursor) = page_of_items(
+            |start| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression(condition)
+                    .expression_attribute_values(name, s(value.clone()))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start);
+                match status {
+                    Some(st) => query
+                        .filter_expression("#st = :st")
+                        .expression_attribute_names("#st", "status")
+                        .expression_attribute_values(":st", s(st.as_str())),
+                    None => query,
+                }
+            },
+            key_names,
+            cursor,
+            limit,
+        )
+        .await?;
+        Ok(Page {
+            items: items
+                .iter()
+                .map(delivery_from_item)
+                .collect::<Result<_>>()?,
+            next_cursor,
+        })
+    }
+
+    /// Writes items 25 at a time, retrying what DynamoDB leaves unprocessed.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
+        for chunk in items.chunks(MAX_BATCH_WRITE) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    Ok(WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item.clone()))
+                                .build()
+                                .map_err(storage_error)?,
+                        )
+                        .build())
+                })
+                .collect::<Result<_>>()?;
+            let mut backoff = Duration::from_millis(20);
+            for round in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(storage_error)?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if round == 8 {
+                    return Err(Error::Storage(format!(
+                        "{} writes stayed unprocessed",
+                        pending.len()
+                    )));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn delivery_from_item(item: &Item) -> Result<Delivery> {
+    let status = get_s(item, "status")?;
+    Ok(Delivery {
+        id: get_s(item, "pk")?,
+        account_id: get_s(item, "account_id")?,
+        subscription_id: get_s(item, "subscription_id")?,
+        event_id: get_s(item, "event_id")?,
+        event_type: get_s(item, "event_type")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?,
+        attempt_count: get_n(item, "attempt_count")?,
+        created_at: get_n(item, "created_at")?,
+        updated_at: get_n(item, "updated_at")?,
+        next_attempt_at: opt_n(item, "next_attempt_at"),
+        last_error: opt_s(item, "last_error"),
+        last_latency_ms: opt_n(item, "last_latency_ms"),
+    })
+}
+
+fn attempt_from_item(item: &Item, number: u32) -> Result<Attempt> {
+    Ok(Attempt {
+        attempt: number,
+        at: get_n(item, "at")?,
+        url: get_s(item, "url")?,
+        request_headers: serde_json::from_str(&get_s(item, "request_headers")?)
+            .map_err(|e| Error::Storage(format!("corrupt attempt: {e}")))?,
+        status_code: opt_n(item, "status_code"),
+        latency_ms: get_n(item, "latency_ms")?,
+        response_body: opt_s(item, "response_body"),
+        error: opt_s(item, "error"),
+    })
+}
+
+/// An attempt's sort key: `attempt#`, its start in milliseconds (13 digits: sorts by time
+/// until the year 2286), `#` and 8 random bytes in hex.
+fn attempt_sort_key(started_at_ms: i64) -> String {
+    let mut random = [0u8; 8];
+    domain::ids::random_bytes(&mut random);
+    format!(
+        "attempt#{:013}#{:016x}",
+        started_at_ms.max(0),
+        u64::from_be_bytes(random)
+    )
+}
+
+/// The `by_status` key of an account's dead deliveries.
+fn dead_key(account_id: &str) -> String {
+    format!("{account_id}#dead")
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoDeliveryLog {
+    async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
+        // Conditional writes cannot be batched; they go out concurrently instead.
+        futures::future::try_join_all(deliveries.iter().map(|d| self.create(d))).await
+    }
+
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+        // Attempts first, outcomes after: a reader that sees a delivery's outcome (or its
+        // attempt count) always finds every attempt behind it. The reverse order left a
+        // window in which a delivery read `succeeded` with its last attempt missing. A crash
+        // between the two leaves an attempt whose outcome is not applied yet; the message is
+        // then not acknowledged and comes back, as for any failed write.
+        let items = updates
+            .iter()
+            .filter_map(|u| u.attempt.as_ref().map(|a| self.attempt_item(u, a)))
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_put(items).await?;
+        futures::future::try_join_all(updates.iter().map(|u| self.apply(u))).await?;
+        Ok(())
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(id))
+            .key("sk", s(DELIVERY_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        out.item()
+            .filter(|i| !expired(i, now_secs()))
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
+            .map(delivery_from_item)
+            .transpose()
+    }
+
+    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+        let items = all_items(|start| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(id))
+                .expression_attribute_values(":prefix", s("attempt#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        // Sorted by key, so oldest first; numbered in that order.
+        items
+            .iter()
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
+            .zip(1..)
+            .map(|(item, number)| attempt_from_item(item, number))
+            .collect()
+    }
+
+    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+        let items = all_items(|start| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_EVENT_INDEX)
+                .key_condition_expression("event_key = :k")
+                .expression_attribute_values(":k", s(format!("{account_id}#{event_id}")))
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        let mut deliveries = items
+            .iter()
+            .map(delivery_from_item)
+            .collect::<Result<Vec<_>>>()?;
+        deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(deliveries)
+    }
+
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        self.index_page(
+            BY_SUBSCRIPTION_INDEX,
+            BY_SUBSCRIPTION_KEYS,
+            (
+                "sub_key = :k",
+                ":k",
+                format!("{account_id}#{subscription_id}"),
+            ),
+            status,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn list_dead(
+        &self,
+        account_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        self.index_page(
+            BY_STATUS_INDEX,
+            BY_STATUS_KEYS,
+            ("status_key = :k", ":k", dead_key(account_id)),
+            None,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats> {
+        let items = all_items(|start| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_SUBSCRIPTION_INDEX)
+                .key_condition_expression("sub_key = :k AND created_at >= :since")
+                .expression_attribute_values(":k", s(format!("{account_id}#{subscription_id}")))
+                .expression_attribute_values(":since", n(since_ms))
+                .set_exclusive_start_key(start)
+        })
+        .await?;
+        let mut stats = DeliveryStats::default();
+        for item in &items {
+            let status = get_s(item, "status")?;
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+            stats.add(status, opt_n(item, "last_latency_ms"));
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,197 @@
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+
+use super::attributes::{expired, get_bool, get_s, n, now_secs, s, Item};
+use app::ports::Page;
+
+pub const BY_TIME_INDEX: &str = "by_time";
+const BY_TIME_KEYS: &[&str] = &["account_id", "id", "received_at"];
+use super::paging::page_of_items;
+use super::storage_error;
+use app::ports::{EventInsert, EventStore};
+use app::{Error, Result};
+use domain::event::Event;
+
+/// Table `events`: partition `account_id`, sort `id`; the event as JSON in `doc`, whether it
+/// reached the queue in `enqueued`, and a TTL in `expires_at`. The index `by_time`
+/// (`account_id`, by `received_at`) lists an account's events newest first.
+pub struct DynamoEventStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    retention: Duration,
+}
+
+impl DynamoEventStore {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        retention: Duration,
+    ) -> Self {
+        DynamoEventStore {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    fn key(account_id: &str, id: &str) -> Item {
+        HashMap::from([
+            ("account_id".to_string(), s(account_id)),
+            ("id".to_string(), s(id)),
+        ])
+    }
+
+    /// A conditional put: the event is written only if absent (or expired).
+    async fn insert(&self, event: &Event) -> Result<EventInsert> {
+        let doc = serde_json::to_string(event).map_err(|e| Error::Storage(e.to_string()))?;
+        let now_secs = event.received_at / 1000;
+        let mut item = Self::key(&event.account_id, &event.id);
+        item.insert("type".into(), s(&event.event_type));
+        item.insert("received_at".into(), n(event.received_at));
+        item.insert("enqueued".into(), AttributeValue::Bool(false));
+        item.insert(
+            "expires_at".into(),
+            n(now_secs + self.retention.as_secs() as i64),
+        );
+        item.insert("doc".into(), s(doc));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now_secs))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(EventInsert::Created),
+            Err(err) => match err.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let enqueued = match failed.item() {
+                        Some(old) => get_bool(old, "enqueued"),
+                        None => self
+                            .read(&event.account_id, &event.id)
+                            .await?
+                            .is_some_and(|old| get_bool(&old, "enqueued")),
+                    };
+                    Ok(EventInsert::Exists { enqueued })
+                }
+                other => Err(storage_error(other)),
+            },
+        }
+    }
+
+    async fn read(&self, account_id: &str, id: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(account_id, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(out.item().filter(|i| !expired(i, now_secs())).cloned())
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoEventStore {
+    async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
+        // A key repeated within the batch is written once; its later copies are duplicates.
+        let mut seen = HashSet::new();
+        let firsts: Vec<bool> = events
+            .iter()
+            .map(|e| seen.insert((e.account_id.as_str(), e.id.as_str())))
+            .collect();
+        let writes = events
+            .iter()
+            .zip(&firsts)
+            .filter(|(_, first)| **first)
+            .map(|(e, _)| self.insert(e));
+        let mut written = futures::future::try_join_all(writes).await?.into_iter();
+        Ok(firsts
+            .into_iter()
+            .map(|first| match first {
+                true => written.next().expect("one result per first occurrence"),
+                false => EventInsert::Exists { enqueued: false },
+            })
+            .collect())
+    }
+
+    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+        let updates = keys.iter().map(|(account, id)| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(account, id)))
+                .update_expression("SET enqueued = :t")
+                .condition_expression("attribute_exists(id)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .send()
+        });
+        futures::future::try_join_all(updates)
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+        self.read(account_id, id)
+            .await?
+            .map(|item| {
+                serde_json::from_str(&get_s(&item, "doc")?)
+                    .map_err(|e| Error::Storage(format!("corrupt event: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>> {
+        let (items, next_cursor) = page_of_items(
+            |start| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(BY_TIME_INDEX)
+                    .key_condition_expression("account_id = :a")
+                    .expression_attribute_values(":a", s(account_id))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start);
+                match event_type {
+                    Some(t) => query
+                        .filter_expression("#ty = :ty")
+                        .expression_attribute_names("#ty", "type")
+                        .expression_attribute_values(":ty", s(t)),
+                    None => query,
+                }
+            },
+            BY_TIME_KEYS,
+            cursor,
+            limit,
+        )
+        .await?;
+        let events = items
+            .iter()
+            .map(|item| {
+                serde_json::from_str(&get_s(item, "doc")?)
+                    .map_err(|e| Error::Storage(format!("corrupt event: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            items: events,
+            next_cursor,
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! The AWS adapters: SQS queues and DynamoDB tables behind the same ports as the embedded
+//! default. Built once per process from `aws-config` (region, credentials, and
+//! `AWS_ENDPOINT_URL` for a local moto server) and the resource names in the environment.
+
+mod api_keys;
+mod attributes;
+mod deliveries;
+mod events;
+mod paging;
+pub mod provision;
+mod sqs;
+mod subscriptions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api_keys::DynamoApiKeyStore;
+pub use deliveries::DynamoDeliveryLog;
+pub use events::DynamoEventStore;
+pub use sqs::SqsQueue;
+pub use subscriptions::DynamoSubscriptionStore;
+
+use app::{Error, Result, Stores};
+
+/// The names of every AWS resource, as the SAM template hands them to the functions.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub events_queue_url: String,
+    pub deliveries_queue_url: String,
+    pub deliveries_dlq_url: String,
+    pub subscriptions_table: String,
+    pub events_table: String,
+    pub deliveries_table: String,
+    pub api_keys_table: String,
+    /// How long events and deliveries are kept (DynamoDB TTL).
+    pub retention: Duration,
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name).map_err(|_| Error::Config(format!("{name} is not set")))
+}
+
+impl Resources {
+    pub fn from_env() -> Result<Self> {
+        let days: u64 = std::env::var("EVENT_RETENTION_DAYS")
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(30);
+        Ok(Resources {
+            events_queue_url: env("EVENTS_QUEUE_URL")?,
+            deliveries_queue_url: env("DELIVERIES_QUEUE_URL")?,
+            deliveries_dlq_url: env("DELIVERIES_DLQ_URL")?,
+            subscriptions_table: env("SUBSCRIPTIONS_TABLE")?,
+            events_table: env("EVENTS_TABLE")?,
+            deliveries_table: env("DELIVERIES_TABLE")?,
+            api_keys_table: env("API_KEYS_TABLE")?,
+            retention: Duration::from_secs(days * 86_400),
+        })
+    }
+}
+
+/// SDK clients, built once per process and shared (they hold the connection pools).
+#[derive(Clone)]
+pub struct Clients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Clients {
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_from_env().await;
+        Clients {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        }
+    }
+}
+
+/// Turns an SDK failure into a retryable storage or queue error, with its service message.
+pub(crate) fn storage_error<E: std::error::Error>(err: E) -> Error {
+    Error::Storage(error_chain(&err))
+}
+
+pub(crate) fn queue_error<E: std::error::Error>(err: E) -> Error {
+    Error::Queue(error_chain(&err))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Every store and queue on AWS.
+pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
+    let ddb = &clients.dynamodb;
+    let queue = |url: &str| Arc::new(SqsQueue::new(clients.sqs.clone(), url));
+    Stores {
+        subscriptions: Arc::new(DynamoSubscriptionStore::new(
+            ddb.clone(),
+            &resources.subscriptions_table,
+        )),
+        events: Arc::new(DynamoEventStore::new(
+            ddb.clone(),
+            &resources.events_table,
+            resources.retention,
+        )),
+        deliveries: Arc::new(DynamoDeliveryLog::new(
+            ddb.clone(),
+            &resources.deliveries_table,
+            resources.retention,
+        )),
+        api_keys: Arc::new(DynamoApiKeyStore::new(
+            ddb.clone(),
+            &resources.api_keys_table,
+        )),
+        events_queue: queue(&resources.events_queue_url),
+        deliveries_queue: queue(&resources.deliveries_queue_url),
+        dead_letter_queue: queue(&resources.deliveries_dlq_url),
+    }
+}
+
+/// What a Lambda function opens once at init: the clients, and the stores named by its
+/// environment.
+pub async fn stores_from_env() -> Result<Stores> {
+    let resources = Resources::from_env()?;
+    let clients = Clients::from_env().await;
+    Ok(stores(&clients, &resources))
+}

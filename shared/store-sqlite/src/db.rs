@@ -1,0 +1,362 @@
+//! The one connection, owned by a writer thread that commits in groups.
+//!
+//! Every call is a job sent to that thread. The thread takes whatever jobs are waiting,
+//! runs each inside its own savepoint (a failing job is rolled back alone), and commits
+//! them together: one commit, one pass of WAL writes, for many concurrent batches. A job's
+//! result is handed back only after its group is committed, so "Ok" still means durable.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::DbResult;
+use app::{Error, Result};
+
+/// Jobs per commit at most: bounds how long one job waits behind others.
+const MAX_GROUP: usize = 64;
+/// Prepared statements kept: the adapters use a few dozen distinct texts (`IN` lists of
+/// 1 to 10 values among them); the default of 16 would re-prepare them over and over.
+const STATEMENT_CACHE: usize = 256;
+
+/// What a job leaves to do once its group's commit succeeded or failed (and why).
+type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// Runs the call on the connection, or, given none (the group could not begin), fails it
+/// without running it.
+type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Completion + Send>;
+
+/// A shared handle on the database.
+#[derive(Clone)]
+pub struct Db {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file, owner-only. Checkpoints run on a
+    /// connection and thread of their own, so the writer never waits for one.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open = || -> DbResult<Self> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            Self::start(conn, Some(Checkpointer::start(path)?))
+        };
+        let db = open()?;
+        super::restrict_to_owner(path);
+        Ok(db)
+    }
+
+    /// A private database in memory, for tests.
+    pub fn in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(Self::start(conn, None)?)
+    }
+
+    fn start(conn: Connection, checkpointer: Option<Checkpointer>) -> DbResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        // Each call's savepoint journals the pages it changes, to undo it alone: in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // 16 MiB of pages (the default is 2): the hot index pages stay in memory instead
+        // of being read back from the file on every batch.
+        conn.pragma_update(None, "cache_size", -16_384)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(super::SCHEMA)?;
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_in_groups(conn, queue, checkpointer))
+            .map_err(|e| Error::Storage(format!("cannot start the database thread: {e}")))?;
+        Ok(Db { jobs })
+    }
+
+    /// Runs `f` with the connection, in a transaction of its own or within a group; the
+    /// answer comes once its writes are committed. An `Err` from `f` undoes its writes.
+    pub async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> DbResult<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => in_savepoint(conn, f),
+                None => Err(Error::Storage("could not begin a transaction".into()).into()),
+            };
+            Box::new(move |committed: std::result::Result<(), String>| {
+                let _ = reply.send(
+                    committed
+                        .map_err(Error::Storage)
+                        .and(outcome.map_err(Error::from)),
+                );
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Storage("the database thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Storage("the database thread dropped a call".into()))?
+    }
+}
+
+fn in_savepoint<R>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> DbResult<R>,
+) -> DbResult<R> {
+    run_cached(conn, "SAVEPOINT job")?;
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|panic| {
+        Err(Error::Storage(format!("database call panicked: {}", describe(&panic))).into())
+    });
+    let undo = |conn: &Connection| {
+        run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job"))
+    };
+    match outcome {
+        Ok(_) => match run_cached(conn, "RELEASE job") {
+            Ok(()) => outcome,
+            // Left open, the savepoint's writes would be committed with the group.
+            Err(e) => undo(conn).and(Err(e)).map_err(Into::into),
+        },
+        Err(_) => undo(conn).map_err(Into::into).and(outcome),
+    }
+}
+
+fn describe(panic: &Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn write_in_groups(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Job>,
+    checkpointer: Option<Checkpointer>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if !conn.is_autocommit() {
+            // Something left a transaction open: it must not swallow this group's writes.
+            let _ = run_cached(&conn, "ROLLBACK");
+        }
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "could not begin a transaction; failing {} calls", group.len());
+            for job in group {
+                job(None)(Err(format!("could not begin a transaction: {e}")));
+            }
+            continue;
+        }
+        let mut ended_early = false;
+        let mut completions = Vec::with_capacity(group.len());
+        for job in group {
+            completions.push(job(Some(&mut conn)));
+            if conn.is_autocommit() {
+                // A call committed or rolled back the group's transaction itself: what was
+                // saved is unknown, so every call of the group is told it failed (they are
+                // all safe to retry), and the rest run in a new transaction.
+                ended_early = true;
+                let _ = run_cached(&conn, "BEGIN IMMEDIATE");
+            }
+        }
+        let committed = match run_cached(&conn, "COMMIT") {
+            Ok(()) if ended_early => Err("a call ended its group's transaction".to_string()),
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = run_cached(&conn, "ROLLBACK");
+                Err(format!("commit failed: {e}"))
+            }
+        };
+        for complete in completions {
+            complete(committed.clone());
+        }
+        if let Some(c) = &checkpointer {
+            c.committed();
+        }
+    }
+}
+
+/// Commits between checkpoints. WAL mode syncs to disk only at a checkpoint; fewer, larger
+/// ones cost far less (measured in BENCHMARKS.md) and still bound the WAL to tens of MB.
+const COMMITS_PER_CHECKPOINT: u32 = 1_000;
+/// Under sustained writes a passive checkpoint may never catch up with the writer, and the
+/// WAL would only grow; past this many frames (~80 MB) one checkpoint makes the writer wait.
+const MAX_WAL_FRAMES: i64 = 20_000;
+/// A quiet database is checkpointed this long after its last commit.
+const IDLE_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Copies the WAL into the database file on its own connection and thread: a passive
+/// checkpoint never blocks the writer, and its fsyncs happen beside it, not in its way.
+struct Checkpointer {
+    commits: mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> DbResult<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        let (commits, signals) = mpsc::sync_channel(1024);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_when_due(conn, signals))
+            .map_err(|e| Error::Storage(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { commits })
+    }
+
+    fn committed(&self) {
+        // A full channel means a checkpoint is already due; nothing is lost by dropping.
+        let _ = self.commits.try_send(());
+    }
+}
+
+fn checkpoint_when_due(conn: Connection, commits: mpsc::Receiver<()>) {
+    let mut pending = 0u32;
+    loop {
+        match commits.recv_timeout(IDLE_CHECKPOINT) {
+            Ok(()) => pending += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) if pending > 0 => pending = COMMITS_PER_CHECKPOINT,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            // The writer is gone: one last checkpoint, then stop.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = checkpoint(&conn, "PASSIVE");
+                return;
+            }
+        }
+        if pending >= COMMITS_PER_CHECKPOINT {
+            pending = 0;
+            let outcome = checkpoint(&conn, "PASSIVE").and_then(|wal_frames| {
+                if wal_frames > MAX_WAL_FRAMES {
+                    checkpoint(&conn, "RESTART")?;
+                }
+                Ok(())
+            });
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "checkpoint failed; the next one will catch up");
+            }
+        }
+    }
+}
+
+/// Runs a checkpoint; says how many frames the WAL held.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn count(db: &Db) -> i64 {
+        db.call(|c| Ok(c.query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    fn insert(c: &mut Connection, key: &str) -> crate::DbResult<()> {
+        c.execute(
+            "INSERT INTO api_keys (key_hash, id, account_id, created_at) VALUES (?1, ?1, 'a', 0)",
+            [key],
+        )?;
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_or_panicking_call_is_undone_alone_within_its_group() {
+        let db = Db::in_memory().unwrap();
+        // The first call holds the writer, so the next 60 queue up and run as one group.
+        let holder = db.clone();
+        let held = tokio::spawn(async move {
+            holder
+                .call(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let calls: Vec<_> = (0..60)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.call(move |c| {
+                        insert(c, &format!("k{i}"))?;
+                        match i % 3 {
+                            0 => Ok(()),
+                            1 => Err(Error::Storage("refused".into()).into()),
+                            _ => panic!("a bug in a call"),
+                        }
+                    })
+                    .await
+                })
+            })
+            .collect();
+        held.await.unwrap().unwrap();
+        let mut outcomes = Vec::new();
+        for c in calls {
+            outcomes.push(c.await.unwrap());
+        }
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 20);
+        assert!(outcomes[2]
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("panicked")));
+        // Only the successful calls' writes are kept, and the thread lives on.
+        assert_eq!(count(&db).await, 20);
+        db.call(|c| insert(c, "after")).await.unwrap();
+        assert_eq!(count(&db).await, 21);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_ends_the_group_transaction_is_not_told_it_succeeded() {
+        let db = Db::in_memory().unwrap();
+        let outcome = db
+            .call(|c| {
+                insert(c, "k")?;
+                c.execute_batch("RELEASE job; COMMIT")?;
+                Ok(())
+            })
+            .await;
+        assert!(outcome.is_err(), "{outcome:?}");
+        // The writer carries on in a transaction of its own.
+        db.call(|c| insert(c, "after")).await.unwrap();
+        assert!(count(&db).await >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn committed_calls_are_on_disk_and_the_wal_is_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        for i in 0..(COMMITS_PER_CHECKPOINT + 10) {
+            db.call(move |c| insert(c, &format!("k{i:0>200}")))
+                .await
+                .unwrap();
+        }
+        // A second connection sees every committed row.
+        let other = Connection::open(&path).unwrap();
+        let rows: i64 = other
+            .query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, (COMMITS_PER_CHECKPOINT + 10) as i64);
+        // The checkpointer copied the WAL into the database file meanwhile (the writer
+        // never checkpoints, and nothing else here does).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < 200 * 1024 {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,333 @@
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{decode_cursor, from_json, page, placeholders, to_json, Db};
+use app::ports::DeliveryLog;
+use app::ports::Page;
+use app::{Error, Result};
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::stats::DeliveryStats;
+
+pub struct SqliteDeliveryLog {
+    db: Db,
+}
+
+impl SqliteDeliveryLog {
+    pub fn new(db: Db) -> Self {
+        SqliteDeliveryLog { db }
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, account_id, subscription_id, event_id, event_type, status,
+    attempt_count, created_at, updated_at, next_attempt_at, last_error, last_latency_ms";
+
+fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    let status: String = r.get(5)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        subscription_id: r.get(2)?,
+        event_id: r.get(3)?,
+        event_type: r.get(4)?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("unknown delivery status {status}").into(),
+            )
+        })?,
+        attempt_count: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        next_attempt_at: r.get(9)?,
+        last_error: r.get(10)?,
+        last_latency_ms: r.get(11)?,
+    })
+}
+
+#[async_trait]
+impl DeliveryLog for SqliteDeliveryLog {
+    async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
+        let deliveries = deliveries.to_vec();
+        self.db
+            .call(move |c| {
+                let tx = c.savepoint()?;
+                let mut created = Vec::with_capacity(deliveries.len());
+                {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "INSERT INTO deliveries ({DELIVERY_COLUMNS})
+                         VALUES ({}) ON CONFLICT DO NOTHING",
+                        placeholders(12)
+                    ))?;
+                    for d in &deliveries {
+                        let n = stmt.execute(params![
+                            d.id,
+                            d.account_id,
+                            d.subscription_id,
+                            d.event_id,
+                            d.event_type,
+                            d.status.as_str(),
+                            d.attempt_count,
+                            d.created_at,
+                            d.updated_at,
+                            d.next_attempt_at,
+                            d.last_error,
+                            d.last_latency_ms
+                        ])?;
+                        created.push(n == 1);
+                    }
+                }
+                tx.commit()?;
+                Ok(created)
+            })
+            .await
+    }
+
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let rows = updates
+            .iter()
+            .map(|u| {
+                let headers = u
+                    .attempt
+                    .as_ref()
+                    .map(|a| to_json(&a.request_headers))
+                    .transpose()?;
+                Ok((u.clone(), headers))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.db
+            .call(move |c| {
+                let tx = c.savepoint()?;
+                {
+                    let mut update = tx.prepare_cached(
+                        // ?9: the outcome applies only while the delivery is pending (see
+                        // `DeliveryUpdate::applies_only_while_pending`); otherwise only its
+                        // attempt is counted.
+                        "UPDATE deliveries SET
+                         status = CASE WHEN ?9 AND status <> 'pending' THEN status ELSE ?3 END,
+                         next_attempt_at = CASE WHEN ?9 AND status <> 'pending'
+                           THEN next_attempt_at ELSE ?6 END,
+                         last_error = CASE WHEN ?9 AND status <> 'pending'
+                           THEN last_error ELSE ?7 END,
+                         attempt_count = attempt_count + ?4, updated_at = ?5,
+                         last_latency_ms = COALESCE(?8, last_latency_ms)
+                         WHERE id = ?1 AND account_id = ?2 RETURNING attempt_count",
+                    )?;
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO attempts (delivery_id, attempt, at, url, request_headers,
+                         status_code, latency_ms, response_body, error)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?;
+                    for (u, headers) in rows {
+                        let attempt_count: Option<u32> = update
+                            .query_row(
+                                params![
+                                    u.delivery_id,
+                                    u.account_id,
+                                    u.status.as_str(),
+                                    u.attempt.is_some() as i64,
+                                    u.at,
+                                    u.next_attempt_at,
+                                    u.error,
+                                    u.attempt.as_ref().map(|a| a.latency_ms as i64),
+                                    u.applies_only_while_pending()
+                                ],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        let Some(number) = attempt_count else {
+                            return Err(Error::NotFound.into());
+                        };
+                        if let Some(a) = &u.attempt {
+                            insert.execute(params![
+                                u.delivery_id,
+                                number,
+                                a.at,
+                                a.url,
+                                headers,
+                                a.status_code,
+                                a.latency_ms as i64,
+                                a.response_body,
+                                a.error
+                            ])?;
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+        let (account, id) = (account_id.to_string(), id.to_string());
+        self.db
+            .call(move |c| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND account_id = ?2"
+                ))?
+                .query_row(params![id, account], delivery_from_row)
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+        let (account, id) = (account_id.to_string(), id.to_string());
+        let rows = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(
+                        "SELECT a.attempt, a.at, a.url, a.request_headers, a.status_code,
+                         a.latency_ms, a.response_body, a.error
+                         FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                         WHERE a.delivery_id = ?1 AND d.account_id = ?2 ORDER BY a.attempt",
+                    )?
+                    .query_map(params![id, account], |r| {
+                        Ok((
+                            r.get::<_, u32>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Option<u16>>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(
+                |(attempt, at, url, headers, status_code, latency, body, error)| {
+                    Ok(Attempt {
+                        attempt,
+                        at,
+                        url,
+                        request_headers: from_json(&headers)?,
+                        status_code,
+                        latency_ms: latency as u64,
+                        response_body: body,
+                        error,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+        let (account, event) = (account_id.to_string(), event_id.to_string());
+        self.db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE account_id = ?1 AND event_id = ?2 ORDER BY created_at, id"
+                    ))?
+                    .query_map(params![account, event], delivery_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn list_for_subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (before_at, before_id) = decode_cursor(cursor)?;
+        let (account, sub) = (account_id.to_string(), subscription_id.to_string());
+        let status = status.map(|s| s.as_str());
+        let rows = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE account_id = ?1 AND subscription_id = ?2
+                         AND (?3 IS NULL OR status = ?3)
+                         AND (created_at < ?4 OR (created_at = ?4 AND id < ?5))
+                         ORDER BY created_at DESC, id DESC LIMIT ?6"
+                    ))?
+                    .query_map(
+                        params![account, sub, status, before_at, before_id, limit as i64 + 1],
+                        delivery_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(page(rows, limit, |d| (d.created_at, d.id.as_str())))
+    }
+
+    async fn list_dead(
+        &self,
+        account_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (before_at, before_id) = decode_cursor(cursor)?;
+        let account = account_id.to_string();
+        let rows = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    // `status = 'dead'` written out, so the planner uses the partial index.
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE account_id = ?1 AND status = 'dead'
+                         AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3))
+                         ORDER BY updated_at DESC, id DESC LIMIT ?4"
+                    ))?
+                    .query_map(
+                        params![account, before_at, before_id, limit as i64 + 1],
+                        delivery_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(page(rows, limit, |d| (d.updated_at, d.id.as_str())))
+    }
+
+    async fn stats(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since_ms: i64,
+    ) -> Result<DeliveryStats> {
+        let (account, sub) = (account_id.to_string(), subscription_id.to_string());
+        let rows: Vec<(String, Option<i64>)> = self
+            .db
+            .call(move |c| {
+                let rows = c
+                    .prepare_cached(
+                        "SELECT status, last_latency_ms FROM deliveries
+                         WHERE account_id = ?1 AND subscription_id = ?2 AND created_at >= ?3",
+                    )?
+                    .query_map(params![account, sub, since_ms], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut stats = DeliveryStats::default();
+        for (status, latency) in rows {
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+            stats.add(status, latency.map(|l| l as u64));
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,190 @@
+//! The embedded default: every port on one SQLite database in WAL mode.
+//!
+//! WAL with `synchronous=NORMAL` keeps every committed transaction across a crash of the
+//! process (the case the local runner must survive); only a power loss may drop the last
+//! few. One connection on its own thread serialises writers, which SQLite does anyway, and
+//! commits concurrent calls together (see `db`).
+
+mod api_keys;
+mod db;
+mod deliveries;
+mod events;
+mod queue;
+mod subscriptions;
+
+use std::path::Path;
+
+pub use api_keys::SqliteApiKeyStore;
+pub use db::Db;
+pub use deliveries::SqliteDeliveryLog;
+pub use events::SqliteEventStore;
+pub use queue::{Redrive, SqliteQueue};
+pub use subscriptions::SqliteSubscriptionStore;
+
+use app::{Error, Result};
+
+/// A failure inside a database call: SQLite's own, or a port error the call raised. A
+/// call's closure returns it so that `?` works on both; `Db::call` hands the port error on.
+#[derive(Debug)]
+pub enum DbError {
+    Sqlite(rusqlite::Error),
+    Port(Error),
+}
+
+pub type DbResult<T> = std::result::Result<T, DbError>;
+
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> Self {
+        DbError::Sqlite(err)
+    }
+}
+
+impl From<Error> for DbError {
+    fn from(err: Error) -> Self {
+        DbError::Port(err)
+    }
+}
+
+impl From<DbError> for Error {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Sqlite(e) => Error::Storage(e.to_string()),
+            DbError::Port(e) => e,
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS queue_messages (
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,
+    parked INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (account_id, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS events (
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    enqueued INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (account_id, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_time ON events (account_id, received_at, id);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    last_error TEXT,
+    last_latency_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (account_id, event_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_subscription
+    ON deliveries (account_id, subscription_id, created_at, id);
+-- Only dead deliveries are listed by status (the dead letters): a partial index keeps every
+-- other status change from touching it.
+DROP INDEX IF EXISTS deliveries_by_status;
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (account_id, updated_at, id)
+    WHERE status = 'dead';
+
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    request_headers TEXT NOT NULL,
+    status_code INTEGER,
+    latency_ms INTEGER NOT NULL,
+    response_body TEXT,
+    error TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_: &Path) {}
+
+/// `?, ?, ...` for an `IN` list of `n` values.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Storage(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Storage(format!("corrupt record: {e}")))
+}
+
+/// Listings are ordered by (time, id), newest first; a cursor is the last row's pair.
+fn encode_cursor(at: i64, id: &str) -> String {
+    format!("{at}.{id}")
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<(i64, String)> {
+    match cursor {
+        None => Ok((i64::MAX, String::new())),
+        Some(c) => c
+            .split_once('.')
+            .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
+            .ok_or(Error::InvalidCursor),
+    }
+}
+
+/// The page of `rows` (fetched with one extra to see whether more follow).
+fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, &str)) -> app::ports::Page<T> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = more
+        .then(|| {
+            rows.last().map(|r| {
+                let (at, id) = key(r);
+                encode_cursor(at, id)
+            })
+        })
+        .flatten();
+    app::ports::Page {
+        items: rows,
+        next_cursor,
+    }
+}
