@@ -1,5 +1,5 @@
 //! The delivery client: reqwest over rustls with a keep-alive pool, the SSRF guard as its
-//! resolver, no redirects, and response bodies read only up to a cap.
+//! resolver, no proxy, no redirects, and response bodies read only up to a cap.
 
 use std::error::Error as _;
 use std::net::IpAddr;
@@ -31,6 +31,11 @@ impl ReqwestSender {
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .use_rustls_tls()
+            // No proxy, whatever HTTP_PROXY, HTTPS_PROXY or ALL_PROXY say: a proxy would
+            // resolve the customer's host itself, so the guard below would never see the
+            // addresses and the proxy would connect wherever the name points, our own
+            // network included.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
