@@ -65,8 +65,14 @@ impl Event {
     }
 }
 
+/// An RFC 3339 date-time, in UTC. `None` also for a time that exists only in its own
+/// offset: `0000-01-01T00:00:00+00:01` is in year -1 in UTC, and `9999-12-31T23:59:59-00:01`
+/// in year 10000, neither of which RFC 3339 can write.
 pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
+    let utc = OffsetDateTime::parse(s, &Rfc3339)
+        .ok()?
+        .checked_to_offset(time::UtcOffset::UTC)?;
+    (0..=9999).contains(&utc.year()).then_some(utc)
 }
 
 pub fn format_rfc3339_ms(ms: i64) -> String {
@@ -112,11 +118,8 @@ pub fn accept(
         );
     }
     let occurred_at = match &incoming.occurred_at {
-        Some(s) => match parse_rfc3339(s) {
-            Some(t) => t
-                .to_offset(time::UtcOffset::UTC)
-                .format(&Rfc3339)
-                .expect("formats"),
+        Some(s) => match parse_rfc3339(s).and_then(|t| t.format(&Rfc3339).ok()) {
+            Some(t) => t,
             None => {
                 bad("/occurred_at", "must be an RFC 3339 date-time");
                 String::new()
@@ -197,6 +200,30 @@ mod tests {
         assert!(pointers.contains(&"/occurred_at"));
         assert!(pointers.contains(&"/data/call_id"));
         assert!(pointers.contains(&"/data/agent_id"));
+    }
+
+    #[test]
+    fn a_time_outside_the_calendar_in_utc_is_refused_not_a_panic() {
+        for occurred_at in [
+            "0000-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-00:01",
+            "0000-01-01T00:00:00+23:59",
+        ] {
+            let errs = accept(
+                incoming(json!({"type": "webhook.test", "account_id": "a",
+                    "occurred_at": occurred_at,
+                    "data": catalog::find("webhook.test").unwrap().example.clone()})),
+                0,
+                || "evt_1".into(),
+            )
+            .unwrap_err();
+            assert_eq!(errs.len(), 1, "{occurred_at}: {errs:?}");
+            assert_eq!(errs[0].pointer, "/occurred_at");
+        }
+        // The edges themselves are fine.
+        for ok in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            assert!(parse_rfc3339(ok).is_some(), "{ok}");
+        }
     }
 
     #[test]

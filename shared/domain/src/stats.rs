@@ -45,7 +45,8 @@ impl DeliveryStats {
 
 /// Parses a window like `90m`, `24h` or `7d` (at most 30 days).
 pub fn parse_window(s: &str) -> Option<Duration> {
-    let split = s.len().checked_sub(1)?;
+    // Split before the last character, not the last byte: `€` is three bytes.
+    let (split, _) = s.char_indices().next_back()?;
     let (number, unit) = s.split_at(split);
     let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
     let secs = match unit {
@@ -60,6 +61,13 @@ pub fn parse_window(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multibyte_window_is_refused_not_a_panic() {
+        for window in ["€", "1€", "€h", "7д", ""] {
+            assert_eq!(parse_window(window), None, "{window}");
+        }
+    }
 
     #[test]
     fn windows_parse_within_thirty_days() {
