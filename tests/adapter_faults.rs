@@ -102,9 +102,20 @@ impl DeliveryLog for FaultyLog {
         self.faults.check("deliveries.create")?;
         self.inner.create_batch(deliveries).await
     }
-    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>> {
         self.faults.check("deliveries.record")?;
         self.inner.record(updates).await
+    }
+    async fn move_status(
+        &self,
+        account_id: &str,
+        id: &str,
+        from: (DeliveryStatus, u32),
+        to: DeliveryStatus,
+        at: i64,
+    ) -> Result<bool> {
+        self.faults.check("deliveries.move_status")?;
+        self.inner.move_status(account_id, id, from, to, at).await
     }
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
         self.inner.get(account_id, id).await
@@ -532,4 +543,82 @@ async fn ingest_answers_503_when_a_dependency_fails_and_a_retry_loses_nothing() 
         .map(|e| delivery_id("acct_i", e, &sub.id))
         .collect();
     assert_eq!(ids, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_message_is_set_aside_at_once_and_never_lost() {
+    let faults = Faults::default();
+    let s = services(&faults);
+    let unreadable = |body: &str| OutgoingMessage {
+        id: "0".into(),
+        body: body.into(),
+        delay: Duration::ZERO,
+    };
+    s.deliveries_queue
+        .send_batch(vec![unreadable("not json")])
+        .await
+        .unwrap();
+    s.events_queue
+        .send_batch(vec![unreadable(r#"{"id": 5}"#)])
+        .await
+        .unwrap();
+
+    // The dead-letter queue refuses it: the message is reported failed and comes back.
+    faults.fail("dlq.send");
+    let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
+        handle_deliveries(&s, e)
+    })
+    .await;
+    assert_eq!(
+        (n, failed.len()),
+        (1, 1),
+        "lost when it could not be set aside"
+    );
+    faults.heal();
+
+    // Then it is moved once, with what it said and why, and acknowledged.
+    let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
+        handle_deliveries(&s, e)
+    })
+    .await;
+    assert_eq!(
+        (n, failed.len()),
+        (1, 0),
+        "an unreadable message was retried"
+    );
+    let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+    assert_eq!((n, failed.len()), (1, 0), "an unreadable event was retried");
+
+    let set_aside = s
+        .dead_letter_queue
+        .receive(10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let mut found: Vec<(String, String)> = set_aside
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(&m.body).unwrap();
+            let u = &v["unprocessable"];
+            assert!(u["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+            (
+                u["queue"].as_str().unwrap().to_string(),
+                u["body"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("deliveries".to_string(), "not json".to_string()),
+            ("events".to_string(), r#"{"id": 5}"#.to_string()),
+        ]
+    );
+    for queue in [&s.deliveries_queue, &s.events_queue] {
+        let left = queue
+            .receive(10, Duration::from_millis(1500))
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "still queued: {left:?}");
+    }
 }

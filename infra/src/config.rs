@@ -48,8 +48,29 @@ pub struct Config {
     )]
     pub auto_disable_after_seconds: u64,
     /// Concurrent batches taken from the deliveries queue.
-    #[arg(long, env = "WEBHOOKS_DELIVER_CONCURRENCY", default_value_t = 32)]
-    pub deliver_concurrency: usize,
+    #[arg(
+        long,
+        env = "WEBHOOKS_DELIVER_CONCURRENCY",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub deliver_concurrency: u64,
+    /// Deliveries of one batch sent at once (the deliver function reads the same variable).
+    #[arg(
+        long,
+        env = "WEBHOOKS_SEND_CONCURRENCY",
+        default_value_t = app::services::DEFAULT_SEND_CONCURRENCY as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub send_concurrency: u64,
+    /// Attempts to one endpoint in flight at once; the rest wait without spending an attempt.
+    #[arg(
+        long,
+        env = "WEBHOOKS_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
+        default_value_t = app::services::DEFAULT_MAX_IN_FLIGHT as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_in_flight_per_subscription: u64,
 }
 
 impl Config {

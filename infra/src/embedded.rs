@@ -2,27 +2,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use app::ports::{Clock, SystemClock};
+use app::topology::{self, QueueSpec};
 use app::{Result, Services, Settings, Stores};
-use domain::subscription::MAX_ATTEMPTS_LIMIT;
 use store_sqlite::{
     Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
     SqliteSubscriptionStore,
 };
 
-pub const EVENTS_QUEUE: &str = "events";
-pub const DELIVERIES_QUEUE: &str = "deliveries";
-pub const EVENTS_DLQ: &str = "events-dlq";
-pub const DELIVERIES_DLQ: &str = "deliveries-dlq";
-
-/// Longer than any batch can take: the slowest endpoint's 30 s timeout, plus logging.
-const DELIVERIES_VISIBILITY: Duration = Duration::from_secs(120);
-const EVENTS_VISIBILITY: Duration = Duration::from_secs(60);
-/// The redrive safety net sits above the largest attempt budget.
-const DELIVERIES_MAX_RECEIVES: u32 = MAX_ATTEMPTS_LIMIT + 5;
-const EVENTS_MAX_RECEIVES: u32 = 10;
+pub const EVENTS_QUEUE: &str = topology::EVENTS.name;
+pub const DELIVERIES_QUEUE: &str = topology::DELIVERIES.name;
 
 pub struct Embedded {
     pub services: Services,
@@ -33,29 +23,23 @@ pub struct Embedded {
 pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
     let db = Db::open(&data_dir.join("webhooks.db"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let queue = |name: &str, visibility, redrive: Option<(&str, u32)>| {
+    let queue = |spec: QueueSpec| {
         Arc::new(SqliteQueue::new(
             db.clone(),
-            name,
-            visibility,
-            redrive.map(|(dlq, max)| Redrive {
-                dead_letter_queue: dlq.to_string(),
-                max_receive_count: max,
-            }),
+            spec.name,
+            spec.visibility,
+            spec.dead_letter
+                .zip(spec.max_receives)
+                .map(|(dlq, max)| Redrive {
+                    dead_letter_queue: dlq.to_string(),
+                    max_receive_count: max,
+                }),
             clock.clone(),
         ))
     };
-    let events_queue = queue(
-        EVENTS_QUEUE,
-        EVENTS_VISIBILITY,
-        Some((EVENTS_DLQ, EVENTS_MAX_RECEIVES)),
-    );
-    let deliveries_queue = queue(
-        DELIVERIES_QUEUE,
-        DELIVERIES_VISIBILITY,
-        Some((DELIVERIES_DLQ, DELIVERIES_MAX_RECEIVES)),
-    );
-    let dead_letter_queue = queue(DELIVERIES_DLQ, DELIVERIES_VISIBILITY, None);
+    let events_queue = queue(topology::EVENTS);
+    let deliveries_queue = queue(topology::DELIVERIES);
+    let dead_letter_queue = queue(topology::DELIVERIES_DLQ);
     let stores = Stores {
         subscriptions: Arc::new(SqliteSubscriptionStore::new(db.clone())),
         events: Arc::new(SqliteEventStore::new(db.clone())),

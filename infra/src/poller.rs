@@ -9,8 +9,18 @@ use std::time::Duration;
 
 use app::ports::{Queue, QueueMessage};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use domain::backoff::Backoff;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// A queue that fails to answer is asked again after 100 ms, doubling up to 5 s while it
+/// keeps failing; the first answer resets it.
+const RECEIVE_BACKOFF: Backoff = Backoff::new(
+    Duration::from_millis(100),
+    2,
+    Duration::from_secs(5),
+    u32::MAX,
+);
 
 #[derive(Debug, Clone, Copy)]
 pub struct PollerConfig {
@@ -75,17 +85,24 @@ where
         .map(|_| {
             let (queue, handler, mut stop) = (queue.clone(), handler.clone(), stop.clone());
             tokio::spawn(async move {
+                let mut receive_failures = RECEIVE_BACKOFF;
                 while !*stop.borrow() {
                     let received = tokio::select! {
                         r = queue.receive(config.batch_size, Duration::from_secs(20)) => r,
                         _ = stop.changed() => break,
                     };
                     let messages = match received {
-                        Ok(m) if m.is_empty() => continue,
-                        Ok(m) => m,
+                        Ok(m) => {
+                            receive_failures = RECEIVE_BACKOFF;
+                            if m.is_empty() {
+                                continue;
+                            }
+                            m
+                        }
                         Err(e) => {
                             tracing::error!(queue = name, error = %e, "receive failed");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let delay = receive_failures.next().unwrap_or(Duration::from_secs(5));
+                            tokio::time::sleep(delay).await;
                             continue;
                         }
                     };

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use app::ports::SystemClock;
 use app::{handle_deliveries, handle_events};
-use app::{Services, Settings, Stores};
+use app::{topology, Services, Settings, Stores};
 use domain::api_key::hash_key;
 use domain::destination::DestinationPolicy;
 use domain::subscription::UrlPolicy;
@@ -55,8 +55,8 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
             allowed: config.allowed_cidrs.clone(),
             public: !config.only_allowed_cidrs,
         }),
-        deliver_concurrency: 10,
-        max_in_flight_per_subscription: app::services::DEFAULT_MAX_IN_FLIGHT,
+        send_concurrency: config.send_concurrency as usize,
+        max_in_flight_per_subscription: config.max_in_flight_per_subscription as usize,
         metrics_stage: None,
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
     }
@@ -105,8 +105,8 @@ impl Runner {
             EVENTS_QUEUE,
             services.events_queue.clone(),
             PollerConfig {
-                batch_size: 10,
-                concurrency: 8,
+                batch_size: topology::FANOUT.batch_size,
+                concurrency: topology::FANOUT.max_concurrency,
             },
             move |batch| {
                 let s = s.clone();
@@ -119,8 +119,9 @@ impl Runner {
             DELIVERIES_QUEUE,
             services.deliveries_queue.clone(),
             PollerConfig {
-                batch_size: 10,
-                concurrency: config.deliver_concurrency,
+                batch_size: topology::DELIVER.batch_size,
+                // On one machine, not the 50 Lambda instances of `topology::DELIVER`.
+                concurrency: config.deliver_concurrency as usize,
             },
             move |batch| {
                 let s = s.clone();

@@ -11,14 +11,16 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::health;
-use super::sqs::Record;
+use super::sqs::{set_aside, Record};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult};
 use crate::Services;
 use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::health::Observed;
 use domain::ids;
-use domain::retry::{classify_status, Failure, RetryPolicy, Verdict};
+use domain::retry::{
+    classify_status, visibility_left, Failure, RetryPolicy, Verdict, MAX_RETRY_HORIZON,
+};
 use domain::signing;
 use domain::subscription::{EndpointAuth, Subscription};
 
@@ -58,10 +60,12 @@ struct DeadLetter<'a> {
 }
 
 /// Handles one batch from the deliveries queue. The deliveries are sent concurrently (up to
-/// `deliver_concurrency`), so a slow endpoint holds up only its own. Every outcome is
+/// `send_concurrency`), so a slow endpoint holds up only its own. Every outcome is
 /// written to the log in one call before any message is acknowledged; a message whose
 /// outcome could not be logged is reported as failed and comes back.
+#[tracing::instrument(name = "deliver", skip_all, fields(messages = batch.records.len()))]
 pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
+    let received_at = services.clock.now_ms();
     let mut response = SqsBatchResponse::default();
     let mut tasks = Vec::new();
     for message in &batch.records {
@@ -71,10 +75,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         };
         match serde_json::from_str::<DeliveryTask>(record.body) {
             Ok(task) => tasks.push((record, task)),
-            Err(e) => {
-                tracing::error!(message_id = record.message_id, error = %e, "malformed delivery message");
-                response.add_failure(record.message_id);
-            }
+            Err(e) => set_aside(services, "deliveries", &record, &e, &mut response).await,
         }
     }
     if tasks.is_empty() {
@@ -116,9 +117,14 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 record.receipt_handle.to_string(),
                 record.receive_count,
             );
+            // Retries must end before the message expires from the queue.
+            let retry_until = record
+                .sent_at
+                .map(|sent| sent + MAX_RETRY_HORIZON.as_millis() as i64);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
-                let (update, next, gone) = attempt(services, sub, &task, attempt_number).await;
+                let (update, next, gone) =
+                    attempt(services, sub, &task, attempt_number, retry_until).await;
                 Handled {
                     message_id,
                     attempt_number,
@@ -133,27 +139,41 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         })
         .collect();
     let handled: Vec<Handled> = futures::stream::iter(attempts)
-        .buffer_unordered(services.settings.deliver_concurrency.max(1))
+        .buffer_unordered(services.settings.send_concurrency.max(1))
         .collect()
         .await;
 
     let updates: Vec<DeliveryUpdate> = handled.iter().filter_map(|h| h.update.clone()).collect();
-    if let Err(e) = services.deliveries.record(&updates).await {
-        tracing::warn!(error = %e, "could not log the attempts; the batch will be retried");
-        for h in &handled {
-            response.add_failure(h.message_id.clone());
+    let found = match services.deliveries.record(&updates).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not log the attempts; the batch will be retried");
+            for h in &handled {
+                response.add_failure(h.message_id.clone());
+            }
+            return response;
         }
-        return response;
+    };
+    // A delivery whose row is gone (past its retention, or never created) has nowhere to
+    // log to and nothing to retry for: its message alone is dropped, and said so.
+    let mut found = found.into_iter();
+    let mut handled = handled;
+    for h in handled.iter_mut().filter(|h| h.update.is_some()) {
+        if found.next() == Some(false) {
+            tracing::error!(
+                delivery_id = %h.task.delivery_id,
+                account_id = %h.task.account_id,
+                "the delivery is not in the log (expired or never created); its message is dropped"
+            );
+            h.next = Next::Acknowledge;
+            h.update = None;
+        }
     }
     if let Some(stage) = &services.settings.metrics_stage {
-        let metrics = metrics_of(&handled);
-        if !metrics.is_empty() {
-            // An EMF line on stdout, which Lambda sends to CloudWatch Logs.
-            println!("{}", metrics.emf(stage, services.clock.now_ms()));
-        }
+        metrics_of(&handled).publish(stage, services.clock.now_ms());
     }
     health::track(services, &subscriptions, &observed(&handled)).await;
-    settle(services, handled, &mut response).await;
+    settle(services, handled, received_at, &mut response).await;
     response
 }
 
@@ -201,7 +221,17 @@ fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
 
 /// Acts on logged outcomes: park retries, move the exhausted to the dead-letter queue,
 /// disable endpoints that are gone.
-async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBatchResponse) {
+async fn settle(
+    services: &Services,
+    handled: Vec<Handled>,
+    received_at: i64,
+    response: &mut SqsBatchResponse,
+) {
+    // The batch has held its messages since `received_at`; a retry step longer than what is
+    // left of SQS's 12 h comes back a little early and is delivered then (the jitter is
+    // ±20 % anyway), rather than being refused and coming back at the queue's default.
+    let elapsed = Duration::from_millis((services.clock.now_ms() - received_at).max(0) as u64);
+    let longest = visibility_left(elapsed);
     let mut retries = Vec::new();
     let mut dead = Vec::new();
     let mut deferred = Vec::new();
@@ -215,7 +245,7 @@ async fn settle(services: &Services, handled: Vec<Handled>, response: &mut SqsBa
                 deferred.push((h.message_id, h.receipt_handle, task, wait));
             }
             Next::RetryAfter(delay) => {
-                retries.push((h.receipt_handle, delay));
+                retries.push((h.receipt_handle, delay.min(longest)));
                 response.add_failure(h.message_id);
             }
             Next::DeadLetter => dead.push((h.message_id, h.receipt_handle, h.task)),
@@ -323,11 +353,22 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: i64) -> DeliveryUpdat
 }
 
 /// One attempt at one delivery; `attempt_number` numbers it within its attempt budget.
+#[tracing::instrument(
+    name = "attempt",
+    skip_all,
+    fields(
+        delivery_id = %task.delivery_id,
+        subscription_id = %task.subscription_id,
+        account_id = %task.account_id,
+        attempt = attempt_number,
+    )
+)]
 async fn attempt(
     services: &Services,
     sub: Option<Subscription>,
     task: &DeliveryTask,
     attempt_number: u32,
+    retry_until: Option<i64>,
 ) -> (Option<DeliveryUpdate>, Next, bool) {
     let now = services.clock.now_ms();
     let sub = match sub {
@@ -399,11 +440,15 @@ async fn attempt(
                 result.retry_after,
                 ids::random_unit(),
             ) {
-                Some(delay) => {
+                // A retry the queue would drop unseen (its message expired) is a dead letter
+                // now instead, with its history, listed and redrivable.
+                Some(delay)
+                    if retry_until.is_none_or(|until| now + delay.as_millis() as i64 <= until) =>
+                {
                     u.next_attempt_at = Some(now + delay.as_millis() as i64);
                     Next::RetryAfter(delay)
                 }
-                None => {
+                _ => {
                     u.status = DeliveryStatus::Dead;
                     Next::DeadLetter
                 }

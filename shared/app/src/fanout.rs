@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::sqs::Record;
+use super::sqs::{set_aside, Record};
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
 use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
@@ -21,6 +21,7 @@ use domain::subscription::Subscription;
 /// comes back (receive count > 1) its earlier pass may have created deliveries and died
 /// before sending them, so their never-attempted deliveries are sent again: at least once,
 /// with the same `webhook-id`.
+#[tracing::instrument(name = "fan_out", skip_all, fields(messages = batch.records.len()))]
 pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut work: Vec<(String, u32, Event)> = Vec::new();
@@ -31,11 +32,7 @@ pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResp
         };
         match serde_json::from_str::<Event>(record.body) {
             Ok(event) => work.push((record.message_id.to_string(), record.receive_count, event)),
-            Err(e) => {
-                // Left to the queue's redrive: it lands in the dead-letter queue for a human.
-                tracing::error!(message_id = record.message_id, error = %e, "malformed event message");
-                response.add_failure(record.message_id);
-            }
+            Err(e) => set_aside(services, "events", &record, &e, &mut response).await,
         }
     }
     if let Err(e) = fan_out(services, &work).await {

@@ -3,11 +3,13 @@
 //! `webhook.disabled` event to the account's subscriptions that want it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::ingest::store_and_enqueue;
 use crate::Services;
+use domain::backoff::Backoff;
 use domain::event::{format_rfc3339_ms, Event};
 use domain::health::{self, DisableCause, HealthChange, Observed};
 use domain::ids;
@@ -105,6 +107,7 @@ pub fn disabled_event(sub: &Subscription, cause: DisableCause, now: i64) -> Even
     }
 }
 
+#[tracing::instrument(skip_all, fields(subscription_id = %sub.id, account_id = %sub.account_id))]
 async fn announce(services: &Services, sub: &Subscription, cause: DisableCause) {
     tracing::warn!(
         subscription_id = %sub.id,
@@ -115,14 +118,20 @@ async fn announce(services: &Services, sub: &Subscription, cause: DisableCause) 
     );
     let event = disabled_event(sub, cause, services.clock.now_ms());
     // The disable is already written; the announcement is worth a few tries of its own.
-    let mut backoff = std::time::Duration::from_millis(50);
-    for _ in 0..4 {
+    let mut delays = Backoff::new(Duration::from_millis(50), 4, Duration::from_secs(5), 3);
+    loop {
         match store_and_enqueue(services, std::slice::from_ref(&event)).await {
             Ok(_) => return,
+            Err(e) if e.retryable() => match delays.next() {
+                Some(delay) => {
+                    tracing::warn!(subscription_id = %sub.id, error = %e, "could not announce a disabled endpoint; trying again");
+                    tokio::time::sleep(delay).await;
+                }
+                None => break,
+            },
             Err(e) => {
-                tracing::warn!(subscription_id = %sub.id, error = %e, "could not announce a disabled endpoint; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff *= 4;
+                tracing::warn!(subscription_id = %sub.id, error = %e, "could not announce a disabled endpoint");
+                break;
             }
         }
     }

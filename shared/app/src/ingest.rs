@@ -21,6 +21,7 @@ pub struct Accepted {
 /// earlier copy that never reached the queue, then marks them enqueued. If the queue fails
 /// the caller gets a 503 and may retry with the same ids: nothing is lost or doubled. The
 /// service's own operational events take the same way.
+#[tracing::instrument(name = "ingest", skip_all, fields(events = events.len()))]
 pub async fn store_and_enqueue(
     services: &Services,
     events: &[Event],

@@ -3,6 +3,7 @@
 //! domain and nothing of SQLite, AWS, axum or reqwest; the adapters and the HTTP layer
 //! depend on it, never the reverse.
 
+pub mod config;
 pub mod deliver;
 pub mod error;
 pub mod fanout;
@@ -14,8 +15,9 @@ pub mod ports;
 pub mod redrive;
 pub mod services;
 mod sqs;
+pub mod topology;
 
 pub use deliver::handle_deliveries;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use fanout::handle_events;
 pub use services::{Services, Settings, Stores};

@@ -2,6 +2,8 @@
 //! CloudWatch turns into metrics. Ids are never dimensions (unbounded cardinality costs
 //! money and says nothing an alarm can use); the only dimension is the stage.
 
+use std::io::Write;
+
 use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "Webhooks";
@@ -24,6 +26,21 @@ pub struct DeliveryMetrics {
 impl DeliveryMetrics {
     pub fn is_empty(&self) -> bool {
         *self == DeliveryMetrics::default()
+    }
+
+    /// Writes the EMF line straight to stdout, which Lambda sends to CloudWatch Logs.
+    /// Deliberately not a `tracing` event: metrics are not logs, and a log level raised to
+    /// quieten a noisy function must never silence its alarms.
+    pub fn publish(&self, stage: &str, timestamp_ms: i64) {
+        if self.is_empty() {
+            return;
+        }
+        let mut line = self.emf(stage, timestamp_ms);
+        line.push('\n');
+        // One write of the whole line, so concurrent batches never interleave inside one.
+        if let Err(e) = std::io::stdout().lock().write_all(line.as_bytes()) {
+            tracing::error!(error = %e, "could not write a metrics line");
+        }
     }
 
     /// The EMF line for `stage` at `timestamp_ms`.

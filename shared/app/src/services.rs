@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Vars;
 use crate::limiter::Limiter;
 use crate::ports::{
     ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, Queue, SubscriptionStore,
@@ -13,6 +14,8 @@ use domain::subscription::UrlPolicy;
 
 /// One batch's worth: a slow endpoint occupies at most one batch's concurrency.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10;
+/// A whole batch at once.
+pub const DEFAULT_SEND_CONCURRENCY: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,7 +25,7 @@ pub struct Settings {
     /// Where deliveries may go; checked when a subscription is saved.
     pub destinations: Arc<DestinationPolicy>,
     /// Deliveries of one batch sent at once.
-    pub deliver_concurrency: usize,
+    pub send_concurrency: usize,
     /// Attempts to one subscription in flight at once, per process.
     pub max_in_flight_per_subscription: usize,
     /// The stage named in metrics; `None` emits no metric lines (the local runner).
@@ -34,41 +37,33 @@ pub struct Settings {
 impl Settings {
     /// The settings of a Lambda function, from the variables the template sets.
     pub fn from_env() -> crate::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let platform_key_hash = var("PLATFORM_KEY_HASH")
-            .ok_or_else(|| crate::Error::Config("PLATFORM_KEY_HASH is not set".into()))?;
-        let allowed = var("WEBHOOKS_ALLOWED_CIDRS")
-            .map(|list| {
-                list.split(',')
-                    .map(|c| c.trim().parse())
-                    .collect::<Result<Vec<ipnet::IpNet>, _>>()
-            })
-            .transpose()
-            .map_err(|e| crate::Error::Config(format!("WEBHOOKS_ALLOWED_CIDRS: {e}")))?
-            .unwrap_or_default();
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// The same variables, with the same names and strictness, as the runner's flags read.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> crate::Result<Self> {
+        vars.refuse_renamed()?;
         Ok(Settings {
-            platform_key_hash,
+            platform_key_hash: vars.required("PLATFORM_KEY_HASH")?,
             url_policy: UrlPolicy {
-                allow_http: var("WEBHOOKS_ALLOW_HTTP").is_some_and(|v| v == "true"),
+                allow_http: vars.flag("WEBHOOKS_ALLOW_HTTP")?,
             },
             destinations: Arc::new(DestinationPolicy {
-                allowed,
-                public: true,
+                allowed: vars.list("WEBHOOKS_ALLOWED_CIDRS")?,
+                public: !vars.flag("WEBHOOKS_ONLY_ALLOWED_CIDRS")?,
             }),
-            deliver_concurrency: var("DELIVER_CONCURRENCY")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(10),
-            max_in_flight_per_subscription: var("MAX_IN_FLIGHT_PER_SUBSCRIPTION")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
-            metrics_stage: Some(var("STAGE").unwrap_or_else(|| "dev".into())),
-            auto_disable_after: Duration::from_secs(
-                var("AUTO_DISABLE_AFTER_SECONDS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .map_err(|e| crate::Error::Config(format!("AUTO_DISABLE_AFTER_SECONDS: {e}")))?
-                    .unwrap_or(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
-            ),
+            send_concurrency: vars
+                .positive("WEBHOOKS_SEND_CONCURRENCY", DEFAULT_SEND_CONCURRENCY as u64)?
+                as usize,
+            max_in_flight_per_subscription: vars.positive(
+                "WEBHOOKS_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
+                DEFAULT_MAX_IN_FLIGHT as u64,
+            )? as usize,
+            metrics_stage: Some(vars.get("STAGE").unwrap_or_else(|| "dev".into())),
+            auto_disable_after: Duration::from_secs(vars.positive(
+                "WEBHOOKS_AUTO_DISABLE_AFTER_SECONDS",
+                DEFAULT_AUTO_DISABLE_AFTER_SECONDS,
+            )?),
         })
     }
 }

@@ -1,6 +1,13 @@
-//! Reading what Lambda's SQS event source hands a function.
+//! Reading what Lambda's SQS event source hands a function, and setting aside what can
+//! never be processed.
 
-use aws_lambda_events::event::sqs::SqsMessage;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
+use serde::Serialize;
+
+use crate::ports::OutgoingMessage;
+use crate::Services;
 
 /// A record with the fields every handler needs, or `None` for a record without them.
 pub(crate) struct Record<'a> {
@@ -8,6 +15,8 @@ pub(crate) struct Record<'a> {
     pub receipt_handle: &'a str,
     pub body: &'a str,
     pub receive_count: u32,
+    /// When the message was sent (ms since the epoch): its retention counts from then.
+    pub sent_at: Option<i64>,
 }
 
 impl<'a> Record<'a> {
@@ -21,6 +30,63 @@ impl<'a> Record<'a> {
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1),
+            sent_at: m
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|t| t.parse().ok()),
         })
+    }
+}
+
+/// What the dead-letter queue receives for a message no handler can read: the message as
+/// it came and why it was refused, for a human to look at. Beside the dead deliveries, it
+/// is told apart by its single `unprocessable` field.
+#[derive(Debug, Serialize)]
+struct Unprocessable<'a> {
+    unprocessable: UnprocessableMessage<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct UnprocessableMessage<'a> {
+    queue: &'a str,
+    message_id: &'a str,
+    body: &'a str,
+    error: String,
+    set_aside_at: i64,
+}
+
+/// A message that cannot be decoded is a permanent failure: received again it fails the
+/// same way, so it is moved to the dead-letter queue at once and acknowledged, rather than
+/// coming back until the queue's own redrive gives up on it (35 receives of the deliveries
+/// queue, hours later). If the move fails the message is reported as failed and comes back.
+pub(crate) async fn set_aside(
+    services: &Services,
+    queue: &str,
+    record: &Record<'_>,
+    error: &serde_json::Error,
+    response: &mut SqsBatchResponse,
+) {
+    tracing::error!(queue, message_id = record.message_id, error = %error, "unreadable message set aside in the dead-letter queue");
+    let body = serde_json::to_string(&Unprocessable {
+        unprocessable: UnprocessableMessage {
+            queue,
+            message_id: record.message_id,
+            body: record.body,
+            error: error.to_string(),
+            set_aside_at: services.clock.now_ms(),
+        },
+    })
+    .expect("a set-aside message serialises");
+    let moved = services
+        .dead_letter_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body,
+            delay: Duration::ZERO,
+        }])
+        .await;
+    if let Err(e) = moved {
+        tracing::warn!(queue, message_id = record.message_id, error = %e, "could not set aside an unreadable message; it will come back");
+        response.add_failure(record.message_id);
     }
 }

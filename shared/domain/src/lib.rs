@@ -1,6 +1,7 @@
 //! The pure domain: no I/O, no clocks, no randomness that the caller does not pass in.
 
 pub mod api_key;
+pub mod backoff;
 pub mod catalog;
 pub mod delivery;
 pub mod destination;

@@ -11,6 +11,24 @@ pub const DEFAULT_SCHEDULE: [u32; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000]
 const OVERLOAD_FLOOR_SECS: u64 = 60;
 const JITTER: f64 = 0.2;
 
+/// The queues keep a message 14 days (SQS's longest retention); a message that expires is
+/// dropped without reaching any dead-letter queue. A delivery's retries must end before,
+/// with a day to spare for deferrals and slow batches.
+pub const MAX_RETRY_HORIZON: Duration = Duration::from_secs(13 * 86_400);
+/// SQS hides a received message for at most 12 hours counted from its receipt, not from
+/// the change: asking for more is refused, and the retry then comes back at the queue's
+/// default instead.
+pub const MAX_VISIBILITY_FROM_RECEIPT: Duration = Duration::from_secs(12 * 3600);
+/// Between the receipt and the handler's first look: the event source mapping's own time.
+const RECEIPT_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long a message received `elapsed` ago may still be hidden.
+pub fn visibility_left(elapsed: Duration) -> Duration {
+    MAX_VISIBILITY_FROM_RECEIPT
+        .saturating_sub(elapsed)
+        .saturating_sub(RECEIPT_MARGIN)
+}
+
 /// What one attempt's result means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -82,6 +100,18 @@ impl RetryPolicy {
         self.max_attempts
     }
 
+    /// The latest the last attempt can come after the first: every step at its longest
+    /// jitter (a `Retry-After` can stretch a step further; the deliver handler guards that).
+    pub fn horizon(&self) -> Duration {
+        let secs: f64 = (1..self.max_attempts)
+            .map(|attempt| {
+                let index = (attempt as usize - 1).min(self.schedule.len() - 1);
+                f64::from(self.schedule[index]).min(MAX_RETRY_STEP_SECONDS as f64) * (1.0 + JITTER)
+            })
+            .sum();
+        Duration::from_secs_f64(secs)
+    }
+
     /// How long to wait after failed attempt number `attempt` (1-based), or `None` when the
     /// budget is spent. `unit` is a uniform sample in [0, 1) for the ±20 % jitter.
     pub fn next_delay(
@@ -116,6 +146,28 @@ mod tests {
     use super::*;
 
     const S500: Failure = Failure::Status(500);
+
+    #[test]
+    fn the_horizon_counts_every_step_at_its_longest() {
+        // The default: 5 s + 5 min + … + 10 h = 27 h 35 min 5 s, plus 20 %.
+        let default = RetryPolicy::default().horizon().as_secs_f64().round();
+        assert_eq!(default, 99_305.0 * 1.2);
+        assert!(RetryPolicy::default().horizon() < MAX_RETRY_HORIZON);
+        // A budget longer than the schedule repeats its last step.
+        let repeated = RetryPolicy::new(Some(4), Some(&[10, 100])).horizon();
+        assert_eq!(repeated.as_secs_f64().round(), (10.0 + 100.0 + 100.0) * 1.2);
+        let longest = RetryPolicy::new(Some(30), Some(&[43_200])).horizon();
+        assert!(longest > MAX_RETRY_HORIZON);
+        assert_eq!(RetryPolicy::new(Some(1), None).horizon(), Duration::ZERO);
+    }
+
+    #[test]
+    fn visibility_is_counted_from_the_receipt() {
+        let h = Duration::from_secs(3600);
+        assert_eq!(visibility_left(Duration::ZERO), 12 * h - RECEIPT_MARGIN);
+        assert_eq!(visibility_left(h), 11 * h - RECEIPT_MARGIN);
+        assert_eq!(visibility_left(13 * h), Duration::ZERO);
+    }
 
     #[test]
     fn default_schedule_has_eight_attempts_with_jitter() {

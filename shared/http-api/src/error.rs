@@ -80,18 +80,19 @@ impl ApiError {
 
 impl From<app::Error> for ApiError {
     fn from(err: app::Error) -> Self {
-        match err {
-            app::Error::NotFound => ApiError::not_found("resource"),
-            app::Error::InvalidCursor => ApiError::validation(vec![Violation {
+        use app::ErrorKind;
+        match (err.kind(), err) {
+            (_, app::Error::InvalidCursor) => ApiError::validation(vec![Violation {
                 pointer: "/cursor".into(),
                 message: "is not a cursor this listing gave out".into(),
             }]),
-            app::Error::Conflict(what) => ApiError::new(
+            (ErrorKind::NotFound, _) => ApiError::not_found("resource"),
+            (_, app::Error::Conflict(what)) => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
                 format!("{what} already exists"),
             ),
-            e if e.retryable() => {
+            (ErrorKind::Transient, e) => {
                 tracing::error!(error = %e, "request failed on a dependency");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -99,7 +100,7 @@ impl From<app::Error> for ApiError {
                     "a dependency failed; nothing was changed, try again",
                 )
             }
-            e => {
+            (_, e) => {
                 tracing::error!(error = %e, "request failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

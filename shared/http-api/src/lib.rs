@@ -11,6 +11,7 @@ pub mod extract;
 mod ingest;
 mod keys;
 mod meta;
+mod observe;
 mod openapi;
 mod pagination;
 mod views;
@@ -102,5 +103,6 @@ fn finish(routes: Router<Services>, services: Services) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(services)
 }

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
 use super::paging::{all_items, page_of_items};
-use super::storage_error;
+use super::{storage_error, UNPROCESSED_BACKOFF};
 use app::ports::DeliveryLog;
 use app::ports::Page;
 use app::{Error, Result};
@@ -122,7 +122,9 @@ impl DynamoDeliveryLog {
             .key("pk", s(&u.delivery_id))
             .key("sk", s(DELIVERY_SK))
             .condition_expression("attribute_exists(pk) AND #acct = :acct")
-            .update_expression("SET #ua = :ua, #ll = :ll ADD #ac :one")
+            .update_expression("SET #ua = :ua, #ll = :ll, #ex = :exp ADD #ac :one")
+            .expression_attribute_names("#ex", "expires_at")
+            .expression_attribute_values(":exp", n(self.expires_at(u.at)))
             .expression_attribute_names("#acct", "account_id")
             .expression_attribute_names("#ua", "updated_at")
             .expression_attribute_names("#ll", "last_latency_ms")
@@ -143,7 +145,9 @@ impl DynamoDeliveryLog {
     /// Writes the outcome; with `only_while_pending`, a delivery found in another status is a
     /// `Conflict` (a missing one is still `NotFound`).
     async fn apply_outcome(&self, u: &DeliveryUpdate, only_while_pending: bool) -> Result<()> {
-        let mut set = vec!["#st = :st", "#ua = :ua"];
+        // A delivery still being worked on is kept the table's retention from its last
+        // change, not from its creation: a long retry schedule never outlives its row.
+        let mut set = vec!["#st = :st", "#ua = :ua", "#ex = :exp"];
         let mut remove = Vec::new();
         let mut request = self
             .client
@@ -164,7 +168,9 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#sk", "status_key")
             .expression_attribute_values(":acct", s(&u.account_id))
             .expression_attribute_values(":st", s(u.status.as_str()))
-            .expression_attribute_values(":ua", n(u.at));
+            .expression_attribute_values(":ua", n(u.at))
+            .expression_attribute_names("#ex", "expires_at")
+            .expression_attribute_values(":exp", n(self.expires_at(u.at)));
         if only_while_pending {
             request = request
                 .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()));
@@ -310,8 +316,8 @@ impl DynamoDeliveryLog {
                         .build())
                 })
                 .collect::<Result<_>>()?;
-            let mut backoff = Duration::from_millis(20);
-            for round in 0.. {
+            let mut delays = UNPROCESSED_BACKOFF;
+            loop {
                 let out = self
                     .client
                     .batch_write_item()
@@ -327,14 +333,13 @@ impl DynamoDeliveryLog {
                 if pending.is_empty() {
                     break;
                 }
-                if round == 8 {
+                let Some(delay) = delays.next() else {
                     return Err(Error::Storage(format!(
                         "{} writes stayed unprocessed",
                         pending.len()
                     )));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                };
+                tokio::time::sleep(delay).await;
             }
         }
         Ok(())
@@ -398,7 +403,66 @@ impl DeliveryLog for DynamoDeliveryLog {
         futures::future::try_join_all(deliveries.iter().map(|d| self.create(d))).await
     }
 
-    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+    async fn move_status(
+        &self,
+        account_id: &str,
+        id: &str,
+        from: (DeliveryStatus, u32),
+        to: DeliveryStatus,
+        at: i64,
+    ) -> Result<bool> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(id))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression(
+                "attribute_exists(pk) AND #acct = :acct AND #st = :from AND #ac = :count",
+            )
+            .expression_attribute_names("#acct", "account_id")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#ac", "attempt_count")
+            .expression_attribute_names("#ua", "updated_at")
+            .expression_attribute_names("#na", "next_attempt_at")
+            .expression_attribute_names("#sk", "status_key")
+            .expression_attribute_values(":acct", s(account_id))
+            .expression_attribute_names("#ex", "expires_at")
+            .expression_attribute_values(":from", s(from.0.as_str()))
+            .expression_attribute_values(":count", n(from.1))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":ua", n(at))
+            // A moved delivery lives on: it keeps the table's retention from now.
+            .expression_attribute_values(":exp", n(self.expires_at(at)));
+        let mut set = vec!["#st = :to", "#ua = :ua", "#ex = :exp"];
+        let mut remove = Vec::new();
+        if to == DeliveryStatus::Pending {
+            set.push("#na = :na");
+            request = request.expression_attribute_values(":na", n(at));
+        } else {
+            remove.push("#na");
+        }
+        // Only dead deliveries are on the dead-letter index.
+        if to == DeliveryStatus::Dead {
+            set.push("#sk = :sk");
+            request = request.expression_attribute_values(":sk", s(dead_key(account_id)));
+        } else {
+            remove.push("#sk");
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        match request.update_expression(expression).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(storage_error(other)),
+            },
+        }
+    }
+
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>> {
         // Attempts first, outcomes after: a reader that sees a delivery's outcome (or its
         // attempt count) always finds every attempt behind it. The reverse order left a
         // window in which a delivery read `succeeded` with its last attempt missing. A crash
@@ -409,8 +473,14 @@ impl DeliveryLog for DynamoDeliveryLog {
             .filter_map(|u| u.attempt.as_ref().map(|a| self.attempt_item(u, a)))
             .collect::<Result<Vec<_>>>()?;
         self.batch_put(items).await?;
-        futures::future::try_join_all(updates.iter().map(|u| self.apply(u))).await?;
-        Ok(())
+        futures::future::try_join_all(updates.iter().map(|u| async move {
+            match self.apply(u).await {
+                Ok(()) => Ok(true),
+                Err(Error::NotFound) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }))
+        .await
     }
 
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {

@@ -20,7 +20,14 @@ pub use events::DynamoEventStore;
 pub use sqs::SqsQueue;
 pub use subscriptions::DynamoSubscriptionStore;
 
+use app::config::Vars;
 use app::{Error, Result, Stores};
+use domain::backoff::Backoff;
+
+/// Waits before asking DynamoDB again for the items a batch call left unprocessed
+/// (throttling): 20 ms doubling to 2 s, eight times, then the call fails as transient.
+pub(crate) const UNPROCESSED_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(20), 2, Duration::from_secs(2), 8);
 
 /// The names of every AWS resource, as the SAM template hands them to the functions.
 #[derive(Debug, Clone)]
@@ -36,24 +43,21 @@ pub struct Resources {
     pub retention: Duration,
 }
 
-fn env(name: &str) -> Result<String> {
-    std::env::var(name).map_err(|_| Error::Config(format!("{name} is not set")))
-}
-
 impl Resources {
     pub fn from_env() -> Result<Self> {
-        let days: u64 = std::env::var("EVENT_RETENTION_DAYS")
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(30);
+        Self::from_vars(&Vars::from_env())
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self> {
+        let days = vars.positive("EVENT_RETENTION_DAYS", 30)?;
         Ok(Resources {
-            events_queue_url: env("EVENTS_QUEUE_URL")?,
-            deliveries_queue_url: env("DELIVERIES_QUEUE_URL")?,
-            deliveries_dlq_url: env("DELIVERIES_DLQ_URL")?,
-            subscriptions_table: env("SUBSCRIPTIONS_TABLE")?,
-            events_table: env("EVENTS_TABLE")?,
-            deliveries_table: env("DELIVERIES_TABLE")?,
-            api_keys_table: env("API_KEYS_TABLE")?,
+            events_queue_url: vars.required("EVENTS_QUEUE_URL")?,
+            deliveries_queue_url: vars.required("DELIVERIES_QUEUE_URL")?,
+            deliveries_dlq_url: vars.required("DELIVERIES_DLQ_URL")?,
+            subscriptions_table: vars.required("SUBSCRIPTIONS_TABLE")?,
+            events_table: vars.required("EVENTS_TABLE")?,
+            deliveries_table: vars.required("DELIVERIES_TABLE")?,
+            api_keys_table: vars.required("API_KEYS_TABLE")?,
             retention: Duration::from_secs(days * 86_400),
         })
     }

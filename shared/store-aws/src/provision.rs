@@ -13,33 +13,28 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use super::deliveries::{BY_EVENT_INDEX, BY_STATUS_INDEX, BY_SUBSCRIPTION_INDEX};
 use super::events::BY_TIME_INDEX;
 use super::{queue_error, storage_error, Clients, Resources};
+use app::topology::{self, QueueSpec};
 use app::Result;
-use domain::subscription::MAX_ATTEMPTS_LIMIT;
 
-/// The queues' settings, the same as the template's.
-pub const EVENTS_VISIBILITY_SECS: u32 = 180;
-pub const DELIVERIES_VISIBILITY_SECS: u32 = 360;
-pub const EVENTS_MAX_RECEIVES: u32 = 10;
-pub const DELIVERIES_MAX_RECEIVES: u32 = MAX_ATTEMPTS_LIMIT + 5;
-const RETENTION_SECS: u32 = 14 * 86_400;
-
+/// Creates a queue as `spec` describes it, redriven to the queue at `dlq_arn` if it has one.
 async fn queue(
     clients: &Clients,
-    name: &str,
-    visibility_secs: u32,
-    redrive: Option<(&str, u32)>,
+    prefix: &str,
+    spec: QueueSpec,
+    dlq_arn: Option<&str>,
 ) -> Result<(String, String)> {
+    let name = format!("{prefix}{}", spec.name);
     let mut attributes = HashMap::from([
         (
             QueueAttributeName::VisibilityTimeout,
-            visibility_secs.to_string(),
+            spec.visibility.as_secs().to_string(),
         ),
         (
             QueueAttributeName::MessageRetentionPeriod,
-            RETENTION_SECS.to_string(),
+            spec.retention.as_secs().to_string(),
         ),
     ]);
-    if let Some((dlq_arn, max)) = redrive {
+    if let (Some(dlq_arn), Some(max)) = (dlq_arn, spec.max_receives) {
         attributes.insert(
             QueueAttributeName::RedrivePolicy,
             format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{max}}}"#),
@@ -48,7 +43,7 @@ async fn queue(
     let url = clients
         .sqs
         .create_queue()
-        .queue_name(name)
+        .queue_name(&name)
         .set_attributes(Some(attributes))
         .send()
         .await
@@ -163,21 +158,16 @@ async fn table(clients: &Clients, spec: TableSpec<'_>) -> Result<()> {
 
 /// Creates every queue and table with names starting with `prefix`.
 pub async fn create_all(clients: &Clients, prefix: &str) -> Result<Resources> {
-    let (_, events_dlq_arn) = queue(clients, &format!("{prefix}events-dlq"), 60, None).await?;
-    let (events_queue_url, _) = queue(
-        clients,
-        &format!("{prefix}events"),
-        EVENTS_VISIBILITY_SECS,
-        Some((&events_dlq_arn, EVENTS_MAX_RECEIVES)),
-    )
-    .await?;
+    let (_, events_dlq_arn) = queue(clients, prefix, topology::EVENTS_DLQ, None).await?;
+    let (events_queue_url, _) =
+        queue(clients, prefix, topology::EVENTS, Some(&events_dlq_arn)).await?;
     let (deliveries_dlq_url, deliveries_dlq_arn) =
-        queue(clients, &format!("{prefix}deliveries-dlq"), 60, None).await?;
+        queue(clients, prefix, topology::DELIVERIES_DLQ, None).await?;
     let (deliveries_queue_url, _) = queue(
         clients,
-        &format!("{prefix}deliveries"),
-        DELIVERIES_VISIBILITY_SECS,
-        Some((&deliveries_dlq_arn, DELIVERIES_MAX_RECEIVES)),
+        prefix,
+        topology::DELIVERIES,
+        Some(&deliveries_dlq_arn),
     )
     .await?;
     let resources = Resources {

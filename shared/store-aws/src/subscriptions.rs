@@ -1,12 +1,11 @@
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValue};
 
 use super::attributes::{get_s, n, s, Item};
 use super::paging::all_items;
-use super::storage_error;
+use super::{storage_error, UNPROCESSED_BACKOFF};
 use app::ports::SubscriptionStore;
 use app::{Error, Result};
 use domain::subscription::Subscription;
@@ -113,7 +112,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         let mut found = Vec::new();
         for chunk in unique.chunks(MAX_BATCH_GET) {
             let mut pending: Vec<Item> = chunk.iter().map(|(a, i)| key(a, i)).collect();
-            let mut backoff = Duration::from_millis(20);
+            let mut delays = UNPROCESSED_BACKOFF;
             while !pending.is_empty() {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
@@ -138,8 +137,13 @@ impl SubscriptionStore for DynamoSubscriptionStore {
                 if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                     pending = rest.keys().to_vec();
                     if !pending.is_empty() {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        let Some(delay) = delays.next() else {
+                            return Err(Error::Storage(format!(
+                                "{} reads stayed unprocessed",
+                                pending.len()
+                            )));
+                        };
+                        tokio::time::sleep(delay).await;
                     }
                 }
             }

@@ -83,9 +83,9 @@ impl DeliveryLog for SqliteDeliveryLog {
             .await
     }
 
-    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()> {
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>> {
         if updates.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rows = updates
             .iter()
@@ -101,6 +101,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         self.db
             .call(move |c| {
                 let tx = c.savepoint()?;
+                let mut found = Vec::with_capacity(rows.len());
                 {
                     let mut update = tx.prepare_cached(
                         // ?9: the outcome applies only while the delivery is pending (see
@@ -138,8 +139,9 @@ impl DeliveryLog for SqliteDeliveryLog {
                                 |r| r.get(0),
                             )
                             .optional()?;
+                        found.push(attempt_count.is_some());
                         let Some(number) = attempt_count else {
-                            return Err(Error::NotFound.into());
+                            continue;
                         };
                         if let Some(a) = &u.attempt {
                             insert.execute(params![
@@ -157,7 +159,38 @@ impl DeliveryLog for SqliteDeliveryLog {
                     }
                 }
                 tx.commit()?;
-                Ok(())
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn move_status(
+        &self,
+        account_id: &str,
+        id: &str,
+        from: (DeliveryStatus, u32),
+        to: DeliveryStatus,
+        at: i64,
+    ) -> Result<bool> {
+        let (account, id) = (account_id.to_string(), id.to_string());
+        let next_attempt_at = (to == DeliveryStatus::Pending).then_some(at);
+        self.db
+            .call(move |c| {
+                let moved = c
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = ?5, updated_at = ?6, next_attempt_at = ?7
+                         WHERE id = ?1 AND account_id = ?2 AND status = ?3 AND attempt_count = ?4",
+                    )?
+                    .execute(params![
+                        id,
+                        account,
+                        from.0.as_str(),
+                        from.1,
+                        to.as_str(),
+                        at,
+                        next_attempt_at
+                    ])?;
+                Ok(moved == 1)
             })
             .await
     }

@@ -10,8 +10,23 @@ pub trait DeliveryLog: Send + Sync {
     /// Creates each delivery unless its id exists; says which were created.
     async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>>;
     /// Applies a batch of outcomes. An update's attempt is appended with the next attempt
-    /// number (the number it carries is ignored) and counted on the delivery.
-    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<()>;
+    /// number (the number it carries is ignored) and counted on the delivery. Says, for each
+    /// update, whether its delivery was found: one missing (expired, or never created)
+    /// changes nothing and does not fail the others.
+    async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>>;
+    /// Moves a delivery from the status it was read in to `to`, only if nothing changed it
+    /// since: still `from` with the same attempt count. Says whether it moved. The status
+    /// changes outside of an attempt (a redrive, and undoing one) go through here, so they
+    /// can never overwrite an outcome recorded meanwhile. Moving to `pending` schedules it
+    /// for `at`; the last error stays for the reader.
+    async fn move_status(
+        &self,
+        account_id: &str,
+        id: &str,
+        from: (DeliveryStatus, u32),
+        to: DeliveryStatus,
+        at: i64,
+    ) -> Result<bool>;
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>>;
     /// Oldest first.
     async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>>;

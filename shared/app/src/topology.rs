@@ -1,0 +1,112 @@
+//! The queue topology, written once: how long a received message stays hidden, how many
+//! receives send it to its dead-letter queue, how long it is kept, and how the functions
+//! consume it. The embedded runner builds its queues and pollers from these values, the
+//! AWS provisioning (moto, quick starts) creates its queues from them, and a test fails if
+//! `template.yaml` says anything else.
+
+use std::time::Duration;
+
+use domain::subscription::MAX_ATTEMPTS_LIMIT;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The name after the stage prefix (`webhooks-<stage>-<name>` in the template).
+    pub name: &'static str,
+    pub visibility: Duration,
+    /// Receives after which the queue itself moves a message to `dead_letter`.
+    pub max_receives: Option<u32>,
+    pub dead_letter: Option<&'static str>,
+    pub retention: Duration,
+}
+
+/// How a function takes messages from its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    pub queue: &'static str,
+    pub batch_size: usize,
+    /// Batches handled at once (the event source mapping's maximum concurrency).
+    pub max_concurrency: usize,
+    /// The function's timeout; the queue hides a message 6 times as long, as AWS advises,
+    /// so that a batch still running is never handed to a second consumer.
+    pub function_timeout: Duration,
+}
+
+/// SQS's longest retention: a retry schedule must end well before it.
+pub const RETENTION: Duration = Duration::from_secs(14 * 86_400);
+
+pub const FANOUT: ConsumerSpec = ConsumerSpec {
+    queue: "events",
+    batch_size: 10,
+    max_concurrency: 10,
+    function_timeout: Duration::from_secs(30),
+};
+
+/// A batch is sent in one wave (10 at once), so the slowest endpoint's 30 s timeout plus
+/// logging fits in the function's timeout.
+pub const DELIVER: ConsumerSpec = ConsumerSpec {
+    queue: "deliveries",
+    batch_size: 10,
+    max_concurrency: 50,
+    function_timeout: Duration::from_secs(60),
+};
+
+pub const EVENTS: QueueSpec = QueueSpec {
+    name: "events",
+    visibility: FANOUT.function_timeout.saturating_mul(6),
+    max_receives: Some(10),
+    dead_letter: Some("events-dlq"),
+    retention: RETENTION,
+};
+
+pub const EVENTS_DLQ: QueueSpec = QueueSpec {
+    name: "events-dlq",
+    visibility: Duration::from_secs(30),
+    max_receives: None,
+    dead_letter: None,
+    retention: RETENTION,
+};
+
+/// The queue's own redrive is a safety net above the largest attempt budget: the deliver
+/// function moves exhausted deliveries to the dead-letter queue itself, with their history.
+pub const DELIVERIES: QueueSpec = QueueSpec {
+    name: "deliveries",
+    visibility: DELIVER.function_timeout.saturating_mul(6),
+    max_receives: Some(MAX_ATTEMPTS_LIMIT + 5),
+    dead_letter: Some("deliveries-dlq"),
+    retention: RETENTION,
+};
+
+pub const DELIVERIES_DLQ: QueueSpec = QueueSpec {
+    name: "deliveries-dlq",
+    visibility: Duration::from_secs(30),
+    max_receives: None,
+    dead_letter: None,
+    retention: RETENTION,
+};
+
+pub const QUEUES: [QueueSpec; 4] = [EVENTS, EVENTS_DLQ, DELIVERIES, DELIVERIES_DLQ];
+pub const CONSUMERS: [ConsumerSpec; 2] = [FANOUT, DELIVER];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_queue_named_exists_and_every_message_outlives_its_retries() {
+        let names: Vec<_> = QUEUES.iter().map(|q| q.name).collect();
+        for q in QUEUES {
+            if let Some(dlq) = q.dead_letter {
+                assert!(names.contains(&dlq), "{} redrives to unknown {dlq}", q.name);
+                assert!(q.max_receives.is_some());
+            }
+        }
+        for c in CONSUMERS {
+            let q = QUEUES.iter().find(|q| q.name == c.queue).unwrap();
+            assert!(q.visibility >= c.function_timeout * 6, "{}", q.name);
+            // SQS event source mappings take at most 10 per batch from a standard queue
+            // without a batching window, and our handlers send at most 10 per call.
+            assert!((1..=10).contains(&c.batch_size));
+        }
+        assert!(DELIVERIES.max_receives.unwrap() > MAX_ATTEMPTS_LIMIT);
+    }
+}

@@ -1,0 +1,435 @@
+//! Deliver over the in-memory stores: each message is received from the deliveries queue
+//! and handed over as Lambda would, so what the use case does to the queue (a retry's
+//! visibility, a dead letter's move) is seen on the queue itself.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use app::handle_deliveries;
+use app::ports::{OutgoingMessage, Queue, QueueMessage};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::event::Event;
+use domain::ids;
+use domain::signing;
+use domain::subscription::{SigningSecret, Subscription};
+use support::{
+    event, failures, receive_all, record, records_of, sqs_event, subscription, Harness, START_MS,
+};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Saves `sub` and puts one pending delivery of a `call.ended` event to it on the
+/// deliveries queue, as fan-out would.
+async fn enqueue(h: &Harness, sub: &Subscription) -> DeliveryTask {
+    h.services.subscriptions.put(sub).await.unwrap();
+    let event = event(&sub.account_id, "evt_1", "call.ended");
+    let task = DeliveryTask {
+        delivery_id: ids::delivery_id(&sub.account_id, &event.id, &sub.id),
+        account_id: sub.account_id.clone(),
+        subscription_id: sub.id.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        payload: event.payload(),
+        prior_receives: 0,
+    };
+    h.services
+        .deliveries
+        .create_batch(&[Delivery {
+            id: task.delivery_id.clone(),
+            account_id: task.account_id.clone(),
+            subscription_id: task.subscription_id.clone(),
+            event_id: task.event_id.clone(),
+            event_type: task.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempt_count: 0,
+            created_at: h.now_ms(),
+            updated_at: h.now_ms(),
+            next_attempt_at: None,
+            last_error: None,
+            last_latency_ms: None,
+        }])
+        .await
+        .unwrap();
+    h.services
+        .deliveries_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body: serde_json::to_string(&task).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+    task
+}
+
+/// Receives every visible delivery message and hands them to deliver as one batch; says
+/// what was received and which message ids the batch response reports as failed.
+async fn deliver_visible(h: &Harness) -> (Vec<QueueMessage>, Vec<String>) {
+    let received = receive_all(&h.services.deliveries_queue).await;
+    let response = handle_deliveries(&h.services, sqs_event(records_of(&received))).await;
+    (received, failures(&response))
+}
+
+async fn delivery(h: &Harness, task: &DeliveryTask) -> Delivery {
+    h.services
+        .deliveries
+        .get(&task.account_id, &task.delivery_id)
+        .await
+        .unwrap()
+        .expect("the delivery is logged")
+}
+
+/// (attempt number, status code) of each logged attempt, oldest first.
+async fn attempts(h: &Harness, task: &DeliveryTask) -> Vec<(u32, Option<u16>)> {
+    h.services
+        .deliveries
+        .attempts(&task.account_id, &task.delivery_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_2xx_answer_succeeds_and_the_message_is_acknowledged() {
+    let h = Harness::new(&[200]);
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let task = enqueue(&h, &sub).await;
+
+    let (received, failed) = deliver_visible(&h).await;
+
+    assert_eq!(received.len(), 1);
+    assert!(failed.is_empty(), "a delivered message was reported failed");
+    let d = delivery(&h, &task).await;
+    assert_eq!(
+        (d.status, d.attempt_count, d.next_attempt_at, d.last_error),
+        (DeliveryStatus::Succeeded, 1, None, None)
+    );
+    assert_eq!(attempts(&h, &task).await, [(1, Some(200))]);
+    let sent = h.http.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].url, sub.url);
+    assert_eq!(&sent[0].body[..], task.payload.as_bytes());
+}
+
+#[tokio::test]
+async fn a_5xx_answer_keeps_the_delivery_pending_and_retries_it_on_schedule() {
+    let h = Harness::new(&[500, 200]);
+    let task = enqueue(&h, &subscription("acct_a", "wh_1", &["call.*"])).await;
+
+    let (received, failed) = deliver_visible(&h).await;
+
+    assert_eq!(failed, [received[0].message_id.clone()]);
+    let d = delivery(&h, &task).await;
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.attempt_count, 1);
+    assert_eq!(d.last_error.as_deref(), Some("endpoint answered 500"));
+    // The default schedule's first step: 5 s, ±20 %.
+    let retry_in = d.next_attempt_at.expect("a retry is scheduled") - START_MS;
+    assert!(
+        (4_000..=6_000).contains(&retry_in),
+        "retry in {retry_in} ms"
+    );
+
+    // Hidden until its retry (well before the queue's own 120 s), then back.
+    h.clock.advance(Duration::from_secs(3));
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+    h.clock.advance(Duration::from_secs(4));
+    let (again, failed) = deliver_visible(&h).await;
+    assert_eq!(again.len(), 1, "the retry did not come back on schedule");
+    assert_eq!(again[0].receive_count, 2);
+    assert!(failed.is_empty());
+    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
+    assert_eq!(attempts(&h, &task).await, [(1, Some(500)), (2, Some(200))]);
+}
+
+#[tokio::test]
+async fn an_exhausted_schedule_makes_the_delivery_dead_and_dead_letters_it() {
+    let h = Harness::new(&[500, 500]);
+    let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
+    sub.max_attempts = Some(2);
+    sub.retry_schedule = Some(vec![1]);
+    let task = enqueue(&h, &sub).await;
+
+    let (_, failed) = deliver_visible(&h).await;
+    assert_eq!(failed.len(), 1, "the first failure was not retried");
+    h.clock.advance(Duration::from_secs(2));
+    let (last, failed) = deliver_visible(&h).await;
+
+    assert_eq!(last.len(), 1);
+    assert!(
+        failed.is_empty(),
+        "a dead-lettered message was reported failed"
+    );
+    let d = delivery(&h, &task).await;
+    assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Dead, 2));
+    let dead = h
+        .services
+        .deliveries
+        .list_dead("acct_a", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [task.delivery_id.as_str()]
+    );
+    let letters = receive_all(&h.services.dead_letter_queue).await;
+    assert_eq!(letters.len(), 1);
+    let letter: Value = serde_json::from_str(&letters[0].body).unwrap();
+    assert_eq!(letter["delivery"]["delivery_id"], json!(task.delivery_id));
+    assert_eq!(
+        letter["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["attempt"].clone(), a["status_code"].clone()))
+            .collect::<Vec<_>>(),
+        [(json!(1), json!(500)), (json!(2), json!(500))]
+    );
+    // Moved, not left to come back: the deliveries queue no longer holds it.
+    h.clock.advance(DAY);
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_410_answer_fails_the_delivery_and_disables_the_endpoint() {
+    let h = Harness::new(&[410]);
+    let task = enqueue(&h, &subscription("acct_a", "wh_1", &["call.*"])).await;
+
+    let (_, failed) = deliver_visible(&h).await;
+
+    assert!(failed.is_empty(), "a 410 was retried");
+    let d = delivery(&h, &task).await;
+    assert_eq!(
+        (d.status, d.attempt_count, d.next_attempt_at),
+        (DeliveryStatus::Failed, 1, None)
+    );
+    assert_eq!(d.last_error.as_deref(), Some("endpoint answered 410"));
+    let sub = h
+        .services
+        .subscriptions
+        .get("acct_a", "wh_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!sub.enabled, "a gone endpoint stayed enabled");
+    assert!(sub.disabled_reason.unwrap().contains("410"));
+    // The account is told, by an event of its own.
+    let announced = receive_all(&h.services.events_queue).await;
+    assert_eq!(announced.len(), 1);
+    let announced: Event = serde_json::from_str(&announced[0].body).unwrap();
+    assert_eq!(
+        (announced.event_type.as_str(), &announced.data["reason"]),
+        ("webhook.disabled", &json!("gone"))
+    );
+}
+
+#[tokio::test]
+async fn every_request_is_signed_with_each_active_secret() {
+    let h = Harness::new(&[200]);
+    let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
+    // A rotated-out secret signs until it expires; an expired one no longer does.
+    let (current, rotated, expired) = (
+        signing::generate_secret(),
+        signing::generate_secret(),
+        signing::generate_secret(),
+    );
+    sub.secrets = vec![
+        SigningSecret {
+            secret: current.clone(),
+            expires_at: None,
+        },
+        SigningSecret {
+            secret: rotated.clone(),
+            expires_at: Some(START_MS + 60_000),
+        },
+        SigningSecret {
+            secret: expired.clone(),
+            expires_at: Some(START_MS - 1),
+        },
+    ];
+    let task = enqueue(&h, &sub).await;
+
+    deliver_visible(&h).await;
+
+    let sent = h.http.sent();
+    assert_eq!(sent.len(), 1);
+    let header = |name: &str| {
+        sent[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    };
+    assert_eq!(header("webhook-id"), task.delivery_id);
+    let timestamp = START_MS / 1000;
+    assert_eq!(header("webhook-timestamp"), timestamp.to_string());
+    let signatures = header("webhook-signature");
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    let verify = |secret: &str| {
+        signing::verify(
+            secret,
+            &task.delivery_id,
+            timestamp,
+            &sent[0].body,
+            &signatures,
+            timestamp,
+            300,
+        )
+    };
+    verify(&current).expect("signed with the current secret");
+    verify(&rotated).expect("signed with the rotated-out secret");
+    assert!(verify(&expired).is_err(), "signed with an expired secret");
+}
+
+#[tokio::test]
+async fn an_unreadable_delivery_message_is_set_aside_and_the_rest_delivered() {
+    let h = Harness::new(&[200]);
+    enqueue(&h, &subscription("acct_a", "wh_1", &["call.*"])).await;
+    let mut records = records_of(&receive_all(&h.services.deliveries_queue).await);
+    records.push(record("bad", "{\"delivery_id\": 7}", 1));
+
+    let response = handle_deliveries(&h.services, sqs_event(records)).await;
+
+    // Received again it would fail the same way: moved to the dead-letter queue at once.
+    assert!(failures(&response).is_empty());
+    let set_aside = receive_all(&h.services.dead_letter_queue).await;
+    assert_eq!(set_aside.len(), 1);
+    let set_aside: Value = serde_json::from_str(&set_aside[0].body).unwrap();
+    assert_eq!(set_aside["unprocessable"]["message_id"], json!("bad"));
+    assert_eq!(
+        h.http.sent().len(),
+        1,
+        "the readable message was not delivered"
+    );
+}
+
+/// A dead-letter queue that takes nothing.
+struct RefusingQueue;
+
+#[async_trait]
+impl Queue for RefusingQueue {
+    async fn send_batch(&self, _: Vec<OutgoingMessage>) -> app::Result<()> {
+        Err(app::Error::Queue("the queue is unavailable".into()))
+    }
+
+    async fn receive(&self, _: usize, _: Duration) -> app::Result<Vec<QueueMessage>> {
+        Ok(Vec::new())
+    }
+
+    async fn delete_batch(&self, _: Vec<String>) -> app::Result<()> {
+        Ok(())
+    }
+
+    async fn change_visibility_batch(&self, _: Vec<(String, Duration)>) -> app::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_message_that_cannot_be_set_aside_is_listed_in_batch_item_failures() {
+    let h = Harness::with_stores(&[], |stores| {
+        stores.dead_letter_queue = Arc::new(RefusingQueue);
+    });
+
+    let response = handle_deliveries(
+        &h.services,
+        sqs_event(vec![
+            record("not-json", "{not json", 1),
+            record("not-a-task", "{\"delivery_id\": 7}", 3),
+        ]),
+    )
+    .await;
+
+    assert_eq!(failures(&response), ["not-json", "not-a-task"]);
+    assert!(h.http.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_missing_from_the_log_drops_its_own_message_not_the_batch() {
+    let h = Harness::new(&[200, 500]);
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let kept = enqueue(&h, &sub).await;
+    // A second message whose delivery row is gone (past its retention).
+    let mut gone = kept.clone();
+    gone.delivery_id = "dlv_expired".into();
+    h.services
+        .deliveries_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body: serde_json::to_string(&gone).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+
+    let (received, failed) = deliver_visible(&h).await;
+
+    assert_eq!(received.len(), 2);
+    let kept_message = received
+        .iter()
+        .find(|m| m.body.contains(&kept.delivery_id))
+        .unwrap();
+    let kept_failed = failed.contains(&kept_message.message_id);
+    // The kept delivery's outcome was logged, whichever answer it got.
+    let d = delivery(&h, &kept).await;
+    assert_eq!(d.attempt_count, 1, "{d:?}");
+    assert_eq!(kept_failed, d.status == DeliveryStatus::Pending);
+    // The missing one is not retried for ever: acknowledged, so the event source mapping
+    // deletes it (done here as the mapping would).
+    assert_eq!(failed.len(), usize::from(kept_failed), "{failed:?}");
+    let acknowledged: Vec<String> = received
+        .iter()
+        .filter(|m| !failed.contains(&m.message_id))
+        .map(|m| m.receipt_handle.clone())
+        .collect();
+    h.services
+        .deliveries_queue
+        .delete_batch(acknowledged)
+        .await
+        .unwrap();
+    h.clock.advance(DAY);
+    let left = receive_all(&h.services.deliveries_queue).await;
+    assert!(
+        left.iter().all(|m| !m.body.contains("dlv_expired")),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_that_would_outlive_its_message_is_a_dead_letter_now() {
+    let h = Harness::new(&[500, 500]);
+    let task = enqueue(&h, &subscription("acct_a", "wh_1", &["call.*"])).await;
+    let received = receive_all(&h.services.deliveries_queue).await;
+    let mut records = records_of(&received);
+    // Sent 13 days ago, less a second: the 5 s retry would come after its retention.
+    let sent_at = START_MS - domain::retry::MAX_RETRY_HORIZON.as_millis() as i64 + 1_000;
+    records[0]["attributes"]["SentTimestamp"] = json!(sent_at.to_string());
+
+    let response = handle_deliveries(&h.services, sqs_event(records)).await;
+
+    assert!(failures(&response).is_empty(), "retried past its retention");
+    let d = delivery(&h, &task).await;
+    assert_eq!(
+        (d.status, d.attempt_count),
+        (DeliveryStatus::Dead, 1),
+        "{d:?}"
+    );
+    assert_eq!(receive_all(&h.services.dead_letter_queue).await.len(), 1);
+
+    // A message sent just now is retried as usual.
+    let h = Harness::new(&[500]);
+    enqueue(&h, &subscription("acct_a", "wh_1", &["call.*"])).await;
+    let received = receive_all(&h.services.deliveries_queue).await;
+    let mut records = records_of(&received);
+    records[0]["attributes"]["SentTimestamp"] = json!(START_MS.to_string());
+    let response = handle_deliveries(&h.services, sqs_event(records)).await;
+    assert_eq!(failures(&response).len(), 1);
+}

@@ -1,0 +1,266 @@
+//! Fan-out over the in-memory stores: which deliveries an event becomes, and which of them
+//! are put on the deliveries queue.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use app::handle_events;
+use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
+use domain::event::Event;
+use domain::ids;
+use serde_json::{json, Value};
+use support::{event, failures, receive_all, record, sqs_event, subscription, Harness};
+
+/// Hands `event` to fan-out as one events-queue message received `receive_count` times.
+async fn fan_out(h: &Harness, message_id: &str, event: &Event, receive_count: u32) -> Vec<String> {
+    let body = serde_json::to_string(event).unwrap();
+    let response = handle_events(
+        &h.services,
+        sqs_event(vec![record(message_id, &body, receive_count)]),
+    )
+    .await;
+    failures(&response)
+}
+
+/// The tasks waiting on the deliveries queue, by subscription id.
+async fn queued_tasks(h: &Harness) -> Vec<DeliveryTask> {
+    let mut tasks: Vec<DeliveryTask> = receive_all(&h.services.deliveries_queue)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    tasks.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    tasks
+}
+
+#[tokio::test]
+async fn an_event_becomes_one_delivery_per_matching_enabled_subscription() {
+    let h = Harness::new(&[]);
+    for sub in [
+        subscription("acct_a", "wh_calls", &["call.*"]),
+        subscription("acct_a", "wh_everything", &["*"]),
+        subscription("acct_a", "wh_agents", &["agent.*"]),
+        subscription("acct_a", "wh_started", &["call.started"]),
+    ] {
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+    let ended = event("acct_a", "evt_1", "call.ended");
+
+    assert!(fan_out(&h, "m1", &ended, 1).await.is_empty());
+
+    let deliveries = h
+        .services
+        .deliveries
+        .list_for_event("acct_a", "evt_1")
+        .await
+        .unwrap();
+    let expected: BTreeSet<String> = ["wh_calls", "wh_everything"]
+        .iter()
+        .map(|s| ids::delivery_id("acct_a", "evt_1", s))
+        .collect();
+    assert_eq!(
+        deliveries
+            .iter()
+            .map(|d| d.id.clone())
+            .collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert!(deliveries
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Pending && d.attempt_count == 0));
+
+    let tasks = queued_tasks(&h).await;
+    assert_eq!(
+        tasks
+            .iter()
+            .map(|t| t.subscription_id.as_str())
+            .collect::<Vec<_>>(),
+        ["wh_calls", "wh_everything"]
+    );
+    for t in &tasks {
+        assert_eq!(
+            t.delivery_id,
+            ids::delivery_id("acct_a", "evt_1", &t.subscription_id)
+        );
+        assert_eq!(t.payload, ended.payload());
+        assert_eq!(
+            (t.event_id.as_str(), t.event_type.as_str()),
+            ("evt_1", "call.ended")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_paused_subscription_gets_a_skipped_delivery_and_no_message() {
+    let h = Harness::new(&[]);
+    let mut paused = subscription("acct_a", "wh_paused", &["call.*"]);
+    paused.enabled = false;
+    h.services.subscriptions.put(&paused).await.unwrap();
+
+    assert!(
+        fan_out(&h, "m1", &event("acct_a", "evt_1", "call.ended"), 1)
+            .await
+            .is_empty()
+    );
+
+    let delivery = h
+        .services
+        .deliveries
+        .get("acct_a", &ids::delivery_id("acct_a", "evt_1", "wh_paused"))
+        .await
+        .unwrap()
+        .expect("a delivery of the paused subscription");
+    assert_eq!(delivery.status, DeliveryStatus::Skipped);
+    assert_eq!(delivery.last_error.as_deref(), Some("subscription paused"));
+    assert!(
+        queued_tasks(&h).await.is_empty(),
+        "a paused endpoint was queued"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries() {
+    let h = Harness::new(&[]);
+    let mut paused = subscription("acct_a", "wh_paused", &["call.*"]);
+    paused.enabled = false;
+    for sub in [
+        subscription("acct_a", "wh_untried", &["call.*"]),
+        subscription("acct_a", "wh_tried", &["call.*"]),
+        paused,
+    ] {
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+    let ended = event("acct_a", "evt_1", "call.ended");
+    assert!(fan_out(&h, "m1", &ended, 1).await.is_empty());
+    assert_eq!(queued_tasks(&h).await.len(), 2);
+    // One delivery was attempted (and failed); the other's message was lost before its turn.
+    let tried = ids::delivery_id("acct_a", "evt_1", "wh_tried");
+    h.services
+        .deliveries
+        .record(&[DeliveryUpdate {
+            delivery_id: tried.clone(),
+            account_id: "acct_a".into(),
+            status: DeliveryStatus::Pending,
+            attempt: Some(Attempt {
+                attempt: 0,
+                at: h.now_ms(),
+                url: "https://wh_tried.example.com/hook".into(),
+                request_headers: vec![],
+                status_code: Some(500),
+                latency_ms: 5,
+                response_body: None,
+                error: None,
+            }),
+            next_attempt_at: Some(h.now_ms() + 5_000),
+            error: Some("endpoint answered 500".into()),
+            at: h.now_ms(),
+        }])
+        .await
+        .unwrap();
+
+    // A duplicate on its first receive creates nothing and sends nothing.
+    assert!(fan_out(&h, "m2", &ended, 1).await.is_empty());
+    assert!(queued_tasks(&h).await.is_empty(), "a first receive resent");
+
+    // The same message received again: its earlier pass may have died before sending.
+    assert!(fan_out(&h, "m1", &ended, 2).await.is_empty());
+    let resent = queued_tasks(&h).await;
+    assert_eq!(
+        resent
+            .iter()
+            .map(|t| t.subscription_id.as_str())
+            .collect::<Vec<_>>(),
+        ["wh_untried"]
+    );
+    assert_eq!(
+        resent[0].delivery_id,
+        ids::delivery_id("acct_a", "evt_1", "wh_untried"),
+        "resent under another webhook-id"
+    );
+    let deliveries = h
+        .services
+        .deliveries
+        .list_for_event("acct_a", "evt_1")
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 3, "a redelivery created deliveries again");
+    let tried = deliveries.iter().find(|d| d.id == tried).unwrap();
+    assert_eq!(tried.attempt_count, 1);
+}
+
+#[tokio::test]
+async fn another_accounts_subscriptions_never_match() {
+    let h = Harness::new(&[]);
+    for sub in [
+        subscription("acct_a", "wh_1", &["call.*"]),
+        subscription("acct_b", "wh_1", &["*"]),
+        subscription("acct_b", "wh_b", &["call.ended"]),
+    ] {
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+
+    assert!(
+        fan_out(&h, "m1", &event("acct_a", "evt_1", "call.ended"), 1)
+            .await
+            .is_empty()
+    );
+
+    let tasks = queued_tasks(&h).await;
+    assert_eq!(
+        tasks
+            .iter()
+            .map(|t| (t.account_id.as_str(), t.subscription_id.as_str()))
+            .collect::<Vec<_>>(),
+        [("acct_a", "wh_1")]
+    );
+    assert!(h
+        .services
+        .deliveries
+        .list_for_event("acct_b", "evt_1")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An account without subscriptions: nothing to do, and nothing failed.
+    assert!(
+        fan_out(&h, "m2", &event("acct_c", "evt_2", "call.ended"), 1)
+            .await
+            .is_empty()
+    );
+    assert!(queued_tasks(&h).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_event_message_is_set_aside_and_the_rest_fan_out() {
+    let h = Harness::new(&[]);
+    h.services
+        .subscriptions
+        .put(&subscription("acct_a", "wh_1", &["*"]))
+        .await
+        .unwrap();
+    let good = serde_json::to_string(&event("acct_a", "evt_1", "call.ended")).unwrap();
+
+    let response = handle_events(
+        &h.services,
+        sqs_event(vec![
+            record("bad", "{not json", 1),
+            record("good", &good, 1),
+        ]),
+    )
+    .await;
+
+    // Received again it would fail the same way: moved to the dead-letter queue at once.
+    assert!(failures(&response).is_empty());
+    let set_aside = receive_all(&h.services.dead_letter_queue).await;
+    assert_eq!(set_aside.len(), 1);
+    let set_aside: Value = serde_json::from_str(&set_aside[0].body).unwrap();
+    assert_eq!(
+        (
+            &set_aside["unprocessable"]["message_id"],
+            &set_aside["unprocessable"]["body"]
+        ),
+        (&json!("bad"), &json!("{not json"))
+    );
+    assert_eq!(queued_tasks(&h).await.len(), 1);
+}

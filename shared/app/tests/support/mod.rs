@@ -1,0 +1,205 @@
+//! What the use-case tests share: the in-memory stores, a clock the test moves, an HTTP
+//! sender that answers from a script and keeps what it was sent, and SQS events built as
+//! Lambda's event source mapping hands them over.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use serde_json::{json, Value};
+
+use app::ports::{Clock, HttpSender, OutboundRequest, Queue, QueueMessage, SendResult};
+use app::{Services, Settings, Stores};
+use domain::destination::DestinationPolicy;
+use domain::event::Event;
+use domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
+use domain::signing;
+use domain::subscription::{SigningSecret, Subscription, UrlPolicy};
+
+/// 2026-11-26T12:00:00Z: every test starts at the same moment.
+pub const START_MS: i64 = 1_795_694_400_000;
+
+/// A clock that moves only when the test moves it.
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Answers each request with the next scripted status, and keeps every request.
+pub struct ScriptedSender {
+    statuses: Mutex<VecDeque<u16>>,
+    sent: Mutex<Vec<OutboundRequest>>,
+}
+
+impl ScriptedSender {
+    pub fn sent(&self) -> Vec<OutboundRequest> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl HttpSender for ScriptedSender {
+    async fn send(&self, request: OutboundRequest) -> SendResult {
+        let status = self
+            .statuses
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| panic!("no answer scripted for a request to {}", request.url));
+        self.sent.lock().unwrap().push(request);
+        SendResult {
+            status: Some(status),
+            latency: Duration::from_millis(12),
+            body: Some(format!("answered {status}")),
+            retry_after: None,
+            error: None,
+        }
+    }
+}
+
+/// The services over fresh in-memory stores, with the clock and sender kept at hand.
+pub struct Harness {
+    pub services: Services,
+    pub clock: Arc<ManualClock>,
+    pub http: Arc<ScriptedSender>,
+}
+
+impl Harness {
+    /// The endpoint will answer the statuses in order, one per request.
+    pub fn new(statuses: &[u16]) -> Self {
+        Self::with_stores(statuses, |_| {})
+    }
+
+    /// The same, with some of the stores replaced by `adjust`.
+    pub fn with_stores(statuses: &[u16], adjust: impl FnOnce(&mut Stores)) -> Self {
+        let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+        let http = Arc::new(ScriptedSender {
+            statuses: Mutex::new(statuses.iter().copied().collect()),
+            sent: Mutex::new(Vec::new()),
+        });
+        let settings = Settings {
+            platform_key_hash: String::new(),
+            url_policy: UrlPolicy::default(),
+            destinations: Arc::new(DestinationPolicy::default()),
+            send_concurrency: 10,
+            max_in_flight_per_subscription: 10,
+            metrics_stage: None,
+            auto_disable_after: Duration::from_secs(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
+        };
+        let mut stores = store_memory::stores(clock.clone());
+        adjust(&mut stores);
+        let services = Services::new(stores, http.clone(), clock.clone(), settings);
+        Harness {
+            services,
+            clock,
+            http,
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// An enabled subscription to `event_types`, with a fresh signing secret.
+pub fn subscription(account_id: &str, id: &str, event_types: &[&str]) -> Subscription {
+    Subscription {
+        id: id.into(),
+        account_id: account_id.into(),
+        url: format!("https://{id}.example.com/hook"),
+        description: None,
+        event_types: event_types.iter().map(|t| t.to_string()).collect(),
+        enabled: true,
+        auth: None,
+        headers: Default::default(),
+        max_attempts: None,
+        retry_schedule: None,
+        timeout_seconds: 10,
+        rate_limit_per_second: None,
+        secrets: vec![SigningSecret {
+            secret: signing::generate_secret(),
+            expires_at: None,
+        }],
+        disabled_reason: None,
+        disabled_at: None,
+        failing_since: None,
+        version: 0,
+        created_at: START_MS,
+        updated_at: START_MS,
+    }
+}
+
+pub fn event(account_id: &str, id: &str, event_type: &str) -> Event {
+    Event {
+        id: id.into(),
+        event_type: event_type.into(),
+        account_id: account_id.into(),
+        occurred_at: "2026-11-26T12:00:00Z".into(),
+        received_at: START_MS,
+        data: json!({"call_id": "call_1"}),
+    }
+}
+
+/// One SQS record as Lambda passes it.
+pub fn record(message_id: &str, body: &str, receive_count: u32) -> Value {
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("{message_id}#receipt"),
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": receive_count.to_string()},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+    })
+}
+
+pub fn sqs_event(records: Vec<Value>) -> SqsEvent {
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+/// The records of messages received from a queue, with their real receipt handles.
+pub fn records_of(messages: &[QueueMessage]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut r = record(&m.message_id, &m.body, m.receive_count);
+            r["receiptHandle"] = json!(m.receipt_handle);
+            r
+        })
+        .collect()
+}
+
+/// Every message visible on `queue` now (each is then in flight).
+pub async fn receive_all(queue: &Arc<dyn Queue>) -> Vec<QueueMessage> {
+    let mut all = Vec::new();
+    loop {
+        let got = queue.receive(10, Duration::ZERO).await.unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
+/// The message ids a batch response reports as failed.
+pub fn failures(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}

@@ -1,0 +1,97 @@
+//! Events, deduplicated on (account, id) with whether each reached the events queue: ingest
+//! enqueues again an earlier copy that never did.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::lock;
+use super::paging::{newest_first, Before};
+use app::ports::{EventInsert, EventStore, Page};
+use app::Result;
+use domain::event::Event;
+
+struct Stored {
+    event: Event,
+    /// Whether it reached the events queue.
+    enqueued: bool,
+}
+
+/// Events by (account, id): the first stored under a key stays.
+#[derive(Default)]
+pub struct MemoryEventStore {
+    records: Mutex<BTreeMap<(String, String), Stored>>,
+}
+
+impl MemoryEventStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryEventStore {
+    async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
+        let mut records = lock(&self.records)?;
+        Ok(events
+            .iter()
+            .map(|e| {
+                let key = (e.account_id.clone(), e.id.clone());
+                match records.get(&key) {
+                    Some(stored) => EventInsert::Exists {
+                        enqueued: stored.enqueued,
+                    },
+                    None => {
+                        records.insert(
+                            key,
+                            Stored {
+                                event: e.clone(),
+                                enqueued: false,
+                            },
+                        );
+                        EventInsert::Created
+                    }
+                }
+            })
+            .collect())
+    }
+
+    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+        let mut records = lock(&self.records)?;
+        for key in keys {
+            if let Some(stored) = records.get_mut(key) {
+                stored.enqueued = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+        let key = (account_id.to_string(), id.to_string());
+        Ok(lock(&self.records)?.get(&key).map(|s| s.event.clone()))
+    }
+
+    async fn list(
+        &self,
+        account_id: &str,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Event>> {
+        let before = Before::parse(cursor)?;
+        let records = lock(&self.records)?;
+        let of_account = records
+            .range((account_id.to_string(), String::new())..)
+            .take_while(|((account, _), _)| account == account_id)
+            .map(|(_, s)| &s.event)
+            .filter(|e| event_type.is_none_or(|t| e.event_type == t));
+        let page = newest_first(of_account, &before, limit, |e| {
+            (e.received_at, e.id.as_str())
+        });
+        Ok(Page {
+            items: page.items.into_iter().cloned().collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+}

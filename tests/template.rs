@@ -1,0 +1,209 @@
+//! `template.yaml` against the code: the queues and the functions' event sources must be
+//! what `app::topology` says (the embedded runner and the AWS provisioning are built from
+//! it), and every variable the template sets must be one the functions read.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use app::topology::{self, ConsumerSpec, QueueSpec};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn template() -> Yaml {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+fn resources(t: &Yaml) -> Vec<(String, &Yaml)> {
+    t["Resources"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v))
+        .collect()
+}
+
+/// The logical id of the queue `webhooks-${Stage}-<name>`.
+fn queue_resource<'a>(t: &'a Yaml, name: &str) -> (String, &'a Yaml) {
+    let wanted = format!("webhooks-${{Stage}}-{name}");
+    resources(t)
+        .into_iter()
+        .find(|(_, r)| {
+            r["Type"].as_str() == Some("AWS::SQS::Queue")
+                && r["Properties"]["QueueName"].as_str() == Some(&wanted)
+        })
+        .unwrap_or_else(|| panic!("no queue named {wanted} in the template"))
+}
+
+fn secs(y: &Yaml) -> Option<Duration> {
+    y.as_i64().map(|s| Duration::from_secs(s as u64))
+}
+
+fn check_queue(t: &Yaml, spec: QueueSpec) {
+    let (_, q) = queue_resource(t, spec.name);
+    let p = &q["Properties"];
+    // SQS's default visibility timeout is 30 s.
+    let visibility = secs(&p["VisibilityTimeout"]).unwrap_or(Duration::from_secs(30));
+    assert_eq!(
+        visibility, spec.visibility,
+        "{}: VisibilityTimeout",
+        spec.name
+    );
+    assert_eq!(
+        secs(&p["MessageRetentionPeriod"]),
+        Some(spec.retention),
+        "{}: MessageRetentionPeriod",
+        spec.name
+    );
+    let redrive = &p["RedrivePolicy"];
+    match (spec.dead_letter, spec.max_receives) {
+        (Some(dlq), Some(max)) => {
+            assert_eq!(
+                redrive["maxReceiveCount"].as_i64(),
+                Some(max as i64),
+                "{}: maxReceiveCount",
+                spec.name
+            );
+            let (dlq_id, _) = queue_resource(t, dlq);
+            assert_eq!(
+                redrive["deadLetterTargetArn"].as_str(),
+                Some(format!("{dlq_id}.Arn").as_str()),
+                "{}: deadLetterTargetArn",
+                spec.name
+            );
+        }
+        _ => assert!(
+            redrive.is_badvalue(),
+            "{}: unexpected RedrivePolicy",
+            spec.name
+        ),
+    }
+}
+
+fn check_consumer(t: &Yaml, spec: ConsumerSpec) {
+    let (queue_id, _) = queue_resource(t, spec.queue);
+    let queue_arn = format!("{queue_id}.Arn");
+    let mut found = Vec::new();
+    for (id, r) in resources(t) {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let Some(events) = r["Properties"]["Events"].as_hash() else {
+            continue;
+        };
+        for source in events.values() {
+            if source["Type"].as_str() == Some("SQS")
+                && source["Properties"]["Queue"].as_str() == Some(&queue_arn)
+            {
+                found.push((id.clone(), r, &source["Properties"]));
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{}: one consumer expected", spec.queue);
+    let (id, function, source) = found.remove(0);
+    assert_eq!(
+        source["BatchSize"].as_i64(),
+        Some(spec.batch_size as i64),
+        "{id}: BatchSize"
+    );
+    assert_eq!(
+        source["ScalingConfig"]["MaximumConcurrency"].as_i64(),
+        Some(spec.max_concurrency as i64),
+        "{id}: MaximumConcurrency"
+    );
+    assert!(
+        source["FunctionResponseTypes"].as_vec().is_some_and(|v| v
+            .iter()
+            .any(|t| t.as_str() == Some("ReportBatchItemFailures"))),
+        "{id}: without ReportBatchItemFailures one failure retries the whole batch"
+    );
+    assert_eq!(
+        secs(&function["Properties"]["Timeout"]),
+        Some(spec.function_timeout),
+        "{id}: Timeout"
+    );
+}
+
+#[test]
+fn the_queues_are_the_topology() {
+    let t = template();
+    for spec in topology::QUEUES {
+        check_queue(&t, spec);
+    }
+    let declared = resources(&t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::SQS::Queue"))
+        .count();
+    assert_eq!(
+        declared,
+        topology::QUEUES.len(),
+        "a queue outside the topology"
+    );
+}
+
+#[test]
+fn the_event_sources_are_the_topology() {
+    let t = template();
+    for spec in topology::CONSUMERS {
+        check_consumer(&t, spec);
+    }
+}
+
+/// What the functions read: the settings (`app::Settings::from_vars`) and the resource
+/// names (`store_aws::Resources::from_vars`), found by reading with a recording lookup.
+fn variables_read() -> HashSet<String> {
+    let read = std::sync::Mutex::new(HashSet::new());
+    let vars = app::config::Vars::new(|name: &str| {
+        // Every variable set, to a value each reader accepts; old names stay unset (a
+        // template still setting one must fail below, as the function would at start).
+        let value = match name {
+            "DELIVER_CONCURRENCY"
+            | "MAX_IN_FLIGHT_PER_SUBSCRIPTION"
+            | "AUTO_DISABLE_AFTER_SECONDS" => return None,
+            "WEBHOOKS_ALLOWED_CIDRS" => "10.0.0.0/8",
+            n if n.contains("ALLOW") => "false",
+            _ => "1",
+        };
+        read.lock().unwrap().insert(name.to_string());
+        Some(value.to_string())
+    });
+    app::Settings::from_vars(&vars).unwrap();
+    store_aws::Resources::from_vars(&vars).unwrap();
+    read.into_inner().unwrap()
+}
+
+#[test]
+fn every_variable_the_template_sets_is_one_the_functions_read() {
+    let t = template();
+    let read = variables_read();
+    let mut set: HashMap<String, String> = HashMap::new();
+    let globals = t["Globals"]["Function"]["Environment"]["Variables"].as_hash();
+    for (name, _) in globals.into_iter().flatten() {
+        set.insert(name.as_str().unwrap().into(), "Globals".into());
+    }
+    for (id, r) in resources(&t) {
+        let vars = r["Properties"]["Environment"]["Variables"].as_hash();
+        for (name, _) in vars.into_iter().flatten() {
+            set.insert(name.as_str().unwrap().into(), id.clone());
+        }
+    }
+    assert!(set.contains_key("WEBHOOKS_SEND_CONCURRENCY"), "{set:?}");
+    for (name, place) in &set {
+        assert!(
+            read.contains(name),
+            "{place} sets {name}, which no function reads: a typo or a stale name"
+        );
+    }
+}
+
+#[test]
+fn a_delivery_row_outlives_every_message_of_it() {
+    let t = template();
+    let min_days = t["Parameters"]["EventRetentionDays"]["MinValue"]
+        .as_i64()
+        .expect("EventRetentionDays has a MinValue");
+    assert!(
+        Duration::from_secs(min_days as u64 * 86_400) >= topology::RETENTION,
+        "a retention of {min_days} days lets a delivery's row expire while its message still retries"
+    );
+}
