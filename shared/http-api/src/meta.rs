@@ -2,7 +2,9 @@
 
 use std::sync::OnceLock;
 
-use axum::http::header;
+use app::Services;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -10,14 +12,35 @@ use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `unavailable` when the stores cannot be reached.
     pub status: &'static str,
 }
 
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+/// Health: answers 200 only when the stores answer a read. A process whose database writer
+/// has stopped, or whose tables are unreachable, fails here rather than looking alive while
+/// every write fails.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses(
+    (status = 200, body = Health),
+    (status = 503, body = Health, description = "The stores cannot be reached"),
+))]
+pub async fn healthz(State(services): State<Services>) -> (StatusCode, Json<Health>) {
+    // A lookup of a hash no key can have: one cheap read through the same path as every
+    // request's authentication.
+    match services.api_keys.find_by_hash(PROBE_HASH).await {
+        Ok(_) => (StatusCode::OK, Json(Health { status: "ok" })),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed: the stores cannot be reached");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable",
+                }),
+            )
+        }
+    }
 }
+
+const PROBE_HASH: &str = "healthz-probe";
 
 /// This document: OpenAPI 3.1 of every route.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
@@ -26,4 +49,56 @@ pub async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     let doc = DOC.get_or_init(|| super::openapi().to_json().expect("the document serialises"));
     ([(header::CONTENT_TYPE, "application/json")], doc.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use app::ports::{ApiKeyStore, NoOutboundHttp, SystemClock};
+    use app::{Error, Result, Services, Settings};
+    use domain::api_key::ApiKeyRecord;
+
+    /// The embedded store after its writer thread stopped: every call fails.
+    struct Stopped;
+
+    #[async_trait]
+    impl ApiKeyStore for Stopped {
+        async fn create(&self, _: &ApiKeyRecord) -> Result<()> {
+            Err(Error::Storage("the database thread has stopped".into()))
+        }
+        async fn find_by_hash(&self, _: &str) -> Result<Option<ApiKeyRecord>> {
+            Err(Error::Storage("the database thread has stopped".into()))
+        }
+    }
+
+    async fn health(stopped: bool) -> u16 {
+        let clock = Arc::new(SystemClock);
+        let mut stores = store_memory::stores(clock.clone());
+        if stopped {
+            stores.api_keys = Arc::new(Stopped);
+        }
+        let vars = app::config::Vars::new(|name: &str| {
+            (name == "PLATFORM_KEY_HASH").then(|| "x".to_string())
+        });
+        let settings = Settings::from_vars(&vars).unwrap();
+        let services = Services::new(stores, Arc::new(NoOutboundHttp), clock, settings);
+        crate::router(services)
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn health_fails_when_the_stores_cannot_be_reached() {
+        assert_eq!(health(false).await, 200);
+        assert_eq!(health(true).await, 503);
+    }
 }
