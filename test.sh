@@ -61,7 +61,7 @@ step "tests"
 cargo test --workspace
 
 step "benchmark smoke: every scenario, tiny (numbers come from a release run by hand)"
-cargo run --quiet -p e2e --bin bench -- all --quick > /dev/null
+cargo run --quiet -p bench -- all --quick > /dev/null
 
 step "OpenAPI: validate the document and fuzz the running API (schemathesis)"
 api_dir=$(mktemp -d)

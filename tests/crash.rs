@@ -4,12 +4,11 @@
 //! every duplicate carries the same `webhook-id` and body.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{call, delivery_id, event, eventually, wait_ready, Behavior, Receiver, WAIT};
+use e2e::process::{Output, RunnerProcess};
+use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, WAIT};
 use serde_json::json;
 
 const KEY: &str = "whp_crash_test_key";
@@ -17,41 +16,20 @@ const KILLS: usize = 5;
 /// Accepted events below which the run would mean little.
 const ENOUGH_EVENTS: usize = 100;
 
-fn start(dir: &Path, port: u16) -> Child {
-    Command::new(e2e::workspace_binary("webhooks"))
-        .args([
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args([
-            "--platform-key",
-            KEY,
-            "--allow-http",
-            "--allow-cidr",
-            "127.0.0.0/8",
-        ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_survives_repeated_sigkills() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    // Restarted on the same data dir and port.
+    let runner = RunnerProcess::builder()
+        .data_dir(dir.path())
+        .port(e2e::free_port())
+        .platform_key(KEY)
+        .log_level("error")
+        .output(Output::Discard);
     let http = reqwest::Client::new();
     let r = Receiver::start().await;
-    let mut child = start(dir.path(), port);
-    wait_ready(&http, &base).await;
+    let mut child = runner.start().await.unwrap();
+    let base = child.base().to_string();
     let mut subs = Vec::new();
     for path in ["k1", "k2", "k3"] {
         let (status, sub) = call(&http, &format!("{base}/v1/accounts/acct_c/webhooks"), reqwest::Method::POST, KEY,
@@ -104,10 +82,8 @@ async fn every_accepted_event_survives_repeated_sigkills() {
         .await;
         let pause = 200 + (domain::ids::random_unit() * 600.0) as u64;
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
-        child = start(dir.path(), port);
-        wait_ready(&http, &base).await;
+        child.kill();
+        child = runner.start().await.unwrap();
     }
     // Streaming on into the last run until there is enough load to mean something.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,8 +134,7 @@ async fn every_accepted_event_survives_repeated_sigkills() {
         let path = format!("{base}/v1/accounts/acct_c/deliveries/{id}");
         logged.push(call(&http, &path, reqwest::Method::GET, KEY, None).await.1);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     assert!(
         missing.is_empty(),
         "{} of {expected} accepted deliveries never arrived, e.g. {:?}; logged as {logged:?}",

@@ -1,56 +1,25 @@
 //! Durability: the runner process is killed (SIGKILL) with deliveries in flight and queued,
 //! restarted on the same data dir, and every delivery still completes.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e::{call, delivery_id, event, eventually, wait_ready, Behavior, Receiver, WAIT};
+use e2e::process::RunnerProcess;
+use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, WAIT};
 use serde_json::json;
-
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    fn start(data_dir: &Path, port: u16) -> Process {
-        let child = Command::new(e2e::workspace_binary("webhooks"))
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(["--allow-http", "--allow-cidr", "127.0.0.0/8"])
-            .env("WEBHOOKS_PLATFORM_KEY", "whp_durability_test_key")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Process {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no shutdown code runs
-        self.child.wait().unwrap();
-    }
-}
 
 const KEY: &str = "whp_durability_test_key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_in_flight_and_queued_survive_a_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = e2e::free_port();
+    // Restarted on the same data dir and port.
+    let runner = RunnerProcess::builder()
+        .data_dir(dir.path())
+        .port(e2e::free_port())
+        .platform_key(KEY);
     let r = Receiver::start().await;
     let http = reqwest::Client::new();
-    let p = Process::start(dir.path(), port);
-    wait_ready(&http, &p.base).await;
+    let mut p = runner.start().await.unwrap();
 
     // The first request of `hang` hangs past the kill (far past: the kill may come late on a
     // loaded machine, and must come before the attempt times out); a later attempt succeeds
@@ -58,7 +27,7 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     let hang = r.url("hang", Behavior::Sleep(Duration::from_secs(120)));
     let (status, sub) = call(
         &http,
-        &format!("{}/v1/accounts/acct_k/webhooks", p.base),
+        &format!("{}/v1/accounts/acct_k/webhooks", p.base()),
         reqwest::Method::POST,
         KEY,
         Some(json!({"url": hang, "event_types": ["call.*"], "timeout_seconds": 30})),
@@ -67,7 +36,7 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     assert_eq!(status, 201, "{sub}");
     let (status, queued_sub) = call(
         &http,
-        &format!("{}/v1/accounts/acct_k/webhooks", p.base),
+        &format!("{}/v1/accounts/acct_k/webhooks", p.base()),
         reqwest::Method::POST,
         KEY,
         Some(json!({"url": r.url("later", Behavior::Status(200)), "event_types": ["agent.*"]})),
@@ -77,7 +46,7 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
 
     let (status, _) = call(
         &http,
-        &format!("{}/v1/events", p.base),
+        &format!("{}/v1/events", p.base()),
         reqwest::Method::POST,
         KEY,
         Some(event("call.started", "acct_k", Some("evt_in_flight"))),
@@ -92,19 +61,18 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
         .collect();
     let (status, _) = call(
         &http,
-        &format!("{}/v1/events", p.base),
+        &format!("{}/v1/events", p.base()),
         reqwest::Method::POST,
         KEY,
         Some(json!({"events": batch})),
     )
     .await;
     assert_eq!(status, 202);
-    p.kill();
+    p.kill(); // SIGKILL: no shutdown code runs
 
     // Make the hanging endpoint answer at once from now on.
     r.url("hang", Behavior::Status(200));
-    let p = Process::start(dir.path(), port);
-    wait_ready(&http, &p.base).await;
+    let mut p = runner.start().await.unwrap();
 
     let got = r.wait_for("hang", 2, WAIT).await;
     let id = delivery_id("acct_k", "evt_in_flight", sub["id"].as_str().unwrap());
@@ -136,7 +104,7 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     eventually("the in-flight delivery to succeed", WAIT, || async {
         let (status, d) = call(
             &http,
-            &format!("{}/v1/accounts/acct_k/deliveries/{id}", p.base),
+            &format!("{}/v1/accounts/acct_k/deliveries/{id}", p.base()),
             reqwest::Method::GET,
             KEY,
             None,

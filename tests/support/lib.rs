@@ -1,5 +1,6 @@
-//! Helpers for the end-to-end tests: a runner on a temporary data dir, a programmable
-//! local receiver, and an independent Standard Webhooks verifier.
+//! Helpers for the end-to-end tests: a runner on a temporary data dir, the runner binary as
+//! a child process (`process`), a programmable local receiver, and an independent Standard
+//! Webhooks verifier.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +22,8 @@ use sha2::Sha256;
 
 pub mod lambda_api;
 pub mod moto;
+pub mod process;
+pub mod server;
 
 pub use runner::{Config, Runner};
 
@@ -283,6 +286,12 @@ impl TestRunner {
         }
     }
 
+    /// On the embedded default; takes the case's name as `start_moto` does, so that
+    /// `on_backend!` instantiates cases for either backend alike.
+    pub async fn start_embedded(_case: &str) -> TestRunner {
+        TestRunner::start().await
+    }
+
     /// On SQS and DynamoDB (a moto server), with pollers standing in for Lambda's event
     /// source mappings exactly as in the embedded runner.
     pub async fn start_moto(name: &str) -> TestRunner {
@@ -464,16 +473,28 @@ impl TestRunner {
     }
 }
 
-/// Waits until the runner process at `base` answers its health check.
-pub async fn wait_ready(http: &reqwest::Client, base: &str) {
-    eventually(&format!("the runner at {base} to answer"), WAIT, || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await
+/// Instantiates cases written once as `async fn case(t: TestRunner)` for one backend, as
+/// `backend::case`, each a test given a runner from `start(case_name)`:
+/// `on_backend!(moto, TestRunner::start_moto; case_a, case_b);`.
+#[macro_export]
+macro_rules! on_backend {
+    ($backend:ident, $start:path; $($case:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($start(stringify!($case)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Asserts an API error answer: its status and its `error.code`.
+pub fn assert_error(status: u16, body: &Value, expected: u16, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
 }
 
 pub async fn call(

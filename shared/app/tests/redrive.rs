@@ -68,7 +68,7 @@ async fn dead_delivery(statuses: &[u16]) -> (Harness, Arc<InlineDeliver>, Delive
     let event = event("acct_r", "evt_r", "call.ended");
     h.services
         .events
-        .insert_batch(&[event.clone()])
+        .insert_batch(std::slice::from_ref(&event))
         .await
         .unwrap();
     let dead = Delivery {
@@ -87,7 +87,7 @@ async fn dead_delivery(statuses: &[u16]) -> (Harness, Arc<InlineDeliver>, Delive
     };
     h.services
         .deliveries
-        .create_batch(&[dead.clone()])
+        .create_batch(std::slice::from_ref(&dead))
         .await
         .unwrap();
     (h, inline, dead)
@@ -105,7 +105,12 @@ async fn current(h: &Harness, d: &Delivery) -> Delivery {
 #[tokio::test]
 async fn an_outcome_recorded_before_the_redrive_returns_is_the_final_status() {
     let (h, _, dead) = dead_delivery(&[200]).await;
-    assert_eq!(redrive(&h.services, &[dead.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        redrive(&h.services, std::slice::from_ref(&dead))
+            .await
+            .unwrap(),
+        1
+    );
     let d = current(&h, &dead).await;
     // Marking after sending turned this `succeeded` back into `pending`, with no message.
     assert_eq!(
@@ -121,8 +126,18 @@ async fn an_outcome_recorded_before_the_redrive_returns_is_the_final_status() {
 async fn a_delivery_changed_since_it_was_read_is_not_redriven() {
     let (h, _, dead) = dead_delivery(&[200, 200]).await;
     // Someone else redrove it first; this caller still holds the dead copy.
-    assert_eq!(redrive(&h.services, &[dead.clone()]).await.unwrap(), 1);
-    assert_eq!(redrive(&h.services, &[dead.clone()]).await.unwrap(), 0);
+    assert_eq!(
+        redrive(&h.services, std::slice::from_ref(&dead))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        redrive(&h.services, std::slice::from_ref(&dead))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(h.http.sent().len(), 1, "sent twice from one stale read");
 }
 
@@ -130,7 +145,9 @@ async fn a_delivery_changed_since_it_was_read_is_not_redriven() {
 async fn a_redrive_whose_send_fails_leaves_the_delivery_as_it_was() {
     let (h, inline, dead) = dead_delivery(&[]).await;
     inline.refuse_sends.store(true, Ordering::SeqCst);
-    assert!(redrive(&h.services, &[dead.clone()]).await.is_err());
+    assert!(redrive(&h.services, std::slice::from_ref(&dead))
+        .await
+        .is_err());
     let d = current(&h, &dead).await;
     // Not stranded in `pending` without a message: still dead, listed, redrivable.
     assert_eq!(

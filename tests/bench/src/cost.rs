@@ -87,7 +87,7 @@ impl Moto {
         // The test command's Python environment, from the workspace root or from here.
         let candidates = [
             std::path::PathBuf::from(".venv/bin/moto_server"),
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server"),
             std::path::PathBuf::from("moto_server"),
         ];
         let port = e2e::free_port();

@@ -1,4 +1,4 @@
-//! The benchmark harness: `cargo run --release -p e2e --bin bench -- <scenario> [--quick]`.
+//! The benchmark harness: `cargo run --release -p bench -- <scenario> [--quick]`.
 //!
 //! Runs the release runner binary as a child process on a fresh data dir (its embedded
 //! default), with the load generator and a local receiver answering 204 in this process,
@@ -64,10 +64,7 @@ async fn main() -> ExitCode {
         }
     }
     if write {
-        let command = format!(
-            "cargo run --release -p e2e --bin bench -- {}",
-            args.join(" ")
-        );
+        let command = format!("cargo run --release -p bench -- {}", args.join(" "));
         if let Err(e) = report::append(&command, &sections) {
             eprintln!("could not write BENCHMARKS.md: {e}");
             return ExitCode::FAILURE;

@@ -1,9 +1,10 @@
 //! The release runner binary as a child process, on a fresh data dir.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use e2e::process::RunnerProcess;
 use serde_json::{json, Value};
 
 pub const KEY: &str = "whp_benchmark_key";
@@ -47,66 +48,37 @@ pub async fn post_json(
     Ok(value)
 }
 
-pub struct RunnerProcess {
-    child: Child,
-    pub base: String,
-    pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+/// The runner process with an HTTP client for the load.
+pub struct Runner {
+    process: RunnerProcess,
+    http: reqwest::Client,
 }
 
-impl RunnerProcess {
-    pub async fn start() -> Result<RunnerProcess, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let child = Command::new(release_binary("webhooks")?)
-            .args(["--data-dir", dir.path().to_str().unwrap()])
-            .args(["--addr", &format!("127.0.0.1:{port}")])
-            .args([
-                "--platform-key",
-                KEY,
-                "--allow-http",
-                "--allow-cidr",
-                "127.0.0.0/8",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+impl Runner {
+    pub async fn start() -> Result<Runner, String> {
+        let process = RunnerProcess::builder()
+            .binary(release_binary("webhooks")?)
+            .platform_key(KEY)
+            .ready_within(Duration::from_secs(20))
+            .start()
+            .await?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| e.to_string())?;
-        let me = RunnerProcess {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while me
-            .http
-            .get(format!("{}/healthz", me.base))
-            .send()
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                return Err("the runner did not start".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(me)
+        Ok(Runner { process, http })
+    }
+
+    pub fn base(&self) -> &str {
+        self.process.base()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        post_json(&self.http, &self.base, KEY, path, body).await
+        post_json(&self.http, self.base(), KEY, path, body).await
     }
 
     pub async fn subscribe(&self, account: &str, url: &str, extra: Value) -> Result<(), String> {
@@ -132,12 +104,5 @@ impl RunnerProcess {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for RunnerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::receiver::Receiver;
 use crate::report::{ms, percentile, spread};
-use crate::runner::{release_binary, RunnerProcess};
+use crate::runner::{release_binary, Runner};
 
 type Res = Result<String, String>;
 
@@ -19,7 +19,7 @@ fn event(id: &str) -> Value {
 }
 
 /// Posts `events` in batches of 100, four requests at a time.
-async fn ingest_all(runner: &RunnerProcess, ids: &[String]) -> Result<(), String> {
+async fn ingest_all(runner: &Runner, ids: &[String]) -> Result<(), String> {
     let batches: Vec<Value> = ids
         .chunks(100)
         .map(|c| json!({"events": c.iter().map(|id| event(id)).collect::<Vec<_>>()}))
@@ -51,8 +51,8 @@ async fn wait_for(receiver: &Receiver, n: usize, timeout: Duration) -> Result<In
     }
 }
 
-async fn subscribed_runner(receiver: &Receiver, paths: &[&str]) -> Result<RunnerProcess, String> {
-    let runner = RunnerProcess::start().await?;
+async fn subscribed_runner(receiver: &Receiver, paths: &[&str]) -> Result<Runner, String> {
+    let runner = Runner::start().await?;
     for p in paths {
         runner
             .subscribe("acct_bench", &receiver.url(p), json!({}))
@@ -129,7 +129,7 @@ pub struct Latencies {
 /// Offers `rate` events/s for `secs` to subscriptions at `paths`; measures arrivals at the
 /// `measured` paths.
 async fn offered_load(
-    runner: &RunnerProcess,
+    runner: &Runner,
     receiver: &Receiver,
     rate: u32,
     secs: u32,
