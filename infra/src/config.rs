@@ -47,6 +47,32 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub auto_disable_after_seconds: u64,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive connection
+    /// lives): a client trickling bytes is cut off instead of holding a connection.
+    #[arg(
+        long,
+        env = "WEBHOOKS_HTTP_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_header_timeout_seconds: u64,
+    /// Seconds a request may take, body and answer included (a test send waits up to its
+    /// endpoint's 30 s timeout).
+    #[arg(
+        long,
+        env = "WEBHOOKS_HTTP_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_request_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(
+        long,
+        env = "WEBHOOKS_HTTP_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_max_connections: u64,
     /// Concurrent batches taken from the deliveries queue.
     #[arg(
         long,
@@ -71,6 +97,14 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_in_flight_per_subscription: u64,
+    /// Subscriptions one account may have; creating one more answers 409 `limit_exceeded`.
+    #[arg(
+        long,
+        env = "WEBHOOKS_MAX_SUBSCRIPTIONS_PER_ACCOUNT",
+        default_value_t = domain::subscription::DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_subscriptions_per_account: u64,
 }
 
 impl Config {
@@ -86,4 +120,28 @@ impl Config {
 pub enum Backend {
     Embedded,
     Aws,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_subscription_cap_is_a_positive_count_defaulting_to_100() {
+        let parse = |args: &[&str]| Config::try_parse_from([&["webhooks"], args].concat());
+        assert_eq!(parse(&[]).unwrap().max_subscriptions_per_account, 100);
+        let five = parse(&["--max-subscriptions-per-account", "5"]).unwrap();
+        assert_eq!(five.max_subscriptions_per_account, 5);
+        assert!(parse(&["--max-subscriptions-per-account", "0"]).is_err());
+        let command = Config::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == "max_subscriptions_per_account")
+            .unwrap();
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("WEBHOOKS_MAX_SUBSCRIPTIONS_PER_ACCOUNT")
+        );
+    }
 }

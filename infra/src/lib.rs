@@ -7,6 +7,7 @@ mod embedded;
 mod platform_key;
 pub mod poller;
 mod runner;
+mod server;
 
 pub use config::Config;
 pub use runner::{services, settings, Runner};

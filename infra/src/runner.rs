@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use app::ports::SystemClock;
 use app::{handle_deliveries, handle_events};
@@ -15,6 +16,7 @@ use crate::config::Backend;
 use crate::embedded::{self, DELIVERIES_QUEUE, EVENTS_QUEUE};
 use crate::platform_key;
 use crate::poller::{self, PollerConfig};
+use crate::server;
 use crate::Config;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -59,6 +61,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         max_in_flight_per_subscription: config.max_in_flight_per_subscription as usize,
         metrics_stage: None,
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
+        max_subscriptions_per_account: config.max_subscriptions_per_account as usize,
     }
 }
 
@@ -133,18 +136,12 @@ impl Runner {
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let app = http_api::router(services.clone());
-        let mut server_stop = stop_rx;
-        tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }));
+        let limits = server::Limits {
+            header_timeout: Duration::from_secs(config.http_header_timeout_seconds),
+            request_timeout: Duration::from_secs(config.http_request_timeout_seconds),
+            max_connections: config.http_max_connections as usize,
+        };
+        tasks.push(tokio::spawn(server::serve(listener, app, limits, stop_rx)));
         Ok(Runner {
             services,
             addr,

@@ -10,7 +10,7 @@ use crate::ports::{
 };
 use domain::destination::DestinationPolicy;
 use domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
-use domain::subscription::UrlPolicy;
+use domain::subscription::{UrlPolicy, DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT};
 
 /// One batch's worth: a slow endpoint occupies at most one batch's concurrency.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10;
@@ -32,6 +32,8 @@ pub struct Settings {
     pub metrics_stage: Option<String>,
     /// An endpoint failing without a single success for this long is disabled.
     pub auto_disable_after: Duration,
+    /// Subscriptions one account may have; creating one more is refused.
+    pub max_subscriptions_per_account: usize,
 }
 
 impl Settings {
@@ -64,6 +66,10 @@ impl Settings {
                 "WEBHOOKS_AUTO_DISABLE_AFTER_SECONDS",
                 DEFAULT_AUTO_DISABLE_AFTER_SECONDS,
             )?),
+            max_subscriptions_per_account: vars.positive(
+                "WEBHOOKS_MAX_SUBSCRIPTIONS_PER_ACCOUNT",
+                DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT,
+            )? as usize,
         })
     }
 }

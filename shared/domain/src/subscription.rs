@@ -16,6 +16,18 @@ pub const MAX_RETRY_STEP_SECONDS: u32 = 12 * 3600;
 pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_DESCRIPTION_CHARS: usize = 512;
 pub const MAX_HEADERS: usize = 20;
+pub const MAX_HEADER_NAME_BYTES: usize = 64;
+pub const MAX_HEADER_VALUE_BYTES: usize = 1024;
+/// Also the most credentials bytes (`auth` values).
+pub const MAX_CREDENTIAL_BYTES: usize = 1024;
+/// Filters per subscription: far more than any real selection needs (the catalog names under
+/// twenty types), while keeping each event's fan-out matching (subscriptions × filters) small.
+pub const MAX_EVENT_TYPES: usize = 100;
+pub const MAX_EVENT_TYPE_CHARS: usize = 128;
+/// Subscriptions one account may have, unless the deployment sets another number.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT: u64 = 100;
+/// Secrets that sign at once: the current one and the two before it, while in their overlap.
+pub const MAX_ACTIVE_SECRETS: usize = 3;
 
 /// Credentials added to every delivery of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +100,37 @@ impl Subscription {
             .filter(move |s| s.expires_at.is_none_or(|t| t > now_ms))
             .map(|s| s.secret.as_str())
     }
+
+    /// Makes `secret` the current one. The current one keeps signing for `overlap_ms` and
+    /// older ones keep their own expiry; expired ones are dropped, and of those still valid
+    /// only the newest `MAX_ACTIVE_SECRETS` are kept.
+    ///
+    /// Going over the cap retires the oldest still-valid secret early rather than refusing
+    /// the rotation: rotating is what one does when a secret has leaked, and must work at
+    /// once, every time. The secret retired early is one that was replaced twice already
+    /// inside its overlap, so the endpoint has had two newer ones to move to.
+    pub fn rotate_secret(&mut self, secret: &str, now_ms: i64, overlap_ms: i64) {
+        let mut secrets = vec![SigningSecret {
+            secret: secret.to_string(),
+            expires_at: None,
+        }];
+        for (i, old) in self.secrets.iter().enumerate() {
+            let expires_at = match old.expires_at {
+                None if i == 0 => Some(now_ms + overlap_ms),
+                other => other,
+            };
+            if expires_at.is_some_and(|t| t > now_ms) {
+                secrets.push(SigningSecret {
+                    secret: old.secret.clone(),
+                    expires_at,
+                });
+            }
+        }
+        // Newest first, so the oldest go.
+        secrets.truncate(MAX_ACTIVE_SECRETS);
+        self.secrets = secrets;
+        self.updated_at = now_ms;
+    }
 }
 
 /// `*` matches everything, `family.*` every type below that prefix, anything else exactly.
@@ -105,6 +148,18 @@ pub fn filter_matches(filter: &str, event_type: &str) -> bool {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UrlPolicy {
     pub allow_http: bool,
+}
+
+/// A JSON pointer segment: `~` and `/` escaped (RFC 6901).
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Control characters (C0, DEL and C1) in any text sent in a request's headers: they would
+/// split or corrupt the header, or be refused by the HTTP client at every attempt.
+fn has_control(s: &str, allow_tab: bool) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !(allow_tab && c == '\t'))
 }
 
 fn violation(pointer: &str, message: impl Into<String>) -> Violation {
@@ -153,8 +208,22 @@ pub fn check_event_types(types: &[String], out: &mut Vec<Violation>) {
             "must name at least one event type",
         ));
     }
+    if types.len() > MAX_EVENT_TYPES {
+        // One violation, not one per entry: the answer stays small whatever was sent.
+        out.push(violation(
+            "/event_types",
+            format!("must have at most {MAX_EVENT_TYPES} entries"),
+        ));
+        return;
+    }
     for (i, t) in types.iter().enumerate() {
-        if !catalog::is_valid_filter(t) {
+        if t.chars().count() > MAX_EVENT_TYPE_CHARS {
+            // Not echoed: it is no catalog type, and would only bloat the answer.
+            out.push(violation(
+                &format!("/event_types/{i}"),
+                format!("must be at most {MAX_EVENT_TYPE_CHARS} characters"),
+            ));
+        } else if !catalog::is_valid_filter(t) {
             out.push(violation(
                 &format!("/event_types/{i}"),
                 format!("`{t}` is not an event type, a `family.*` or `*`"),
@@ -180,38 +249,73 @@ const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "transfer-encoding",
     "connection",
+    // Hop-by-hop and framing headers: the HTTP client owns the connection and the body's
+    // encoding, and a receiver or proxy would misread a request that set them.
+    "proxy-authorization",
+    "te",
+    "upgrade",
+    "expect",
+    "content-encoding",
+    "keep-alive",
+    "trailer",
 ];
+
+fn is_reserved(name: &str) -> bool {
+    RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
 
 pub fn check_headers(headers: &BTreeMap<String, String>, out: &mut Vec<Violation>) {
     if headers.len() > MAX_HEADERS {
-        out.push(violation("/headers", "must have at most 20 headers"));
+        // One violation, not one per header: the answer stays small whatever was sent.
+        out.push(violation(
+            "/headers",
+            format!("must have at most {MAX_HEADERS} headers"),
+        ));
+        return;
     }
     for (name, value) in headers {
-        let p = format!("/headers/{name}");
-        if !is_token(name) || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let p = format!("/headers/{}", escape(name));
+        if !is_token(name) || is_reserved(name) {
             out.push(violation(
                 &p,
                 "must be a valid header name that the service does not set itself",
             ));
+        } else if name.len() > MAX_HEADER_NAME_BYTES {
+            out.push(violation(
+                &p,
+                format!("the name must be at most {MAX_HEADER_NAME_BYTES} bytes"),
+            ));
         }
-        if value.len() > 1024 || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-            out.push(violation(&p, "must be at most 1024 printable characters"));
+        // A tab is allowed inside a field value (RFC 9110); no other control character is.
+        if value.len() > MAX_HEADER_VALUE_BYTES || has_control(value, true) {
+            out.push(violation(
+                &p,
+                format!(
+                    "the value must be at most {MAX_HEADER_VALUE_BYTES} bytes, \
+                     with no control characters"
+                ),
+            ));
         }
     }
 }
 
 pub fn check_auth(auth: &EndpointAuth, out: &mut Vec<Violation>) {
-    let printable = |s: &str| !s.is_empty() && s.len() <= 1024 && !s.bytes().any(|b| b < 0x20);
+    // No control character at all, tab included: credentials never need one.
+    let printable =
+        |s: &str| !s.is_empty() && s.len() <= MAX_CREDENTIAL_BYTES && !has_control(s, false);
     match auth {
         EndpointAuth::ApiKey { header, value } => {
-            if !is_token(header) || RESERVED_HEADERS.contains(&header.to_ascii_lowercase().as_str())
-            {
-                out.push(violation("/auth/header", "must be a valid header name"));
+            if !is_token(header) || is_reserved(header) || header.len() > MAX_HEADER_NAME_BYTES {
+                out.push(violation(
+                    "/auth/header",
+                    "must be a valid header name of at most 64 bytes that the service does not \
+                     set itself",
+                ));
             }
             if !printable(value) {
                 out.push(violation(
                     "/auth/value",
-                    "must be 1 to 1024 printable characters",
+                    "must be 1 to 1024 bytes, with no control characters",
                 ));
             }
         }
@@ -219,13 +323,13 @@ pub fn check_auth(auth: &EndpointAuth, out: &mut Vec<Violation>) {
             if !printable(username) || username.contains(':') {
                 out.push(violation(
                     "/auth/username",
-                    "must be printable and contain no ':'",
+                    "must be 1 to 1024 bytes, with no control characters and no ':'",
                 ));
             }
             if !printable(password) {
                 out.push(violation(
                     "/auth/password",
-                    "must be 1 to 1024 printable characters",
+                    "must be 1 to 1024 bytes, with no control characters",
                 ));
             }
         }
@@ -233,7 +337,7 @@ pub fn check_auth(auth: &EndpointAuth, out: &mut Vec<Violation>) {
             if !printable(token) {
                 out.push(violation(
                     "/auth/token",
-                    "must be 1 to 1024 printable characters",
+                    "must be 1 to 1024 bytes, with no control characters",
                 ));
             }
         }
@@ -325,6 +429,199 @@ mod tests {
         .into();
         check_headers(&headers, &mut out);
         assert_eq!(out.len(), 3);
+    }
+
+    fn pointers(out: &[Violation]) -> Vec<&str> {
+        out.iter().map(|v| v.pointer.as_str()).collect()
+    }
+
+    #[test]
+    fn event_types_are_bounded_in_number_and_length() {
+        let mut out = vec![];
+        check_event_types(&vec!["*".to_string(); 100], &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        check_event_types(&vec!["*".to_string(); 101], &mut out);
+        assert_eq!(pointers(&out), ["/event_types"]);
+        assert!(out[0].message.contains("100"), "{out:?}");
+        out.clear();
+        let long = format!("call.{}", "x".repeat(124));
+        assert_eq!(long.chars().count(), 129);
+        check_event_types(&["call.ended".to_string(), long], &mut out);
+        assert_eq!(pointers(&out), ["/event_types/1"]);
+        assert!(out[0].message.contains("128"), "{out:?}");
+        assert!(!out[0].message.contains("xxxx"), "echoes the long value");
+    }
+
+    #[test]
+    fn header_names_and_values_are_bounded() {
+        let at_most = format!("X-{}", "a".repeat(62));
+        let too_long = format!("X-{}", "a".repeat(63));
+        let headers: BTreeMap<String, String> = [
+            (at_most.clone(), "v".repeat(1024)),
+            (too_long.clone(), "v".to_string()),
+            ("X-Value".to_string(), "v".repeat(1025)),
+            ("X-Tab".to_string(), "a\tb".to_string()),
+        ]
+        .into();
+        let mut out = vec![];
+        check_headers(&headers, &mut out);
+        // In the map's order: `X-V` sorts before `X-a`.
+        assert_eq!(
+            pointers(&out),
+            ["/headers/X-Value", format!("/headers/{too_long}").as_str()]
+        );
+        assert!(out[0].message.contains("1024"), "{out:?}");
+        assert!(out[1].message.contains("64"), "{out:?}");
+    }
+
+    #[test]
+    fn too_many_headers_is_one_violation() {
+        let headers: BTreeMap<String, String> = (0..=MAX_HEADERS)
+            .map(|i| (format!("bad header {i}"), "v".to_string()))
+            .collect();
+        let mut out = vec![];
+        check_headers(&headers, &mut out);
+        assert_eq!(pointers(&out), ["/headers"]);
+    }
+
+    #[test]
+    fn header_pointers_escape_the_name() {
+        let headers: BTreeMap<String, String> = [("a/b~c".to_string(), "v".to_string())].into();
+        let mut out = vec![];
+        check_headers(&headers, &mut out);
+        assert_eq!(pointers(&out), ["/headers/a~1b~0c"]);
+    }
+
+    #[test]
+    fn hop_by_hop_and_framing_headers_are_reserved_in_any_case() {
+        for name in [
+            "Proxy-Authorization",
+            "TE",
+            "Upgrade",
+            "expect",
+            "Content-Encoding",
+            "KEEP-ALIVE",
+            "Trailer",
+        ] {
+            let headers: BTreeMap<String, String> = [(name.to_string(), "v".to_string())].into();
+            let mut out = vec![];
+            check_headers(&headers, &mut out);
+            assert_eq!(pointers(&out), [format!("/headers/{name}").as_str()]);
+            check_auth(
+                &EndpointAuth::ApiKey {
+                    header: name.to_string(),
+                    value: "k".into(),
+                },
+                &mut out,
+            );
+            assert_eq!(out.len(), 2, "{name} accepted as the api_key header");
+            assert_eq!(out[1].pointer, "/auth/header");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_credentials_and_header_values() {
+        for bad in ["tok\u{7f}en", "tok\u{85}en", "tok\ten", "tok\0", "tok\r\n"] {
+            let mut out = vec![];
+            check_auth(&EndpointAuth::Bearer { token: bad.into() }, &mut out);
+            check_auth(
+                &EndpointAuth::Basic {
+                    username: bad.into(),
+                    password: bad.into(),
+                },
+                &mut out,
+            );
+            check_auth(
+                &EndpointAuth::ApiKey {
+                    header: "X-Key".into(),
+                    value: bad.into(),
+                },
+                &mut out,
+            );
+            assert_eq!(
+                pointers(&out),
+                [
+                    "/auth/token",
+                    "/auth/username",
+                    "/auth/password",
+                    "/auth/value"
+                ],
+                "{bad:?}"
+            );
+        }
+        for bad in ["a\u{7f}", "a\u{85}b", "a\rb"] {
+            let headers: BTreeMap<String, String> = [("X-A".to_string(), bad.to_string())].into();
+            let mut out = vec![];
+            check_headers(&headers, &mut out);
+            assert_eq!(pointers(&out), ["/headers/X-A"], "{bad:?}");
+        }
+        let mut out = vec![];
+        check_auth(
+            &EndpointAuth::Basic {
+                username: "crm".into(),
+                password: "p@ss wörd".into(),
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn rotation_keeps_the_newest_three_unexpired_secrets() {
+        let mut s = Subscription {
+            id: "s".into(),
+            account_id: "a".into(),
+            url: "https://x".into(),
+            description: None,
+            event_types: vec!["*".into()],
+            enabled: true,
+            auth: None,
+            headers: BTreeMap::new(),
+            max_attempts: None,
+            retry_schedule: None,
+            timeout_seconds: 10,
+            rate_limit_per_second: None,
+            secrets: vec![SigningSecret {
+                secret: "s0".into(),
+                expires_at: None,
+            }],
+            disabled_reason: None,
+            disabled_at: None,
+            failing_since: None,
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let overlap = 1000;
+        s.rotate_secret("s1", 10, overlap);
+        assert_eq!(s.active_secrets(10).collect::<Vec<_>>(), ["s1", "s0"]);
+        assert_eq!(s.secrets[1].expires_at, Some(1010));
+        s.rotate_secret("s2", 20, overlap);
+        s.rotate_secret("s3", 30, overlap);
+        s.rotate_secret("s4", 40, overlap);
+        // The cap retires the oldest still-valid ones; each keeps its own expiry.
+        assert_eq!(s.active_secrets(40).collect::<Vec<_>>(), ["s4", "s3", "s2"]);
+        assert_eq!(s.secrets.len(), MAX_ACTIVE_SECRETS);
+        assert_eq!(s.secrets[1].expires_at, Some(1040));
+        assert_eq!(s.secrets[2].expires_at, Some(1030));
+        assert_eq!(s.updated_at, 40);
+        // Expired ones are dropped at the next rotation, cap or not.
+        s.rotate_secret("s5", 1035, overlap);
+        assert_eq!(
+            s.secrets
+                .iter()
+                .map(|x| x.secret.as_str())
+                .collect::<Vec<_>>(),
+            ["s5", "s4", "s3"]
+        );
+        s.rotate_secret("s6", 2036, overlap);
+        assert_eq!(
+            s.secrets
+                .iter()
+                .map(|x| x.secret.as_str())
+                .collect::<Vec<_>>(),
+            ["s6", "s5"]
+        );
     }
 
     #[test]

@@ -43,9 +43,7 @@ impl FromRequestParts<Services> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+            .and_then(bearer_token)
             .ok_or_else(ApiError::unauthorized)?;
         let hash = hash_key(key);
         if hashes_equal(&hash, &services.settings.platform_key_hash) {
@@ -58,6 +56,14 @@ impl FromRequestParts<Services> for Caller {
             _ => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// The credentials of an `Authorization: Bearer <key>` value. The scheme is matched in any
+/// case, as RFC 9110 says of every authentication scheme, so `bearer` and `BEARER` work.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, key) = value.trim_start().split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
 /// Reads a JSON body of at most `limit` bytes.
@@ -114,5 +120,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         let bytes = read_json_body(req, MAX_BODY_BYTES).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in [
+            "Bearer k1",
+            "bearer k1",
+            "BEARER k1",
+            "bEaReR   k1 ",
+            " Bearer k1",
+        ] {
+            assert_eq!(bearer_token(value), Some("k1"), "{value:?}");
+        }
+        for value in [
+            "Basic k1",
+            "Bearerk1",
+            "Bearers k1",
+            "Bearer ",
+            "Bearer",
+            "",
+            "k1",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }

@@ -22,7 +22,6 @@ use domain::event::{format_rfc3339_ms, parse_rfc3339, Event};
 use domain::ids;
 use domain::signing::generate_secret;
 use domain::stats::{parse_window, DeliveryStats};
-use domain::subscription::{SigningSecret, Subscription};
 
 /// How long a rotated-out secret keeps signing.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
@@ -126,7 +125,9 @@ pub struct RotatedSecret {
     pub secret: String,
 }
 
-/// Replaces the signing secret. For 24 h deliveries carry both signatures.
+/// Replaces the signing secret. For 24 h deliveries carry both signatures. At most three
+/// secrets sign at once: rotating again inside the overlap retires the oldest still-valid
+/// one early (a rotation is never refused, as it is the answer to a leaked secret).
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
     params(("account_id" = String, Path), ("webhook_id" = String, Path)),
     responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -143,34 +144,15 @@ pub async fn rotate_secret(
     loop {
         let mut sub = load(&services, account, &webhook_id).await?;
         let expected = sub.version;
-        rotate(&mut sub, &secret, services.clock.now_ms());
+        sub.rotate_secret(
+            &secret,
+            services.clock.now_ms(),
+            ROTATION_OVERLAP.as_millis() as i64,
+        );
         if save(&services, &mut sub, expected, &mut conflicts).await? {
             return Ok(Json(RotatedSecret { secret }));
         }
     }
-}
-
-/// Makes `secret` the current one; the current one keeps signing for the overlap, and
-/// older ones keep their own expiry.
-fn rotate(sub: &mut Subscription, secret: &str, now: i64) {
-    let mut secrets = vec![SigningSecret {
-        secret: secret.to_string(),
-        expires_at: None,
-    }];
-    for (i, old) in sub.secrets.iter().enumerate() {
-        let expires_at = match old.expires_at {
-            None if i == 0 => Some(now + ROTATION_OVERLAP.as_millis() as i64),
-            other => other,
-        };
-        if expires_at.is_some_and(|t| t > now) {
-            secrets.push(SigningSecret {
-                secret: old.secret.clone(),
-                expires_at,
-            });
-        }
-    }
-    sub.secrets = secrets;
-    sub.updated_at = now;
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -40,6 +40,8 @@ pub fn check_account_id(account_id: &str) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     pub url: String,
+    /// Exact types, `family.*` or `*`; each at most 128 characters.
+    #[schema(min_items = 1, max_items = 100)]
     pub event_types: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
@@ -47,6 +49,7 @@ pub struct CreateWebhook {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub auth: Option<EndpointAuth>,
+    /// At most 20; names at most 64 bytes, values at most 1024 bytes.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -66,6 +69,7 @@ pub struct CreateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 100)]
     pub event_types: Option<Vec<String>>,
     #[serde(default, with = "nullable")]
     #[schema(value_type = Option<String>)]
@@ -165,11 +169,42 @@ async fn check_destination(services: &Services, url: &str) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Creates a subscription. The answer holds its signing secret, shown only here.
+/// Refuses a subscription past the account's cap (`Settings::max_subscriptions_per_account`),
+/// which also bounds the work of fanning out each of the account's events.
+///
+/// 409 `limit_exceeded`: the request itself is valid and would succeed once the account has
+/// room, so it conflicts with the account's current state, as 409 means elsewhere in this
+/// API (`delivery_pending`). It is not a fault in the body (400, nothing to point at), and not
+/// 429: waiting does not help, deleting a subscription does.
+///
+/// Paused and disabled subscriptions count: they are kept and can be resumed. The count is
+/// read before the write, so creates racing each other can pass together and overshoot by
+/// their number; the cap guards against runaway growth, it is not an exact quota.
+async fn check_room(services: &Services, account: &str) -> Result<(), ApiError> {
+    let max = services.settings.max_subscriptions_per_account;
+    let count = services.subscriptions.list_all(account).await?.len();
+    if count >= max {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "limit_exceeded",
+            format!(
+                "the account has {count} webhooks, and may have at most {max}; delete one to \
+                 create another"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a subscription. The answer holds its signing secret, shown only here. An account
+/// has at most 100 subscriptions unless the deployment sets another cap; one more answers
+/// 409 `limit_exceeded`.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks", tag = "webhooks",
     params(("account_id" = String, Path)), request_body = CreateWebhook,
     responses((status = 201, body = SubscriptionView), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody,
+               description = "`limit_exceeded`: the account has as many webhooks as it may"),
               (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_webhook(
@@ -215,6 +250,7 @@ pub async fn create_webhook(
         updated_at: now,
     };
     validate(&services, &sub).await?;
+    check_room(&services, account).await?;
     services.subscriptions.put(&sub).await?;
     Ok((
         StatusCode::CREATED,

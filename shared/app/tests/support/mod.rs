@@ -100,6 +100,7 @@ impl Harness {
             max_in_flight_per_subscription: 10,
             metrics_stage: None,
             auto_disable_after: Duration::from_secs(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
+            max_subscriptions_per_account: 100,
         };
         let mut stores = store_memory::stores(clock.clone());
         adjust(&mut stores);
