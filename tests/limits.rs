@@ -441,3 +441,36 @@ async fn the_openapi_document_states_the_limits() {
         assert_eq!(types["minItems"], 1, "{schema}: {types}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_schedule_longer_than_a_queued_delivery_lives_is_refused() {
+    let t = TestRunner::start().await;
+    // 29 retries 12 h apart would outlive the queues' 14-day retention.
+    let (status, body) = create(
+        &t,
+        "acct_long",
+        json!({"url": URL, "event_types": ["*"], "max_attempts": 30, "retry_schedule": [43200]}),
+    )
+    .await;
+    assert_invalid(status, &body, &["/retry_schedule"]);
+    let (status, body) = create(
+        &t,
+        "acct_long",
+        json!({"url": URL, "event_types": ["*"], "max_attempts": 20, "retry_schedule": [43200]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Raising the budget later is checked against the whole subscription.
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            &format!(
+                "/v1/accounts/acct_long/webhooks/{}",
+                body["id"].as_str().unwrap()
+            ),
+            None,
+            Some(json!({"max_attempts": 30})),
+        )
+        .await;
+    assert_invalid(status, &body, &["/retry_schedule"]);
+}

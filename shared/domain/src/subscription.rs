@@ -363,6 +363,26 @@ pub fn check_retry(max_attempts: Option<u32>, schedule: Option<&[u32]>, out: &mu
             }
         }
     }
+    // A delivery's retries must end before its queue message expires (14 days), or the
+    // last attempts would be dropped unseen: the whole schedule, every step at its longest
+    // jitter, must fit in the horizon.
+    let horizon = super::retry::RetryPolicy::new(max_attempts, schedule).horizon();
+    if horizon > super::retry::MAX_RETRY_HORIZON {
+        let pointer = if schedule.is_some() {
+            "/retry_schedule"
+        } else {
+            "/max_attempts"
+        };
+        out.push(violation(
+            pointer,
+            &format!(
+                "the attempts would span up to {} hours with jitter; at most {} hours fit in \
+                 the 14 days a queued delivery is kept",
+                horizon.as_secs() / 3600,
+                super::retry::MAX_RETRY_HORIZON.as_secs() / 3600
+            ),
+        ));
+    }
 }
 
 pub fn check_secret(secret: &str, out: &mut Vec<Violation>) {
@@ -377,6 +397,22 @@ pub fn check_secret(secret: &str, out: &mut Vec<Violation>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_longer_than_the_queues_keep_a_message_is_refused() {
+        let check = |max: Option<u32>, schedule: Option<&[u32]>| {
+            let mut out = Vec::new();
+            check_retry(max, schedule, &mut out);
+            out.into_iter().map(|v| v.pointer).collect::<Vec<_>>()
+        };
+        // 29 retries of 12 h: 14.5 days, 17.4 with jitter.
+        assert_eq!(check(Some(30), Some(&[43_200])), ["/retry_schedule"]);
+        // 25 retries of 10 h: 10.4 days, 12.5 with jitter: fits.
+        assert!(check(Some(26), Some(&[36_000])).is_empty());
+        // The default schedule with the largest budget still fits.
+        assert!(check(Some(MAX_ATTEMPTS_LIMIT), None).is_empty());
+        assert!(check(None, None).is_empty());
+    }
 
     #[test]
     fn filters_match_exactly_by_family_or_all() {
