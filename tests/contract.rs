@@ -34,13 +34,19 @@ pub struct Ports {
     /// The same delivery log, with every write call held 50 ms before it is sent, so that
     /// a reader has time to look between two writes of one `record`.
     pub deliveries_with_slow_writes: Arc<dyn DeliveryLog>,
+    /// Where a file-backed store lives, removed when the case ends.
+    _dir: Option<tempfile::TempDir>,
 }
 
+/// On a database file, as the runner opens it: writes through the writer thread, reads on
+/// the read-only connections beside it.
 async fn embedded() -> Ports {
-    let db = Db::in_memory().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("webhooks.db")).unwrap();
     let clock = Arc::new(SystemClock);
     let deliveries: Arc<dyn DeliveryLog> = Arc::new(SqliteDeliveryLog::new(db.clone()));
     Ports {
+        _dir: Some(dir),
         subscriptions: Arc::new(SqliteSubscriptionStore::new(db.clone())),
         events: Arc::new(SqliteEventStore::new(db.clone())),
         // One transaction per `record`: there is no moment between its writes to slow.
@@ -89,7 +95,12 @@ async fn moto() -> Ports {
                 .to_string()
         }
     };
-    let dlq_url = create(format!("{prefix}dlq"), vec![]).await;
+    // Sized as `app::topology` sizes every queue, which the adapter's own check follows.
+    let max_size = (
+        QueueAttributeName::MaximumMessageSize,
+        app::ports::MAX_MESSAGE_BYTES.to_string(),
+    );
+    let dlq_url = create(format!("{prefix}dlq"), vec![max_size.clone()]).await;
     let dlq_arn = clients
         .sqs
         .get_queue_attributes()
@@ -105,6 +116,7 @@ async fn moto() -> Ports {
         format!("{prefix}work"),
         vec![
             (QueueAttributeName::VisibilityTimeout, "1".into()),
+            max_size,
             (
                 QueueAttributeName::RedrivePolicy,
                 format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":2}}"#),
@@ -114,6 +126,7 @@ async fn moto() -> Ports {
     .await;
     let ddb = clients.dynamodb.clone();
     Ports {
+        _dir: None,
         subscriptions: Arc::new(DynamoSubscriptionStore::new(
             ddb.clone(),
             &r.subscriptions_table,
@@ -159,6 +172,7 @@ async fn memory() -> Ports {
         clock.clone(),
     ));
     Ports {
+        _dir: None,
         subscriptions: Arc::new(MemorySubscriptionStore::new()),
         events: Arc::new(MemoryEventStore::new()),
         // One lock per `record`: there is no moment between its writes to slow.
@@ -939,20 +953,146 @@ pub async fn events_list_newest_first_by_type(p: Ports) {
     );
 }
 
+/// A key's record, as the HTTP layer makes one.
+fn api_key(id: &str, account: &str, hash: &str, created_at: i64) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        account_id: account.into(),
+        key_hash: hash.into(),
+        prefix: format!("whk_{id}"),
+        created_at,
+        last_used_at: None,
+        revoked_at: None,
+        expires_at: None,
+    }
+}
+
 pub async fn api_keys_are_found_by_hash(p: Ports) {
     let record = ApiKeyRecord {
-        id: "key_1".into(),
-        account_id: "acct".into(),
-        key_hash: "ab12".into(),
-        created_at: 5,
+        expires_at: Some(1_000),
+        ..api_key("key_1", "acct", "ab12", 5)
     };
     p.api_keys.create(&record).await.unwrap();
+    // Every field comes back as written.
     let found = p.api_keys.find_by_hash("ab12").await.unwrap().unwrap();
-    assert_eq!(
-        (found.id, found.account_id, found.created_at),
-        ("key_1".into(), "acct".into(), 5)
-    );
+    assert_eq!(found, record);
     assert!(p.api_keys.find_by_hash("ab13").await.unwrap().is_none());
+}
+
+pub async fn api_keys_are_listed_newest_first_by_account(p: Ports) {
+    assert!(p.api_keys.list("acct").await.unwrap().is_empty());
+    let keys = [
+        api_key("key_a", "acct", "h_a", 10),
+        ApiKeyRecord {
+            expires_at: Some(50),
+            ..api_key("key_c", "acct", "h_c", 30)
+        },
+        api_key("key_b", "acct", "h_b", 20),
+        api_key("key_x", "acct_other", "h_x", 40),
+    ];
+    for k in &keys {
+        p.api_keys.create(k).await.unwrap();
+    }
+    let listed = p.api_keys.list("acct").await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["key_c", "key_b", "key_a"]);
+    assert_eq!(listed[0], keys[1], "every field is listed as written");
+    let other = p.api_keys.list("acct_other").await.unwrap();
+    assert_eq!(other, [keys[3].clone()]);
+    assert!(p.api_keys.list("acct_none").await.unwrap().is_empty());
+}
+
+pub async fn api_keys_are_revoked_only_in_their_account(p: Ports) {
+    p.api_keys
+        .create(&api_key("key_1", "acct", "h_1", 10))
+        .await
+        .unwrap();
+    p.api_keys
+        .create(&api_key("key_2", "acct", "h_2", 20))
+        .await
+        .unwrap();
+    // Another account cannot name it, and an unknown id is not found.
+    assert!(p
+        .api_keys
+        .revoke("acct_other", "key_1", 100)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(p
+        .api_keys
+        .revoke("acct", "key_none", 100)
+        .await
+        .unwrap()
+        .is_none());
+    let found = p.api_keys.find_by_hash("h_1").await.unwrap().unwrap();
+    assert_eq!(
+        found.revoked_at, None,
+        "a refused revocation changed the key"
+    );
+
+    let revoked = p.api_keys.revoke("acct", "key_1", 100).await.unwrap();
+    assert_eq!(
+        revoked.map(|k| (k.id, k.revoked_at)),
+        Some(("key_1".into(), Some(100)))
+    );
+    // Read right after: authentication sees it at once.
+    let found = p.api_keys.find_by_hash("h_1").await.unwrap().unwrap();
+    assert_eq!(found.revoked_at, Some(100));
+    // Revoking again keeps the first time.
+    let again = p.api_keys.revoke("acct", "key_1", 200).await.unwrap();
+    assert_eq!(again.and_then(|k| k.revoked_at), Some(100));
+    // The other key is untouched, and the revoked one is still listed.
+    let listed = p.api_keys.list("acct").await.unwrap();
+    let states: Vec<_> = listed
+        .iter()
+        .map(|k| (k.id.as_str(), k.revoked_at))
+        .collect();
+    assert_eq!(states, [("key_2", None), ("key_1", Some(100))]);
+}
+
+pub async fn api_key_use_is_recorded_at_most_once_a_minute(p: Ports) {
+    use domain::api_key::LAST_USED_RESOLUTION_MS as MINUTE;
+    p.api_keys
+        .create(&api_key("key_1", "acct", "h_1", 10))
+        .await
+        .unwrap();
+    let t = 1_000_000;
+    let last_used = || async {
+        p.api_keys
+            .find_by_hash("h_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+    };
+    assert!(p.api_keys.record_use("h_1", t).await.unwrap());
+    assert_eq!(last_used().await, Some(t));
+    // Within the minute: no write.
+    assert!(!p.api_keys.record_use("h_1", t + MINUTE - 1).await.unwrap());
+    assert!(!p.api_keys.record_use("h_1", t - 5).await.unwrap());
+    assert_eq!(last_used().await, Some(t));
+    assert!(p.api_keys.record_use("h_1", t + MINUTE).await.unwrap());
+    assert_eq!(last_used().await, Some(t + MINUTE));
+    // An unknown hash is not created by it.
+    assert!(!p.api_keys.record_use("h_none", t).await.unwrap());
+    assert!(p.api_keys.find_by_hash("h_none").await.unwrap().is_none());
+    let listed = p.api_keys.list("acct").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(t + MINUTE));
+}
+
+pub async fn api_keys_are_deleted_only_in_their_account(p: Ports) {
+    p.api_keys
+        .create(&api_key("key_1", "acct", "h_1", 10))
+        .await
+        .unwrap();
+    assert!(!p.api_keys.delete("acct_other", "key_1").await.unwrap());
+    assert!(!p.api_keys.delete("acct", "key_none").await.unwrap());
+    assert!(p.api_keys.find_by_hash("h_1").await.unwrap().is_some());
+    assert!(p.api_keys.delete("acct", "key_1").await.unwrap());
+    assert!(p.api_keys.find_by_hash("h_1").await.unwrap().is_none());
+    assert!(p.api_keys.list("acct").await.unwrap().is_empty());
+    assert!(!p.api_keys.delete("acct", "key_1").await.unwrap());
 }
 
 /// An outcome and its attempt become visible together: whoever reads a delivery's outcome
@@ -1217,6 +1357,67 @@ pub async fn a_status_moves_only_from_the_state_it_was_read_in(p: Ports) {
     assert!(dead_ids(log.list_dead("acct", None, 10).await.unwrap()).is_empty());
 }
 
+/// The size cap on one message, the same on every backend (SQS's, with the queues'
+/// `MaximumMessageSize` at 1 MiB): a message at the cap is carried whole, one byte more is
+/// refused as invalid input (not a failure worth retrying) and a batch holding it is
+/// refused whole. Ten messages of 200 KiB are more than one SQS batch call takes (1 MiB
+/// together): the adapter splits them into several calls, and every one arrives.
+pub async fn queue_carries_messages_up_to_the_size_cap_and_splits_large_batches(p: Ports) {
+    let cap = app::ports::MAX_MESSAGE_BYTES;
+    let sized = |id: &str, len: usize| OutgoingMessage {
+        id: id.to_string(),
+        body: format!("{id}:{}", "x".repeat(len - id.len() - 1)),
+        delay: Duration::ZERO,
+    };
+    for batch in [
+        vec![sized("over", cap + 1)],
+        vec![msg("small"), sized("over", cap + 1)],
+    ] {
+        let err = p.queue.send_batch(batch).await.unwrap_err();
+        assert_eq!(err.kind(), app::ErrorKind::Invalid, "{err}");
+        assert!(err.to_string().contains(&cap.to_string()), "{err}");
+    }
+
+    p.queue
+        .send_batch(vec![sized("at-cap", cap)])
+        .await
+        .unwrap();
+    let got = receive_some(&p.queue, 10).await;
+    assert_eq!(got.len(), 1, "a refused batch sent some of its messages");
+    assert_eq!(got[0].body.len(), cap);
+    assert!(got[0].body.starts_with("at-cap:"));
+    p.queue
+        .delete_batch(vec![got[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+
+    let ten: Vec<OutgoingMessage> = (0..10)
+        .map(|i| sized(&format!("big{i}"), 200 * 1024))
+        .collect();
+    p.queue.send_batch(ten.clone()).await.unwrap();
+    let mut received: HashMap<String, QueueMessage> = HashMap::new();
+    let deadline = Instant::now() + e2e::WAIT;
+    while received.len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 10 large messages received",
+            received.len()
+        );
+        for m in p.queue.receive(10, Duration::from_secs(1)).await.unwrap() {
+            let id = m.body.split(':').next().unwrap().to_string();
+            assert!(id.starts_with("big"), "{id} was sent");
+            received.insert(id, m);
+        }
+    }
+    for m in &ten {
+        assert_eq!(received[&m.id].body, m.body, "{} changed on the way", m.id);
+    }
+    p.queue
+        .delete_batch(received.into_values().map(|m| m.receipt_handle).collect())
+        .await
+        .unwrap();
+}
+
 /// Every case as a test of every backend: `contract_tests!(backends: [..], cases: [..])`
 /// makes a module per backend holding one test per case.
 macro_rules! contract_tests {
@@ -1255,6 +1456,11 @@ contract_tests! {
         events_are_deduplicated_per_account,
         deliveries_are_created_once_and_log_numbered_attempts,
         api_keys_are_found_by_hash,
+        api_keys_are_listed_newest_first_by_account,
+        api_keys_are_revoked_only_in_their_account,
+        api_key_use_is_recorded_at_most_once_a_minute,
+        api_keys_are_deleted_only_in_their_account,
         a_status_moves_only_from_the_state_it_was_read_in,
+        queue_carries_messages_up_to_the_size_cap_and_splits_large_batches,
     ],
 }

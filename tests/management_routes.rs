@@ -24,6 +24,11 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
     let t = TestRunner::start().await;
     let r = Receiver::start().await;
     let outsider = account_key(&t, "acct_out").await;
+    let (status, insider) = t
+        .call(Method::POST, "/v1/accounts/acct_in/api-keys", None, None)
+        .await;
+    assert_eq!(status, 201, "{insider}");
+    let insider_key_id = insider["id"].as_str().unwrap();
     let sub = t
         .create_webhook(
             "acct_in",
@@ -37,6 +42,12 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
     let dlv = delivery_id("acct_in", "evt_in", wh);
     let base = "/v1/accounts/acct_in";
     let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("{base}/api-keys"), None),
+        (
+            Method::DELETE,
+            format!("{base}/api-keys/{insider_key_id}"),
+            None,
+        ),
         (Method::GET, format!("{base}/webhooks"), None),
         (
             Method::POST,
@@ -92,6 +103,15 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(still["enabled"], true);
+    let (status, _) = t
+        .call(
+            Method::GET,
+            &format!("{base}/webhooks"),
+            insider["key"].as_str(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "a refused revocation still revoked");
     assert_eq!(
         r.received("in").len(),
         1,
@@ -111,6 +131,8 @@ async fn the_openapi_document_lists_every_route() {
         ("/v1/events", "post"),
         ("/v1/event-types", "get"),
         ("/v1/accounts/{account_id}/api-keys", "post"),
+        ("/v1/accounts/{account_id}/api-keys", "get"),
+        ("/v1/accounts/{account_id}/api-keys/{key_id}", "delete"),
         ("/v1/accounts/{account_id}/webhooks", "get"),
         ("/v1/accounts/{account_id}/webhooks", "post"),
         ("/v1/accounts/{account_id}/webhooks/{webhook_id}", "patch"),

@@ -55,6 +55,13 @@ fn check_queue(t: &Yaml, spec: QueueSpec) {
         "{}: MessageRetentionPeriod",
         spec.name
     );
+    // Set, not left to SQS's default: the classic one (256 KiB) is what older queues have.
+    assert_eq!(
+        p["MaximumMessageSize"].as_i64(),
+        Some(spec.max_message_bytes as i64),
+        "{}: MaximumMessageSize",
+        spec.name
+    );
     let redrive = &p["RedrivePolicy"];
     match (spec.dead_letter, spec.max_receives) {
         (Some(dlq), Some(max)) => {
@@ -205,5 +212,64 @@ fn a_delivery_row_outlives_every_message_of_it() {
     assert!(
         Duration::from_secs(min_days as u64 * 86_400) >= topology::RETENTION,
         "a retention of {min_days} days lets a delivery's row expire while its message still retries"
+    );
+}
+
+/// The api-keys table as `store_aws::provision` creates it (partition `key_hash`, an index
+/// by account and key id, which listing and revoking query) is the template's.
+#[test]
+fn the_api_keys_table_is_the_provisioned_one() {
+    let t = template();
+    let (_, table) = resources(&t)
+        .into_iter()
+        .find(|(_, r)| r["Properties"]["TableName"].as_str() == Some("webhooks-${Stage}-api-keys"))
+        .expect("an api-keys table");
+    let p = &table["Properties"];
+    let keys = |schema: &Yaml| -> Vec<(String, String)> {
+        schema
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap().to_string(),
+                    k["KeyType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |name: &str, kind: &str| (name.to_string(), kind.to_string());
+    assert_eq!(keys(&p["KeySchema"]), [pair("key_hash", "HASH")]);
+    let indexes = p["GlobalSecondaryIndexes"].as_vec().expect("indexes");
+    assert_eq!(indexes.len(), 1);
+    let index = &indexes[0];
+    assert_eq!(
+        index["IndexName"].as_str(),
+        Some(store_aws::API_KEYS_BY_ACCOUNT_INDEX)
+    );
+    assert_eq!(
+        keys(&index["KeySchema"]),
+        [pair("account_id", "HASH"), pair("id", "RANGE")]
+    );
+    assert_eq!(index["Projection"]["ProjectionType"].as_str(), Some("ALL"));
+    let mut defined: Vec<_> = p["AttributeDefinitions"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap().to_string(),
+                a["AttributeType"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    defined.sort();
+    assert_eq!(
+        defined,
+        [
+            pair("account_id", "S"),
+            pair("id", "S"),
+            pair("key_hash", "S")
+        ]
     );
 }

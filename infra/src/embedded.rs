@@ -24,18 +24,21 @@ pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
     let db = Db::open(&data_dir.join("webhooks.db"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let queue = |spec: QueueSpec| {
-        Arc::new(SqliteQueue::new(
-            db.clone(),
-            spec.name,
-            spec.visibility,
-            spec.dead_letter
-                .zip(spec.max_receives)
-                .map(|(dlq, max)| Redrive {
-                    dead_letter_queue: dlq.to_string(),
-                    max_receive_count: max,
-                }),
-            clock.clone(),
-        ))
+        Arc::new(
+            SqliteQueue::new(
+                db.clone(),
+                spec.name,
+                spec.visibility,
+                spec.dead_letter
+                    .zip(spec.max_receives)
+                    .map(|(dlq, max)| Redrive {
+                        dead_letter_queue: dlq.to_string(),
+                        max_receive_count: max,
+                    }),
+                clock.clone(),
+            )
+            .with_max_message_bytes(spec.max_message_bytes),
+        )
     };
     let events_queue = queue(topology::EVENTS);
     let deliveries_queue = queue(topology::DELIVERIES);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::health;
 use super::sqs::{set_aside, Record};
 use crate::metrics::DeliveryMetrics;
-use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult};
+use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
 use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::health::Observed;
@@ -55,8 +55,52 @@ struct Handled {
 #[derive(Serialize)]
 struct DeadLetter<'a> {
     delivery: &'a DeliveryTask,
-    attempts: Vec<Attempt>,
+    /// The oldest attempts left out so that the message fits in the queue; the log has them.
+    #[serde(skip_serializing_if = "is_zero")]
+    attempts_omitted: usize,
+    attempts: &'a [Attempt],
     dead_at: i64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The dead letter of `task`, within what a queue message may be: a large payload with a
+/// long history of attempts (each with its headers and response) could be over it, and the
+/// move would then fail on every try. The newest attempts are kept.
+fn dead_letter_body(task: &DeliveryTask, attempts: &[Attempt], dead_at: i64) -> String {
+    let body = |omitted: usize| {
+        serde_json::to_string(&DeadLetter {
+            delivery: task,
+            attempts_omitted: omitted,
+            attempts: &attempts[omitted..],
+            dead_at,
+        })
+        .expect("a dead letter serialises")
+    };
+    let whole = body(0);
+    if whole.len() <= MAX_MESSAGE_BYTES {
+        return whole;
+    }
+    // Each attempt's share of the body, with its separating comma.
+    let sizes: Vec<usize> = attempts
+        .iter()
+        .map(|a| {
+            serde_json::to_string(a)
+                .expect("an attempt serialises")
+                .len()
+                + 1
+        })
+        .collect();
+    // Room for the `attempts_omitted` field, at its longest.
+    let mut total = whole.len() + format!(r#""attempts_omitted":{},"#, attempts.len()).len();
+    let mut omitted = 0;
+    while total > MAX_MESSAGE_BYTES && omitted < attempts.len() {
+        total -= sizes[omitted];
+        omitted += 1;
+    }
+    body(omitted)
 }
 
 /// Handles one batch from the deliveries queue. The deliveries are sent concurrently (up to
@@ -314,12 +358,7 @@ async fn dead_letter(
         .deliveries
         .attempts(&task.account_id, &task.delivery_id)
         .await?;
-    let body = serde_json::to_string(&DeadLetter {
-        delivery: task,
-        attempts,
-        dead_at: services.clock.now_ms(),
-    })
-    .expect("a dead letter serialises");
+    let body = dead_letter_body(task, &attempts, services.clock.now_ms());
     services
         .dead_letter_queue
         .send_batch(vec![OutgoingMessage {
@@ -482,7 +521,8 @@ pub async fn send_once(
         .send(OutboundRequest {
             url: sub.url.clone(),
             headers,
-            body: Bytes::from(task.payload.clone()),
+            // The payload's bytes as carried, shared rather than copied.
+            body: Bytes::from_owner(task.payload.clone()),
             timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
         })
         .await;
@@ -558,4 +598,61 @@ fn request_headers(sub: &Subscription, task: &DeliveryTask, now_ms: i64) -> (Hea
     sent.push((name.clone(), value));
     logged.push((name, masked));
     (sent, logged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::delivery::Payload;
+
+    fn task(payload_bytes: usize) -> DeliveryTask {
+        let payload = format!(r#"{{"data":"{}"}}"#, "x".repeat(payload_bytes));
+        DeliveryTask {
+            delivery_id: "msg_1".into(),
+            account_id: "acct".into(),
+            subscription_id: "wh_1".into(),
+            event_id: "evt_1".into(),
+            event_type: "call.ended".into(),
+            payload: Payload::from_json(payload).unwrap(),
+            prior_receives: 0,
+        }
+    }
+
+    /// An attempt as large as the limits let it be: 20 headers of 1 KiB, and a 4 KiB
+    /// response of quotes (each escaped).
+    fn attempt(n: u32) -> Attempt {
+        Attempt {
+            attempt: n,
+            at: i64::from(n),
+            url: "https://example.com/hook".into(),
+            request_headers: (0..20)
+                .map(|i| (format!("x-h{i}"), "v".repeat(1024)))
+                .collect(),
+            status_code: Some(500),
+            latency_ms: 1,
+            response_body: Some("\"".repeat(4096)),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_its_newest_attempts_within_the_message_limit() {
+        let small = dead_letter_body(&task(10), &[attempt(1), attempt(2)], 5);
+        let v: serde_json::Value = serde_json::from_str(&small).unwrap();
+        assert!(v.get("attempts_omitted").is_none());
+        assert_eq!(v["attempts"].as_array().unwrap().len(), 2);
+
+        let attempts: Vec<Attempt> = (1..=60).map(attempt).collect();
+        let body = dead_letter_body(&task(256 * 1024), &attempts, 5);
+        assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let kept = v["attempts"].as_array().unwrap();
+        let omitted = v["attempts_omitted"].as_u64().unwrap() as usize;
+        assert!(omitted > 0 && !kept.is_empty());
+        assert_eq!(omitted + kept.len(), 60);
+        assert_eq!(kept.last().unwrap()["attempt"], 60);
+        // No more left out than needed: one more attempt would not have fit.
+        let one_more = serde_json::to_string(&attempts[omitted - 1]).unwrap().len();
+        assert!(body.len() + one_more > MAX_MESSAGE_BYTES);
+    }
 }

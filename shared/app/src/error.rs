@@ -18,6 +18,10 @@ pub enum Error {
     InvalidCursor,
     #[error("configuration: {0}")]
     Config(String),
+    /// Over a size limit (a queue message, a batch): the same input is refused every time.
+    /// The message names the limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
 }
 
 /// What a caller can do about an [`Error`].
@@ -40,7 +44,7 @@ impl Error {
             Error::Storage(_) | Error::Queue(_) => ErrorKind::Transient,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::NotFound => ErrorKind::NotFound,
-            Error::InvalidCursor => ErrorKind::Invalid,
+            Error::InvalidCursor | Error::TooLarge(_) => ErrorKind::Invalid,
             Error::MalformedMessage(_) | Error::Config(_) => ErrorKind::Permanent,
         }
     }
@@ -67,10 +71,12 @@ mod tests {
             Error::NotFound,
             Error::Conflict("id".into()),
             Error::InvalidCursor,
+            Error::TooLarge("a message of 2 MiB".into()),
         ] {
             assert!(!permanent.retryable(), "{permanent}");
         }
         assert_eq!(Error::InvalidCursor.kind(), ErrorKind::Invalid);
+        assert_eq!(Error::TooLarge("m".into()).kind(), ErrorKind::Invalid);
         assert_eq!(Error::NotFound.kind(), ErrorKind::NotFound);
     }
 }

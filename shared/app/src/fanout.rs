@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use super::sqs::{set_aside, Record};
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
 use domain::ids;
 use domain::subscription::Subscription;
@@ -60,7 +60,8 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
     let mut deliveries = Vec::new();
     let mut tasks = Vec::new();
     for (_, _, event) in work {
-        let payload = event.payload();
+        // One copy for all of the event's tasks; each message embeds it as it is.
+        let payload = Payload::of(event);
         for sub in subscriptions[event.account_id.as_str()]
             .iter()
             .filter(|s| s.wants(&event.event_type))
@@ -131,4 +132,48 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
         "fanned out"
     );
     services.deliveries_queue.send_batch(messages).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::MAX_MESSAGE_BYTES;
+    use domain::event::{MAX_EVENT_BYTES, MAX_ID_CHARS};
+
+    /// Ingest refuses an event whose payload is over `MAX_EVENT_BYTES`; every event it
+    /// accepts must then travel: its events-queue message and each of its tasks, even with
+    /// every id at its longest, fit in a queue message with room to spare.
+    #[test]
+    fn the_largest_event_accepted_fits_in_every_message_it_becomes() {
+        let id = "i".repeat(MAX_ID_CHARS);
+        let mut event = Event {
+            id: id.clone(),
+            event_type: "call.transcript.ready".into(),
+            account_id: id.clone(),
+            occurred_at: "2026-11-26T12:00:00Z".into(),
+            received_at: i64::MAX,
+            data: serde_json::json!({"quotes": ""}),
+        };
+        let room = MAX_EVENT_BYTES - event.payload().len();
+        // Quotes: each is two bytes in the payload, and was four in a task before.
+        event.data = serde_json::json!({"quotes": "\"".repeat(room / 2)});
+        let payload = event.payload();
+        assert!(payload.len() <= MAX_EVENT_BYTES && payload.len() > MAX_EVENT_BYTES - 2);
+
+        let event_message = serde_json::to_string(&event).unwrap();
+        let task = DeliveryTask {
+            delivery_id: ids::delivery_id(&event.account_id, &event.id, &id),
+            account_id: event.account_id.clone(),
+            subscription_id: id.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            payload: Payload::of(&event),
+            prior_receives: u32::MAX,
+        };
+        let task_message = serde_json::to_string(&task).unwrap();
+        assert!(task_message.len() < payload.len() + 4096);
+        for size in [event_message.len(), task_message.len()] {
+            assert!(size <= MAX_MESSAGE_BYTES / 2, "{size}");
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ports::{EventInsert, OutgoingMessage};
+use crate::ports::{EventInsert, OutgoingMessage, MAX_MESSAGE_BYTES};
 use crate::Services;
 use domain::event::Event;
 
@@ -19,18 +19,35 @@ pub struct Accepted {
 
 /// Stores the events (deduplicated on account and id), then enqueues the new ones and any
 /// earlier copy that never reached the queue, then marks them enqueued. If the queue fails
-/// the caller gets a 503 and may retry with the same ids: nothing is lost or doubled. The
-/// service's own operational events take the same way.
+/// the caller gets a 503 and may retry with the same ids: nothing is lost or doubled. An
+/// event too large for a queue message is refused before anything is stored
+/// ([`crate::Error::TooLarge`]): retrying it could never succeed. The service's own
+/// operational events take the same way.
 #[tracing::instrument(name = "ingest", skip_all, fields(events = events.len()))]
 pub async fn store_and_enqueue(
     services: &Services,
     events: &[Event],
 ) -> crate::Result<Vec<Accepted>> {
+    let bodies: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("an event serialises"))
+        .collect();
+    if let Some((event, body)) = events
+        .iter()
+        .zip(&bodies)
+        .find(|(_, b)| b.len() > MAX_MESSAGE_BYTES)
+    {
+        return Err(crate::Error::TooLarge(format!(
+            "event {} is {} bytes on the queue, which takes at most {MAX_MESSAGE_BYTES} bytes",
+            event.id,
+            body.len()
+        )));
+    }
     let inserted = services.events.insert_batch(events).await?;
     let mut messages = Vec::new();
     let mut keys = Vec::new();
     let mut results = Vec::with_capacity(events.len());
-    for (i, (event, insert)) in events.iter().zip(&inserted).enumerate() {
+    for (i, ((event, insert), body)) in events.iter().zip(&inserted).zip(bodies).enumerate() {
         let first_in_request = events[..i]
             .iter()
             .all(|e| e.id != event.id || e.account_id != event.account_id);
@@ -41,7 +58,7 @@ pub async fn store_and_enqueue(
         if needs_queue && first_in_request {
             messages.push(OutgoingMessage {
                 id: messages.len().to_string(),
-                body: serde_json::to_string(event).expect("an event serialises"),
+                body,
                 delay: Duration::ZERO,
             });
             keys.push((event.account_id.clone(), event.id.clone()));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 
 /// Whether a delivery in this status may be sent again. A pending one already has a
 /// message on the queue; sending another would run two attempt streams at once.
@@ -47,7 +47,7 @@ pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usi
             subscription_id: d.subscription_id.clone(),
             event_id: d.event_id.clone(),
             event_type: d.event_type.clone(),
-            payload: event.payload(),
+            payload: Payload::of(&event),
             prior_receives: 0,
         };
         messages.push(OutgoingMessage {

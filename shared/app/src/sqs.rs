@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use serde::Serialize;
 
-use crate::ports::OutgoingMessage;
+use crate::ports::{OutgoingMessage, MAX_MESSAGE_BYTES};
 use crate::Services;
 
 /// A record with the fields every handler needs, or `None` for a record without them.
@@ -51,8 +51,38 @@ struct UnprocessableMessage<'a> {
     queue: &'a str,
     message_id: &'a str,
     body: &'a str,
+    /// The body's length when only its start is kept, to fit in the dead-letter queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_truncated_from: Option<usize>,
     error: String,
     set_aside_at: i64,
+}
+
+/// The set-aside message for `record`, within what a queue message may be: the unreadable
+/// body, escaped into a string, can be several times its size. Its start is kept then.
+fn set_aside_body(queue: &str, record: &Record<'_>, error: String, at: i64) -> String {
+    let mut keep = record.body.len();
+    loop {
+        let mut end = keep;
+        while !record.body.is_char_boundary(end) {
+            end -= 1;
+        }
+        let body = serde_json::to_string(&Unprocessable {
+            unprocessable: UnprocessableMessage {
+                queue,
+                message_id: record.message_id,
+                body: &record.body[..end],
+                body_truncated_from: (end < record.body.len()).then_some(record.body.len()),
+                error: error.clone(),
+                set_aside_at: at,
+            },
+        })
+        .expect("a set-aside message serialises");
+        if body.len() <= MAX_MESSAGE_BYTES || end == 0 {
+            return body;
+        }
+        keep = end / 2;
+    }
 }
 
 /// A message that cannot be decoded is a permanent failure: received again it fails the
@@ -67,16 +97,7 @@ pub(crate) async fn set_aside(
     response: &mut SqsBatchResponse,
 ) {
     tracing::error!(queue, message_id = record.message_id, error = %error, "unreadable message set aside in the dead-letter queue");
-    let body = serde_json::to_string(&Unprocessable {
-        unprocessable: UnprocessableMessage {
-            queue,
-            message_id: record.message_id,
-            body: record.body,
-            error: error.to_string(),
-            set_aside_at: services.clock.now_ms(),
-        },
-    })
-    .expect("a set-aside message serialises");
+    let body = set_aside_body(queue, record, error.to_string(), services.clock.now_ms());
     let moved = services
         .dead_letter_queue
         .send_batch(vec![OutgoingMessage {
@@ -88,5 +109,34 @@ pub(crate) async fn set_aside(
     if let Err(e) = moved {
         tracing::warn!(queue, message_id = record.message_id, error = %e, "could not set aside an unreadable message; it will come back");
         response.add_failure(record.message_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_aside_message_fits_in_the_queue_keeping_the_start_of_its_body() {
+        let record = |body| Record {
+            message_id: "m1",
+            receipt_handle: "r1",
+            body,
+            receive_count: 1,
+            sent_at: None,
+        };
+        let small = set_aside_body("events", &record("not json"), "bad".into(), 1);
+        let v: serde_json::Value = serde_json::from_str(&small).unwrap();
+        assert_eq!(v["unprocessable"]["body"], "not json");
+        assert!(v["unprocessable"].get("body_truncated_from").is_none());
+
+        // A message at the queue's limit, every byte of it escaped twice over.
+        let huge = "\"".repeat(MAX_MESSAGE_BYTES);
+        let body = set_aside_body("events", &record(&huge), "bad".into(), 1);
+        assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let kept = v["unprocessable"]["body"].as_str().unwrap();
+        assert!(!kept.is_empty() && huge.starts_with(kept));
+        assert_eq!(v["unprocessable"]["body_truncated_from"], MAX_MESSAGE_BYTES);
     }
 }

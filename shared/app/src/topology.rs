@@ -1,11 +1,12 @@
 //! The queue topology, written once: how long a received message stays hidden, how many
-//! receives send it to its dead-letter queue, how long it is kept, and how the functions
-//! consume it. The embedded runner builds its queues and pollers from these values, the
+//! receives send it to its dead-letter queue, how long it is kept, how large a message may
+//! be, and how the functions consume it. The embedded runner builds its queues and pollers from these values, the
 //! AWS provisioning (moto, quick starts) creates its queues from them, and a test fails if
 //! `template.yaml` says anything else.
 
 use std::time::Duration;
 
+use crate::ports::MAX_MESSAGE_BYTES;
 use domain::subscription::MAX_ATTEMPTS_LIMIT;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,9 @@ pub struct QueueSpec {
     pub max_receives: Option<u32>,
     pub dead_letter: Option<&'static str>,
     pub retention: Duration,
+    /// The largest message the queue takes (SQS's `MaximumMessageSize`; its classic
+    /// default, 256 KiB, is too small for a large event's delivery on top of its history).
+    pub max_message_bytes: usize,
 }
 
 /// How a function takes messages from its queue.
@@ -56,6 +60,7 @@ pub const EVENTS: QueueSpec = QueueSpec {
     max_receives: Some(10),
     dead_letter: Some("events-dlq"),
     retention: RETENTION,
+    max_message_bytes: MAX_MESSAGE_BYTES,
 };
 
 pub const EVENTS_DLQ: QueueSpec = QueueSpec {
@@ -64,6 +69,7 @@ pub const EVENTS_DLQ: QueueSpec = QueueSpec {
     max_receives: None,
     dead_letter: None,
     retention: RETENTION,
+    max_message_bytes: MAX_MESSAGE_BYTES,
 };
 
 /// The queue's own redrive is a safety net above the largest attempt budget: the deliver
@@ -74,6 +80,7 @@ pub const DELIVERIES: QueueSpec = QueueSpec {
     max_receives: Some(MAX_ATTEMPTS_LIMIT + 5),
     dead_letter: Some("deliveries-dlq"),
     retention: RETENTION,
+    max_message_bytes: MAX_MESSAGE_BYTES,
 };
 
 pub const DELIVERIES_DLQ: QueueSpec = QueueSpec {
@@ -82,6 +89,7 @@ pub const DELIVERIES_DLQ: QueueSpec = QueueSpec {
     max_receives: None,
     dead_letter: None,
     retention: RETENTION,
+    max_message_bytes: MAX_MESSAGE_BYTES,
 };
 
 pub const QUEUES: [QueueSpec; 4] = [EVENTS, EVENTS_DLQ, DELIVERIES, DELIVERIES_DLQ];
@@ -108,5 +116,13 @@ mod tests {
             assert!((1..=10).contains(&c.batch_size));
         }
         assert!(DELIVERIES.max_receives.unwrap() > MAX_ATTEMPTS_LIMIT);
+        for q in QUEUES {
+            // What SQS allows; a dead-letter queue takes whatever its source queue does.
+            assert!((1024..=MAX_MESSAGE_BYTES).contains(&q.max_message_bytes));
+            if let Some(dlq) = q.dead_letter {
+                let dlq = QUEUES.iter().find(|d| d.name == dlq).unwrap();
+                assert!(dlq.max_message_bytes >= q.max_message_bytes, "{}", q.name);
+            }
+        }
     }
 }

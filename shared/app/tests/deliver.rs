@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use app::handle_deliveries;
 use app::ports::{OutgoingMessage, Queue, QueueMessage};
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
 use domain::ids;
 use domain::signing;
@@ -34,7 +34,7 @@ async fn enqueue(h: &Harness, sub: &Subscription) -> DeliveryTask {
         subscription_id: sub.id.clone(),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
-        payload: event.payload(),
+        payload: Payload::of(&event),
         prior_receives: 0,
     };
     h.services
@@ -287,6 +287,50 @@ async fn every_request_is_signed_with_each_active_secret() {
     verify(&current).expect("signed with the current secret");
     verify(&rotated).expect("signed with the rotated-out secret");
     assert!(verify(&expired).is_err(), "signed with an expired secret");
+}
+
+/// A message fan-out wrote before tasks carried their payload as JSON (a string holding
+/// it, every quote escaped) is still delivered after a deploy: the same bytes, signed.
+#[tokio::test]
+async fn a_task_queued_with_its_payload_as_a_string_is_delivered_byte_for_byte() {
+    let h = Harness::new(&[200]);
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let task = enqueue(&h, &sub).await;
+    let received = receive_all(&h.services.deliveries_queue).await;
+    let mut old: Value = serde_json::from_str(&received[0].body).unwrap();
+    old["payload"] = Value::String(task.payload.get().to_string());
+    let old = serde_json::to_string(&old).unwrap();
+    assert!(old.contains(r#""payload":"{\"id\":"#), "{old}");
+    let mut records = records_of(&received);
+    records[0]["body"] = json!(old);
+
+    let response = handle_deliveries(&h.services, sqs_event(records)).await;
+
+    assert!(failures(&response).is_empty());
+    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
+    let sent = h.http.sent();
+    assert_eq!(sent.len(), 1);
+    let payload = event("acct_a", "evt_1", "call.ended").payload();
+    assert_eq!(&sent[0].body[..], payload.as_bytes());
+    let header = |name: &str| {
+        sent[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let timestamp = START_MS / 1000;
+    signing::verify(
+        &sub.secrets[0].secret,
+        &task.delivery_id,
+        timestamp,
+        payload.as_bytes(),
+        &header("webhook-signature"),
+        timestamp,
+        300,
+    )
+    .expect("signed over the payload's bytes");
 }
 
 #[tokio::test]

@@ -83,11 +83,36 @@ async fn an_event_becomes_one_delivery_per_matching_enabled_subscription() {
             t.delivery_id,
             ids::delivery_id("acct_a", "evt_1", &t.subscription_id)
         );
-        assert_eq!(t.payload, ended.payload());
+        assert_eq!(t.payload.get(), ended.payload());
         assert_eq!(
             (t.event_id.as_str(), t.event_type.as_str()),
             ("evt_1", "call.ended")
         );
+    }
+}
+
+/// Each delivery message holds the event's payload as it is: not escaped into a string,
+/// which put a backslash before each of these quotes and doubled the message.
+#[tokio::test]
+async fn a_large_event_is_carried_as_it_is_in_each_delivery_message() {
+    let h = Harness::new(&[]);
+    for i in 0..10 {
+        let sub = subscription("acct_a", &format!("wh_{i}"), &["*"]);
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+    let mut big = event("acct_a", "evt_big", "call.ended");
+    big.data = json!({"quotes": "\"".repeat(200 * 1024)});
+    let payload = big.payload();
+
+    assert!(fan_out(&h, "m1", &big, 1).await.is_empty());
+
+    let messages = receive_all(&h.services.deliveries_queue).await;
+    assert_eq!(messages.len(), 10);
+    for m in &messages {
+        assert!(m.body.contains(&format!(r#""payload":{payload}"#)));
+        assert!(m.body.len() < payload.len() + 1024, "{}", m.body.len());
+        let task: DeliveryTask = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(task.payload.get(), payload);
     }
 }
 

@@ -1,6 +1,12 @@
 //! Deliveries: one per (event, subscription) pair, with the log of its attempts.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use super::event::Event;
 
 /// Response bodies are kept to this many bytes in the attempt log.
 pub const MAX_LOGGED_RESPONSE_BYTES: usize = 4 * 1024;
@@ -113,7 +119,7 @@ pub struct DeliveryTask {
     pub subscription_id: String,
     pub event_id: String,
     pub event_type: String,
-    pub payload: String,
+    pub payload: Payload,
     /// Receives of earlier copies of this message that count against the attempt budget:
     /// a delivery deferred for fairness goes back as a new message, whose receive count
     /// starts again.
@@ -123,6 +129,91 @@ pub struct DeliveryTask {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// The exact body a delivery sends (and its signature covers): an event's JSON.
+///
+/// A task carries it as JSON, as it is (`"payload":{"id":…}`), not escaped into a string:
+/// escaping added a backslash before every quote and backslash of the event, up to doubling
+/// its size on the queue. The tasks of one event share one copy. A task written before
+/// this change, with the payload as a string of JSON, still reads: its string is the
+/// payload, byte for byte.
+#[derive(Clone)]
+pub struct Payload(Arc<RawValue>);
+
+impl Payload {
+    /// The body every endpoint receives for `event`.
+    pub fn of(event: &Event) -> Payload {
+        Payload::from_json(event.payload()).expect("an event's payload is JSON")
+    }
+
+    /// Takes `json` as it is; fails if it is not one JSON value without surrounding space.
+    pub fn from_json(json: String) -> Result<Payload, serde_json::Error> {
+        if json.trim() != json {
+            // `RawValue` would keep the value without its spaces: not the bytes given.
+            return Err(serde::de::Error::custom(
+                "a payload has no leading or trailing whitespace",
+            ));
+        }
+        Ok(Payload(Arc::from(RawValue::from_string(json)?)))
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.get().as_bytes()
+    }
+
+    pub fn len(&self) -> usize {
+        self.get().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.get().is_empty()
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Payload {}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Payload").field(&self.get()).finish()
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    /// Either shape: the payload as JSON (now), or as a string holding it (before).
+    /// Only `serde_json` can read a task (it alone knows raw values).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Payload, D::Error> {
+        use serde::de::Error;
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        if !raw.get().starts_with('"') {
+            return Ok(Payload(Arc::from(raw)));
+        }
+        let json: String = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+        Payload::from_json(json)
+            .map_err(|e| D::Error::custom(format!("a payload string that is not JSON: {e}")))
+    }
 }
 
 /// Cuts a response body to the logged size on a character boundary.
@@ -147,6 +238,60 @@ mod tests {
             assert_eq!(DeliveryStatus::parse(s).unwrap().as_str(), s);
         }
         assert!(DeliveryStatus::parse("lost").is_none());
+    }
+
+    fn task_json(payload: &str) -> String {
+        format!(
+            r#"{{"delivery_id":"msg_1","account_id":"acct","subscription_id":"wh_1","event_id":"evt_1","event_type":"call.ended","payload":{payload}}}"#
+        )
+    }
+
+    /// A payload with everything escaping touches: quotes, backslashes, a control
+    /// character (written escaped), and characters beyond ASCII (written as they are).
+    const PAYLOAD: &str = r#"{"id":"evt_1","type":"call.ended","data":{"q":"say \"hi\"","path":"C:\\dir","nl":"a\nb","u":"\u0001","é":"ü😀"}}"#;
+
+    #[test]
+    fn a_task_carries_its_payload_as_it_is_and_reads_back_the_same_bytes() {
+        let task: DeliveryTask = serde_json::from_str(&task_json(PAYLOAD)).unwrap();
+        assert_eq!(task.payload.get(), PAYLOAD);
+        let written = serde_json::to_string(&task).unwrap();
+        assert!(
+            written.contains(&format!(r#""payload":{PAYLOAD}"#)),
+            "{written}"
+        );
+        assert_eq!(written.len(), task_json(PAYLOAD).len());
+        let again: DeliveryTask = serde_json::from_str(&written).unwrap();
+        assert_eq!(again, task);
+        assert_eq!(again.payload.as_bytes(), PAYLOAD.as_bytes());
+    }
+
+    #[test]
+    fn a_task_written_before_with_its_payload_as_a_string_still_reads() {
+        // As tasks were written before: the payload a JSON string holding the JSON.
+        let old = task_json(&serde_json::to_string(PAYLOAD).unwrap());
+        assert!(old.contains(r#""payload":"{\"id\":"#), "{old}");
+        let task: DeliveryTask = serde_json::from_str(&old).unwrap();
+        assert_eq!(task.payload.as_bytes(), PAYLOAD.as_bytes());
+        // Written again (a deferral, a dead letter), it takes the new shape, same bytes.
+        let written = serde_json::to_string(&task).unwrap();
+        assert_eq!(written, task_json(PAYLOAD));
+        // An old task whose string is not JSON is refused, not sent as something else.
+        assert!(serde_json::from_str::<DeliveryTask>(&task_json(r#""not json""#)).is_err());
+    }
+
+    #[test]
+    fn the_payload_of_an_event_is_its_delivered_body() {
+        let event = Event {
+            id: "evt_1".into(),
+            event_type: "call.ended".into(),
+            account_id: "acct".into(),
+            occurred_at: "2026-11-26T12:00:00Z".into(),
+            received_at: 0,
+            data: serde_json::json!({"q": "\"quoted\""}),
+        };
+        assert_eq!(Payload::of(&event).get(), event.payload());
+        assert!(Payload::from_json(" {}".into()).is_err());
+        assert!(Payload::from_json("{".into()).is_err());
     }
 
     #[test]

@@ -375,7 +375,7 @@ pub fn check_retry(max_attempts: Option<u32>, schedule: Option<&[u32]>, out: &mu
         };
         out.push(violation(
             pointer,
-            &format!(
+            format!(
                 "the attempts would span up to {} hours with jitter; at most {} hours fit in \
                  the 14 days a queued delivery is kept",
                 horizon.as_secs() / 3600,

@@ -87,6 +87,10 @@ impl From<app::Error> for ApiError {
                 message: "is not a cursor this listing gave out".into(),
             }]),
             (ErrorKind::NotFound, _) => ApiError::not_found("resource"),
+            // Refused the same way every time: the message names the limit.
+            (_, app::Error::TooLarge(what)) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", what)
+            }
             (_, app::Error::Conflict(what)) => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",

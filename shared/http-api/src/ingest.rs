@@ -118,6 +118,26 @@ pub async fn ingest(
             e
         })?;
         match event::accept(incoming, now, || ids::time_ordered("evt", now)) {
+            // Measured again as delivered: numbers are written out in full (`1e15` becomes
+            // `1000000000000000.0`), so a body under the limit as posted can be several
+            // times over it. Every event accepted then fits in a queue message and a
+            // stored item, and no endpoint receives a body over the limit.
+            Ok(e) if e.payload().len() > MAX_EVENT_BYTES => {
+                let which = if is_batch {
+                    format!("event {prefix}")
+                } else {
+                    "the event".to_string()
+                };
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "event_too_large",
+                    format!(
+                        "{which} is {} bytes as delivered (its numbers written out in full), \
+                         over the limit of {MAX_EVENT_BYTES} bytes",
+                        e.payload().len()
+                    ),
+                ));
+            }
             Ok(e) => events.push(e),
             Err(errs) => violations.extend(errs.into_iter().map(|v| Violation {
                 pointer: format!("{prefix}{}", v.pointer),

@@ -1,54 +1,196 @@
+//! Account keys: created by the platform key (shown once), listed and revoked by the platform
+//! key or the account's own keys.
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::Caller;
+use super::extract::{Caller, OptionalJsonBody};
 use app::Services;
-use domain::api_key::{generate_account_key, hash_key, ApiKeyRecord};
-use domain::event::format_rfc3339_ms;
+use domain::api_key::{generate_account_key, make_room, ApiKeyRecord, MAX_ACTIVE_KEYS_PER_ACCOUNT};
+use domain::event::{format_rfc3339_ms, parse_rfc3339};
 use domain::ids;
+use domain::schema::Violation;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// RFC 3339, in the future: from then on the key is refused (401). Default: never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedKey {
     pub id: String,
     /// The key itself, shown only here; only its hash is kept.
     pub key: String,
+    /// Its first characters, as listings show it.
+    pub prefix: String,
     pub account_id: String,
     pub created_at: String,
+    pub expires_at: Option<String>,
 }
 
-/// Creates an account key (platform key only). It manages only its own account.
+/// A key as listings show it: never the key or its hash.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub account_id: String,
+    /// The key's first characters, to tell keys apart (empty for keys made before prefixes
+    /// were kept).
+    pub prefix: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+    pub created_at: String,
+    /// When it last authenticated a request, to the minute; null if never.
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl ApiKeyView {
+    fn of(key: &ApiKeyRecord, now_ms: i64) -> Self {
+        ApiKeyView {
+            id: key.id.clone(),
+            account_id: key.account_id.clone(),
+            prefix: key.prefix.clone(),
+            status: key.status(now_ms).as_str(),
+            created_at: format_rfc3339_ms(key.created_at),
+            last_used_at: key.last_used_at.map(format_rfc3339_ms),
+            expires_at: key.expires_at.map(format_rfc3339_ms),
+            revoked_at: key.revoked_at.map(format_rfc3339_ms),
+        }
+    }
+}
+
+/// Every key of an account, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub data: Vec<ApiKeyView>,
+}
+
+/// The expiry asked for, in milliseconds: an RFC 3339 time after `now_ms`.
+fn expiry(requested: Option<&str>, now_ms: i64) -> Result<Option<i64>, ApiError> {
+    let Some(text) = requested else {
+        return Ok(None);
+    };
+    let bad = |message: &str| {
+        ApiError::validation(vec![Violation {
+            pointer: "/expires_at".into(),
+            message: message.into(),
+        }])
+    };
+    let at = parse_rfc3339(text)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .ok_or_else(|| bad("must be an RFC 3339 date-time"))?;
+    if at <= now_ms {
+        return Err(bad("must be in the future"));
+    }
+    Ok(Some(at))
+}
+
+/// Creates an account key (platform key only). It manages only its own account. The body
+/// is optional; `expires_at` sets when the key stops working. An account has at most 50 keys
+/// in use (neither revoked nor expired); one more answers 409 `limit_exceeded`. Of the keys
+/// no longer in use, the oldest are forgotten once the account has 100 keys in all.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/api-keys", tag = "accounts",
-    params(("account_id" = String, Path)),
+    params(("account_id" = String, Path)), request_body = Option<CreateApiKey>,
     responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody,
+               description = "`limit_exceeded`: the account has as many keys in use as it may"),
+              (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_api_key(
     State(services): State<Services>,
     caller: Caller,
     Path(account_id): Path<String>,
+    OptionalJsonBody(req): OptionalJsonBody<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require_platform()?;
     super::webhooks::check_account_id(&account_id)?;
-    let key = generate_account_key();
     let now = services.clock.now_ms();
-    let record = ApiKeyRecord {
-        id: ids::time_ordered("key", now),
-        account_id: account_id.clone(),
-        key_hash: hash_key(&key),
-        created_at: now,
-    };
+    let expires_at = expiry(req.expires_at.as_deref(), now)?;
+    // Read before the write, as the subscription cap is: creates racing each other can
+    // overshoot by their number; the cap bounds growth, it is not an exact quota.
+    let existing = services.api_keys.list(&account_id).await?;
+    let forget = make_room(&existing, now).map_err(|full| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "limit_exceeded",
+            format!(
+                "the account has {} keys in use, and may have at most {MAX_ACTIVE_KEYS_PER_ACCOUNT}; \
+                 revoke one to create another",
+                full.active
+            ),
+        )
+    })?;
+    for old in forget {
+        services.api_keys.delete(&account_id, &old.id).await?;
+    }
+    let key = generate_account_key();
+    let record = ApiKeyRecord::new(
+        ids::time_ordered("key", now),
+        account_id.clone(),
+        &key,
+        now,
+        expires_at,
+    );
     services.api_keys.create(&record).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
             id: record.id,
             key,
+            prefix: record.prefix,
             account_id,
             created_at: format_rfc3339_ms(now),
+            expires_at: expires_at.map(format_rfc3339_ms),
         }),
     ))
+}
+
+/// The account's keys, newest first, revoked and expired ones included: prefix, creation,
+/// last use, expiry and revocation; never the key or its hash. The platform key, or one of
+/// the account's own keys.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/api-keys", tag = "accounts",
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_api_keys(
+    State(services): State<Services>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> Result<Json<ApiKeyList>, ApiError> {
+    let account = caller.account(&account_id)?;
+    let now = services.clock.now_ms();
+    let keys = services.api_keys.list(account).await?;
+    Ok(Json(ApiKeyList {
+        data: keys.iter().map(|k| ApiKeyView::of(k, now)).collect(),
+    }))
+}
+
+/// Revokes a key: from the answer on, it gets 401. Revoking a revoked key changes nothing.
+/// The platform key, or one of the account's own keys (the key itself included).
+#[utoipa::path(delete, path = "/v1/accounts/{account_id}/api-keys/{key_id}", tag = "accounts",
+    params(("account_id" = String, Path), ("key_id" = String, Path)),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_api_key(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let account = caller.account(&account_id)?;
+    let now = services.clock.now_ms();
+    match services.api_keys.revoke(account, &key_id, now).await? {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(ApiError::not_found("api key")),
+    }
 }

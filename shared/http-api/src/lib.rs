@@ -33,7 +33,8 @@ fn ingest_routes() -> OpenApiRouter<Services> {
 fn management_routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(catalog::list_event_types))
-        .routes(routes!(keys::create_api_key))
+        .routes(routes!(keys::list_api_keys, keys::create_api_key))
+        .routes(routes!(keys::revoke_api_key))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,

@@ -75,6 +75,18 @@ mod tests {
         async fn find_by_hash(&self, _: &str) -> Result<Option<ApiKeyRecord>> {
             Err(Error::Storage("the database thread has stopped".into()))
         }
+        async fn list(&self, _: &str) -> Result<Vec<ApiKeyRecord>> {
+            Err(Error::Storage("the database thread has stopped".into()))
+        }
+        async fn revoke(&self, _: &str, _: &str, _: i64) -> Result<Option<ApiKeyRecord>> {
+            Err(Error::Storage("the database thread has stopped".into()))
+        }
+        async fn record_use(&self, _: &str, _: i64) -> Result<bool> {
+            Err(Error::Storage("the database thread has stopped".into()))
+        }
+        async fn delete(&self, _: &str, _: &str) -> Result<bool> {
+            Err(Error::Storage("the database thread has stopped".into()))
+        }
     }
 
     async fn health(stopped: bool) -> u16 {

@@ -17,7 +17,7 @@ use super::webhooks::{load, save};
 use app::deliver::send_once;
 use app::redrive::redrive;
 use app::Services;
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::{format_rfc3339_ms, parse_rfc3339, Event};
 use domain::ids;
 use domain::signing::generate_secret;
@@ -96,7 +96,7 @@ pub async fn test_webhook(
         subscription_id: sub.id.clone(),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
-        payload: event.payload(),
+        payload: Payload::of(&event),
         prior_receives: 0,
     };
     // Sent even to a paused endpoint: testing it is how one decides to resume it.

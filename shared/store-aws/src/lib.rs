@@ -14,13 +14,14 @@ mod subscriptions;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api_keys::DynamoApiKeyStore;
+pub use api_keys::{DynamoApiKeyStore, BY_ACCOUNT_INDEX as API_KEYS_BY_ACCOUNT_INDEX};
 pub use deliveries::DynamoDeliveryLog;
 pub use events::DynamoEventStore;
 pub use sqs::SqsQueue;
 pub use subscriptions::DynamoSubscriptionStore;
 
 use app::config::Vars;
+use app::topology::{self, QueueSpec};
 use app::{Error, Result, Stores};
 use domain::backoff::Backoff;
 
@@ -103,7 +104,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// Every store and queue on AWS.
 pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
     let ddb = &clients.dynamodb;
-    let queue = |url: &str| Arc::new(SqsQueue::new(clients.sqs.clone(), url));
+    let queue = |url: &str, spec: QueueSpec| {
+        Arc::new(
+            SqsQueue::new(clients.sqs.clone(), url).with_max_message_bytes(spec.max_message_bytes),
+        )
+    };
     Stores {
         subscriptions: Arc::new(DynamoSubscriptionStore::new(
             ddb.clone(),
@@ -123,9 +128,9 @@ pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
             ddb.clone(),
             &resources.api_keys_table,
         )),
-        events_queue: queue(&resources.events_queue_url),
-        deliveries_queue: queue(&resources.deliveries_queue_url),
-        dead_letter_queue: queue(&resources.deliveries_dlq_url),
+        events_queue: queue(&resources.events_queue_url, topology::EVENTS),
+        deliveries_queue: queue(&resources.deliveries_queue_url, topology::DELIVERIES),
+        dead_letter_queue: queue(&resources.deliveries_dlq_url, topology::DELIVERIES_DLQ),
     }
 }
 

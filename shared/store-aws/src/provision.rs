@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use super::api_keys::BY_ACCOUNT_INDEX;
 use super::deliveries::{BY_EVENT_INDEX, BY_STATUS_INDEX, BY_SUBSCRIPTION_INDEX};
 use super::events::BY_TIME_INDEX;
 use super::{queue_error, storage_error, Clients, Resources};
@@ -32,6 +33,10 @@ async fn queue(
         (
             QueueAttributeName::MessageRetentionPeriod,
             spec.retention.as_secs().to_string(),
+        ),
+        (
+            QueueAttributeName::MaximumMessageSize,
+            spec.max_message_bytes.to_string(),
         ),
     ]);
     if let (Some(dlq_arn), Some(max)) = (dlq_arn, spec.max_receives) {
@@ -210,7 +215,7 @@ pub async fn create_all(clients: &Clients, prefix: &str) -> Result<Resources> {
             name: &resources.api_keys_table,
             partition: "key_hash",
             sort: None,
-            indexes: &[],
+            indexes: &[(BY_ACCOUNT_INDEX, "account_id", "id")],
             ttl: false,
         },
     ];

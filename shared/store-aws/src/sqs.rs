@@ -7,7 +7,9 @@ use aws_sdk_sqs::types::{
 };
 
 use super::queue_error;
-use app::ports::{OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
+use app::ports::{
+    batch_calls, check_sizes, OutgoingMessage, Queue, QueueMessage, MAX_BATCH, MAX_MESSAGE_BYTES,
+};
 use app::{Error, Result};
 
 /// SQS's longest delay on a message.
@@ -22,14 +24,29 @@ const SEND_RETRIES: usize = 3;
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    /// The queue's `MaximumMessageSize`: a larger message is refused here, as SQS would.
+    max_message_bytes: usize,
 }
 
 impl SqsQueue {
+    /// A queue taking messages of up to [`MAX_MESSAGE_BYTES`], as `topology` sets them all.
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
         SqsQueue {
             client,
             url: url.into(),
+            max_message_bytes: MAX_MESSAGE_BYTES,
         }
+    }
+
+    /// For a queue whose `MaximumMessageSize` is `max` bytes.
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
+    }
+
+    /// The queue's name: the last part of its URL.
+    fn name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
     }
 }
 
@@ -45,8 +62,11 @@ fn build_error(e: impl std::error::Error) -> Error {
 
 #[async_trait]
 impl Queue for SqsQueue {
+    /// A message over the queue's size is refused before anything is sent. The rest go in
+    /// as many calls as SQS's limits on one call need: 10 entries, 1 MiB together.
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<()> {
-        for chunk in messages.chunks(MAX_BATCH) {
+        check_sizes(self.name(), &messages, self.max_message_bytes)?;
+        for chunk in batch_calls(&messages) {
             let mut pending: Vec<SendMessageBatchRequestEntry> = chunk
                 .iter()
                 .enumerate()

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::lock;
 use app::ports::ApiKeyStore;
 use app::{Error, Result};
-use domain::api_key::ApiKeyRecord;
+use domain::api_key::{newest_first, ApiKeyRecord, LAST_USED_RESOLUTION_MS};
 
 /// API keys by the hash of the key.
 #[derive(Default)]
@@ -36,5 +36,52 @@ impl ApiKeyStore for MemoryApiKeyStore {
 
     async fn find_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         Ok(lock(&self.records)?.get(key_hash).cloned())
+    }
+
+    async fn list(&self, account_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let mut keys: Vec<ApiKeyRecord> = lock(&self.records)?
+            .values()
+            .filter(|r| r.account_id == account_id)
+            .cloned()
+            .collect();
+        newest_first(&mut keys);
+        Ok(keys)
+    }
+
+    async fn revoke(
+        &self,
+        account_id: &str,
+        key_id: &str,
+        at: i64,
+    ) -> Result<Option<ApiKeyRecord>> {
+        let mut records = lock(&self.records)?;
+        Ok(records
+            .values_mut()
+            .find(|r| r.account_id == account_id && r.id == key_id)
+            .map(|r| {
+                r.revoked_at.get_or_insert(at);
+                r.clone()
+            }))
+    }
+
+    async fn record_use(&self, key_hash: &str, at: i64) -> Result<bool> {
+        let mut records = lock(&self.records)?;
+        match records.get_mut(key_hash) {
+            Some(r)
+                if r.last_used_at
+                    .is_none_or(|t| t <= at - LAST_USED_RESOLUTION_MS) =>
+            {
+                r.last_used_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete(&self, account_id: &str, key_id: &str) -> Result<bool> {
+        let mut records = lock(&self.records)?;
+        let before = records.len();
+        records.retain(|_, r| !(r.account_id == account_id && r.id == key_id));
+        Ok(records.len() < before)
     }
 }

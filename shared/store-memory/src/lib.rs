@@ -33,12 +33,10 @@ use app::{Error, Result, Stores};
 /// in the runner; the events queue to a dead-letter queue of its own that nothing reads.
 pub fn stores(clock: Arc<dyn Clock>) -> Stores {
     let queue = |spec: QueueSpec, redrive| {
-        Arc::new(MemoryQueue::new(
-            spec.name,
-            spec.visibility,
-            redrive,
-            clock.clone(),
-        ))
+        Arc::new(
+            MemoryQueue::new(spec.name, spec.visibility, redrive, clock.clone())
+                .with_max_message_bytes(spec.max_message_bytes),
+        )
     };
     let redrive = |spec: QueueSpec, dead_letter_queue| {
         spec.max_receives.map(|max_receive_count| Redrive {

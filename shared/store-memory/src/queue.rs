@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use app::ports::{Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
+use app::ports::{
+    check_sizes, Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH, MAX_MESSAGE_BYTES,
+};
 use app::{Error, Result};
 use domain::ids;
 
@@ -62,6 +64,8 @@ pub struct MemoryQueue {
     visibility_timeout: Duration,
     redrive: Option<Redrive>,
     clock: Arc<dyn Clock>,
+    /// A larger message is refused, as SQS refuses one over its queue's size.
+    max_message_bytes: usize,
     messages: Mutex<Messages>,
     /// Wakes long-polling receivers when a message becomes visible: one per batch's worth
     /// of messages sent, so a send does not set every idle poller racing for them.
@@ -80,9 +84,17 @@ impl MemoryQueue {
             visibility_timeout,
             redrive,
             clock,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             messages: Mutex::new(Messages::default()),
             arrivals: Notify::new(),
         }
+    }
+
+    /// Takes messages of up to `max` bytes (the queue's `topology` size) instead of
+    /// [`MAX_MESSAGE_BYTES`].
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -188,6 +200,7 @@ impl Queue for MemoryQueue {
         if messages.is_empty() {
             return Ok(());
         }
+        check_sizes(&self.name, &messages, self.max_message_bytes)?;
         let count = messages.len();
         let now = self.clock.now_ms();
         {

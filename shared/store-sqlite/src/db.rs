@@ -1,4 +1,5 @@
-//! The one connection, owned by a writer thread that commits in groups.
+//! The one writing connection, owned by a writer thread that commits in groups, and a few
+//! read-only connections beside it for listings, stats and lookups.
 //!
 //! Every call is a job sent to that thread. The thread takes whatever jobs are waiting,
 //! runs each inside its own savepoint (a failing job is rolled back alone), and commits
@@ -7,11 +8,11 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
-use rusqlite::Connection;
-use tokio::sync::oneshot;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::DbResult;
 use app::{Error, Result};
@@ -28,10 +29,26 @@ type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// without running it.
 type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Completion + Send>;
 
+/// Read-only connections beside the writer: listings, stats and lookups read a committed
+/// snapshot (WAL lets readers and the writer proceed at once), so a 30-day stats scan
+/// never holds up the writer's groups of ingest and delivery writes.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Readers at once: one per core; more would only queue for the CPU.
+    slots: Semaphore,
+}
+
+/// Read connections open at once at most.
+const READERS: usize = 2;
+
 /// A shared handle on the database.
 #[derive(Clone)]
 pub struct Db {
     jobs: mpsc::Sender<Job>,
+    /// `None` for a private in-memory database, which no second connection can see: its
+    /// reads go through the writer.
+    readers: Option<Arc<Readers>>,
 }
 
 impl Db {
@@ -41,7 +58,13 @@ impl Db {
         let open = || -> DbResult<Self> {
             let conn = Connection::open(path)?;
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            Self::start(conn, Some(Checkpointer::start(path)?))
+            let mut db = Self::start(conn, Some(Checkpointer::start(path)?))?;
+            db.readers = Some(Arc::new(Readers {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+                slots: Semaphore::new(READERS),
+            }));
+            Ok(db)
         };
         let db = open()?;
         super::restrict_to_owner(path);
@@ -65,12 +88,59 @@ impl Db {
         conn.pragma_update(None, "cache_size", -16_384)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(super::SCHEMA)?;
+        super::migrate(&conn)?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_in_groups(conn, queue, checkpointer))
             .map_err(|e| Error::Storage(format!("cannot start the database thread: {e}")))?;
-        Ok(Db { jobs })
+        Ok(Db {
+            jobs,
+            readers: None,
+        })
+    }
+
+    /// Runs a read-only `f` on a reader connection, seeing everything committed before the
+    /// call (every write call answers only after its commit). Without readers (in memory),
+    /// on the writer.
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> DbResult<R> + Send + 'static,
+    {
+        let Some(readers) = self.readers.clone() else {
+            return self.call(f).await;
+        };
+        let _slot = readers
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Storage("the readers are closed".into()))?;
+        let idle = readers.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&readers.path).map_err(Error::from)?,
+        };
+        let (conn, outcome) = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut conn)));
+            (conn, outcome)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("a read task failed: {e}")))?;
+        match outcome {
+            Ok(result) => {
+                // Only a connection whose call ended normally goes back to the pool.
+                if let Ok(mut idle) = readers.idle.lock() {
+                    idle.push(conn);
+                }
+                result.map_err(Error::from)
+            }
+            Err(panic) => Err(Error::Storage(format!(
+                "database read panicked: {}",
+                describe(&panic)
+            ))),
+        }
     }
 
     /// Runs `f` with the connection, in a transaction of its own or within a group; the
@@ -101,6 +171,18 @@ impl Db {
             .await
             .map_err(|_| Error::Storage("the database thread dropped a call".into()))?
     }
+}
+
+fn open_reader(path: &Path) -> DbResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
 }
 
 fn in_savepoint<R>(
@@ -259,6 +341,55 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_read_never_holds_up_a_write_and_reads_see_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        db.call(|c| insert(c, "before")).await.unwrap();
+
+        // A read that lasts until the test lets it finish (a 30-day stats scan, say).
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let reader = db.clone();
+        let long_read = tokio::spawn(async move {
+            reader
+                .read(move |c| {
+                    let n: i64 = c.query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))?;
+                    started_tx.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(n)
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || started.recv().unwrap())
+            .await
+            .unwrap();
+
+        // Through the writer, the write would wait for the read for ever.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            db.call(|c| insert(c, "during")),
+        )
+        .await
+        .expect("a write waited for a read")
+        .unwrap();
+        release.send(()).unwrap();
+        assert_eq!(
+            long_read.await.unwrap().unwrap(),
+            1,
+            "its snapshot is from its start"
+        );
+
+        // A read after a write answered sees it.
+        let n = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM api_keys", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        // A reader cannot write.
+        assert!(db.read(|c| insert(c, "never")).await.is_err());
+    }
 
     async fn count(db: &Db) -> i64 {
         db.call(|c| Ok(c.query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))?))

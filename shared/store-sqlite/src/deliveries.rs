@@ -198,7 +198,7 @@ impl DeliveryLog for SqliteDeliveryLog {
     async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
         let (account, id) = (account_id.to_string(), id.to_string());
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 Ok(c.prepare_cached(&format!(
                     "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND account_id = ?2"
                 ))?
@@ -212,7 +212,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         let (account, id) = (account_id.to_string(), id.to_string());
         let rows = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let rows = c
                     .prepare_cached(
                         "SELECT a.attempt, a.at, a.url, a.request_headers, a.status_code,
@@ -283,7 +283,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         let status = status.map(|s| s.as_str());
         let rows = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let rows = c
                     .prepare_cached(&format!(
                         "SELECT {DELIVERY_COLUMNS} FROM deliveries
@@ -313,7 +313,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         let account = account_id.to_string();
         let rows = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let rows = c
                     // `status = 'dead'` written out, so the planner uses the partial index.
                     .prepare_cached(&format!(
@@ -342,7 +342,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         let (account, sub) = (account_id.to_string(), subscription_id.to_string());
         let rows: Vec<(String, Option<i64>)> = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let rows = c
                     .prepare_cached(
                         "SELECT status, last_latency_ms FROM deliveries

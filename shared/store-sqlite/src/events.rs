@@ -86,7 +86,7 @@ impl EventStore for SqliteEventStore {
         let (account, id) = (account_id.to_string(), id.to_string());
         let doc: Option<String> = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 Ok(
                     c.prepare_cached("SELECT doc FROM events WHERE account_id = ?1 AND id = ?2")?
                         .query_row(params![account, id], |r| r.get(0))
@@ -108,7 +108,7 @@ impl EventStore for SqliteEventStore {
         let (account, ty) = (account_id.to_string(), event_type.map(str::to_string));
         let docs: Vec<String> = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let rows = c
                     .prepare_cached(
                         "SELECT doc FROM events WHERE account_id = ?1 AND (?2 IS NULL OR type = ?2)

@@ -122,13 +122,46 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
 
+-- The columns after `created_at` came later: `migrate` adds them to an older file.
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY,
     id TEXT NOT NULL,
     account_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    prefix TEXT NOT NULL DEFAULT '',
+    last_used_at INTEGER,
+    revoked_at INTEGER,
+    expires_at INTEGER
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS api_keys_by_account ON api_keys (account_id, created_at, id);
 "#;
+
+/// Columns added to a table after it first shipped: `CREATE TABLE IF NOT EXISTS` leaves a
+/// table of an older database file as it was, so each is added where it is missing.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("api_keys", "prefix", "TEXT NOT NULL DEFAULT ''"),
+    ("api_keys", "last_used_at", "INTEGER"),
+    ("api_keys", "revoked_at", "INTEGER"),
+    ("api_keys", "expires_at", "INTEGER"),
+];
+
+/// Brings the tables of a database file `SCHEMA` has run on up to date (run at open, after
+/// it). Each step is idempotent: a file left half-migrated is finished at the next start.
+fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: i64 = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if present == 0 {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 #[cfg(unix)]
 fn restrict_to_owner(path: &Path) {

@@ -6,7 +6,9 @@ use rusqlite::{params, OptionalExtension};
 use tokio::sync::Notify;
 
 use super::Db;
-use app::ports::{Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
+use app::ports::{
+    check_sizes, Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH, MAX_MESSAGE_BYTES,
+};
 use app::Result;
 use domain::ids;
 
@@ -24,6 +26,8 @@ pub struct SqliteQueue {
     visibility_timeout: Duration,
     redrive: Option<Redrive>,
     clock: Arc<dyn Clock>,
+    /// A larger message is refused, as SQS refuses one over its queue's size.
+    max_message_bytes: usize,
     /// Wakes long-polling receivers when a message is sent, instead of polling on a timer:
     /// one receiver per batch's worth of messages, not all of them, so a send does not set
     /// every idle poller racing for the same few rows.
@@ -44,8 +48,16 @@ impl SqliteQueue {
             visibility_timeout,
             redrive,
             clock,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             arrivals: Arc::new(Notify::new()),
         }
+    }
+
+    /// Takes messages of up to `max` bytes (the queue's `topology` size) instead of
+    /// [`MAX_MESSAGE_BYTES`].
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -170,6 +182,7 @@ impl Queue for SqliteQueue {
         if messages.is_empty() {
             return Ok(());
         }
+        check_sizes(&self.name, &messages, self.max_message_bytes)?;
         let count = messages.len();
         let queue = self.name.clone();
         let now = self.clock.now_ms();

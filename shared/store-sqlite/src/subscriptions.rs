@@ -63,7 +63,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         let (account, id) = (account_id.to_string(), id.to_string());
         let doc: Option<String> = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 Ok(c.prepare_cached(
                     "SELECT doc FROM subscriptions WHERE account_id = ?1 AND id = ?2",
                 )?
@@ -106,7 +106,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         let (account, after) = (account_id.to_string(), after.unwrap_or("").to_string());
         let rows = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let rows = c
                     .prepare_cached(
                         "SELECT doc FROM subscriptions WHERE account_id = ?1 AND id > ?2

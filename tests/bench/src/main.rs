@@ -3,8 +3,9 @@
 //! Runs the release runner binary as a child process on a fresh data dir (its embedded
 //! default), with the load generator and a local receiver answering 204 in this process,
 //! and prints a Markdown table; `--write` appends it to BENCHMARKS.md with the command, the
-//! machine and the date. Scenarios: throughput, latency, isolation, memory, coldstart, cost
-//! (the AWS backend against moto: calls and dollars per delivered webhook), all.
+//! machine and the date. Scenarios: throughput, latency, isolation, memory, coldstart,
+//! stats-under-load, fairness, cost (the AWS backend against moto: calls and dollars per
+//! delivered webhook), all.
 //! `--quick` runs a tiny version of each, to keep the harness working in CI.
 
 mod aws_proxy;
@@ -33,6 +34,8 @@ async fn main() -> ExitCode {
             "isolation",
             "memory",
             "coldstart",
+            "stats-under-load",
+            "fairness",
             "cost",
         ],
         one => vec![one],
@@ -46,9 +49,11 @@ async fn main() -> ExitCode {
             "isolation" => scenarios::isolation(quick).await,
             "memory" => scenarios::memory(quick).await,
             "coldstart" => scenarios::coldstart(quick).await,
+            "stats-under-load" => scenarios::stats_under_load(quick).await,
+            "fairness" => scenarios::fairness(quick).await,
             "cost" => cost::cost(quick).await,
             other => {
-                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, cost, all");
+                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, stats-under-load, fairness, cost, all");
                 return ExitCode::FAILURE;
             }
         };

@@ -81,14 +81,41 @@ impl Runner {
         post_json(&self.http, self.base(), KEY, path, body).await
     }
 
-    pub async fn subscribe(&self, account: &str, url: &str, extra: Value) -> Result<(), String> {
+    /// Creates a subscription; answers its id.
+    pub async fn subscribe(
+        &self,
+        account: &str,
+        url: &str,
+        extra: Value,
+    ) -> Result<String, String> {
         let mut body = json!({"url": url, "event_types": ["*"]});
         for (k, v) in extra.as_object().into_iter().flatten() {
             body[k] = v.clone();
         }
-        self.post(&format!("/v1/accounts/{account}/webhooks"), &body)
+        let created = self
+            .post(&format!("/v1/accounts/{account}/webhooks"), &body)
+            .await?;
+        created["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("a subscription without an id: {created}"))
+    }
+
+    /// GETs `path` with the platform key; a non-2xx answer is an error.
+    pub async fn get(&self, path: &str) -> Result<Value, String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base()))
+            .bearer_auth(KEY)
+            .send()
             .await
-            .map(|_| ())
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let value: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status} {value}"));
+        }
+        Ok(value)
     }
 
     /// (current, peak) resident set size in KiB, from /proc.

@@ -135,6 +135,18 @@ async fn offered_load(
     secs: u32,
     measured: &[&str],
 ) -> Result<Latencies, String> {
+    offered_load_named(runner, receiver, "evt_lat", rate, secs, measured).await
+}
+
+/// The same, with event ids starting `prefix`, for several loads on one runner.
+async fn offered_load_named(
+    runner: &Runner,
+    receiver: &Receiver,
+    prefix: &str,
+    rate: u32,
+    secs: u32,
+    measured: &[&str],
+) -> Result<Latencies, String> {
     let total = (rate * secs) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut accepted = Vec::with_capacity(total);
@@ -143,7 +155,7 @@ async fn offered_load(
     let mut pending = futures::stream::FuturesUnordered::new();
     for i in 0..total {
         tick.tick().await;
-        let id = format!("evt_lat_{i}");
+        let id = format!("{prefix}_{i}");
         let body = event(&id);
         pending.push(async move {
             let sent = Instant::now();
@@ -338,5 +350,124 @@ pub async fn coldstart(quick: bool) -> Res {
          | function | init min | init median | init max | x86_64 release | arm64 `sam build` |\n\
          | --- | --- | --- | --- | --- | --- |\n{}",
         rows.join("\n")
+    ))
+}
+
+/// Delivery latency while the API scans a subscription's 30 days of stats over and over:
+/// the scans read on their own connections, so they must not hold up ingest and delivery.
+pub async fn stats_under_load(quick: bool) -> Res {
+    let (prefill, rate, secs) = if quick {
+        (300, 20, 2)
+    } else {
+        (100_000, 100, 30)
+    };
+    let receiver = Receiver::start().await;
+    let runner = Runner::start().await?;
+    let mut subscriptions = Vec::new();
+    for p in ["a", "b", "c"] {
+        subscriptions.push(
+            runner
+                .subscribe("acct_bench", &receiver.url(p), json!({}))
+                .await?,
+        );
+    }
+    let ids: Vec<String> = (0..prefill).map(|i| format!("evt_pre_{i}")).collect();
+    ingest_all(&runner, &ids).await?;
+    wait_for(&receiver, prefill * 3, Duration::from_secs(900)).await?;
+
+    let alone = offered_load_named(
+        &runner,
+        &receiver,
+        "evt_alone",
+        rate,
+        secs,
+        &["a", "b", "c"],
+    )
+    .await?;
+    let stats_path = format!(
+        "/v1/accounts/acct_bench/webhooks/{}/stats?window=30d",
+        subscriptions[0]
+    );
+    let loading = std::sync::atomic::AtomicBool::new(true);
+    let scans = async {
+        let mut took = Vec::new();
+        while loading.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = Instant::now();
+            runner.get(&stats_path).await?;
+            took.push(started.elapsed());
+        }
+        took.sort();
+        Ok::<_, String>(took)
+    };
+    let load = async {
+        let l =
+            offered_load_named(&runner, &receiver, "evt_scan", rate, secs, &["a", "b", "c"]).await;
+        loading.store(false, std::sync::atomic::Ordering::SeqCst);
+        l
+    };
+    let (with, scans) = tokio::join!(load, scans);
+    let (with, scans) = (with?, scans?);
+    Ok(format!(
+        "### Stats under load: {rate} events/s × 3 subscriptions for {secs} s on {} deliveries, alone and while `GET …/stats?window=30d` runs back to back; ingest sent → receiver (ms)\n\n\
+         | deliveries | count | p50 | p95 | p99 | max |\n| --- | --- | --- | --- | --- | --- |\n{}\n{}\n\n\
+         {} stats scans ran meanwhile, each {} ms at the median and {} ms at p99.",
+        prefill * 3,
+        latency_row("alone", &alone.from_sent),
+        latency_row("beside the stats scans", &with.from_sent),
+        scans.len(),
+        ms(percentile(&scans, 50.0)),
+        ms(percentile(&scans, 99.0)),
+    ))
+}
+
+/// One account's hanging endpoints against another's fast one: account A has 40
+/// subscriptions that never answer within their timeout, account B one that answers at
+/// once. B's latency alone, then while A's events keep coming.
+pub async fn fairness(quick: bool) -> Res {
+    let (rate, noisy_rate, secs) = if quick { (20, 5, 2) } else { (50, 20, 30) };
+    let receiver = Receiver::start().await;
+    receiver.slow("hang", Duration::from_secs(60));
+    let runner = Runner::start().await?;
+    runner
+        .subscribe("acct_bench", &receiver.url("b"), json!({}))
+        .await?;
+    let alone = offered_load_named(&runner, &receiver, "evt_alone", rate, secs, &["b"]).await?;
+    for _ in 0..40 {
+        runner
+            .subscribe(
+                "acct_noisy",
+                &receiver.url("hang"),
+                json!({"timeout_seconds": 10}),
+            )
+            .await?;
+    }
+    let loading = std::sync::atomic::AtomicBool::new(true);
+    let noisy = async {
+        let mut i = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / noisy_rate as f64));
+        while loading.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            let e = e2e::event("call.ended", "acct_noisy", Some(&format!("evt_noisy_{i}")));
+            runner.post("/v1/events", &e).await?;
+            i += 1;
+        }
+        Ok::<_, String>(i)
+    };
+    let load = async {
+        // A's hanging attempts first fill what they may.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let l = offered_load_named(&runner, &receiver, "evt_beside", rate, secs, &["b"]).await;
+        loading.store(false, std::sync::atomic::Ordering::SeqCst);
+        l
+    };
+    let (beside, noisy) = tokio::join!(load, noisy);
+    let (beside, noisy) = (beside?, noisy?);
+    Ok(format!(
+        "### Fairness: account B's one fast endpoint at {rate} events/s for {secs} s, alone and while account A sends {noisy_rate} events/s to 40 endpoints that never answer (10 s timeout); ingest sent → B's receiver (ms)\n\n\
+         | B's deliveries | count | p50 | p95 | p99 | max |\n| --- | --- | --- | --- | --- | --- |\n{}\n{}\n\n\
+         Account A sent {noisy} events meanwhile ({} attempts demanded).",
+        latency_row("alone", &alone.from_sent),
+        latency_row("beside account A", &beside.from_sent),
+        noisy * 40,
     ))
 }

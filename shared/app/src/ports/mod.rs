@@ -14,7 +14,10 @@ pub use clock::{Clock, SystemClock};
 pub use deliveries::DeliveryLog;
 pub use events::{EventInsert, EventStore};
 pub use http_sender::{HttpSender, NoOutboundHttp, OutboundRequest, SendError, SendResult};
-pub use queue::{OutgoingMessage, Queue, QueueMessage, MAX_BATCH};
+pub use queue::{
+    batch_calls, check_sizes, OutgoingMessage, Queue, QueueMessage, ENTRY_MARGIN_BYTES, MAX_BATCH,
+    MAX_BATCH_BYTES, MAX_MESSAGE_BYTES,
+};
 pub use subscriptions::SubscriptionStore;
 
 /// One page of a listing, and the opaque cursor of the next page when there is one.

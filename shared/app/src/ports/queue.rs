@@ -2,10 +2,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// SQS's limit on entries per batch call; adapters split larger batches.
 pub const MAX_BATCH: usize = 10;
+
+/// The largest message body a queue takes, in bytes (UTF-8, as SQS counts them): SQS's
+/// limit for a queue whose `MaximumMessageSize` is 1 MiB, as `topology` sets every queue
+/// (the template and the AWS provisioning say the same). The embedded and in-memory queues
+/// refuse what SQS would, so what works locally works on AWS. No message attributes are
+/// sent, so the body is all that counts.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// SQS's cap on one batch send: its entries together.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Counted for each entry of a batch call beside its body, against [`MAX_BATCH_BYTES`]:
+/// room for attributes and for any difference in how the service counts. A message too
+/// large to share a call with its margin goes alone, where only its body counts.
+pub const ENTRY_MARGIN_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
@@ -38,4 +53,93 @@ pub trait Queue: Send + Sync {
     async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<()>;
     /// Makes each message visible again after the given time from now.
     async fn change_visibility_batch(&self, changes: Vec<(String, Duration)>) -> Result<()>;
+}
+
+/// Refuses a batch holding a message over `max_bytes` (nothing of it is sent): the same
+/// message is refused every time, so the error is [`Error::TooLarge`], not worth retrying.
+pub fn check_sizes(queue: &str, messages: &[OutgoingMessage], max_bytes: usize) -> Result<()> {
+    match messages.iter().find(|m| m.body.len() > max_bytes) {
+        None => Ok(()),
+        Some(m) => Err(Error::TooLarge(format!(
+            "a message of {} bytes for the {queue} queue, which takes at most {max_bytes} bytes",
+            m.body.len()
+        ))),
+    }
+}
+
+/// Splits `messages` into runs, in order, that one batch call each can carry: at most
+/// [`MAX_BATCH`] entries and [`MAX_BATCH_BYTES`] together, each entry counted with
+/// [`ENTRY_MARGIN_BYTES`].
+pub fn batch_calls(messages: &[OutgoingMessage]) -> Vec<&[OutgoingMessage]> {
+    let mut calls = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        let size = m.body.len() + ENTRY_MARGIN_BYTES;
+        if i > start && (i - start == MAX_BATCH || bytes + size > MAX_BATCH_BYTES) {
+            calls.push(&messages[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        calls.push(&messages[start..]);
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(len: usize) -> OutgoingMessage {
+        OutgoingMessage {
+            id: "0".into(),
+            body: "x".repeat(len),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn shape(messages: &[OutgoingMessage]) -> Vec<usize> {
+        batch_calls(messages).iter().map(|c| c.len()).collect()
+    }
+
+    #[test]
+    fn calls_are_split_by_count_and_by_bytes() {
+        assert!(batch_calls(&[]).is_empty());
+        let small: Vec<_> = (0..25).map(|_| sized(100)).collect();
+        assert_eq!(shape(&small), [10, 10, 5]);
+        // 200 KiB each: five fit in 1 MiB with their margins, six do not.
+        let large: Vec<_> = (0..10).map(|_| sized(200 * 1024)).collect();
+        assert_eq!(shape(&large), [5, 5]);
+        for call in batch_calls(&large) {
+            let bytes: usize = call.iter().map(|m| m.body.len() + ENTRY_MARGIN_BYTES).sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
+        }
+        // A message at the cap goes alone; the order is kept.
+        let mixed = [sized(10), sized(MAX_MESSAGE_BYTES), sized(10), sized(10)];
+        assert_eq!(shape(&mixed), [1, 1, 2]);
+        let flat: Vec<usize> = batch_calls(&mixed)
+            .concat()
+            .iter()
+            .map(|m| m.body.len())
+            .collect();
+        assert_eq!(flat, [10, MAX_MESSAGE_BYTES, 10, 10]);
+    }
+
+    #[test]
+    fn a_message_over_the_cap_refuses_its_batch_naming_the_limit() {
+        assert!(check_sizes("events", &[sized(MAX_MESSAGE_BYTES)], MAX_MESSAGE_BYTES).is_ok());
+        let err = check_sizes(
+            "events",
+            &[sized(1), sized(MAX_MESSAGE_BYTES + 1)],
+            MAX_MESSAGE_BYTES,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Invalid);
+        let text = err.to_string();
+        assert!(
+            text.contains("1048577") && text.contains("1048576"),
+            "{text}"
+        );
+    }
 }
