@@ -68,6 +68,11 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
             None,
         ),
         (
+            Method::POST,
+            format!("{base}/webhooks/{wh}/expire-previous-secrets"),
+            None,
+        ),
+        (
             Method::GET,
             format!("{base}/webhooks/{wh}/deliveries"),
             None,
@@ -143,6 +148,10 @@ async fn the_openapi_document_lists_every_route() {
         ),
         (
             "/v1/accounts/{account_id}/webhooks/{webhook_id}/rotate-secret",
+            "post",
+        ),
+        (
+            "/v1/accounts/{account_id}/webhooks/{webhook_id}/expire-previous-secrets",
             "post",
         ),
         (

@@ -27,8 +27,29 @@ async fn patch_changes_settings_and_validates_them() {
     assert_eq!(patched["description"], Value::Null);
     assert_eq!(patched["max_attempts"], Value::Null);
     assert_eq!(patched["timeout_seconds"], 20);
-    assert_eq!(patched["headers"]["X-Env"], "prod");
+    // Custom header values are masked like credentials...
+    assert_eq!(patched["headers"]["X-Env"], "********");
     assert_eq!(patched["secret"], "whsec_********");
+    // ...and a read-modify-write round trip keeps them: sent back masked, a value stays.
+    let (status, again) = t
+        .call(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"headers": {"X-Env": "********", "X-Region": "eu"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let stored = t
+        .runner
+        .services
+        .subscriptions
+        .get("acct_p", sub["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.headers["X-Env"], "prod", "the mask was stored");
+    assert_eq!(stored.headers["X-Region"], "eu");
     for (body, pointer) in [
         (json!({"timeout_seconds": 0}), "/timeout_seconds"),
         (json!({"event_types": ["nope.*"]}), "/event_types/0"),
@@ -100,6 +121,9 @@ async fn auth_and_custom_headers_arrive_at_the_receiver() {
         .wait_for_status("acct_h", &sub_id(&apikey[0]), "succeeded", WAIT)
         .await;
     assert_eq!(d["request"]["headers"]["x-api-key"], "********");
+    // Custom header values too: they often carry tenant tokens.
+    assert_eq!(d["request"]["headers"]["x-tenant"], "********");
+    assert!(!d.to_string().contains("t-9"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,4 +262,54 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_it_expires() {
         !verify_signature(&old, &after[1]),
         "the expired secret still signs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_secrets_can_stop_signing_at_once_after_a_rotation() {
+    let t = TestRunner::start().await;
+    let r = Receiver::start().await;
+    let sub = t
+        .create_webhook(
+            "acct_x",
+            json!({"url": r.url("leak", Behavior::Status(200)), "event_types": ["*"]}),
+        )
+        .await;
+    let id = sub["id"].as_str().unwrap();
+    let leaked = sub["secret"].as_str().unwrap().to_string();
+    let base = format!("/v1/accounts/acct_x/webhooks/{id}");
+    let (_, rotated) = t
+        .call(Method::POST, &format!("{base}/rotate-secret"), None, None)
+        .await;
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    let (status, expired) = t
+        .call(
+            Method::POST,
+            &format!("{base}/expire-previous-secrets"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{expired}");
+    assert_eq!(expired["expired"], 1);
+
+    t.send_event(event("user.action", "acct_x", Some("evt_after_leak")))
+        .await;
+    let got = r.wait_for("leak", 1, WAIT).await;
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 1);
+    assert!(verify_signature(&new, &got[0]));
+    assert!(
+        !verify_signature(&leaked, &got[0]),
+        "the leaked secret still signs"
+    );
+
+    // Nothing left to expire: answered, nothing changed.
+    let (status, again) = t
+        .call(
+            Method::POST,
+            &format!("{base}/expire-previous-secrets"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((status, again["expired"].as_u64()), (200, Some(0)));
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::health;
 use super::sqs::{set_aside, Record};
+use crate::limiter::SLOW_ACCOUNT_DEFERRAL;
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
@@ -24,7 +25,7 @@ use domain::retry::{
 use domain::signing;
 use domain::subscription::{EndpointAuth, Subscription};
 
-const MASK: &str = "********";
+use domain::subscription::MASKED as MASK;
 
 type Headers = Vec<(String, String)>;
 
@@ -452,6 +453,11 @@ async fn attempt(
         .try_acquire(&sub, std::time::Instant::now())
     {
         Ok(permit) => permit,
+        // Deliveries of an account at its slow cap come back spread out, not in one wave.
+        Err(wait) if wait >= SLOW_ACCOUNT_DEFERRAL => {
+            let spread = wait.mul_f64(1.0 + 0.5 * ids::random_unit());
+            return (None, Next::Defer(spread), false);
+        }
         Err(wait) => return (None, Next::Defer(wait), false),
     };
 
@@ -572,10 +578,12 @@ fn request_headers(sub: &Subscription, task: &DeliveryTask, now_ms: i64) -> (Hea
         ("webhook-timestamp".to_string(), timestamp.to_string()),
         ("webhook-signature".to_string(), signature),
     ];
+    // The log shows which custom headers went out, not their values (often tenant tokens).
+    let mut logged = sent.clone();
     for (name, value) in &sub.headers {
         sent.push((name.to_ascii_lowercase(), value.clone()));
+        logged.push((name.to_ascii_lowercase(), MASK.to_string()));
     }
-    let mut logged = sent.clone();
     let (name, value, masked) = match &sub.auth {
         None => return (sent, logged),
         Some(EndpointAuth::ApiKey { header, value }) => {

@@ -3,10 +3,11 @@
 //! flight. A delivery over any of them is not attempted but deferred, so a slow or
 //! rate-limited endpoint waits its turn without holding up anyone else's.
 //!
-//! The account cap counts only attempts in flight for longer than [`SLOW_ATTEMPT`]: an
-//! account whose endpoints answer quickly is never held back however much it sends, while
-//! one whose endpoints hang can occupy at most that many delivery slots (a slot is held for
-//! the whole batch an attempt is in), leaving the rest to everyone else.
+//! The account cap counts only attempts in flight for longer than [`SLOW_ATTEMPT`], or to
+//! an endpoint already failing: an account whose endpoints answer quickly is never held
+//! back however much it sends, while one whose endpoints hang can occupy at most that many
+//! delivery slots (a slot is held for the whole batch an attempt is in), leaving the rest
+//! to everyone else. A failing endpoint also gets one attempt in flight at a time.
 //!
 //! The counts are per process: one local runner sees them all; on Lambda each instance
 //! enforces them alone, so the totals scale with the function's concurrency.
@@ -21,6 +22,11 @@ use domain::subscription::Subscription;
 pub const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 /// An attempt in flight for longer than this counts against its account's slow cap.
 pub const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long a delivery of an account at its slow cap waits before its next try. Its
+/// endpoints are hanging (each slot frees only at an attempt's timeout, up to 30 s), so
+/// coming back every second would only churn the queue: thousands of deferrals a second
+/// for a busy account, crowding everyone else's deliveries in the queue itself.
+pub const SLOW_ACCOUNT_DEFERRAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct Endpoint {
@@ -29,11 +35,19 @@ struct Endpoint {
     refilled: Instant,
 }
 
+/// One attempt in flight, as its account's cap sees it.
+#[derive(Debug)]
+struct InFlight {
+    at: Instant,
+    /// To an endpoint already failing: counted as slow from its start.
+    suspect: bool,
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     endpoints: HashMap<String, Endpoint>,
-    /// Per account, the start of each attempt in flight, by permit number.
-    accounts: HashMap<String, HashMap<u64, Instant>>,
+    /// Per account, each attempt in flight, by permit number.
+    accounts: HashMap<String, HashMap<u64, InFlight>>,
     next_permit: u64,
 }
 
@@ -83,15 +97,16 @@ impl Limiter {
         sub: &Subscription,
         now: Instant,
     ) -> Result<Permit, Duration> {
+        let suspect = sub.failing_since.is_some();
         let mut counts = self.counts.lock().expect("limiter lock");
         let slow = counts.accounts.get(&sub.account_id).map_or(0, |started| {
             started
                 .values()
-                .filter(|at| now.saturating_duration_since(**at) > SLOW_ATTEMPT)
+                .filter(|a| a.suspect || now.saturating_duration_since(a.at) > SLOW_ATTEMPT)
                 .count()
         });
         if slow >= self.max_slow_per_account {
-            return Err(IN_FLIGHT_DEFERRAL);
+            return Err(SLOW_ACCOUNT_DEFERRAL);
         }
         let burst = sub.rate_limit_per_second.map_or(0.0, f64::from);
         let e = counts.endpoints.entry(sub.id.clone()).or_insert(Endpoint {
@@ -99,7 +114,10 @@ impl Limiter {
             tokens: burst,
             refilled: now,
         });
-        if e.in_flight >= self.max_in_flight {
+        // A failing endpoint (no success since its last failure) gets one attempt at a
+        // time, like a half-open circuit breaker: the first answer tells whether it is back.
+        let cap = if suspect { 1 } else { self.max_in_flight };
+        if e.in_flight >= cap {
             return Err(IN_FLIGHT_DEFERRAL);
         }
         if let Some(rate) = sub.rate_limit_per_second.filter(|r| *r > 0) {
@@ -119,7 +137,7 @@ impl Limiter {
             .accounts
             .entry(sub.account_id.clone())
             .or_default()
-            .insert(number, now);
+            .insert(number, InFlight { at: now, suspect });
         Ok(Permit {
             limiter: self.clone(),
             subscription_id: sub.id.clone(),
@@ -199,7 +217,7 @@ mod tests {
         let slow = t0 + SLOW_ATTEMPT + Duration::from_millis(1);
         assert_eq!(
             limiter.try_acquire(&sub_of("a", "wh_7", None), slow).err(),
-            Some(IN_FLIGHT_DEFERRAL)
+            Some(SLOW_ACCOUNT_DEFERRAL)
         );
         // ...and another account goes on as before.
         assert!(limiter
@@ -209,6 +227,31 @@ mod tests {
         drop(hanging);
         assert!(limiter
             .try_acquire(&sub_of("a", "wh_7", None), slow)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_failing_endpoint_gets_one_attempt_at_a_time_and_counts_as_slow_at_once() {
+        let limiter = Limiter::new(10, 2);
+        let now = Instant::now();
+        let mut failing = sub_of("a", "wh_f", None);
+        failing.failing_since = Some(0);
+        let probe = limiter.try_acquire(&failing, now).unwrap();
+        assert_eq!(
+            limiter.try_acquire(&failing, now).err(),
+            Some(IN_FLIGHT_DEFERRAL)
+        );
+        let mut other = sub_of("a", "wh_g", None);
+        other.failing_since = Some(0);
+        let _second = limiter.try_acquire(&other, now).unwrap();
+        // Two suspect attempts fill the account's share without waiting a second.
+        assert_eq!(
+            limiter.try_acquire(&sub_of("a", "wh_ok", None), now).err(),
+            Some(SLOW_ACCOUNT_DEFERRAL)
+        );
+        drop(probe);
+        assert!(limiter
+            .try_acquire(&sub_of("a", "wh_ok", None), now)
             .is_ok());
     }
 }

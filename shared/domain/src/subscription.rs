@@ -39,6 +39,69 @@ pub enum EndpointAuth {
     Bearer { token: String },
 }
 
+/// What reads show in place of a credential, a signing secret or a custom header's value.
+pub const MASKED: &str = "********";
+
+impl EndpointAuth {
+    /// The credentials of an update, where a secret part sent back exactly as reads show it
+    /// (`MASKED`) keeps the stored one: a read-modify-write round trip changes nothing, and
+    /// never stores the mask as a password.
+    pub fn unmasked(self, stored: Option<&EndpointAuth>) -> EndpointAuth {
+        match (self, stored) {
+            (
+                EndpointAuth::ApiKey { header, value },
+                Some(EndpointAuth::ApiKey {
+                    header: old_header,
+                    value: old,
+                }),
+            ) if value == MASKED && header.eq_ignore_ascii_case(old_header) => {
+                EndpointAuth::ApiKey {
+                    header,
+                    value: old.clone(),
+                }
+            }
+            (
+                EndpointAuth::Basic { username, password },
+                Some(EndpointAuth::Basic {
+                    username: old_user,
+                    password: old,
+                }),
+            ) if password == MASKED && username == *old_user => EndpointAuth::Basic {
+                username,
+                password: old.clone(),
+            },
+            (EndpointAuth::Bearer { token }, Some(EndpointAuth::Bearer { token: old }))
+                if token == MASKED =>
+            {
+                EndpointAuth::Bearer { token: old.clone() }
+            }
+            (auth, _) => auth,
+        }
+    }
+}
+
+/// Custom headers of an update, where a value sent back as `MASKED` keeps the stored value
+/// of the header of that name (in any case).
+pub fn unmask_headers(
+    headers: BTreeMap<String, String>,
+    stored: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    headers
+        .into_iter()
+        .map(|(name, value)| {
+            let kept = (value == MASKED)
+                .then(|| {
+                    stored
+                        .iter()
+                        .find(|(old, _)| old.eq_ignore_ascii_case(&name))
+                        .map(|(_, v)| v.clone())
+                })
+                .flatten();
+            (name, kept.unwrap_or(value))
+        })
+        .collect()
+}
+
 /// A signing secret; a rotated-out secret keeps signing until `expires_at` (ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningSecret {
@@ -130,6 +193,16 @@ impl Subscription {
         secrets.truncate(MAX_ACTIVE_SECRETS);
         self.secrets = secrets;
         self.updated_at = now_ms;
+    }
+
+    /// Stops every secret but the newest from signing, at once: after a rotation made
+    /// because a secret leaked, its 24 h overlap need not be waited out. Says how many
+    /// stopped.
+    pub fn expire_previous_secrets(&mut self, now_ms: i64) -> usize {
+        let before = self.secrets.len();
+        self.secrets.truncate(1);
+        self.updated_at = now_ms;
+        before - self.secrets.len()
     }
 }
 
@@ -397,6 +470,45 @@ pub fn check_secret(secret: &str, out: &mut Vec<Violation>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_value_sent_back_keeps_the_stored_one() {
+        let stored = BTreeMap::from([("X-Tenant".to_string(), "t-123".to_string())]);
+        let sent = BTreeMap::from([
+            ("x-tenant".to_string(), MASKED.to_string()),
+            ("X-New".to_string(), "v".to_string()),
+            ("X-Other".to_string(), MASKED.to_string()),
+        ]);
+        let kept = unmask_headers(sent, &stored);
+        assert_eq!(kept["x-tenant"], "t-123");
+        assert_eq!(kept["X-New"], "v");
+        // Nothing stored under that name: the value is taken as sent.
+        assert_eq!(kept["X-Other"], MASKED);
+
+        let basic = |u: &str, p: &str| EndpointAuth::Basic {
+            username: u.into(),
+            password: p.into(),
+        };
+        let old = basic("ann", "s3cret");
+        assert_eq!(basic("ann", MASKED).unmasked(Some(&old)), old);
+        // Another user is another credential: the mask is not a password to keep.
+        assert_eq!(
+            basic("bob", MASKED).unmasked(Some(&old)),
+            basic("bob", MASKED)
+        );
+        let token = EndpointAuth::Bearer { token: "t".into() };
+        assert_eq!(
+            EndpointAuth::Bearer {
+                token: MASKED.into()
+            }
+            .unmasked(Some(&token)),
+            token
+        );
+        assert_eq!(
+            basic("ann", "new").unmasked(Some(&old)),
+            basic("ann", "new")
+        );
+    }
 
     #[test]
     fn a_schedule_longer_than_the_queues_keep_a_message_is_refused() {

@@ -43,6 +43,7 @@ fn management_routes() -> OpenApiRouter<Services> {
         ))
         .routes(routes!(webhook_tools::test_webhook))
         .routes(routes!(webhook_tools::rotate_secret))
+        .routes(routes!(webhook_tools::expire_previous_secrets))
         .routes(routes!(webhook_tools::list_webhook_deliveries))
         .routes(routes!(webhook_tools::webhook_stats))
         .routes(routes!(webhook_tools::recover_webhook))

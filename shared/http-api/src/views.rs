@@ -9,7 +9,7 @@ use domain::delivery::{Attempt, Delivery};
 use domain::event::format_rfc3339_ms;
 use domain::subscription::{EndpointAuth, Subscription};
 
-const MASK: &str = "********";
+use domain::subscription::MASKED as MASK;
 
 #[derive(Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -77,7 +77,13 @@ impl SubscriptionView {
             disabled_at: sub.disabled_at.map(format_rfc3339_ms),
             failing_since: sub.failing_since.map(format_rfc3339_ms),
             auth,
-            headers: sub.headers.clone(),
+            // Custom headers often carry tenant tokens: masked like credentials. A value
+            // sent back masked in an update keeps the stored one.
+            headers: sub
+                .headers
+                .keys()
+                .map(|name| (name.clone(), MASK.to_string()))
+                .collect(),
             max_attempts: sub.max_attempts,
             retry_schedule: sub.retry_schedule.clone(),
             timeout_seconds: sub.timeout_seconds,

@@ -155,6 +155,40 @@ pub async fn rotate_secret(
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct ExpiredSecrets {
+    /// How many earlier secrets stopped signing (0 when only the current one was left).
+    pub expired: usize,
+}
+
+/// Stops every secret but the current one from signing, now: after a rotation made because
+/// a secret leaked, the 24 h overlap need not be waited out. Deliveries from now on carry
+/// the current secret's signature only.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/expire-previous-secrets", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    responses((status = 200, body = ExpiredSecrets), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn expire_previous_secrets(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+) -> Result<Json<ExpiredSecrets>, ApiError> {
+    let account = caller.account(&account_id)?;
+    let mut conflicts = 0;
+    loop {
+        let mut sub = load(&services, account, &webhook_id).await?;
+        let expected = sub.version;
+        let expired = sub.expire_previous_secrets(services.clock.now_ms());
+        if expired == 0 {
+            return Ok(Json(ExpiredSecrets { expired }));
+        }
+        if save(&services, &mut sub, expected, &mut conflicts).await? {
+            return Ok(Json(ExpiredSecrets { expired }));
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

@@ -371,10 +371,10 @@ fn apply_update(sub: &mut Subscription, req: UpdateWebhook) {
         None => {}
     }
     if let Some(auth) = req.auth {
-        sub.auth = auth;
+        sub.auth = auth.map(|a| a.unmasked(sub.auth.as_ref()));
     }
     if let Some(headers) = req.headers {
-        sub.headers = headers;
+        sub.headers = rules::unmask_headers(headers, &sub.headers);
     }
     if let Some(n) = req.max_attempts {
         sub.max_attempts = n;
