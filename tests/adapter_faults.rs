@@ -271,10 +271,7 @@ fn services(faults: &Faults) -> Services {
             ReqwestSender::new(DestinationPolicy::clone(&settings.destinations)).unwrap(),
         ),
         clock,
-        limiter: Limiter::new(
-            settings.max_in_flight_per_subscription,
-            settings.max_slow_in_flight_per_account,
-        ),
+        limiter: Limiter::new(settings.max_in_flight_per_subscription),
         settings,
     }
 }

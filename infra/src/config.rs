@@ -97,15 +97,6 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_in_flight_per_subscription: u64,
-    /// Attempts of one account in flight for over a second at once: an account whose
-    /// endpoints hang holds at most this many delivery slots; the rest wait their turn.
-    #[arg(
-        long,
-        env = "WEBHOOKS_MAX_SLOW_IN_FLIGHT_PER_ACCOUNT",
-        default_value_t = app::services::DEFAULT_MAX_SLOW_IN_FLIGHT_PER_ACCOUNT as u64,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub max_slow_in_flight_per_account: u64,
     /// Subscriptions one account may have; creating one more answers 409 `limit_exceeded`.
     #[arg(
         long,

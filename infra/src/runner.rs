@@ -59,7 +59,6 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         }),
         send_concurrency: config.send_concurrency as usize,
         max_in_flight_per_subscription: config.max_in_flight_per_subscription as usize,
-        max_slow_in_flight_per_account: config.max_slow_in_flight_per_account as usize,
         metrics_stage: None,
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
         max_subscriptions_per_account: config.max_subscriptions_per_account as usize,

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use super::health;
 use super::sqs::{set_aside, Record};
-use crate::limiter::SLOW_ACCOUNT_DEFERRAL;
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
@@ -453,11 +452,6 @@ async fn attempt(
         .try_acquire(&sub, std::time::Instant::now())
     {
         Ok(permit) => permit,
-        // Deliveries of an account at its slow cap come back spread out, not in one wave.
-        Err(wait) if wait >= SLOW_ACCOUNT_DEFERRAL => {
-            let spread = wait.mul_f64(1.0 + 0.5 * ids::random_unit());
-            return (None, Next::Defer(spread), false);
-        }
         Err(wait) => return (None, Next::Defer(wait), false),
     };
 

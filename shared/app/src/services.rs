@@ -16,8 +16,6 @@ use domain::subscription::{UrlPolicy, DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT};
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 /// A whole batch at once.
 pub const DEFAULT_SEND_CONCURRENCY: usize = 10;
-/// A quarter of the runner's default 32 delivery batches in flight.
-pub const DEFAULT_MAX_SLOW_IN_FLIGHT_PER_ACCOUNT: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -30,9 +28,6 @@ pub struct Settings {
     pub send_concurrency: usize,
     /// Attempts to one subscription in flight at once, per process.
     pub max_in_flight_per_subscription: usize,
-    /// Attempts of one account in flight for over a second at once, per process: its
-    /// hanging endpoints can hold at most this many delivery slots.
-    pub max_slow_in_flight_per_account: usize,
     /// The stage named in metrics; `None` emits no metric lines (the local runner).
     pub metrics_stage: Option<String>,
     /// An endpoint failing without a single success for this long is disabled.
@@ -65,10 +60,6 @@ impl Settings {
             max_in_flight_per_subscription: vars.positive(
                 "WEBHOOKS_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
                 DEFAULT_MAX_IN_FLIGHT as u64,
-            )? as usize,
-            max_slow_in_flight_per_account: vars.positive(
-                "WEBHOOKS_MAX_SLOW_IN_FLIGHT_PER_ACCOUNT",
-                DEFAULT_MAX_SLOW_IN_FLIGHT_PER_ACCOUNT as u64,
             )? as usize,
             metrics_stage: Some(vars.get("STAGE").unwrap_or_else(|| "dev".into())),
             auto_disable_after: Duration::from_secs(vars.positive(
@@ -130,10 +121,7 @@ impl Services {
             dead_letter_queue: stores.dead_letter_queue,
             http,
             clock,
-            limiter: Limiter::new(
-                settings.max_in_flight_per_subscription,
-                settings.max_slow_in_flight_per_account,
-            ),
+            limiter: Limiter::new(settings.max_in_flight_per_subscription),
             settings,
         }
     }

@@ -98,7 +98,6 @@ impl Harness {
             destinations: Arc::new(DestinationPolicy::default()),
             send_concurrency: 10,
             max_in_flight_per_subscription: 10,
-            max_slow_in_flight_per_account: 8,
             metrics_stage: None,
             auto_disable_after: Duration::from_secs(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
             max_subscriptions_per_account: 100,
