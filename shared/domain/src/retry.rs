@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::subscription::{Subscription, MAX_RETRY_STEP_SECONDS};
+use super::subscription::{Subscription, MAX_ATTEMPTS_LIMIT, MAX_RETRY_STEP_SECONDS};
 
 /// Seconds between attempts after the first: 8 attempts over about 28 hours.
 pub const DEFAULT_SCHEDULE: [u32; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
@@ -103,7 +103,10 @@ impl RetryPolicy {
     /// The latest the last attempt can come after the first: every step at its longest
     /// jitter (a `Retry-After` can stretch a step further; the deliver handler guards that).
     pub fn horizon(&self) -> Duration {
-        let secs: f64 = (1..self.max_attempts)
+        // Bounded by the largest budget a subscription may have: a budget straight from a
+        // request (4 billion, say) must not become 4 billion steps to add up.
+        let attempts = self.max_attempts.min(MAX_ATTEMPTS_LIMIT + 1);
+        let secs: f64 = (1..attempts)
             .map(|attempt| {
                 let index = (attempt as usize - 1).min(self.schedule.len() - 1);
                 f64::from(self.schedule[index]).min(MAX_RETRY_STEP_SECONDS as f64) * (1.0 + JITTER)
@@ -159,6 +162,12 @@ mod tests {
         let longest = RetryPolicy::new(Some(30), Some(&[43_200])).horizon();
         assert!(longest > MAX_RETRY_HORIZON);
         assert_eq!(RetryPolicy::new(Some(1), None).horizon(), Duration::ZERO);
+        // An absurd budget from a request is counted as the largest allowed, at once.
+        let absurd = RetryPolicy::new(Some(u32::MAX), None).horizon();
+        assert_eq!(
+            absurd,
+            RetryPolicy::new(Some(MAX_ATTEMPTS_LIMIT + 1), None).horizon()
+        );
     }
 
     #[test]

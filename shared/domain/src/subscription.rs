@@ -440,7 +440,8 @@ pub fn check_retry(max_attempts: Option<u32>, schedule: Option<&[u32]>, out: &mu
     // last attempts would be dropped unseen: the whole schedule, every step at its longest
     // jitter, must fit in the horizon.
     let horizon = super::retry::RetryPolicy::new(max_attempts, schedule).horizon();
-    if horizon > super::retry::MAX_RETRY_HORIZON {
+    let budget_valid = max_attempts.is_none_or(|n| (1..=MAX_ATTEMPTS_LIMIT).contains(&n));
+    if budget_valid && horizon > super::retry::MAX_RETRY_HORIZON {
         let pointer = if schedule.is_some() {
             "/retry_schedule"
         } else {
