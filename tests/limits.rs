@@ -42,19 +42,6 @@ async fn create(t: &TestRunner, account: &str, body: Value) -> (u16, Value) {
     .await
 }
 
-async fn account_key(t: &TestRunner, account: &str) -> String {
-    let (status, key) = t
-        .call(
-            Method::POST,
-            &format!("/v1/accounts/{account}/api-keys"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 201, "{key}");
-    key["key"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_types_and_headers_are_bounded_on_create_and_patch() {
     let t = TestRunner::start().await;
@@ -228,7 +215,7 @@ async fn control_characters_are_refused_in_credentials_and_header_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bearer_scheme_is_matched_in_any_case() {
     let t = TestRunner::start().await;
-    let account = account_key(&t, "acct_b").await;
+    let account = t.account_key("acct_b").await;
     let get = |value: String| {
         let req = t
             .http
@@ -324,7 +311,7 @@ async fn rotation_keeps_at_most_three_secrets_signing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_has_at_most_the_configured_number_of_subscriptions() {
     let t = TestRunner::start_with(|c| c.max_subscriptions_per_account = 2).await;
-    let key = account_key(&t, "acct_m").await;
+    let key = t.account_key("acct_m").await;
     let first = t
         .create_webhook("acct_m", json!({"url": URL, "event_types": ["*"]}))
         .await;

@@ -6,24 +6,11 @@ use e2e::{assert_error, delivery_id, event, Behavior, Receiver, TestRunner, WAIT
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn account_key(t: &TestRunner, account: &str) -> String {
-    let (status, key) = t
-        .call(
-            Method::POST,
-            &format!("/v1/accounts/{account}/api-keys"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 201, "{key}");
-    key["key"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_account_route_answers_404_to_another_accounts_key() {
     let t = TestRunner::start().await;
     let r = Receiver::start().await;
-    let outsider = account_key(&t, "acct_out").await;
+    let outsider = t.account_key("acct_out").await;
     let (status, insider) = t
         .call(Method::POST, "/v1/accounts/acct_in/api-keys", None, None)
         .await;

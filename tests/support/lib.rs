@@ -341,6 +341,20 @@ impl TestRunner {
         .await
     }
 
+    /// A new API key of `account`, made with the platform key.
+    pub async fn account_key(&self, account: &str) -> String {
+        let (status, key) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/accounts/{account}/api-keys"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{key}");
+        key["key"].as_str().unwrap().to_string()
+    }
+
     pub async fn create_webhook(&self, account: &str, body: Value) -> Value {
         let (status, created) = self
             .call(
