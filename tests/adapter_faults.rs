@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use app::limiter::Limiter;
 use app::ports::{
-    DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue, QueueMessage,
+    DeliveryLog, EventInsert, EventStore, OsRandom, OutgoingMessage, Page, Queue, QueueMessage,
     SubscriptionStore, SystemClock,
 };
 use app::{handle_deliveries, handle_events};
@@ -21,8 +21,10 @@ use aws_lambda_events::event::sqs::SqsBatchResponse;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::destination::DestinationPolicy;
 use domain::event::Event;
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::stats::DeliveryStats;
 use domain::subscription::Subscription;
+use domain::time::Timestamp;
 use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
 use http_client::ReqwestSender;
 use serde_json::{json, Value};
@@ -51,7 +53,7 @@ impl Faults {
     fn check(&self, call: &'static str) -> Result<()> {
         if self.failing.lock().unwrap().contains(call) {
             self.refused.lock().unwrap().push(call);
-            return Err(Error::Storage(format!("injected failure of {call}")));
+            return Err(Error::storage(format!("injected failure of {call}")));
         }
         Ok(())
     }
@@ -108,28 +110,32 @@ impl DeliveryLog for FaultyLog {
     }
     async fn move_status(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &DeliveryId,
         from: (DeliveryStatus, u32),
         to: DeliveryStatus,
-        at: i64,
+        at: Timestamp,
     ) -> Result<bool> {
         self.faults.check("deliveries.move_status")?;
         self.inner.move_status(account_id, id, from, to, at).await
     }
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+    async fn get(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Option<Delivery>> {
         self.inner.get(account_id, id).await
     }
-    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+    async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
         self.inner.attempts(account_id, id).await
     }
-    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+    async fn list_for_event(
+        &self,
+        account_id: &AccountId,
+        event_id: &EventId,
+    ) -> Result<Vec<Delivery>> {
         self.inner.list_for_event(account_id, event_id).await
     }
     async fn list_for_subscription(
         &self,
-        account_id: &str,
-        subscription_id: &str,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
         status: Option<DeliveryStatus>,
         cursor: Option<&str>,
         limit: usize,
@@ -140,7 +146,7 @@ impl DeliveryLog for FaultyLog {
     }
     async fn list_dead(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
@@ -148,13 +154,11 @@ impl DeliveryLog for FaultyLog {
     }
     async fn stats(
         &self,
-        account_id: &str,
-        subscription_id: &str,
-        since_ms: i64,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        since: Timestamp,
     ) -> Result<DeliveryStats> {
-        self.inner
-            .stats(account_id, subscription_id, since_ms)
-            .await
+        self.inner.stats(account_id, subscription_id, since).await
     }
 }
 
@@ -171,26 +175,30 @@ impl SubscriptionStore for FaultySubscriptions {
     async fn put_if_version(&self, subscription: &Subscription, expected: u64) -> Result<bool> {
         self.inner.put_if_version(subscription, expected).await
     }
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
+    async fn get(
+        &self,
+        account_id: &AccountId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>> {
         self.inner.get(account_id, id).await
     }
-    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>> {
+    async fn get_many(&self, keys: &[(AccountId, SubscriptionId)]) -> Result<Vec<Subscription>> {
         self.faults.check("subscriptions.get_many")?;
         self.inner.get_many(keys).await
     }
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Subscription>> {
         self.inner.list(account_id, after, limit).await
     }
-    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
+    async fn list_all(&self, account_id: &AccountId) -> Result<Vec<Subscription>> {
         self.faults.check("subscriptions.list_all")?;
         self.inner.list_all(account_id).await
     }
-    async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, id: &SubscriptionId) -> Result<bool> {
         self.inner.delete(account_id, id).await
     }
 }
@@ -206,16 +214,16 @@ impl EventStore for FaultyEvents {
         self.faults.check("events.insert")?;
         self.inner.insert_batch(events).await
     }
-    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
         self.faults.check("events.mark_enqueued")?;
         self.inner.mark_enqueued(keys).await
     }
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+    async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {
         self.inner.get(account_id, id).await
     }
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         event_type: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
@@ -271,6 +279,7 @@ fn services(faults: &Faults) -> Services {
             ReqwestSender::new(DestinationPolicy::clone(&settings.destinations)).unwrap(),
         ),
         clock,
+        random: Arc::new(OsRandom),
         limiter: Limiter::new(settings.max_in_flight_per_subscription),
         settings,
     }
@@ -313,7 +322,10 @@ async fn create_webhook(services: &Services, account: &str, url: String) -> Subs
     assert_eq!(status, 201, "{body}");
     services
         .subscriptions
-        .get(account, body["id"].as_str().unwrap())
+        .get(
+            &AccountId::parse(account).unwrap(),
+            &SubscriptionId::parse(body["id"].as_str().unwrap()).unwrap(),
+        )
         .await
         .unwrap()
         .unwrap()
@@ -360,6 +372,10 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
     let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
     assert_eq!((n, failed.len()), (1, 0));
     let id = delivery_id("acct_f", "evt_f1", &sub.id);
+    let (account, delivery) = (
+        AccountId::from_static("acct_f"),
+        DeliveryId::parse(&id).unwrap(),
+    );
 
     // The log refuses the outcome: the endpoint was called, but the message is reported
     // failed (so it stays on the queue) and the log still says pending.
@@ -376,7 +392,12 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
     );
     assert_eq!(r.received("hook").len(), 1);
     assert!(faults.refused("deliveries.record") >= 1);
-    let d = s.deliveries.get("acct_f", &id).await.unwrap().unwrap();
+    let d = s
+        .deliveries
+        .get(&account, &delivery)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (d.status, d.attempt_count),
         (DeliveryStatus::Pending, 0),
@@ -403,7 +424,12 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
     let calls = r.received("hook");
     assert_eq!(calls.len(), 2);
     assert!(calls.iter().all(|c| c.header("webhook-id") == id));
-    let d = s.deliveries.get("acct_f", &id).await.unwrap().unwrap();
+    let d = s
+        .deliveries
+        .get(&account, &delivery)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.status, DeliveryStatus::Succeeded);
     assert_eq!(d.attempt_count, 1, "{d:?}");
     let left = s
@@ -464,7 +490,10 @@ async fn fan_out_retries_when_its_store_or_queue_fails_and_creates_nothing_twice
     for i in 0..4 {
         let ds = s
             .deliveries
-            .list_for_event("acct_g", &format!("evt_g{i}"))
+            .list_for_event(
+                &AccountId::from_static("acct_g"),
+                &EventId::parse(format!("evt_g{i}")).unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(ds.len(), 3);

@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use domain::api_key::{MAX_ACTIVE_KEYS_PER_ACCOUNT, MAX_KEPT_KEYS_PER_ACCOUNT};
-use domain::event::format_rfc3339_ms;
+use domain::time::Timestamp;
 use e2e::{assert_error, on_backend, TestRunner};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -157,7 +157,7 @@ async fn an_expired_key_gets_401(t: TestRunner) {
     // An expiry must be an RFC 3339 time in the future.
     for bad in [
         json!("tomorrow"),
-        json!(format_rfc3339_ms(now_ms() - 1_000)),
+        json!(Timestamp::from_millis(now_ms() - 1_000).to_rfc3339()),
     ] {
         let (status, body) = t
             .call(
@@ -188,10 +188,13 @@ async fn an_expired_key_gets_401(t: TestRunner) {
     let (id, key, created) = create_key(
         &t,
         "acct_e",
-        Some(json!({"expires_at": format_rfc3339_ms(expires_at)})),
+        Some(json!({"expires_at": Timestamp::from_millis(expires_at).to_rfc3339()})),
     )
     .await;
-    assert_eq!(created["expires_at"], format_rfc3339_ms(expires_at));
+    assert_eq!(
+        created["expires_at"],
+        Timestamp::from_millis(expires_at).to_rfc3339()
+    );
     let (status, body) = use_key(&t, "acct_e", &key).await;
     assert_eq!(status, 200, "{body}");
     let keys = list_keys(&t, "acct_e", None).await;

@@ -10,9 +10,12 @@ use app::ports::{
     SubscriptionStore, SystemClock,
 };
 use domain::api_key::ApiKeyRecord;
+use domain::catalog::EventType;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::event::Event;
+use domain::ids::{AccountId, ApiKeyId, DeliveryId, EventId, SubscriptionId};
 use domain::subscription::{SigningSecret, Subscription};
+use domain::time::Timestamp;
 use serde_json::json;
 use store_sqlite::{
     Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
@@ -242,10 +245,40 @@ async fn receive_some(queue: &Arc<dyn Queue>, max: usize) -> Vec<QueueMessage> {
     .await
 }
 
-/// Now, in milliseconds: stored items carry a TTL, so fixtures must be recent.
-fn now_ms() -> i64 {
+/// Now: stored items carry a TTL, so fixtures must be recent.
+fn now() -> Timestamp {
     use app::ports::Clock;
-    SystemClock.now_ms()
+    SystemClock.now()
+}
+
+/// A point in time, `ms` milliseconds after the epoch.
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn acct(s: &'static str) -> AccountId {
+    AccountId::from_static(s)
+}
+
+fn sub_id(s: &'static str) -> SubscriptionId {
+    SubscriptionId::from_static(s)
+}
+
+fn evt_id(s: &'static str) -> EventId {
+    EventId::from_static(s)
+}
+
+fn msg_id(s: &'static str) -> DeliveryId {
+    DeliveryId::from_static(s)
+}
+
+fn key_id(s: &'static str) -> ApiKeyId {
+    ApiKeyId::from_static(s)
+}
+
+/// A catalog event type.
+fn event_type(name: &str) -> EventType {
+    EventType::known(name).expect("a catalog event type")
 }
 
 fn msg(body: &str) -> OutgoingMessage {
@@ -258,8 +291,8 @@ fn msg(body: &str) -> OutgoingMessage {
 
 fn subscription(account: &str, id: &str) -> Subscription {
     Subscription {
-        id: id.into(),
-        account_id: account.into(),
+        id: SubscriptionId::parse(id).unwrap(),
+        account_id: AccountId::parse(account).unwrap(),
         url: "https://example.com/hook".into(),
         description: Some("d".into()),
         event_types: vec!["call.*".into()],
@@ -278,33 +311,33 @@ fn subscription(account: &str, id: &str) -> Subscription {
         disabled_at: None,
         failing_since: None,
         version: 0,
-        created_at: 1,
-        updated_at: 1,
+        created_at: at(1),
+        updated_at: at(1),
     }
 }
 
 fn stored_event(account: &str, id: &str) -> Event {
     Event {
-        id: id.into(),
-        event_type: "call.ended".into(),
-        account_id: account.into(),
+        id: EventId::parse(id).unwrap(),
+        event_type: event_type("call.ended"),
+        account_id: AccountId::parse(account).unwrap(),
         occurred_at: "2026-11-26T12:00:00Z".into(),
-        received_at: now_ms(),
+        received_at: now(),
         data: json!({"call_id": "c"}),
     }
 }
 
 fn delivery(id: &str, event: &str) -> Delivery {
     Delivery {
-        id: id.into(),
-        account_id: "acct".into(),
-        subscription_id: "wh_1".into(),
-        event_id: event.into(),
-        event_type: "call.ended".into(),
+        id: DeliveryId::parse(id).unwrap(),
+        account_id: acct("acct"),
+        subscription_id: sub_id("wh_1"),
+        event_id: EventId::parse(event).unwrap(),
+        event_type: event_type("call.ended"),
         status: DeliveryStatus::Pending,
         attempt_count: 0,
-        created_at: now_ms(),
-        updated_at: now_ms(),
+        created_at: now(),
+        updated_at: now(),
         next_attempt_at: None,
         last_error: None,
         last_latency_ms: None,
@@ -554,28 +587,37 @@ pub async fn subscriptions_are_stored_listed_and_scoped_by_account(p: Ports) {
     let mut changed = subscription("acct_a", "wh_1");
     changed.enabled = false;
     s.put(&changed).await.unwrap();
-    assert_eq!(s.get("acct_a", "wh_1").await.unwrap(), Some(changed));
     assert_eq!(
-        s.get("acct_b", "wh_1").await.unwrap(),
+        s.get(&acct("acct_a"), &sub_id("wh_1")).await.unwrap(),
+        Some(changed)
+    );
+    assert_eq!(
+        s.get(&acct("acct_b"), &sub_id("wh_1")).await.unwrap(),
         None,
         "read across accounts"
     );
 
-    let page1 = s.list("acct_a", None, 2).await.unwrap();
-    let page2 = s.list("acct_a", Some(&page1[1].id), 2).await.unwrap();
-    let page3 = s.list("acct_a", Some(&page2[1].id), 2).await.unwrap();
+    let page1 = s.list(&acct("acct_a"), None, 2).await.unwrap();
+    let page2 = s
+        .list(&acct("acct_a"), Some(&page1[1].id), 2)
+        .await
+        .unwrap();
+    let page3 = s
+        .list(&acct("acct_a"), Some(&page2[1].id), 2)
+        .await
+        .unwrap();
     let ids: Vec<_> = [page1, page2, page3]
         .concat()
         .into_iter()
         .map(|s| s.id)
         .collect();
     assert_eq!(ids, ["wh_0", "wh_1", "wh_2", "wh_3", "wh_4"]);
-    assert_eq!(s.list_all("acct_a").await.unwrap().len(), 5);
+    assert_eq!(s.list_all(&acct("acct_a")).await.unwrap().len(), 5);
 
     let keys = vec![
-        ("acct_a".to_string(), "wh_3".to_string()),
-        ("acct_b".to_string(), "wh_9".to_string()),
-        ("acct_b".to_string(), "wh_3".to_string()),
+        (acct("acct_a"), sub_id("wh_3")),
+        (acct("acct_b"), sub_id("wh_9")),
+        (acct("acct_b"), sub_id("wh_3")),
     ];
     let mut many: Vec<_> = s
         .get_many(&keys)
@@ -588,15 +630,15 @@ pub async fn subscriptions_are_stored_listed_and_scoped_by_account(p: Ports) {
     assert_eq!(
         many,
         [
-            ("acct_a".into(), "wh_3".into()),
-            ("acct_b".into(), "wh_9".into())
+            (acct("acct_a"), sub_id("wh_3")),
+            (acct("acct_b"), sub_id("wh_9"))
         ]
     );
 
-    assert!(s.delete("acct_a", "wh_0").await.unwrap());
-    assert!(!s.delete("acct_a", "wh_0").await.unwrap());
-    assert!(!s.delete("acct_b", "wh_1").await.unwrap());
-    assert_eq!(s.list_all("acct_a").await.unwrap().len(), 4);
+    assert!(s.delete(&acct("acct_a"), &sub_id("wh_0")).await.unwrap());
+    assert!(!s.delete(&acct("acct_a"), &sub_id("wh_0")).await.unwrap());
+    assert!(!s.delete(&acct("acct_b"), &sub_id("wh_1")).await.unwrap());
+    assert_eq!(s.list_all(&acct("acct_a")).await.unwrap().len(), 4);
 }
 
 pub async fn subscriptions_are_written_only_on_the_version_read(p: Ports) {
@@ -606,31 +648,40 @@ pub async fn subscriptions_are_written_only_on_the_version_read(p: Ports) {
 
     let mut first = original.clone();
     first.version = 1;
-    first.failing_since = Some(42);
+    first.failing_since = Some(at(42));
     assert!(s.put_if_version(&first, 0).await.unwrap());
     // A second writer that read version 0 too must not overwrite the first.
     let mut stale = original.clone();
     stale.version = 1;
     stale.enabled = false;
     assert!(!s.put_if_version(&stale, 0).await.unwrap());
-    assert_eq!(s.get("acct_a", "wh_v").await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        s.get(&acct("acct_a"), &sub_id("wh_v")).await.unwrap(),
+        Some(first.clone())
+    );
 
     let mut second = first.clone();
     second.version = 2;
     second.failing_since = None;
     assert!(s.put_if_version(&second, 1).await.unwrap());
-    assert_eq!(s.get("acct_a", "wh_v").await.unwrap(), Some(second));
+    assert_eq!(
+        s.get(&acct("acct_a"), &sub_id("wh_v")).await.unwrap(),
+        Some(second)
+    );
 
     // Never creates: a subscription deleted meanwhile stays deleted.
     let mut gone = subscription("acct_a", "wh_missing");
     gone.version = 1;
     assert!(!s.put_if_version(&gone, 0).await.unwrap());
-    assert_eq!(s.get("acct_a", "wh_missing").await.unwrap(), None);
+    assert_eq!(
+        s.get(&acct("acct_a"), &sub_id("wh_missing")).await.unwrap(),
+        None
+    );
     // Nor reaches across accounts.
     let mut other = subscription("acct_b", "wh_v");
     other.version = 3;
     assert!(!s.put_if_version(&other, 2).await.unwrap());
-    assert_eq!(s.get("acct_b", "wh_v").await.unwrap(), None);
+    assert_eq!(s.get(&acct("acct_b"), &sub_id("wh_v")).await.unwrap(), None);
 }
 
 pub async fn events_are_deduplicated_per_account(p: Ports) {
@@ -652,15 +703,15 @@ pub async fn events_are_deduplicated_per_account(p: Ports) {
             EventInsert::Created
         ]
     );
-    e.mark_enqueued(&[("a".into(), "e1".into())]).await.unwrap();
+    e.mark_enqueued(&[(acct("a"), evt_id("e1"))]).await.unwrap();
     let third = e.insert_batch(&[stored_event("a", "e1")]).await.unwrap();
     assert_eq!(third, [EventInsert::Exists { enqueued: true }]);
     assert_eq!(
-        e.get("a", "e1").await.unwrap(),
+        e.get(&acct("a"), &evt_id("e1")).await.unwrap(),
         Some(original),
         "a duplicate overwrote the first"
     );
-    assert_eq!(e.get("c", "e1").await.unwrap(), None);
+    assert_eq!(e.get(&acct("c"), &evt_id("e1")).await.unwrap(), None);
 }
 
 pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
@@ -679,15 +730,19 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         [false, true]
     );
     assert_eq!(
-        d.get("acct", "msg_1").await.unwrap().unwrap().status,
+        d.get(&acct("acct"), &msg_id("msg_1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         DeliveryStatus::Pending
     );
 
     // Attempts of one delivery start at distinct times: a retry follows its predecessor.
-    let first_sent = now_ms();
+    let first_sent = now();
     let attempt = |code| Attempt {
         attempt: 0,
-        at: first_sent + if code == 500 { 0 } else { 1000 },
+        at: first_sent.plus_millis(if code == 500 { 0 } else { 1000 }),
         url: "https://example.com/hook".into(),
         request_headers: vec![("webhook-id".into(), "msg_1".into())],
         status_code: Some(code),
@@ -695,10 +750,10 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         response_body: Some("body".into()),
         error: None,
     };
-    let recorded_at = now_ms() + 5;
+    let recorded_at = now().plus_millis(5);
     let update = |status, code| DeliveryUpdate {
-        delivery_id: "msg_1".into(),
-        account_id: "acct".into(),
+        delivery_id: msg_id("msg_1"),
+        account_id: acct("acct"),
         status,
         attempt: Some(attempt(code)),
         next_attempt_at: None,
@@ -711,11 +766,15 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
     d.record(&[update(DeliveryStatus::Succeeded, 200)])
         .await
         .unwrap();
-    let got = d.get("acct", "msg_1").await.unwrap().unwrap();
+    let got = d
+        .get(&acct("acct"), &msg_id("msg_1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.status, DeliveryStatus::Succeeded);
     assert_eq!(got.attempt_count, 2);
     assert_eq!(got.updated_at, recorded_at);
-    let attempts = d.attempts("acct", "msg_1").await.unwrap();
+    let attempts = d.attempts(&acct("acct"), &msg_id("msg_1")).await.unwrap();
     assert_eq!(
         attempts
             .iter()
@@ -725,13 +784,20 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
     );
     assert_eq!(attempts[0].request_headers, attempt(500).request_headers);
     assert!(
-        d.attempts("other", "msg_1").await.unwrap().is_empty(),
+        d.attempts(&acct("other"), &msg_id("msg_1"))
+            .await
+            .unwrap()
+            .is_empty(),
         "attempts read across accounts"
     );
-    assert!(d.get("other", "msg_1").await.unwrap().is_none());
+    assert!(d
+        .get(&acct("other"), &msg_id("msg_1"))
+        .await
+        .unwrap()
+        .is_none());
 
     let mut for_event: Vec<_> = d
-        .list_for_event("acct", "e1")
+        .list_for_event(&acct("acct"), &evt_id("e1"))
         .await
         .unwrap()
         .into_iter()
@@ -740,30 +806,43 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
     for_event.sort();
     assert_eq!(for_event, ["msg_1", "msg_2"]);
     let missing = DeliveryUpdate {
-        delivery_id: "nope".into(),
+        delivery_id: msg_id("nope"),
         ..update(DeliveryStatus::Failed, 500)
     };
     // An unknown delivery is reported, and does not fail the others of its batch.
-    let before = d.get("acct", "msg_1").await.unwrap().unwrap().attempt_count;
+    let before = d
+        .get(&acct("acct"), &msg_id("msg_1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .attempt_count;
     assert_eq!(
         d.record(&[missing, update(DeliveryStatus::Failed, 500)])
             .await
             .unwrap(),
         vec![false, true],
     );
-    assert!(d.get("acct", "nope").await.unwrap().is_none());
+    assert!(d
+        .get(&acct("acct"), &msg_id("nope"))
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
-        d.get("acct", "msg_1").await.unwrap().unwrap().attempt_count,
+        d.get(&acct("acct"), &msg_id("msg_1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt_count,
         before + 1,
         "one unknown delivery failed its whole batch"
     );
 }
 
 /// Walks every page of a listing and returns the ids in order.
-async fn all_pages<F, Fut>(mut page: F) -> Vec<String>
+async fn all_pages<T, F, Fut>(mut page: F) -> Vec<T>
 where
     F: FnMut(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = Page<String>>,
+    Fut: std::future::Future<Output = Page<T>>,
 {
     let mut ids = Vec::new();
     let mut cursor = None;
@@ -780,34 +859,37 @@ where
 
 pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     let d = &p.deliveries;
-    let base = now_ms();
+    let base = now();
     let mut all = Vec::new();
     for i in 0..5 {
         let mut x = delivery(&format!("msg_{i}"), &format!("e{i}"));
-        x.created_at = base + i;
-        x.updated_at = base + i;
+        x.created_at = base.plus_millis(i);
+        x.updated_at = base.plus_millis(i);
         all.push(x);
     }
     let mut other_sub = delivery("msg_other", "e9");
-    other_sub.subscription_id = "wh_2".into();
+    other_sub.subscription_id = sub_id("wh_2");
     all.push(other_sub);
     d.create_batch(&all).await.unwrap();
-    let dead = |id: &str, at| DeliveryUpdate {
-        delivery_id: id.into(),
-        account_id: "acct".into(),
+    let dead = |id: &'static str, at| DeliveryUpdate {
+        delivery_id: msg_id(id),
+        account_id: acct("acct"),
         status: DeliveryStatus::Dead,
         attempt: None,
         next_attempt_at: None,
         error: Some("gave up".into()),
         at,
     };
-    d.record(&[dead("msg_1", base + 10), dead("msg_3", base + 20)])
-        .await
-        .unwrap();
+    d.record(&[
+        dead("msg_1", base.plus_millis(10)),
+        dead("msg_3", base.plus_millis(20)),
+    ])
+    .await
+    .unwrap();
 
     let newest_first = all_pages(|c| async move {
         let page = d
-            .list_for_subscription("acct", "wh_1", None, c.as_deref(), 2)
+            .list_for_subscription(&acct("acct"), &sub_id("wh_1"), None, c.as_deref(), 2)
             .await
             .unwrap();
         Page {
@@ -818,7 +900,13 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     .await;
     assert_eq!(newest_first, ["msg_4", "msg_3", "msg_2", "msg_1", "msg_0"]);
     let dead_for_sub = d
-        .list_for_subscription("acct", "wh_1", Some(DeliveryStatus::Dead), None, 10)
+        .list_for_subscription(
+            &acct("acct"),
+            &sub_id("wh_1"),
+            Some(DeliveryStatus::Dead),
+            None,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -832,7 +920,7 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     assert!(dead_for_sub.next_cursor.is_none());
 
     let dead_letters = all_pages(|c| async move {
-        let page = d.list_dead("acct", c.as_deref(), 2).await.unwrap();
+        let page = d.list_dead(&acct("acct"), c.as_deref(), 2).await.unwrap();
         Page {
             items: page.items.into_iter().map(|x| x.id).collect(),
             next_cursor: page.next_cursor,
@@ -841,12 +929,12 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     .await;
     assert_eq!(dead_letters, ["msg_3", "msg_1"]);
     // Redriven, a delivery is pending again and no longer a dead letter.
-    let mut redriven = dead("msg_3", base + 30);
+    let mut redriven = dead("msg_3", base.plus_millis(30));
     redriven.status = DeliveryStatus::Pending;
     redriven.error = None;
     d.record(&[redriven]).await.unwrap();
-    let still_dead: Vec<String> = d
-        .list_dead("acct", None, 10)
+    let still_dead: Vec<DeliveryId> = d
+        .list_dead(&acct("acct"), None, 10)
         .await
         .unwrap()
         .items
@@ -855,23 +943,29 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
         .collect();
     assert_eq!(still_dead, ["msg_1"]);
     assert!(d
-        .list_dead("other", None, 10)
+        .list_dead(&acct("other"), None, 10)
         .await
         .unwrap()
         .items
         .is_empty());
     assert!(matches!(
-        d.list_for_subscription("acct", "wh_1", None, Some("not-a-cursor"), 2)
-            .await,
+        d.list_for_subscription(
+            &acct("acct"),
+            &sub_id("wh_1"),
+            None,
+            Some("not-a-cursor"),
+            2
+        )
+        .await,
         Err(app::Error::InvalidCursor)
     ));
 }
 
 pub async fn stats_count_by_status_with_latencies(p: Ports) {
     let d = &p.deliveries;
-    let base = now_ms();
+    let base = now();
     let mut old = delivery("msg_old", "e0");
-    old.created_at = base - 3_600_000;
+    old.created_at = base.plus_millis(-3_600_000);
     d.create_batch(&[
         old,
         delivery("msg_a", "e1"),
@@ -890,9 +984,9 @@ pub async fn stats_count_by_status_with_latencies(p: Ports) {
         response_body: None,
         error: None,
     };
-    let update = |id: &str, status, latency| DeliveryUpdate {
-        delivery_id: id.into(),
-        account_id: "acct".into(),
+    let update = |id: &'static str, status, latency| DeliveryUpdate {
+        delivery_id: msg_id(id),
+        account_id: acct("acct"),
         status,
         attempt: Some(attempt(latency)),
         next_attempt_at: None,
@@ -906,10 +1000,13 @@ pub async fn stats_count_by_status_with_latencies(p: Ports) {
     ])
     .await
     .unwrap();
-    let stats = d.stats("acct", "wh_1", base - 60_000).await.unwrap();
-    assert_eq!(stats.counts.get("succeeded"), Some(&1));
-    assert_eq!(stats.counts.get("dead"), Some(&1));
-    assert_eq!(stats.counts.get("pending"), Some(&1));
+    let stats = d
+        .stats(&acct("acct"), &sub_id("wh_1"), base.plus_millis(-60_000))
+        .await
+        .unwrap();
+    assert_eq!(stats.counts.get(&DeliveryStatus::Succeeded), Some(&1));
+    assert_eq!(stats.counts.get(&DeliveryStatus::Dead), Some(&1));
+    assert_eq!(stats.counts.get(&DeliveryStatus::Pending), Some(&1));
     let mut latencies = stats.latencies_ms.clone();
     latencies.sort();
     assert_eq!(latencies, [12, 40]);
@@ -918,20 +1015,20 @@ pub async fn stats_count_by_status_with_latencies(p: Ports) {
 
 pub async fn events_list_newest_first_by_type(p: Ports) {
     let e = &p.events;
-    let base = now_ms();
+    let base = now();
     let mut events = Vec::new();
     for i in 0..5 {
         let mut ev = stored_event("acct", &format!("evt_{i}"));
-        ev.received_at = base + i;
+        ev.received_at = base.plus_millis(i);
         if i % 2 == 1 {
-            ev.event_type = "agent.status_changed".into();
+            ev.event_type = event_type("agent.status_changed");
         }
         events.push(ev);
     }
     events.push(stored_event("other", "evt_x"));
     e.insert_batch(&events).await.unwrap();
     let ids = all_pages(|c| async move {
-        let page = e.list("acct", None, c.as_deref(), 2).await.unwrap();
+        let page = e.list(&acct("acct"), None, c.as_deref(), 2).await.unwrap();
         Page {
             items: page.items.into_iter().map(|x| x.id).collect(),
             next_cursor: page.next_cursor,
@@ -940,7 +1037,7 @@ pub async fn events_list_newest_first_by_type(p: Ports) {
     .await;
     assert_eq!(ids, ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]);
     let agents = e
-        .list("acct", Some("agent.status_changed"), None, 10)
+        .list(&acct("acct"), Some("agent.status_changed"), None, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -956,11 +1053,11 @@ pub async fn events_list_newest_first_by_type(p: Ports) {
 /// A key's record, as the HTTP layer makes one.
 fn api_key(id: &str, account: &str, hash: &str, created_at: i64) -> ApiKeyRecord {
     ApiKeyRecord {
-        id: id.into(),
-        account_id: account.into(),
+        id: ApiKeyId::parse(id).unwrap(),
+        account_id: AccountId::parse(account).unwrap(),
         key_hash: hash.into(),
         prefix: format!("whk_{id}"),
-        created_at,
+        created_at: at(created_at),
         last_used_at: None,
         revoked_at: None,
         expires_at: None,
@@ -969,7 +1066,7 @@ fn api_key(id: &str, account: &str, hash: &str, created_at: i64) -> ApiKeyRecord
 
 pub async fn api_keys_are_found_by_hash(p: Ports) {
     let record = ApiKeyRecord {
-        expires_at: Some(1_000),
+        expires_at: Some(at(1_000)),
         ..api_key("key_1", "acct", "ab12", 5)
     };
     p.api_keys.create(&record).await.unwrap();
@@ -980,11 +1077,11 @@ pub async fn api_keys_are_found_by_hash(p: Ports) {
 }
 
 pub async fn api_keys_are_listed_newest_first_by_account(p: Ports) {
-    assert!(p.api_keys.list("acct").await.unwrap().is_empty());
+    assert!(p.api_keys.list(&acct("acct")).await.unwrap().is_empty());
     let keys = [
         api_key("key_a", "acct", "h_a", 10),
         ApiKeyRecord {
-            expires_at: Some(50),
+            expires_at: Some(at(50)),
             ..api_key("key_c", "acct", "h_c", 30)
         },
         api_key("key_b", "acct", "h_b", 20),
@@ -993,13 +1090,18 @@ pub async fn api_keys_are_listed_newest_first_by_account(p: Ports) {
     for k in &keys {
         p.api_keys.create(k).await.unwrap();
     }
-    let listed = p.api_keys.list("acct").await.unwrap();
+    let listed = p.api_keys.list(&acct("acct")).await.unwrap();
     let ids: Vec<_> = listed.iter().map(|k| k.id.as_str()).collect();
     assert_eq!(ids, ["key_c", "key_b", "key_a"]);
     assert_eq!(listed[0], keys[1], "every field is listed as written");
-    let other = p.api_keys.list("acct_other").await.unwrap();
+    let other = p.api_keys.list(&acct("acct_other")).await.unwrap();
     assert_eq!(other, [keys[3].clone()]);
-    assert!(p.api_keys.list("acct_none").await.unwrap().is_empty());
+    assert!(p
+        .api_keys
+        .list(&acct("acct_none"))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn api_keys_are_revoked_only_in_their_account(p: Ports) {
@@ -1014,13 +1116,13 @@ pub async fn api_keys_are_revoked_only_in_their_account(p: Ports) {
     // Another account cannot name it, and an unknown id is not found.
     assert!(p
         .api_keys
-        .revoke("acct_other", "key_1", 100)
+        .revoke(&acct("acct_other"), &key_id("key_1"), at(100))
         .await
         .unwrap()
         .is_none());
     assert!(p
         .api_keys
-        .revoke("acct", "key_none", 100)
+        .revoke(&acct("acct"), &key_id("key_none"), at(100))
         .await
         .unwrap()
         .is_none());
@@ -1030,24 +1132,32 @@ pub async fn api_keys_are_revoked_only_in_their_account(p: Ports) {
         "a refused revocation changed the key"
     );
 
-    let revoked = p.api_keys.revoke("acct", "key_1", 100).await.unwrap();
+    let revoked = p
+        .api_keys
+        .revoke(&acct("acct"), &key_id("key_1"), at(100))
+        .await
+        .unwrap();
     assert_eq!(
         revoked.map(|k| (k.id, k.revoked_at)),
-        Some(("key_1".into(), Some(100)))
+        Some((key_id("key_1"), Some(at(100))))
     );
     // Read right after: authentication sees it at once.
     let found = p.api_keys.find_by_hash("h_1").await.unwrap().unwrap();
-    assert_eq!(found.revoked_at, Some(100));
+    assert_eq!(found.revoked_at, Some(at(100)));
     // Revoking again keeps the first time.
-    let again = p.api_keys.revoke("acct", "key_1", 200).await.unwrap();
-    assert_eq!(again.and_then(|k| k.revoked_at), Some(100));
+    let again = p
+        .api_keys
+        .revoke(&acct("acct"), &key_id("key_1"), at(200))
+        .await
+        .unwrap();
+    assert_eq!(again.and_then(|k| k.revoked_at), Some(at(100)));
     // The other key is untouched, and the revoked one is still listed.
-    let listed = p.api_keys.list("acct").await.unwrap();
+    let listed = p.api_keys.list(&acct("acct")).await.unwrap();
     let states: Vec<_> = listed
         .iter()
         .map(|k| (k.id.as_str(), k.revoked_at))
         .collect();
-    assert_eq!(states, [("key_2", None), ("key_1", Some(100))]);
+    assert_eq!(states, [("key_2", None), ("key_1", Some(at(100)))]);
 }
 
 pub async fn api_key_use_is_recorded_at_most_once_a_minute(p: Ports) {
@@ -1056,7 +1166,7 @@ pub async fn api_key_use_is_recorded_at_most_once_a_minute(p: Ports) {
         .create(&api_key("key_1", "acct", "h_1", 10))
         .await
         .unwrap();
-    let t = 1_000_000;
+    let t = at(1_000_000);
     let last_used = || async {
         p.api_keys
             .find_by_hash("h_1")
@@ -1068,17 +1178,29 @@ pub async fn api_key_use_is_recorded_at_most_once_a_minute(p: Ports) {
     assert!(p.api_keys.record_use("h_1", t).await.unwrap());
     assert_eq!(last_used().await, Some(t));
     // Within the minute: no write.
-    assert!(!p.api_keys.record_use("h_1", t + MINUTE - 1).await.unwrap());
-    assert!(!p.api_keys.record_use("h_1", t - 5).await.unwrap());
+    assert!(!p
+        .api_keys
+        .record_use("h_1", t.plus_millis(MINUTE - 1))
+        .await
+        .unwrap());
+    assert!(!p
+        .api_keys
+        .record_use("h_1", t.plus_millis(-5))
+        .await
+        .unwrap());
     assert_eq!(last_used().await, Some(t));
-    assert!(p.api_keys.record_use("h_1", t + MINUTE).await.unwrap());
-    assert_eq!(last_used().await, Some(t + MINUTE));
+    assert!(p
+        .api_keys
+        .record_use("h_1", t.plus_millis(MINUTE))
+        .await
+        .unwrap());
+    assert_eq!(last_used().await, Some(t.plus_millis(MINUTE)));
     // An unknown hash is not created by it.
     assert!(!p.api_keys.record_use("h_none", t).await.unwrap());
     assert!(p.api_keys.find_by_hash("h_none").await.unwrap().is_none());
-    let listed = p.api_keys.list("acct").await.unwrap();
+    let listed = p.api_keys.list(&acct("acct")).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].last_used_at, Some(t + MINUTE));
+    assert_eq!(listed[0].last_used_at, Some(t.plus_millis(MINUTE)));
 }
 
 pub async fn api_keys_are_deleted_only_in_their_account(p: Ports) {
@@ -1086,13 +1208,29 @@ pub async fn api_keys_are_deleted_only_in_their_account(p: Ports) {
         .create(&api_key("key_1", "acct", "h_1", 10))
         .await
         .unwrap();
-    assert!(!p.api_keys.delete("acct_other", "key_1").await.unwrap());
-    assert!(!p.api_keys.delete("acct", "key_none").await.unwrap());
+    assert!(!p
+        .api_keys
+        .delete(&acct("acct_other"), &key_id("key_1"))
+        .await
+        .unwrap());
+    assert!(!p
+        .api_keys
+        .delete(&acct("acct"), &key_id("key_none"))
+        .await
+        .unwrap());
     assert!(p.api_keys.find_by_hash("h_1").await.unwrap().is_some());
-    assert!(p.api_keys.delete("acct", "key_1").await.unwrap());
+    assert!(p
+        .api_keys
+        .delete(&acct("acct"), &key_id("key_1"))
+        .await
+        .unwrap());
     assert!(p.api_keys.find_by_hash("h_1").await.unwrap().is_none());
-    assert!(p.api_keys.list("acct").await.unwrap().is_empty());
-    assert!(!p.api_keys.delete("acct", "key_1").await.unwrap());
+    assert!(p.api_keys.list(&acct("acct")).await.unwrap().is_empty());
+    assert!(!p
+        .api_keys
+        .delete(&acct("acct"), &key_id("key_1"))
+        .await
+        .unwrap());
 }
 
 /// An outcome and its attempt become visible together: whoever reads a delivery's outcome
@@ -1106,10 +1244,10 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
     log.create_batch(&[delivery("msg_seen", "e1")])
         .await
         .unwrap();
-    let started = now_ms();
-    let update = move |n: u32, at: i64| DeliveryUpdate {
-        delivery_id: "msg_seen".into(),
-        account_id: "acct".into(),
+    let started = now();
+    let update = move |n: u32, at: Timestamp| DeliveryUpdate {
+        delivery_id: msg_id("msg_seen"),
+        account_id: acct("acct"),
         status: if n == OUTCOMES {
             DeliveryStatus::Succeeded
         } else {
@@ -1133,15 +1271,22 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
         async move {
             for n in 1..=OUTCOMES {
                 // Attempts of one delivery start at distinct times, oldest first.
-                let at = started + i64::from(n) * 1000;
+                let at = started.plus_millis(i64::from(n) * 1000);
                 writing.record(&[update(n, at)]).await.unwrap();
             }
         }
     });
     loop {
         let finished = writer.is_finished();
-        let seen = log.get("acct", "msg_seen").await.unwrap().unwrap();
-        let attempts = log.attempts("acct", "msg_seen").await.unwrap();
+        let seen = log
+            .get(&acct("acct"), &msg_id("msg_seen"))
+            .await
+            .unwrap()
+            .unwrap();
+        let attempts = log
+            .attempts(&acct("acct"), &msg_id("msg_seen"))
+            .await
+            .unwrap();
         assert!(
             attempts.len() as u32 >= seen.attempt_count,
             "read {} attempts of a delivery whose outcome counts {} (status {:?})",
@@ -1157,7 +1302,10 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
         }
     }
     writer.await.unwrap();
-    let attempts = log.attempts("acct", "msg_seen").await.unwrap();
+    let attempts = log
+        .attempts(&acct("acct"), &msg_id("msg_seen"))
+        .await
+        .unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
         (1..=OUTCOMES).collect::<Vec<_>>()
@@ -1169,7 +1317,7 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
         .await
         .unwrap();
     let twice = DeliveryUpdate {
-        delivery_id: "msg_twice".into(),
+        delivery_id: msg_id("msg_twice"),
         ..update(1, started)
     };
     let (a, b) = tokio::join!(
@@ -1178,10 +1326,14 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
     );
     a.unwrap();
     b.unwrap();
-    let seen = log.get("acct", "msg_twice").await.unwrap().unwrap();
+    let seen = log
+        .get(&acct("acct"), &msg_id("msg_twice"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seen.attempt_count, 2);
     assert_eq!(
-        log.attempts("acct", "msg_twice")
+        log.attempts(&acct("acct"), &msg_id("msg_twice"))
             .await
             .unwrap()
             .iter()
@@ -1198,10 +1350,10 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
     log.create_batch(&[delivery("msg_race", "e1"), delivery("msg_late_ok", "e1")])
         .await
         .unwrap();
-    let started = now_ms();
-    let outcome = |id: &str, status, code, at: i64| DeliveryUpdate {
-        delivery_id: id.into(),
-        account_id: "acct".into(),
+    let started = now();
+    let outcome = |id: &'static str, status, code, at: Timestamp| DeliveryUpdate {
+        delivery_id: msg_id(id),
+        account_id: acct("acct"),
         status,
         attempt: Some(Attempt {
             attempt: 0,
@@ -1213,7 +1365,7 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
             response_body: None,
             error: None,
         }),
-        next_attempt_at: (status == DeliveryStatus::Pending).then_some(at + 60_000),
+        next_attempt_at: (status == DeliveryStatus::Pending).then_some(at.plus_millis(60_000)),
         error: (code >= 300).then(|| format!("endpoint answered {code}")),
         at,
     };
@@ -1224,21 +1376,36 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
         "msg_race",
         DeliveryStatus::Pending,
         500,
-        started + 1,
+        started.plus_millis(1),
     )])
     .await
     .unwrap();
-    log.record(&[outcome("msg_race", DeliveryStatus::Dead, 500, started + 2)])
+    log.record(&[outcome(
+        "msg_race",
+        DeliveryStatus::Dead,
+        500,
+        started.plus_millis(2),
+    )])
+    .await
+    .unwrap();
+    let d = log
+        .get(&acct("acct"), &msg_id("msg_race"))
         .await
+        .unwrap()
         .unwrap();
-    let d = log.get("acct", "msg_race").await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Succeeded);
     assert_eq!(d.attempt_count, 3, "every send is counted");
     assert_eq!(d.next_attempt_at, None);
     assert_eq!(d.last_error, None);
-    assert_eq!(log.attempts("acct", "msg_race").await.unwrap().len(), 3);
+    assert_eq!(
+        log.attempts(&acct("acct"), &msg_id("msg_race"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(
-        log.list_dead("acct", None, 10)
+        log.list_dead(&acct("acct"), None, 10)
             .await
             .unwrap()
             .items
@@ -1253,23 +1420,36 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
         "msg_late_ok",
         DeliveryStatus::Succeeded,
         200,
-        started + 1,
+        started.plus_millis(1),
     )])
     .await
     .unwrap();
-    let d = log.get("acct", "msg_late_ok").await.unwrap().unwrap();
+    let d = log
+        .get(&acct("acct"), &msg_id("msg_late_ok"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.status, DeliveryStatus::Succeeded);
     assert_eq!(d.attempt_count, 2);
 
     // Without an attempt (a redrive), the status is set as asked.
     log.record(&[DeliveryUpdate {
         attempt: None,
-        next_attempt_at: Some(started + 3),
-        ..outcome("msg_late_ok", DeliveryStatus::Pending, 200, started + 3)
+        next_attempt_at: Some(started.plus_millis(3)),
+        ..outcome(
+            "msg_late_ok",
+            DeliveryStatus::Pending,
+            200,
+            started.plus_millis(3),
+        )
     }])
     .await
     .unwrap();
-    let d = log.get("acct", "msg_late_ok").await.unwrap().unwrap();
+    let d = log
+        .get(&acct("acct"), &msg_id("msg_late_ok"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.status, DeliveryStatus::Pending);
     assert_eq!(d.attempt_count, 2);
 }
@@ -1281,42 +1461,52 @@ pub async fn a_status_moves_only_from_the_state_it_was_read_in(p: Ports) {
     log.create_batch(&[delivery("msg_move", "e1")])
         .await
         .unwrap();
-    let t = now_ms();
+    let t = now();
     let dead_ids =
         |page: app::ports::Page<Delivery>| page.items.into_iter().map(|d| d.id).collect::<Vec<_>>();
 
     assert!(log
         .move_status(
-            "acct",
-            "msg_move",
+            &acct("acct"),
+            &msg_id("msg_move"),
             (DeliveryStatus::Pending, 0),
             DeliveryStatus::Dead,
             t
         )
         .await
         .unwrap());
-    let d = log.get("acct", "msg_move").await.unwrap().unwrap();
+    let d = log
+        .get(&acct("acct"), &msg_id("msg_move"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (d.status, d.next_attempt_at, d.updated_at),
         (DeliveryStatus::Dead, None, t)
     );
     assert_eq!(
-        dead_ids(log.list_dead("acct", None, 10).await.unwrap()),
+        dead_ids(log.list_dead(&acct("acct"), None, 10).await.unwrap()),
         vec!["msg_move"]
     );
 
     // Read before it changed: moves nothing.
     for stale in [(DeliveryStatus::Pending, 0), (DeliveryStatus::Dead, 1)] {
         assert!(!log
-            .move_status("acct", "msg_move", stale, DeliveryStatus::Pending, t + 1)
+            .move_status(
+                &acct("acct"),
+                &msg_id("msg_move"),
+                stale,
+                DeliveryStatus::Pending,
+                t.plus_millis(1)
+            )
             .await
             .unwrap());
     }
     // Another account's delivery, or none: nothing.
     assert!(!log
         .move_status(
-            "other",
-            "msg_move",
+            &acct("other"),
+            &msg_id("msg_move"),
             (DeliveryStatus::Dead, 0),
             DeliveryStatus::Pending,
             t
@@ -1325,8 +1515,8 @@ pub async fn a_status_moves_only_from_the_state_it_was_read_in(p: Ports) {
         .unwrap());
     assert!(!log
         .move_status(
-            "acct",
-            "msg_none",
+            &acct("acct"),
+            &msg_id("msg_none"),
             (DeliveryStatus::Dead, 0),
             DeliveryStatus::Pending,
             t
@@ -1334,27 +1524,35 @@ pub async fn a_status_moves_only_from_the_state_it_was_read_in(p: Ports) {
         .await
         .unwrap());
     assert_eq!(
-        log.get("acct", "msg_move").await.unwrap().unwrap().status,
+        log.get(&acct("acct"), &msg_id("msg_move"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         DeliveryStatus::Dead
     );
 
     // Reopened for a redrive: pending, scheduled now, off the dead-letter listing.
     assert!(log
         .move_status(
-            "acct",
-            "msg_move",
+            &acct("acct"),
+            &msg_id("msg_move"),
             (DeliveryStatus::Dead, 0),
             DeliveryStatus::Pending,
-            t + 2
+            t.plus_millis(2)
         )
         .await
         .unwrap());
-    let d = log.get("acct", "msg_move").await.unwrap().unwrap();
+    let d = log
+        .get(&acct("acct"), &msg_id("msg_move"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (d.status, d.next_attempt_at),
-        (DeliveryStatus::Pending, Some(t + 2))
+        (DeliveryStatus::Pending, Some(t.plus_millis(2)))
     );
-    assert!(dead_ids(log.list_dead("acct", None, 10).await.unwrap()).is_empty());
+    assert!(dead_ids(log.list_dead(&acct("acct"), None, 10).await.unwrap()).is_empty());
 }
 
 /// The size cap on one message, the same on every backend (SQS's, with the queues'

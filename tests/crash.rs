@@ -80,7 +80,7 @@ async fn every_accepted_event_survives_repeated_sigkills() {
             }
         })
         .await;
-        let pause = 200 + (domain::ids::random_unit() * 600.0) as u64;
+        let pause = 200 + (domain::random::Random::unit(&app::ports::OsRandom) * 600.0) as u64;
         tokio::time::sleep(Duration::from_millis(pause)).await;
         child.kill();
         child = runner.start().await.unwrap();

@@ -170,7 +170,10 @@ async fn a_destination_refused_at_delivery_time_fails_once_without_retry() {
         .runner
         .services
         .subscriptions
-        .get("acct_ssrf", sub_id)
+        .get(
+            &domain::ids::AccountId::from_static("acct_ssrf"),
+            &domain::ids::SubscriptionId::parse(sub_id).unwrap(),
+        )
         .await
         .unwrap()
         .expect("the subscription is stored");

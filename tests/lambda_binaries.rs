@@ -113,7 +113,7 @@ async fn receive(queue: &SqsQueue, n: usize) -> Vec<app::ports::QueueMessage> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_function_binaries_deliver_an_event_with_a_retry() {
     let (clients, resources) = moto::deployment("binaries").await;
-    let key = domain::api_key::generate_platform_key();
+    let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
     let key_hash = domain::api_key::hash_key(&key);
     let api = Function::start("api", &resources, &key_hash).await;
     let ingest = Function::start("ingest", &resources, &key_hash).await;

@@ -280,7 +280,10 @@ async fn rotation_keeps_at_most_three_secrets_signing() {
         .runner
         .services
         .subscriptions
-        .get("acct_s", id)
+        .get(
+            &domain::ids::AccountId::from_static("acct_s"),
+            &domain::ids::SubscriptionId::parse(id).unwrap(),
+        )
         .await
         .unwrap()
         .unwrap();

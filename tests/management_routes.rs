@@ -175,3 +175,46 @@ async fn the_openapi_document_lists_every_route() {
         "bearer"
     );
 }
+
+/// Ids are checked once, where text from the request becomes one: an account id that breaks
+/// the id rule is a 400 naming the rule, on every account route (reads too, where it once
+/// gave an empty list); any other id that breaks it cannot exist, so it is a 404; and an
+/// account key never learns whether another account's id was well formed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_checked_once_at_the_edge() {
+    let t = TestRunner::start().await;
+    let own = t.account_key("acct_edge").await;
+    for path in [
+        "/v1/accounts/a%20b/webhooks",
+        "/v1/accounts/a%20b/dead-letters",
+        "/v1/accounts/a%2Fb/events",
+        "/v1/accounts/a%20b/api-keys",
+    ] {
+        let (status, body) = t.call(Method::GET, path, None, None).await;
+        assert_error(status, &body, 400, "validation_failed");
+        assert_eq!(
+            body["error"]["details"][0]["pointer"], "/account_id",
+            "{path}"
+        );
+        let (status, body) = t.call(Method::GET, path, Some(&own), None).await;
+        assert_error(status, &body, 404, "not_found");
+    }
+    for path in [
+        "/v1/accounts/acct_edge/webhooks/wh%20x",
+        "/v1/accounts/acct_edge/webhooks/wh%20x/stats",
+        "/v1/accounts/acct_edge/deliveries/msg%20x",
+        "/v1/accounts/acct_edge/events/evt%20x",
+    ] {
+        let (status, body) = t.call(Method::GET, path, Some(&own), None).await;
+        assert_error(status, &body, 404, "not_found");
+    }
+    let (status, body) = t
+        .call(
+            Method::DELETE,
+            "/v1/accounts/acct_edge/api-keys/key%20x",
+            Some(&own),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+}

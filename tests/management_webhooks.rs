@@ -44,7 +44,10 @@ async fn patch_changes_settings_and_validates_them() {
         .runner
         .services
         .subscriptions
-        .get("acct_p", sub["id"].as_str().unwrap())
+        .get(
+            &domain::ids::AccountId::from_static("acct_p"),
+            &domain::ids::SubscriptionId::parse(sub["id"].as_str().unwrap()).unwrap(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -240,17 +243,21 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_it_expires() {
         .runner
         .services
         .subscriptions
-        .get("acct_s", id)
+        .get(
+            &domain::ids::AccountId::from_static("acct_s"),
+            &domain::ids::SubscriptionId::parse(id).unwrap(),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(stored.secrets.len(), 2);
-    let in_a_day = stored.secrets[1].expires_at.unwrap() - t.runner.services.clock.now_ms();
+    let in_a_day =
+        stored.secrets[1].expires_at.unwrap().as_millis() - t.runner.services.clock.now_ms();
     assert!(
         (86_000_000..=86_400_000).contains(&in_a_day),
         "overlap is not 24 h: {in_a_day} ms"
     );
-    stored.secrets[1].expires_at = Some(t.runner.services.clock.now_ms() - 1);
+    stored.secrets[1].expires_at = Some(t.runner.services.clock.now().plus_millis(-1));
     t.runner.services.subscriptions.put(&stored).await.unwrap();
 
     t.send_event(event("user.action", "acct_s", Some("evt_after")))

@@ -212,11 +212,14 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
         .runner
         .services
         .deliveries
-        .attempts(acct, &delivery_id(acct, "evt_health_1", failing_id))
+        .attempts(
+            &domain::ids::AccountId::parse(acct).unwrap(),
+            &domain::ids::DeliveryId::parse(delivery_id(acct, "evt_health_1", failing_id)).unwrap(),
+        )
         .await
         .unwrap();
     let starts = || logged.iter().map(|a| a.at);
-    let span_ms = starts().max().unwrap() - starts().min().unwrap();
+    let span_ms = starts().max().unwrap().as_millis() - starts().min().unwrap().as_millis();
     assert!(
         span_ms >= AUTO_DISABLE_AFTER_SECONDS as i64 * 1000,
         "disabled after failures over {span_ms} ms"

@@ -37,7 +37,7 @@ pub fn load_or_create(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(refuse(format!("cannot be read: {e}"))),
     }
-    let key = generate_platform_key();
+    let key = generate_platform_key(&app::ports::OsRandom);
     let mut options = std::fs::OpenOptions::new();
     // Never over a file that appeared meanwhile.
     options.write(true).create_new(true);

@@ -303,7 +303,7 @@ impl TestRunner {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         adjust(&mut config);
-        let key = domain::api_key::generate_platform_key();
+        let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
         let (clients, resources) = moto::deployment(name).await;
         let services = runner::services(
             store_aws::stores(&clients, &resources),
@@ -570,5 +570,11 @@ pub fn event(event_type: &str, account: &str, id: Option<&str>) -> Value {
 
 /// The delivery id (and `webhook-id`) of an event at a subscription.
 pub fn delivery_id(account: &str, event_id: &str, webhook_id: &str) -> String {
-    domain::ids::delivery_id(account, event_id, webhook_id)
+    use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
+    DeliveryId::of(
+        &AccountId::parse(account).expect("an account id"),
+        &EventId::parse(event_id).expect("an event id"),
+        &SubscriptionId::parse(webhook_id).expect("a webhook id"),
+    )
+    .into_string()
 }

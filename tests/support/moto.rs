@@ -33,7 +33,7 @@ pub async fn clients() -> Clients {
 /// A unique prefix, so tests running at once never share a queue or table.
 pub fn unique_prefix(name: &str) -> String {
     let mut b = [0u8; 4];
-    domain::ids::random_bytes(&mut b);
+    domain::random::Random::fill(&app::ports::OsRandom, &mut b);
     // SQS names are at most 80 characters; the longest suffix added is "deliveries-dlq".
     let short: String = name.chars().take(24).collect();
     format!("t{}-{short}-", u32::from_le_bytes(b))

@@ -17,12 +17,13 @@ use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_
 use crate::Services;
 use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::health::Observed;
-use domain::ids;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::retry::{
     classify_status, visibility_left, Failure, RetryPolicy, Verdict, MAX_RETRY_HORIZON,
 };
 use domain::signing;
 use domain::subscription::{EndpointAuth, Subscription};
+use domain::time::Timestamp;
 
 use domain::subscription::MASKED as MASK;
 
@@ -59,7 +60,7 @@ struct DeadLetter<'a> {
     #[serde(skip_serializing_if = "is_zero")]
     attempts_omitted: usize,
     attempts: &'a [Attempt],
-    dead_at: i64,
+    dead_at: Timestamp,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -69,7 +70,7 @@ fn is_zero(n: &usize) -> bool {
 /// The dead letter of `task`, within what a queue message may be: a large payload with a
 /// long history of attempts (each with its headers and response) could be over it, and the
 /// move would then fail on every try. The newest attempts are kept.
-fn dead_letter_body(task: &DeliveryTask, attempts: &[Attempt], dead_at: i64) -> String {
+fn dead_letter_body(task: &DeliveryTask, attempts: &[Attempt], dead_at: Timestamp) -> String {
     let body = |omitted: usize| {
         serde_json::to_string(&DeadLetter {
             delivery: task,
@@ -126,11 +127,11 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         return response;
     }
 
-    let keys: Vec<(String, String)> = tasks
+    let keys: Vec<(AccountId, SubscriptionId)> = tasks
         .iter()
         .map(|(_, t)| (t.account_id.clone(), t.subscription_id.clone()))
         .collect();
-    let subscriptions: HashMap<(String, String), Subscription> = match services
+    let subscriptions: HashMap<(AccountId, SubscriptionId), Subscription> = match services
         .subscriptions
         .get_many(&keys)
         .await
@@ -162,9 +163,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 record.receive_count,
             );
             // Retries must end before the message expires from the queue.
-            let retry_until = record
-                .sent_at
-                .map(|sent| sent + MAX_RETRY_HORIZON.as_millis() as i64);
+            let retry_until = record.sent_at.map(|sent| sent + MAX_RETRY_HORIZON);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
                 let (update, next, gone) =
@@ -222,8 +221,8 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
 }
 
 /// What the logged attempts of this batch showed about each endpoint.
-fn observed(handled: &[Handled]) -> HashMap<(String, String), Observed> {
-    let mut by_subscription: HashMap<(String, String), Observed> = HashMap::new();
+fn observed(handled: &[Handled]) -> HashMap<(AccountId, SubscriptionId), Observed> {
+    let mut by_subscription: HashMap<(AccountId, SubscriptionId), Observed> = HashMap::new();
     for h in handled {
         let Some((u, a)) = h
             .update
@@ -358,7 +357,7 @@ async fn dead_letter(
         .deliveries
         .attempts(&task.account_id, &task.delivery_id)
         .await?;
-    let body = dead_letter_body(task, &attempts, services.clock.now_ms());
+    let body = dead_letter_body(task, &attempts, services.clock.now());
     services
         .dead_letter_queue
         .send_batch(vec![OutgoingMessage {
@@ -379,7 +378,7 @@ async fn dead_letter(
     Ok(())
 }
 
-fn update(task: &DeliveryTask, status: DeliveryStatus, at: i64) -> DeliveryUpdate {
+fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> DeliveryUpdate {
     DeliveryUpdate {
         delivery_id: task.delivery_id.clone(),
         account_id: task.account_id.clone(),
@@ -407,9 +406,9 @@ async fn attempt(
     sub: Option<Subscription>,
     task: &DeliveryTask,
     attempt_number: u32,
-    retry_until: Option<i64>,
+    retry_until: Option<Timestamp>,
 ) -> (Option<DeliveryUpdate>, Next, bool) {
-    let now = services.clock.now_ms();
+    let now = services.clock.now();
     let sub = match sub {
         Some(s) if s.enabled => s,
         other => {
@@ -477,14 +476,12 @@ async fn attempt(
                 attempt_number,
                 failure,
                 result.retry_after,
-                ids::random_unit(),
+                services.random.unit(),
             ) {
                 // A retry the queue would drop unseen (its message expired) is a dead letter
                 // now instead, with its history, listed and redrivable.
-                Some(delay)
-                    if retry_until.is_none_or(|until| now + delay.as_millis() as i64 <= until) =>
-                {
-                    u.next_attempt_at = Some(now + delay.as_millis() as i64);
+                Some(delay) if retry_until.is_none_or(|until| now + delay <= until) => {
+                    u.next_attempt_at = Some(now + delay);
                     Next::RetryAfter(delay)
                 }
                 _ => {
@@ -514,7 +511,7 @@ pub async fn send_once(
     task: &DeliveryTask,
     attempt_number: u32,
 ) -> (DeliveryUpdate, SendResult) {
-    let now = services.clock.now_ms();
+    let now = services.clock.now();
     let (headers, logged_headers) = request_headers(sub, task, now);
     let result = services
         .http
@@ -558,17 +555,17 @@ pub async fn send_once(
 }
 
 /// The headers to send, and the same with credentials masked for the log.
-fn request_headers(sub: &Subscription, task: &DeliveryTask, now_ms: i64) -> (Headers, Headers) {
-    let timestamp = now_ms / 1000;
+fn request_headers(sub: &Subscription, task: &DeliveryTask, now: Timestamp) -> (Headers, Headers) {
+    let timestamp = now.as_secs();
     let signature = signing::signature_header(
-        sub.active_secrets(now_ms),
+        sub.active_secrets(now),
         &task.delivery_id,
         timestamp,
         task.payload.as_bytes(),
     );
     let mut sent = vec![
         ("content-type".to_string(), "application/json".to_string()),
-        ("webhook-id".to_string(), task.delivery_id.clone()),
+        ("webhook-id".to_string(), task.delivery_id.to_string()),
         ("webhook-timestamp".to_string(), timestamp.to_string()),
         ("webhook-signature".to_string(), signature),
     ];
@@ -605,16 +602,18 @@ fn request_headers(sub: &Subscription, task: &DeliveryTask, now_ms: i64) -> (Hea
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::catalog::EventType;
     use domain::delivery::Payload;
+    use domain::ids::{DeliveryId, EventId};
 
     fn task(payload_bytes: usize) -> DeliveryTask {
         let payload = format!(r#"{{"data":"{}"}}"#, "x".repeat(payload_bytes));
         DeliveryTask {
-            delivery_id: "msg_1".into(),
-            account_id: "acct".into(),
-            subscription_id: "wh_1".into(),
-            event_id: "evt_1".into(),
-            event_type: "call.ended".into(),
+            delivery_id: DeliveryId::parse("msg_1").unwrap(),
+            account_id: AccountId::parse("acct").unwrap(),
+            subscription_id: SubscriptionId::parse("wh_1").unwrap(),
+            event_id: EventId::parse("evt_1").unwrap(),
+            event_type: EventType::known("call.ended").unwrap(),
             payload: Payload::from_json(payload).unwrap(),
             prior_receives: 0,
         }
@@ -625,7 +624,7 @@ mod tests {
     fn attempt(n: u32) -> Attempt {
         Attempt {
             attempt: n,
-            at: i64::from(n),
+            at: Timestamp::from_millis(i64::from(n)),
             url: "https://example.com/hook".into(),
             request_headers: (0..20)
                 .map(|i| (format!("x-h{i}"), "v".repeat(1024)))
@@ -639,13 +638,17 @@ mod tests {
 
     #[test]
     fn a_dead_letter_keeps_its_newest_attempts_within_the_message_limit() {
-        let small = dead_letter_body(&task(10), &[attempt(1), attempt(2)], 5);
+        let small = dead_letter_body(
+            &task(10),
+            &[attempt(1), attempt(2)],
+            Timestamp::from_millis(5),
+        );
         let v: serde_json::Value = serde_json::from_str(&small).unwrap();
         assert!(v.get("attempts_omitted").is_none());
         assert_eq!(v["attempts"].as_array().unwrap().len(), 2);
 
         let attempts: Vec<Attempt> = (1..=60).map(attempt).collect();
-        let body = dead_letter_body(&task(256 * 1024), &attempts, 5);
+        let body = dead_letter_body(&task(256 * 1024), &attempts, Timestamp::from_millis(5));
         assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let kept = v["attempts"].as_array().unwrap();

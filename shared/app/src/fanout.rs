@@ -8,9 +8,11 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use super::sqs::{set_aside, Record};
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
+#[cfg(test)]
+use domain::delivery::DeliveryTask;
+use domain::delivery::{Delivery, DeliveryStatus, Payload};
 use domain::event::Event;
-use domain::ids;
+use domain::ids::{AccountId, DeliveryId};
 use domain::subscription::Subscription;
 
 /// Handles one batch from the events queue. A message whose work did not complete is
@@ -48,10 +50,10 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
     if work.is_empty() {
         return Ok(());
     }
-    let now = services.clock.now_ms();
-    let mut subscriptions: HashMap<&str, Vec<Subscription>> = HashMap::new();
+    let now = services.clock.now();
+    let mut subscriptions: HashMap<&AccountId, Vec<Subscription>> = HashMap::new();
     for (_, _, event) in work {
-        if !subscriptions.contains_key(event.account_id.as_str()) {
+        if !subscriptions.contains_key(&event.account_id) {
             let subs = services.subscriptions.list_all(&event.account_id).await?;
             subscriptions.insert(&event.account_id, subs);
         }
@@ -62,43 +64,18 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
     for (_, _, event) in work {
         // One copy for all of the event's tasks; each message embeds it as it is.
         let payload = Payload::of(event);
-        for sub in subscriptions[event.account_id.as_str()]
+        for sub in subscriptions[&event.account_id]
             .iter()
             .filter(|s| s.wants(&event.event_type))
         {
-            let id = ids::delivery_id(&event.account_id, &event.id, &sub.id);
-            deliveries.push(Delivery {
-                id: id.clone(),
-                account_id: event.account_id.clone(),
-                subscription_id: sub.id.clone(),
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                status: if sub.enabled {
-                    DeliveryStatus::Pending
-                } else {
-                    DeliveryStatus::Skipped
-                },
-                attempt_count: 0,
-                created_at: now,
-                updated_at: now,
-                next_attempt_at: None,
-                last_error: (!sub.enabled).then(|| "subscription paused".to_string()),
-                last_latency_ms: None,
-            });
-            tasks.push(DeliveryTask {
-                delivery_id: id,
-                account_id: event.account_id.clone(),
-                subscription_id: sub.id.clone(),
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                payload: payload.clone(),
-                prior_receives: 0,
-            });
+            let delivery = Delivery::new(event, sub, now);
+            tasks.push(delivery.task(payload.clone()));
+            deliveries.push(delivery);
         }
     }
 
     let created = services.deliveries.create_batch(&deliveries).await?;
-    let mut resend: HashSet<String> = HashSet::new();
+    let mut resend: HashSet<DeliveryId> = HashSet::new();
     for (_, receive_count, event) in work {
         if *receive_count > 1 {
             for d in services
@@ -138,7 +115,10 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
 mod tests {
     use super::*;
     use crate::ports::MAX_MESSAGE_BYTES;
-    use domain::event::{MAX_EVENT_BYTES, MAX_ID_CHARS};
+    use domain::catalog::EventType;
+    use domain::event::MAX_EVENT_BYTES;
+    use domain::ids::{EventId, SubscriptionId, MAX_ID_CHARS};
+    use domain::time::Timestamp;
 
     /// Ingest refuses an event whose payload is over `MAX_EVENT_BYTES`; every event it
     /// accepts must then travel: its events-queue message and each of its tasks, even with
@@ -147,11 +127,11 @@ mod tests {
     fn the_largest_event_accepted_fits_in_every_message_it_becomes() {
         let id = "i".repeat(MAX_ID_CHARS);
         let mut event = Event {
-            id: id.clone(),
-            event_type: "call.transcript.ready".into(),
-            account_id: id.clone(),
+            id: EventId::parse(&id).unwrap(),
+            event_type: EventType::known("call.transcript.ready").unwrap(),
+            account_id: AccountId::parse(&id).unwrap(),
             occurred_at: "2026-11-26T12:00:00Z".into(),
-            received_at: i64::MAX,
+            received_at: Timestamp::from_millis(i64::MAX),
             data: serde_json::json!({"quotes": ""}),
         };
         let room = MAX_EVENT_BYTES - event.payload().len();
@@ -161,10 +141,11 @@ mod tests {
         assert!(payload.len() <= MAX_EVENT_BYTES && payload.len() > MAX_EVENT_BYTES - 2);
 
         let event_message = serde_json::to_string(&event).unwrap();
+        let subscription_id = SubscriptionId::parse(&id).unwrap();
         let task = DeliveryTask {
-            delivery_id: ids::delivery_id(&event.account_id, &event.id, &id),
+            delivery_id: DeliveryId::of(&event.account_id, &event.id, &subscription_id),
             account_id: event.account_id.clone(),
-            subscription_id: id.clone(),
+            subscription_id,
             event_id: event.id.clone(),
             event_type: event.event_type.clone(),
             payload: Payload::of(&event),

@@ -10,10 +10,13 @@ use serde_json::json;
 use crate::ingest::store_and_enqueue;
 use crate::Services;
 use domain::backoff::Backoff;
-use domain::event::{format_rfc3339_ms, Event};
+use domain::catalog::EventType;
+use domain::event::Event;
 use domain::health::{self, DisableCause, HealthChange, Observed};
-use domain::ids;
+use domain::ids::{AccountId, EventId, SubscriptionId};
+use domain::random::Random;
 use domain::subscription::Subscription;
+use domain::time::Timestamp;
 
 pub const DISABLED_EVENT_TYPE: &str = "webhook.disabled";
 
@@ -24,11 +27,11 @@ const MAX_CONFLICTS: usize = 5;
 /// is read again and written, so a healthy endpoint costs no extra storage call.
 pub async fn track(
     services: &Services,
-    snapshot: &HashMap<(String, String), Subscription>,
-    observed: &HashMap<(String, String), Observed>,
+    snapshot: &HashMap<(AccountId, SubscriptionId), Subscription>,
+    observed: &HashMap<(AccountId, SubscriptionId), Observed>,
 ) {
-    let now = services.clock.now_ms();
-    let period = services.settings.auto_disable_after.as_millis() as i64;
+    let now = services.clock.now();
+    let period = services.settings.auto_disable_after;
     for (key, seen) in observed {
         let Some(known) = snapshot.get(key) else {
             continue;
@@ -44,18 +47,18 @@ pub async fn track(
 /// another batch's verdict is overwritten.
 async fn update(
     services: &Services,
-    account_id: &str,
-    id: &str,
+    account_id: &AccountId,
+    id: &SubscriptionId,
     seen: &Observed,
-    now: i64,
-    period: i64,
+    now: Timestamp,
+    period: Duration,
 ) {
     for _ in 0..MAX_CONFLICTS {
         let mut sub = match services.subscriptions.get(account_id, id).await {
             Ok(Some(sub)) => sub,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(subscription_id = id, error = %e, "could not read endpoint health; the next batch will");
+                tracing::warn!(subscription_id = %id, error = %e, "could not read endpoint health; the next batch will");
                 return;
             }
         };
@@ -76,23 +79,29 @@ async fn update(
             }
             Ok(false) => continue,
             Err(e) => {
-                tracing::warn!(subscription_id = id, error = %e, "could not record endpoint health; the next batch will");
+                tracing::warn!(subscription_id = %id, error = %e, "could not record endpoint health; the next batch will");
                 return;
             }
         }
     }
     tracing::warn!(
-        subscription_id = id,
+        subscription_id = %id,
         "endpoint health not recorded: the subscription kept changing; the next batch will"
     );
 }
 
 /// The operational event telling the account an endpoint was disabled.
-pub fn disabled_event(sub: &Subscription, cause: DisableCause, now: i64) -> Event {
-    let occurred_at = format_rfc3339_ms(sub.disabled_at.unwrap_or(now));
+pub fn disabled_event(
+    sub: &Subscription,
+    cause: DisableCause,
+    now: Timestamp,
+    random: &dyn Random,
+) -> Event {
+    let occurred_at = sub.disabled_at.unwrap_or(now).to_rfc3339();
     Event {
-        id: ids::time_ordered("evt", now),
-        event_type: DISABLED_EVENT_TYPE.into(),
+        id: EventId::generate(now, random),
+        event_type: EventType::known(DISABLED_EVENT_TYPE)
+            .expect("the disabled event's type is in the catalog"),
         account_id: sub.account_id.clone(),
         occurred_at: occurred_at.clone(),
         received_at: now,
@@ -101,7 +110,7 @@ pub fn disabled_event(sub: &Subscription, cause: DisableCause, now: i64) -> Even
             "url": sub.url,
             "reason": cause.code(),
             "message": sub.disabled_reason,
-            "failing_since": sub.failing_since.map(format_rfc3339_ms),
+            "failing_since": sub.failing_since.map(Timestamp::to_rfc3339),
             "disabled_at": occurred_at,
         }),
     }
@@ -116,7 +125,7 @@ async fn announce(services: &Services, sub: &Subscription, cause: DisableCause) 
         "endpoint disabled: {}",
         sub.disabled_reason.as_deref().unwrap_or_default()
     );
-    let event = disabled_event(sub, cause, services.clock.now_ms());
+    let event = disabled_event(sub, cause, services.clock.now(), &*services.random);
     // The disable is already written; the announcement is worth a few tries of its own.
     let mut delays = Backoff::new(Duration::from_millis(50), 4, Duration::from_secs(5), 3);
     loop {

@@ -8,11 +8,12 @@ use serde::Serialize;
 use crate::ports::{EventInsert, OutgoingMessage, MAX_MESSAGE_BYTES};
 use crate::Services;
 use domain::event::Event;
+use domain::ids::EventId;
 
 /// What ingest answers for one event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
-    pub id: String,
+    pub id: EventId,
     /// An event with this id was accepted before; nothing new is delivered.
     pub duplicate: bool,
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use domain::ids::SubscriptionId;
 use domain::subscription::Subscription;
 
 /// How long a delivery over the in-flight cap waits before its next try.
@@ -24,13 +25,13 @@ struct Endpoint {
 #[derive(Debug)]
 pub struct Limiter {
     max_in_flight: usize,
-    endpoints: Mutex<HashMap<String, Endpoint>>,
+    endpoints: Mutex<HashMap<SubscriptionId, Endpoint>>,
 }
 
 /// Holds one in-flight slot of a subscription until dropped.
 pub struct Permit {
     limiter: Arc<Limiter>,
-    subscription_id: String,
+    subscription_id: SubscriptionId,
 }
 
 impl Drop for Permit {
@@ -142,7 +143,7 @@ mod tests {
         let limiter = Limiter::new(10);
         let now = Instant::now();
         let mut failing = sub(None);
-        failing.failing_since = Some(0);
+        failing.failing_since = Some(domain::time::Timestamp::EPOCH);
         let probe = limiter.try_acquire(&failing, now).unwrap();
         assert_eq!(
             limiter.try_acquire(&failing, now).err(),

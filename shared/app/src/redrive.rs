@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
+use domain::delivery::{Delivery, DeliveryStatus, Payload};
 
 /// Whether a delivery in this status may be sent again. A pending one already has a
 /// message on the queue; sending another would run two attempt streams at once.
@@ -24,7 +24,7 @@ pub fn can_redrive(status: DeliveryStatus) -> bool {
 pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usize> {
     let mut messages = Vec::new();
     let mut marked = Vec::new();
-    let now = services.clock.now_ms();
+    let now = services.clock.now();
     for d in deliveries.iter().filter(|d| can_redrive(d.status)) {
         let Some(event) = services.events.get(&d.account_id, &d.event_id).await? else {
             // The event has passed its retention: nothing left to send.
@@ -41,15 +41,7 @@ pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usi
             continue;
         }
         marked.push(d);
-        let task = DeliveryTask {
-            delivery_id: d.id.clone(),
-            account_id: d.account_id.clone(),
-            subscription_id: d.subscription_id.clone(),
-            event_id: d.event_id.clone(),
-            event_type: d.event_type.clone(),
-            payload: Payload::of(&event),
-            prior_receives: 0,
-        };
+        let task = d.task(Payload::of(&event));
         messages.push(OutgoingMessage {
             id: messages.len().to_string(),
             body: serde_json::to_string(&task).expect("a delivery task serialises"),
@@ -68,7 +60,7 @@ pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usi
                     &d.id,
                     (DeliveryStatus::Pending, d.attempt_count),
                     d.status,
-                    services.clock.now_ms(),
+                    services.clock.now(),
                 )
                 .await;
             if let Err(undo) = undone {

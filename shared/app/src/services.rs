@@ -6,10 +6,11 @@ use std::time::Duration;
 use crate::config::Vars;
 use crate::limiter::Limiter;
 use crate::ports::{
-    ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, Queue, SubscriptionStore,
+    ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, OsRandom, Queue, SubscriptionStore,
 };
 use domain::destination::DestinationPolicy;
 use domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
+use domain::random::Random;
 use domain::subscription::{UrlPolicy, DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT};
 
 /// One batch's worth: a slow endpoint occupies at most one batch's concurrency.
@@ -98,6 +99,8 @@ pub struct Services {
     pub dead_letter_queue: Arc<dyn Queue>,
     pub http: Arc<dyn HttpSender>,
     pub clock: Arc<dyn Clock>,
+    /// Where ids, secrets and retry jitter get their randomness.
+    pub random: Arc<dyn Random>,
     /// Per-subscription in-flight cap and rate limit, shared by every batch of the process.
     pub limiter: Arc<Limiter>,
     pub settings: Settings,
@@ -121,6 +124,7 @@ impl Services {
             dead_letter_queue: stores.dead_letter_queue,
             http,
             clock,
+            random: Arc::new(OsRandom),
             limiter: Limiter::new(settings.max_in_flight_per_subscription),
             settings,
         }

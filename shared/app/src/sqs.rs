@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::ports::{OutgoingMessage, MAX_MESSAGE_BYTES};
 use crate::Services;
+use domain::time::Timestamp;
 
 /// A record with the fields every handler needs, or `None` for a record without them.
 pub(crate) struct Record<'a> {
@@ -15,8 +16,8 @@ pub(crate) struct Record<'a> {
     pub receipt_handle: &'a str,
     pub body: &'a str,
     pub receive_count: u32,
-    /// When the message was sent (ms since the epoch): its retention counts from then.
-    pub sent_at: Option<i64>,
+    /// When the message was sent: its retention counts from then.
+    pub sent_at: Option<Timestamp>,
 }
 
 impl<'a> Record<'a> {
@@ -33,7 +34,8 @@ impl<'a> Record<'a> {
             sent_at: m
                 .attributes
                 .get("SentTimestamp")
-                .and_then(|t| t.parse().ok()),
+                .and_then(|t| t.parse().ok())
+                .map(Timestamp::from_millis),
         })
     }
 }
@@ -55,12 +57,12 @@ struct UnprocessableMessage<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     body_truncated_from: Option<usize>,
     error: String,
-    set_aside_at: i64,
+    set_aside_at: Timestamp,
 }
 
 /// The set-aside message for `record`, within what a queue message may be: the unreadable
 /// body, escaped into a string, can be several times its size. Its start is kept then.
-fn set_aside_body(queue: &str, record: &Record<'_>, error: String, at: i64) -> String {
+fn set_aside_body(queue: &str, record: &Record<'_>, error: String, at: Timestamp) -> String {
     let mut keep = record.body.len();
     loop {
         let mut end = keep;
@@ -97,7 +99,7 @@ pub(crate) async fn set_aside(
     response: &mut SqsBatchResponse,
 ) {
     tracing::error!(queue, message_id = record.message_id, error = %error, "unreadable message set aside in the dead-letter queue");
-    let body = set_aside_body(queue, record, error.to_string(), services.clock.now_ms());
+    let body = set_aside_body(queue, record, error.to_string(), services.clock.now());
     let moved = services
         .dead_letter_queue
         .send_batch(vec![OutgoingMessage {
@@ -125,14 +127,24 @@ mod tests {
             receive_count: 1,
             sent_at: None,
         };
-        let small = set_aside_body("events", &record("not json"), "bad".into(), 1);
+        let small = set_aside_body(
+            "events",
+            &record("not json"),
+            "bad".into(),
+            Timestamp::from_millis(1),
+        );
         let v: serde_json::Value = serde_json::from_str(&small).unwrap();
         assert_eq!(v["unprocessable"]["body"], "not json");
         assert!(v["unprocessable"].get("body_truncated_from").is_none());
 
         // A message at the queue's limit, every byte of it escaped twice over.
         let huge = "\"".repeat(MAX_MESSAGE_BYTES);
-        let body = set_aside_body("events", &record(&huge), "bad".into(), 1);
+        let body = set_aside_body(
+            "events",
+            &record(&huge),
+            "bad".into(),
+            Timestamp::from_millis(1),
+        );
         assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let kept = v["unprocessable"]["body"].as_str().unwrap();

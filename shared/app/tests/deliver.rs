@@ -11,14 +11,15 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use app::handle_deliveries;
-use app::ports::{OutgoingMessage, Queue, QueueMessage};
+use app::ports::{OsRandom, OutgoingMessage, Queue, QueueMessage};
 use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
-use domain::ids;
+use domain::ids::{DeliveryId, SubscriptionId};
 use domain::signing;
 use domain::subscription::{SigningSecret, Subscription};
 use support::{
-    event, failures, receive_all, record, records_of, sqs_event, subscription, Harness, START_MS,
+    account, at, event, failures, receive_all, record, records_of, sqs_event, subscription,
+    Harness, START_MS,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -29,7 +30,7 @@ async fn enqueue(h: &Harness, sub: &Subscription) -> DeliveryTask {
     h.services.subscriptions.put(sub).await.unwrap();
     let event = event(&sub.account_id, "evt_1", "call.ended");
     let task = DeliveryTask {
-        delivery_id: ids::delivery_id(&sub.account_id, &event.id, &sub.id),
+        delivery_id: DeliveryId::of(&sub.account_id, &event.id, &sub.id),
         account_id: sub.account_id.clone(),
         subscription_id: sub.id.clone(),
         event_id: event.id.clone(),
@@ -47,8 +48,8 @@ async fn enqueue(h: &Harness, sub: &Subscription) -> DeliveryTask {
             event_type: task.event_type.clone(),
             status: DeliveryStatus::Pending,
             attempt_count: 0,
-            created_at: h.now_ms(),
-            updated_at: h.now_ms(),
+            created_at: h.now(),
+            updated_at: h.now(),
             next_attempt_at: None,
             last_error: None,
             last_latency_ms: None,
@@ -131,7 +132,7 @@ async fn a_5xx_answer_keeps_the_delivery_pending_and_retries_it_on_schedule() {
     assert_eq!(d.attempt_count, 1);
     assert_eq!(d.last_error.as_deref(), Some("endpoint answered 500"));
     // The default schedule's first step: 5 s, ±20 %.
-    let retry_in = d.next_attempt_at.expect("a retry is scheduled") - START_MS;
+    let retry_in = d.next_attempt_at.expect("a retry is scheduled").as_millis() - START_MS;
     assert!(
         (4_000..=6_000).contains(&retry_in),
         "retry in {retry_in} ms"
@@ -172,7 +173,7 @@ async fn an_exhausted_schedule_makes_the_delivery_dead_and_dead_letters_it() {
     let dead = h
         .services
         .deliveries
-        .list_dead("acct_a", None, 10)
+        .list_dead(&account("acct_a"), None, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -214,7 +215,7 @@ async fn a_410_answer_fails_the_delivery_and_disables_the_endpoint() {
     let sub = h
         .services
         .subscriptions
-        .get("acct_a", "wh_1")
+        .get(&account("acct_a"), &SubscriptionId::from_static("wh_1"))
         .await
         .unwrap()
         .unwrap();
@@ -236,9 +237,9 @@ async fn every_request_is_signed_with_each_active_secret() {
     let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
     // A rotated-out secret signs until it expires; an expired one no longer does.
     let (current, rotated, expired) = (
-        signing::generate_secret(),
-        signing::generate_secret(),
-        signing::generate_secret(),
+        signing::generate_secret(&OsRandom),
+        signing::generate_secret(&OsRandom),
+        signing::generate_secret(&OsRandom),
     );
     sub.secrets = vec![
         SigningSecret {
@@ -247,11 +248,11 @@ async fn every_request_is_signed_with_each_active_secret() {
         },
         SigningSecret {
             secret: rotated.clone(),
-            expires_at: Some(START_MS + 60_000),
+            expires_at: Some(at(START_MS + 60_000)),
         },
         SigningSecret {
             secret: expired.clone(),
-            expires_at: Some(START_MS - 1),
+            expires_at: Some(at(START_MS - 1)),
         },
     ];
     let task = enqueue(&h, &sub).await;
@@ -361,7 +362,7 @@ struct RefusingQueue;
 #[async_trait]
 impl Queue for RefusingQueue {
     async fn send_batch(&self, _: Vec<OutgoingMessage>) -> app::Result<()> {
-        Err(app::Error::Queue("the queue is unavailable".into()))
+        Err(app::Error::queue("the queue is unavailable"))
     }
 
     async fn receive(&self, _: usize, _: Duration) -> app::Result<Vec<QueueMessage>> {
@@ -403,7 +404,7 @@ async fn a_delivery_missing_from_the_log_drops_its_own_message_not_the_batch() {
     let kept = enqueue(&h, &sub).await;
     // A second message whose delivery row is gone (past its retention).
     let mut gone = kept.clone();
-    gone.delivery_id = "dlv_expired".into();
+    gone.delivery_id = DeliveryId::from_static("dlv_expired");
     h.services
         .deliveries_queue
         .send_batch(vec![OutgoingMessage {
@@ -419,7 +420,7 @@ async fn a_delivery_missing_from_the_log_drops_its_own_message_not_the_batch() {
     assert_eq!(received.len(), 2);
     let kept_message = received
         .iter()
-        .find(|m| m.body.contains(&kept.delivery_id))
+        .find(|m| m.body.contains(kept.delivery_id.as_str()))
         .unwrap();
     let kept_failed = failed.contains(&kept_message.message_id);
     // The kept delivery's outcome was logged, whichever answer it got.

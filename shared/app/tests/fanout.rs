@@ -8,9 +8,11 @@ use std::collections::BTreeSet;
 use app::handle_events;
 use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::event::Event;
-use domain::ids;
+use domain::ids::{DeliveryId, EventId};
 use serde_json::{json, Value};
-use support::{event, failures, receive_all, record, sqs_event, subscription, Harness};
+use support::{
+    account, delivery_id, event, failures, receive_all, record, sqs_event, subscription, Harness,
+};
 
 /// Hands `event` to fan-out as one events-queue message received `receive_count` times.
 async fn fan_out(h: &Harness, message_id: &str, event: &Event, receive_count: u32) -> Vec<String> {
@@ -52,12 +54,12 @@ async fn an_event_becomes_one_delivery_per_matching_enabled_subscription() {
     let deliveries = h
         .services
         .deliveries
-        .list_for_event("acct_a", "evt_1")
+        .list_for_event(&account("acct_a"), &EventId::from_static("evt_1"))
         .await
         .unwrap();
-    let expected: BTreeSet<String> = ["wh_calls", "wh_everything"]
+    let expected: BTreeSet<DeliveryId> = ["wh_calls", "wh_everything"]
         .iter()
-        .map(|s| ids::delivery_id("acct_a", "evt_1", s))
+        .map(|s| delivery_id("acct_a", "evt_1", s))
         .collect();
     assert_eq!(
         deliveries
@@ -81,7 +83,7 @@ async fn an_event_becomes_one_delivery_per_matching_enabled_subscription() {
     for t in &tasks {
         assert_eq!(
             t.delivery_id,
-            ids::delivery_id("acct_a", "evt_1", &t.subscription_id)
+            delivery_id("acct_a", "evt_1", &t.subscription_id)
         );
         assert_eq!(t.payload.get(), ended.payload());
         assert_eq!(
@@ -132,7 +134,10 @@ async fn a_paused_subscription_gets_a_skipped_delivery_and_no_message() {
     let delivery = h
         .services
         .deliveries
-        .get("acct_a", &ids::delivery_id("acct_a", "evt_1", "wh_paused"))
+        .get(
+            &account("acct_a"),
+            &delivery_id("acct_a", "evt_1", "wh_paused"),
+        )
         .await
         .unwrap()
         .expect("a delivery of the paused subscription");
@@ -160,16 +165,16 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
     assert!(fan_out(&h, "m1", &ended, 1).await.is_empty());
     assert_eq!(queued_tasks(&h).await.len(), 2);
     // One delivery was attempted (and failed); the other's message was lost before its turn.
-    let tried = ids::delivery_id("acct_a", "evt_1", "wh_tried");
+    let tried = delivery_id("acct_a", "evt_1", "wh_tried");
     h.services
         .deliveries
         .record(&[DeliveryUpdate {
             delivery_id: tried.clone(),
-            account_id: "acct_a".into(),
+            account_id: account("acct_a"),
             status: DeliveryStatus::Pending,
             attempt: Some(Attempt {
                 attempt: 0,
-                at: h.now_ms(),
+                at: h.now(),
                 url: "https://wh_tried.example.com/hook".into(),
                 request_headers: vec![],
                 status_code: Some(500),
@@ -177,9 +182,9 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
                 response_body: None,
                 error: None,
             }),
-            next_attempt_at: Some(h.now_ms() + 5_000),
+            next_attempt_at: Some(h.now().plus_millis(5_000)),
             error: Some("endpoint answered 500".into()),
-            at: h.now_ms(),
+            at: h.now(),
         }])
         .await
         .unwrap();
@@ -200,13 +205,13 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
     );
     assert_eq!(
         resent[0].delivery_id,
-        ids::delivery_id("acct_a", "evt_1", "wh_untried"),
+        delivery_id("acct_a", "evt_1", "wh_untried"),
         "resent under another webhook-id"
     );
     let deliveries = h
         .services
         .deliveries
-        .list_for_event("acct_a", "evt_1")
+        .list_for_event(&account("acct_a"), &EventId::from_static("evt_1"))
         .await
         .unwrap();
     assert_eq!(deliveries.len(), 3, "a redelivery created deliveries again");
@@ -242,7 +247,7 @@ async fn another_accounts_subscriptions_never_match() {
     assert!(h
         .services
         .deliveries
-        .list_for_event("acct_b", "evt_1")
+        .list_for_event(&account("acct_b"), &EventId::from_static("evt_1"))
         .await
         .unwrap()
         .is_empty());

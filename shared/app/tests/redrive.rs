@@ -14,8 +14,11 @@ use app::ports::{OutgoingMessage, Queue, QueueMessage};
 use app::redrive::{can_redrive, redrive};
 use app::{Error, Result, Services};
 use domain::delivery::{Delivery, DeliveryStatus};
-use domain::ids;
-use support::{event, failures, receive_all, records_of, sqs_event, subscription, Harness};
+use domain::ids::SubscriptionId;
+use support::{
+    account, delivery_id, event, failures, receive_all, records_of, sqs_event, subscription,
+    Harness,
+};
 
 /// A deliveries queue whose sends are delivered before `send_batch` returns.
 struct InlineDeliver {
@@ -28,7 +31,7 @@ struct InlineDeliver {
 impl Queue for InlineDeliver {
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<()> {
         if self.refuse_sends.load(Ordering::SeqCst) {
-            return Err(Error::Queue("refused by the test".into()));
+            return Err(Error::queue("refused by the test"));
         }
         self.inner.send_batch(messages).await?;
         let services = self.services.get().expect("services are set");
@@ -72,15 +75,15 @@ async fn dead_delivery(statuses: &[u16]) -> (Harness, Arc<InlineDeliver>, Delive
         .await
         .unwrap();
     let dead = Delivery {
-        id: ids::delivery_id("acct_r", "evt_r", "wh_r"),
-        account_id: "acct_r".into(),
-        subscription_id: "wh_r".into(),
+        id: delivery_id("acct_r", "evt_r", "wh_r"),
+        account_id: account("acct_r"),
+        subscription_id: SubscriptionId::from_static("wh_r"),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
         status: DeliveryStatus::Dead,
         attempt_count: 3,
-        created_at: h.now_ms(),
-        updated_at: h.now_ms(),
+        created_at: h.now(),
+        updated_at: h.now(),
         next_attempt_at: None,
         last_error: Some("endpoint answered 500".into()),
         last_latency_ms: None,
@@ -158,7 +161,7 @@ async fn a_redrive_whose_send_fails_leaves_the_delivery_as_it_was() {
     let listed = h
         .services
         .deliveries
-        .list_dead("acct_r", None, 10)
+        .list_dead(&account("acct_r"), None, 10)
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 1);

@@ -7,10 +7,11 @@ use serde_json::Value;
 
 use super::schema::{self, Violation};
 
+/// One entry of the catalog: a type's name, what it means, and the shape of its `data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = EventType))]
 #[serde(deny_unknown_fields)]
-pub struct EventType {
+pub struct EventTypeSpec {
     #[serde(rename = "type")]
     pub name: String,
     pub description: String,
@@ -24,19 +25,87 @@ pub struct EventType {
 const CATALOG_JSON: &str = include_str!("../catalog/event_types.json");
 
 /// The catalog, parsed once per process.
-pub fn catalog() -> &'static [EventType] {
-    static CATALOG: OnceLock<Vec<EventType>> = OnceLock::new();
+pub fn catalog() -> &'static [EventTypeSpec] {
+    static CATALOG: OnceLock<Vec<EventTypeSpec>> = OnceLock::new();
     CATALOG.get_or_init(|| {
         serde_json::from_str(CATALOG_JSON).expect("the embedded event catalog is valid JSON")
     })
 }
 
-pub fn find(name: &str) -> Option<&'static EventType> {
+pub fn find(name: &str) -> Option<&'static EventTypeSpec> {
     catalog().iter().find(|t| t.name == name)
 }
 
+/// The name of an event type (`call.ended`). Built from outside only by [`EventType::known`],
+/// so a producer cannot send a type the catalog lacks. It reads back from storage and queues
+/// without that check: a type retired from the catalog must still show in old deliveries.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventType(String);
+
+impl EventType {
+    pub fn known(name: &str) -> Option<Self> {
+        find(name).map(|spec| EventType(spec.name.clone()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for EventType {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for EventType {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq<str> for EventType {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EventType {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<EventType> for String {
+    fn from(t: EventType) -> String {
+        t.0
+    }
+}
+
+impl EventType {
+    /// A type read back from the delivery log or a queue message, where only types that
+    /// were once known are written.
+    pub fn from_stored(name: String) -> Self {
+        EventType(name)
+    }
+}
+
 /// Validates an event's `data` against its type's schema.
-pub fn validate_data(event_type: &EventType, data: &Value) -> Vec<Violation> {
+pub fn validate_data(event_type: &EventTypeSpec, data: &Value) -> Vec<Violation> {
     schema::validate(&event_type.schema, data)
 }
 

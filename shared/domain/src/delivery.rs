@@ -6,12 +6,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use super::catalog::EventType;
 use super::event::Event;
+use super::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
+use super::subscription::Subscription;
+use super::time::Timestamp;
 
 /// Response bodies are kept to this many bytes in the attempt log.
 pub const MAX_LOGGED_RESPONSE_BYTES: usize = 4 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Queued for its first attempt or waiting for a retry.
@@ -63,18 +67,18 @@ impl DeliveryUpdate {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
-    pub id: String,
-    pub account_id: String,
-    pub subscription_id: String,
-    pub event_id: String,
-    pub event_type: String,
+    pub id: DeliveryId,
+    pub account_id: AccountId,
+    pub subscription_id: SubscriptionId,
+    pub event_id: EventId,
+    pub event_type: EventType,
     pub status: DeliveryStatus,
     /// Attempts made over the delivery's whole life (a redrive does not reset it).
     pub attempt_count: u32,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     #[serde(default)]
-    pub next_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<Timestamp>,
     #[serde(default)]
     pub last_error: Option<String>,
     /// The latency of its last attempt, for stats.
@@ -86,8 +90,8 @@ pub struct Delivery {
 pub struct Attempt {
     /// 1-based, over the delivery's whole life.
     pub attempt: u32,
-    /// Milliseconds since the epoch when the request was sent.
-    pub at: i64,
+    /// When the request was sent.
+    pub at: Timestamp,
     pub url: String,
     /// The request headers as sent, with secrets masked.
     pub request_headers: Vec<(String, String)>,
@@ -101,30 +105,69 @@ pub struct Attempt {
 /// queue batch and before the message is acknowledged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryUpdate {
-    pub delivery_id: String,
-    pub account_id: String,
+    pub delivery_id: DeliveryId,
+    pub account_id: AccountId,
     pub status: DeliveryStatus,
     pub attempt: Option<Attempt>,
-    pub next_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<Timestamp>,
     pub error: Option<String>,
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 /// The message on the deliveries queue. It carries the exact body to send, so an attempt
 /// needs no read of the event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryTask {
-    pub delivery_id: String,
-    pub account_id: String,
-    pub subscription_id: String,
-    pub event_id: String,
-    pub event_type: String,
+    pub delivery_id: DeliveryId,
+    pub account_id: AccountId,
+    pub subscription_id: SubscriptionId,
+    pub event_id: EventId,
+    pub event_type: EventType,
     pub payload: Payload,
     /// Receives of earlier copies of this message that count against the attempt budget:
     /// a delivery deferred for fairness goes back as a new message, whose receive count
     /// starts again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub prior_receives: u32,
+}
+
+impl Delivery {
+    /// The delivery of `event` to `sub`, as fan-out (or a test send) creates it: pending,
+    /// or skipped at once when the subscription is paused.
+    pub fn new(event: &Event, sub: &Subscription, now: Timestamp) -> Delivery {
+        Delivery {
+            id: DeliveryId::of(&event.account_id, &event.id, &sub.id),
+            account_id: event.account_id.clone(),
+            subscription_id: sub.id.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            status: if sub.enabled {
+                DeliveryStatus::Pending
+            } else {
+                DeliveryStatus::Skipped
+            },
+            attempt_count: 0,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: None,
+            last_error: (!sub.enabled).then(|| "subscription paused".to_string()),
+            last_latency_ms: None,
+        }
+    }
+
+    /// The queue message that makes this delivery's attempts, carrying `payload` (the
+    /// event's body, shared by all of its deliveries).
+    pub fn task(&self, payload: Payload) -> DeliveryTask {
+        DeliveryTask {
+            delivery_id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            subscription_id: self.subscription_id.clone(),
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            payload,
+            prior_receives: 0,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -282,11 +325,11 @@ mod tests {
     #[test]
     fn the_payload_of_an_event_is_its_delivered_body() {
         let event = Event {
-            id: "evt_1".into(),
-            event_type: "call.ended".into(),
-            account_id: "acct".into(),
+            id: EventId::parse("evt_1").unwrap(),
+            event_type: EventType::known("call.ended").unwrap(),
+            account_id: AccountId::parse("acct").unwrap(),
             occurred_at: "2026-11-26T12:00:00Z".into(),
-            received_at: 0,
+            received_at: Timestamp::EPOCH,
             data: serde_json::json!({"q": "\"quoted\""}),
         };
         assert_eq!(Payload::of(&event).get(), event.payload());

@@ -5,14 +5,15 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::catalog;
+use super::catalog::{self, EventType};
+use super::ids::{AccountId, EventId, ID_RULE};
 use super::schema::Violation;
+use super::time::Timestamp;
 
 /// The largest event we accept, measured as its JSON encoding.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 /// The most events one ingest request may carry.
 pub const MAX_BATCH_EVENTS: usize = 100;
-pub const MAX_ID_CHARS: usize = 128;
 
 /// An event as a producer posts it.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,14 +32,15 @@ pub struct IncomingEvent {
 /// An accepted event, as stored and as carried on the events queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub id: String,
+    pub id: EventId,
     #[serde(rename = "type")]
-    pub event_type: String,
-    pub account_id: String,
-    /// RFC 3339, UTC.
+    pub event_type: EventType,
+    pub account_id: AccountId,
+    /// RFC 3339, UTC, normalised once at ingest. Kept as that text, not a [`Timestamp`]:
+    /// it is signed into the payload as written, to the producer's own precision (which may
+    /// be finer than a millisecond).
     pub occurred_at: String,
-    /// Milliseconds since the epoch.
-    pub received_at: i64,
+    pub received_at: Timestamp,
     pub data: Value,
 }
 
@@ -75,26 +77,12 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     (0..=9999).contains(&utc.year()).then_some(utc)
 }
 
-pub fn format_rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .format(&Rfc3339)
-        .expect("a UTC time formats as RFC 3339")
-}
-
-fn valid_identifier(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.chars().count() <= max
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-}
-
-/// Checks an incoming event and turns it into an `Event`. `now_ms` stamps `received_at`
-/// and `new_id` names the event when the producer gave no id.
+/// Checks an incoming event and turns it into an `Event`. `now` stamps `received_at` and
+/// `new_id` names the event when the producer gave no id.
 pub fn accept(
     incoming: IncomingEvent,
-    now_ms: i64,
-    new_id: impl FnOnce() -> String,
+    now: Timestamp,
+    new_id: impl FnOnce() -> EventId,
 ) -> Result<Event, Vec<Violation>> {
     let mut errors = Vec::new();
     let mut bad = |pointer: &str, message: &str| {
@@ -103,20 +91,17 @@ pub fn accept(
             message: message.into(),
         })
     };
-    if let Some(id) = &incoming.id {
-        if !valid_identifier(id, MAX_ID_CHARS) {
-            bad(
-                "/id",
-                "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'",
-            );
+    let id = match incoming.id.map(EventId::parse) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            bad("/id", ID_RULE);
+            None
         }
-    }
-    if !valid_identifier(&incoming.account_id, MAX_ID_CHARS) {
-        bad(
-            "/account_id",
-            "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'",
-        );
-    }
+        None => None,
+    };
+    let account_id = AccountId::parse(incoming.account_id)
+        .inspect_err(|_| bad("/account_id", ID_RULE))
+        .ok();
     let occurred_at = match &incoming.occurred_at {
         Some(s) => match parse_rfc3339(s).and_then(|t| t.format(&Rfc3339).ok()) {
             Some(t) => t,
@@ -125,8 +110,9 @@ pub fn accept(
                 String::new()
             }
         },
-        None => format_rfc3339_ms(now_ms),
+        None => now.to_rfc3339(),
     };
+    let event_type = EventType::known(&incoming.event_type);
     match catalog::find(&incoming.event_type) {
         None => bad(
             "/type",
@@ -142,17 +128,17 @@ pub fn accept(
                 }),
         ),
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    match (account_id, event_type) {
+        (Some(account_id), Some(event_type)) if errors.is_empty() => Ok(Event {
+            id: id.unwrap_or_else(new_id),
+            event_type,
+            account_id,
+            occurred_at,
+            received_at: now,
+            data: incoming.data,
+        }),
+        _ => Err(errors),
     }
-    Ok(Event {
-        id: incoming.id.unwrap_or_else(new_id),
-        event_type: incoming.event_type,
-        account_id: incoming.account_id,
-        occurred_at,
-        received_at: now_ms,
-        data: incoming.data,
-    })
 }
 
 #[cfg(test)]
@@ -172,8 +158,8 @@ mod tests {
                 json!({"type": "webhook.test", "account_id": "acct_1", "data": data,
                 "occurred_at": "2026-11-26T13:00:00+01:00"}),
             ),
-            0,
-            || "evt_x".into(),
+            Timestamp::EPOCH,
+            || EventId::parse("evt_x").unwrap(),
         )
         .unwrap();
         assert_eq!(e.id, "evt_x");
@@ -190,7 +176,7 @@ mod tests {
         let errs = accept(
             incoming(json!({"id": "", "type": "call.ended", "account_id": "a b",
                 "occurred_at": "noon", "data": {"call_id": 5}})),
-            0,
+            Timestamp::EPOCH,
             || unreachable!(),
         )
         .unwrap_err();
@@ -213,8 +199,8 @@ mod tests {
                 incoming(json!({"type": "webhook.test", "account_id": "a",
                     "occurred_at": occurred_at,
                     "data": catalog::find("webhook.test").unwrap().example.clone()})),
-                0,
-                || "evt_1".into(),
+                Timestamp::EPOCH,
+                || EventId::parse("evt_1").unwrap(),
             )
             .unwrap_err();
             assert_eq!(errs.len(), 1, "{occurred_at}: {errs:?}");
@@ -234,8 +220,8 @@ mod tests {
         .is_err());
         let errs = accept(
             incoming(json!({"type": "call.exploded", "account_id": "a", "data": {}})),
-            0,
-            || "e".into(),
+            Timestamp::EPOCH,
+            || EventId::parse("e").unwrap(),
         )
         .unwrap_err();
         assert_eq!(errs[0].pointer, "/type");

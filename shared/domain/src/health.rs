@@ -2,8 +2,10 @@
 //! is disabled: its deliveries stop piling up in the retry schedule, and its owner is told
 //! by an operational event instead of finding out from a dashboard days later.
 
-use super::event::format_rfc3339_ms;
+use std::time::Duration;
+
 use super::subscription::Subscription;
+use super::time::Timestamp;
 
 /// The default period of unbroken failure after which an endpoint is disabled.
 pub const DEFAULT_AUTO_DISABLE_AFTER_SECONDS: u64 = 5 * 24 * 3600;
@@ -12,10 +14,10 @@ pub const DEFAULT_AUTO_DISABLE_AFTER_SECONDS: u64 = 5 * 24 * 3600;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     pub succeeded: bool,
-    /// The earliest failed attempt of the batch (ms).
-    pub first_failure_at: Option<i64>,
-    /// The latest failed attempt of the batch (ms).
-    pub last_failure_at: Option<i64>,
+    /// The earliest failed attempt of the batch.
+    pub first_failure_at: Option<Timestamp>,
+    /// The latest failed attempt of the batch.
+    pub last_failure_at: Option<Timestamp>,
     /// The URL that answered 410 Gone, if one did.
     pub gone_url: Option<String>,
 }
@@ -25,13 +27,13 @@ impl Observed {
         self.succeeded = true;
     }
 
-    pub fn failure(&mut self, at_ms: i64) {
-        self.first_failure_at = Some(self.first_failure_at.map_or(at_ms, |t| t.min(at_ms)));
-        self.last_failure_at = Some(self.last_failure_at.map_or(at_ms, |t| t.max(at_ms)));
+    pub fn failure(&mut self, at: Timestamp) {
+        self.first_failure_at = Some(self.first_failure_at.map_or(at, |t| t.min(at)));
+        self.last_failure_at = Some(self.last_failure_at.map_or(at, |t| t.max(at)));
     }
 
-    pub fn gone(&mut self, url: &str, at_ms: i64) {
-        self.failure(at_ms);
+    pub fn gone(&mut self, url: &str, at: Timestamp) {
+        self.failure(at);
         self.gone_url = Some(url.to_string());
     }
 }
@@ -58,11 +60,11 @@ pub enum HealthChange {
     /// A success ended a run of failures.
     Recovered,
     /// The first failure after a success (or ever).
-    StartedFailing(i64),
+    StartedFailing(Timestamp),
     Disabled(DisableCause),
 }
 
-/// The change `observed` calls for on `sub` at `now_ms`, if any, applied to `sub`. The
+/// The change `observed` calls for on `sub` at `now`, if any, applied to `sub`. The
 /// period is measured between failed attempts, not to the moment this runs, so an endpoint
 /// is disabled only by an attempt that failed a whole period after the first one.
 /// Run it on a fresh read before a conditional write: what a stale read called for may no
@@ -70,14 +72,14 @@ pub enum HealthChange {
 pub fn apply(
     sub: &mut Subscription,
     observed: &Observed,
-    now_ms: i64,
-    auto_disable_after_ms: i64,
+    now: Timestamp,
+    auto_disable_after: Duration,
 ) -> Option<HealthChange> {
     if !sub.enabled {
         return None;
     }
     if observed.gone_url.as_deref() == Some(sub.url.as_str()) {
-        disable(sub, now_ms, "the endpoint answered 410 Gone".into());
+        disable(sub, now, "the endpoint answered 410 Gone".into());
         return Some(HealthChange::Disabled(DisableCause::Gone));
     }
     if observed.succeeded {
@@ -89,23 +91,23 @@ pub fn apply(
             sub.failing_since = Some(first_failure);
             Some(HealthChange::StartedFailing(first_failure))
         }
-        Some(since) if last_failure - since >= auto_disable_after_ms => {
+        Some(since) if last_failure.since(since) >= auto_disable_after => {
             let reason = format!(
                 "every attempt failed for {} (since {})",
-                describe_period(last_failure - since),
-                format_rfc3339_ms(since)
+                describe_period(last_failure.since(since)),
+                since.to_rfc3339()
             );
-            disable(sub, now_ms, reason);
+            disable(sub, now, reason);
             Some(HealthChange::Disabled(DisableCause::FailingTooLong))
         }
         Some(_) => None,
     }
 }
 
-fn disable(sub: &mut Subscription, now_ms: i64, reason: String) {
+fn disable(sub: &mut Subscription, now: Timestamp, reason: String) {
     sub.enabled = false;
     sub.disabled_reason = Some(reason);
-    sub.disabled_at = Some(now_ms);
+    sub.disabled_at = Some(now);
 }
 
 /// The customer turned the endpoint back on: its history of failure is forgotten.
@@ -117,8 +119,8 @@ pub fn reenable(sub: &mut Subscription) {
 }
 
 /// "5 days", "3 hours", "2 minutes", "40 seconds": the largest whole unit.
-fn describe_period(ms: i64) -> String {
-    let seconds = (ms / 1000).max(0);
+fn describe_period(period: Duration) -> String {
+    let seconds = period.as_secs();
     let (n, unit) = match seconds {
         s if s >= 86_400 => (s / 86_400, "day"),
         s if s >= 3_600 => (s / 3_600, "hour"),
@@ -144,55 +146,69 @@ mod tests {
         .unwrap()
     }
 
-    fn failed(at: i64) -> Observed {
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn failed(ms: i64) -> Observed {
         let mut o = Observed::default();
-        o.failure(at);
+        o.failure(at(ms));
         o
+    }
+
+    fn period() -> Duration {
+        Duration::from_millis(PERIOD as u64)
     }
 
     #[test]
     fn a_first_failure_starts_the_clock_and_a_success_stops_it() {
         let mut s = sub();
         assert_eq!(
-            apply(&mut s, &failed(10), 20, PERIOD),
-            Some(HealthChange::StartedFailing(10))
+            apply(&mut s, &failed(10), at(20), period()),
+            Some(HealthChange::StartedFailing(at(10)))
         );
-        assert_eq!(s.failing_since, Some(10));
+        assert_eq!(s.failing_since, Some(at(10)));
         // Later failures inside the period change nothing: no write per failed attempt.
-        assert_eq!(apply(&mut s, &failed(DAY), DAY, PERIOD), None);
+        assert_eq!(apply(&mut s, &failed(DAY), at(DAY), period()), None);
         let mut ok = failed(DAY);
         ok.success();
         assert_eq!(
-            apply(&mut s, &ok, DAY, PERIOD),
+            apply(&mut s, &ok, at(DAY), period()),
             Some(HealthChange::Recovered)
         );
         assert_eq!(s.failing_since, None);
-        assert_eq!(apply(&mut s, &ok, DAY, PERIOD), None);
+        assert_eq!(apply(&mut s, &ok, at(DAY), period()), None);
     }
 
     #[test]
     fn failing_for_the_whole_period_disables_with_a_reason() {
         let mut s = sub();
-        apply(&mut s, &failed(0), 0, PERIOD);
-        assert_eq!(apply(&mut s, &failed(PERIOD - 1), PERIOD - 1, PERIOD), None);
+        apply(&mut s, &failed(0), at(0), period());
+        assert_eq!(
+            apply(&mut s, &failed(PERIOD - 1), at(PERIOD - 1), period()),
+            None
+        );
         // Handled late, an attempt still counts at the time it was made.
         assert_eq!(
-            apply(&mut s, &failed(PERIOD - 1), PERIOD + 500, PERIOD),
+            apply(&mut s, &failed(PERIOD - 1), at(PERIOD + 500), period()),
             None
         );
         assert!(s.enabled);
         assert_eq!(
-            apply(&mut s, &failed(PERIOD), PERIOD, PERIOD),
+            apply(&mut s, &failed(PERIOD), at(PERIOD), period()),
             Some(HealthChange::Disabled(DisableCause::FailingTooLong))
         );
         assert!(!s.enabled);
-        assert_eq!(s.disabled_at, Some(PERIOD));
+        assert_eq!(s.disabled_at, Some(at(PERIOD)));
         assert_eq!(
             s.disabled_reason.as_deref(),
             Some("every attempt failed for 5 days (since 1970-01-01T00:00:00Z)")
         );
         // Already disabled: nothing more to do, nothing announced twice.
-        assert_eq!(apply(&mut s, &failed(PERIOD + 1), PERIOD + 1, PERIOD), None);
+        assert_eq!(
+            apply(&mut s, &failed(PERIOD + 1), at(PERIOD + 1), period()),
+            None
+        );
         reenable(&mut s);
         assert!(s.enabled && s.failing_since.is_none() && s.disabled_reason.is_none());
     }
@@ -201,16 +217,16 @@ mod tests {
     fn gone_disables_only_the_url_that_answered_it() {
         let mut s = sub();
         let mut o = Observed::default();
-        o.gone("https://old.example.com/hook", 5);
+        o.gone("https://old.example.com/hook", at(5));
         // The customer pointed the subscription elsewhere while the attempt was in flight.
         assert_eq!(
-            apply(&mut s, &o, 5, PERIOD),
-            Some(HealthChange::StartedFailing(5))
+            apply(&mut s, &o, at(5), period()),
+            Some(HealthChange::StartedFailing(at(5)))
         );
         assert!(s.enabled);
-        o.gone("https://example.com/hook", 6);
+        o.gone("https://example.com/hook", at(6));
         assert_eq!(
-            apply(&mut s, &o, 6, PERIOD),
+            apply(&mut s, &o, at(6), period()),
             Some(HealthChange::Disabled(DisableCause::Gone))
         );
         assert_eq!(
@@ -221,8 +237,11 @@ mod tests {
 
     #[test]
     fn periods_read_in_their_largest_unit() {
-        assert_eq!(describe_period(5 * DAY), "5 days");
-        assert_eq!(describe_period(3_600_000), "1 hour");
-        assert_eq!(describe_period(2_500), "2 seconds");
+        assert_eq!(
+            describe_period(Duration::from_millis(5 * DAY as u64)),
+            "5 days"
+        );
+        assert_eq!(describe_period(Duration::from_millis(3_600_000)), "1 hour");
+        assert_eq!(describe_period(Duration::from_millis(2_500)), "2 seconds");
     }
 }

@@ -6,7 +6,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::ids;
+use super::random::Random;
 
 const PREFIX: &str = "whsec_";
 
@@ -14,8 +14,10 @@ pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
     STANDARD.decode(secret.strip_prefix(PREFIX)?).ok()
 }
 
-pub fn generate_secret() -> String {
-    format!("{PREFIX}{}", STANDARD.encode(ids::random_token(32)))
+pub fn generate_secret(random: &dyn Random) -> String {
+    let mut key = [0u8; 32];
+    random.fill(&mut key);
+    format!("{PREFIX}{}", STANDARD.encode(key))
 }
 
 fn mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn several_secrets_give_several_signatures_and_each_verifies() {
-        let other = generate_secret();
+        let other = generate_secret(&crate::random::tests::Counter::default());
         let header = signature_header([other.as_str(), SECRET], ID, TS, BODY);
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2);
@@ -131,6 +133,11 @@ mod tests {
 
     #[test]
     fn generated_secrets_decode_to_32_bytes() {
-        assert_eq!(decode_secret(&generate_secret()).unwrap().len(), 32);
+        assert_eq!(
+            decode_secret(&generate_secret(&crate::random::tests::Counter::default()))
+                .unwrap()
+                .len(),
+            32
+        );
     }
 }

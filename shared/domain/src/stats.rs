@@ -12,19 +12,19 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 /// last attempt of each delivery that has one.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DeliveryStats {
-    pub counts: BTreeMap<&'static str, u64>,
+    pub counts: BTreeMap<DeliveryStatus, u64>,
     pub latencies_ms: Vec<u64>,
 }
 
 impl DeliveryStats {
     pub fn add(&mut self, status: DeliveryStatus, latency_ms: Option<u64>) {
-        *self.counts.entry(status.as_str()).or_default() += 1;
+        *self.counts.entry(status).or_default() += 1;
         self.latencies_ms.extend(latency_ms);
     }
 
     /// Succeeded over all that ended (succeeded, failed, dead); `None` before any ended.
     pub fn success_rate(&self) -> Option<f64> {
-        let count = |s: DeliveryStatus| self.counts.get(s.as_str()).copied().unwrap_or(0);
+        let count = |s: DeliveryStatus| self.counts.get(&s).copied().unwrap_or(0);
         let ended = count(DeliveryStatus::Succeeded)
             + count(DeliveryStatus::Failed)
             + count(DeliveryStatus::Dead);
@@ -89,8 +89,8 @@ mod tests {
         }
         s.add(DeliveryStatus::Dead, None);
         s.add(DeliveryStatus::Pending, None);
-        assert_eq!(s.counts["succeeded"], 100);
-        assert_eq!(s.counts["pending"], 1);
+        assert_eq!(s.counts[&DeliveryStatus::Succeeded], 100);
+        assert_eq!(s.counts[&DeliveryStatus::Pending], 1);
         assert!((s.success_rate().unwrap() - 100.0 / 101.0).abs() < 1e-9);
         assert_eq!(s.percentile(50.0), Some(50));
         assert_eq!(s.percentile(99.0), Some(99));

@@ -2,10 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::catalog;
+use super::ids::{AccountId, SubscriptionId};
 use super::schema::Violation;
+use super::time::Timestamp;
 
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 10;
 pub const MAX_TIMEOUT_SECONDS: u32 = 30;
@@ -102,18 +106,18 @@ pub fn unmask_headers(
         .collect()
 }
 
-/// A signing secret; a rotated-out secret keeps signing until `expires_at` (ms).
+/// A signing secret; a rotated-out secret keeps signing until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningSecret {
     pub secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
-    pub id: String,
-    pub account_id: String,
+    pub id: SubscriptionId,
+    pub account_id: AccountId,
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -135,18 +139,18 @@ pub struct Subscription {
     /// Why the service disabled it (e.g. the endpoint answered 410 Gone).
     #[serde(default)]
     pub disabled_reason: Option<String>,
-    /// When the service disabled it (ms).
+    /// When the service disabled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_at: Option<i64>,
-    /// When the first of an unbroken run of failed attempts was made (ms); `None` while the
-    /// last attempt succeeded.
+    pub disabled_at: Option<Timestamp>,
+    /// When the first of an unbroken run of failed attempts was made; `None` while the last
+    /// attempt succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<i64>,
+    pub failing_since: Option<Timestamp>,
     /// Bumped by every write, so a write based on a stale read can be refused.
     #[serde(default)]
     pub version: u64,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl Subscription {
@@ -156,15 +160,15 @@ impl Subscription {
             .any(|f| filter_matches(f, event_type))
     }
 
-    /// Secrets that sign a delivery made at `now_ms`.
-    pub fn active_secrets(&self, now_ms: i64) -> impl Iterator<Item = &str> {
+    /// Secrets that sign a delivery made at `now`.
+    pub fn active_secrets(&self, now: Timestamp) -> impl Iterator<Item = &str> {
         self.secrets
             .iter()
-            .filter(move |s| s.expires_at.is_none_or(|t| t > now_ms))
+            .filter(move |s| s.expires_at.is_none_or(|t| t > now))
             .map(|s| s.secret.as_str())
     }
 
-    /// Makes `secret` the current one. The current one keeps signing for `overlap_ms` and
+    /// Makes `secret` the current one. The current one keeps signing for `overlap` and
     /// older ones keep their own expiry; expired ones are dropped, and of those still valid
     /// only the newest `MAX_ACTIVE_SECRETS` are kept.
     ///
@@ -172,17 +176,17 @@ impl Subscription {
     /// the rotation: rotating is what one does when a secret has leaked, and must work at
     /// once, every time. The secret retired early is one that was replaced twice already
     /// inside its overlap, so the endpoint has had two newer ones to move to.
-    pub fn rotate_secret(&mut self, secret: &str, now_ms: i64, overlap_ms: i64) {
+    pub fn rotate_secret(&mut self, secret: &str, now: Timestamp, overlap: Duration) {
         let mut secrets = vec![SigningSecret {
             secret: secret.to_string(),
             expires_at: None,
         }];
         for (i, old) in self.secrets.iter().enumerate() {
             let expires_at = match old.expires_at {
-                None if i == 0 => Some(now_ms + overlap_ms),
+                None if i == 0 => Some(now + overlap),
                 other => other,
             };
-            if expires_at.is_some_and(|t| t > now_ms) {
+            if expires_at.is_some_and(|t| t > now) {
                 secrets.push(SigningSecret {
                     secret: old.secret.clone(),
                     expires_at,
@@ -192,16 +196,16 @@ impl Subscription {
         // Newest first, so the oldest go.
         secrets.truncate(MAX_ACTIVE_SECRETS);
         self.secrets = secrets;
-        self.updated_at = now_ms;
+        self.updated_at = now;
     }
 
     /// Stops every secret but the newest from signing, at once: after a rotation made
     /// because a secret leaked, its 24 h overlap need not be waited out. Says how many
     /// stopped.
-    pub fn expire_previous_secrets(&mut self, now_ms: i64) -> usize {
+    pub fn expire_previous_secrets(&mut self, now: Timestamp) -> usize {
         let before = self.secrets.len();
         self.secrets.truncate(1);
-        self.updated_at = now_ms;
+        self.updated_at = now;
         before - self.secrets.len()
     }
 }
@@ -472,6 +476,10 @@ pub fn check_secret(secret: &str, out: &mut Vec<Violation>) {
 mod tests {
     use super::*;
 
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
     #[test]
     fn a_masked_value_sent_back_keeps_the_stored_one() {
         let stored = BTreeMap::from([("X-Tenant".to_string(), "t-123".to_string())]);
@@ -718,8 +726,8 @@ mod tests {
     #[test]
     fn rotation_keeps_the_newest_three_unexpired_secrets() {
         let mut s = Subscription {
-            id: "s".into(),
-            account_id: "a".into(),
+            id: SubscriptionId::parse("s").unwrap(),
+            account_id: AccountId::parse("a").unwrap(),
             url: "https://x".into(),
             description: None,
             event_types: vec!["*".into()],
@@ -738,24 +746,27 @@ mod tests {
             disabled_at: None,
             failing_since: None,
             version: 0,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
         };
-        let overlap = 1000;
-        s.rotate_secret("s1", 10, overlap);
-        assert_eq!(s.active_secrets(10).collect::<Vec<_>>(), ["s1", "s0"]);
-        assert_eq!(s.secrets[1].expires_at, Some(1010));
-        s.rotate_secret("s2", 20, overlap);
-        s.rotate_secret("s3", 30, overlap);
-        s.rotate_secret("s4", 40, overlap);
+        let overlap = Duration::from_millis(1000);
+        s.rotate_secret("s1", at(10), overlap);
+        assert_eq!(s.active_secrets(at(10)).collect::<Vec<_>>(), ["s1", "s0"]);
+        assert_eq!(s.secrets[1].expires_at, Some(at(1010)));
+        s.rotate_secret("s2", at(20), overlap);
+        s.rotate_secret("s3", at(30), overlap);
+        s.rotate_secret("s4", at(40), overlap);
         // The cap retires the oldest still-valid ones; each keeps its own expiry.
-        assert_eq!(s.active_secrets(40).collect::<Vec<_>>(), ["s4", "s3", "s2"]);
+        assert_eq!(
+            s.active_secrets(at(40)).collect::<Vec<_>>(),
+            ["s4", "s3", "s2"]
+        );
         assert_eq!(s.secrets.len(), MAX_ACTIVE_SECRETS);
-        assert_eq!(s.secrets[1].expires_at, Some(1040));
-        assert_eq!(s.secrets[2].expires_at, Some(1030));
-        assert_eq!(s.updated_at, 40);
+        assert_eq!(s.secrets[1].expires_at, Some(at(1040)));
+        assert_eq!(s.secrets[2].expires_at, Some(at(1030)));
+        assert_eq!(s.updated_at, at(40));
         // Expired ones are dropped at the next rotation, cap or not.
-        s.rotate_secret("s5", 1035, overlap);
+        s.rotate_secret("s5", at(1035), overlap);
         assert_eq!(
             s.secrets
                 .iter()
@@ -763,7 +774,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["s5", "s4", "s3"]
         );
-        s.rotate_secret("s6", 2036, overlap);
+        s.rotate_secret("s6", at(2036), overlap);
         assert_eq!(
             s.secrets
                 .iter()
@@ -776,8 +787,8 @@ mod tests {
     #[test]
     fn rotated_secrets_sign_until_they_expire() {
         let mut s = Subscription {
-            id: "s".into(),
-            account_id: "a".into(),
+            id: SubscriptionId::parse("s").unwrap(),
+            account_id: AccountId::parse("a").unwrap(),
             url: "https://x".into(),
             description: None,
             event_types: vec!["*".into()],
@@ -795,18 +806,18 @@ mod tests {
                 },
                 SigningSecret {
                     secret: "old".into(),
-                    expires_at: Some(100),
+                    expires_at: Some(at(100)),
                 },
             ],
             disabled_reason: None,
             disabled_at: None,
             failing_since: None,
             version: 0,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
         };
-        assert_eq!(s.active_secrets(99).collect::<Vec<_>>(), ["new", "old"]);
-        assert_eq!(s.active_secrets(100).collect::<Vec<_>>(), ["new"]);
+        assert_eq!(s.active_secrets(at(99)).collect::<Vec<_>>(), ["new", "old"]);
+        assert_eq!(s.active_secrets(at(100)).collect::<Vec<_>>(), ["new"]);
         s.event_types = vec!["agent.*".into()];
         assert!(s.wants("agent.status_changed") && !s.wants("call.ended"));
     }

@@ -2,11 +2,11 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use domain::catalog::{self, EventType};
+use domain::catalog::{self, EventTypeSpec};
 
 #[derive(Serialize, ToSchema)]
 pub struct EventTypes {
-    pub data: &'static [EventType],
+    pub data: &'static [EventTypeSpec],
 }
 
 /// Every event type with its description, JSON Schema and an example.

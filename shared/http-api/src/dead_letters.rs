@@ -13,6 +13,7 @@ use super::views::DeliveryView;
 use app::redrive::redrive;
 use app::Services;
 use domain::delivery::DeliveryStatus;
+use domain::ids::DeliveryId;
 
 /// The most dead letters one redrive call sends again.
 pub const MAX_REDRIVE: usize = 1000;
@@ -42,7 +43,7 @@ pub async fn list_dead_letters(
     let account = caller.account(&account_id)?;
     let page = services
         .deliveries
-        .list_dead(account, q.cursor.as_deref(), limit(q.limit)?)
+        .list_dead(&account, q.cursor.as_deref(), limit(q.limit)?)
         .await?;
     Ok(Json(Paginated {
         data: page.items.iter().map(DeliveryView::summary).collect(),
@@ -87,7 +88,12 @@ pub async fn redrive_dead_letters(
                 }]));
             }
             for id in ids {
-                match services.deliveries.get(account, &id).await? {
+                // Text that is not an id names no delivery.
+                let found = match DeliveryId::parse(id.as_str()) {
+                    Ok(parsed) => services.deliveries.get(&account, &parsed).await?,
+                    Err(_) => None,
+                };
+                match found {
                     Some(d) if d.status == DeliveryStatus::Dead => dead.push(d),
                     _ => return Err(ApiError::not_found(&format!("dead letter {id}"))),
                 }
@@ -98,7 +104,7 @@ pub async fn redrive_dead_letters(
             while dead.len() < MAX_REDRIVE {
                 let page = services
                     .deliveries
-                    .list_dead(account, cursor.as_deref(), 100)
+                    .list_dead(&account, cursor.as_deref(), 100)
                     .await?;
                 dead.extend(page.items);
                 match page.next_cursor {

@@ -5,10 +5,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::Caller;
+use super::extract::{path_id, Caller};
 use super::views::{AttemptView, DeliveryView, RequestView};
 use app::redrive::{can_redrive, redrive};
 use app::Services;
+use domain::delivery::DeliveryStatus;
+use domain::ids::DeliveryId;
 
 /// The payload inspector: the delivery, the exact request (credentials masked) and every
 /// attempt.
@@ -23,19 +25,20 @@ pub async fn get_delivery(
     Path((account_id, delivery_id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     let account = caller.account(&account_id)?;
+    let delivery_id: DeliveryId = path_id(&delivery_id, "delivery")?;
     let delivery = services
         .deliveries
-        .get(account, &delivery_id)
+        .get(&account, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
-    let attempts = services.deliveries.attempts(account, &delivery_id).await?;
-    let event = services.events.get(account, &delivery.event_id).await?;
+    let attempts = services.deliveries.attempts(&account, &delivery_id).await?;
+    let event = services.events.get(&account, &delivery.event_id).await?;
     let last = attempts.last();
     let url = match last {
         Some(a) => Some(a.url.clone()),
         None => services
             .subscriptions
-            .get(account, &delivery.subscription_id)
+            .get(&account, &delivery.subscription_id)
             .await?
             .map(|s| s.url),
     };
@@ -58,7 +61,7 @@ pub async fn get_delivery(
 pub struct Retried {
     pub id: String,
     #[schema(value_type = String)]
-    pub status: &'static str,
+    pub status: DeliveryStatus,
 }
 
 /// Sends a delivery again now, with a fresh attempt budget and the same `webhook-id`.
@@ -74,9 +77,10 @@ pub async fn retry_delivery(
     Path((account_id, delivery_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let account = caller.account(&account_id)?;
+    let delivery_id: DeliveryId = path_id(&delivery_id, "delivery")?;
     let delivery = services
         .deliveries
-        .get(account, &delivery_id)
+        .get(&account, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     if !can_redrive(delivery.status) {
@@ -96,8 +100,8 @@ pub async fn retry_delivery(
     Ok((
         StatusCode::ACCEPTED,
         Json(Retried {
-            id: delivery.id,
-            status: "pending",
+            id: delivery.id.into_string(),
+            status: DeliveryStatus::Pending,
         }),
     ))
 }

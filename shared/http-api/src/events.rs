@@ -5,11 +5,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::Caller;
+use super::extract::{path_id, Caller};
 use super::pagination::{limit, Paginated};
 use super::views::DeliveryView;
 use app::Services;
-use domain::event::{format_rfc3339_ms, Event};
+use domain::event::Event;
+use domain::ids::EventId;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -40,11 +41,11 @@ pub struct EventView {
 impl From<&Event> for EventView {
     fn from(e: &Event) -> Self {
         EventView {
-            id: e.id.clone(),
-            event_type: e.event_type.clone(),
-            account_id: e.account_id.clone(),
+            id: e.id.to_string(),
+            event_type: e.event_type.to_string(),
+            account_id: e.account_id.to_string(),
             occurred_at: e.occurred_at.clone(),
-            received_at: format_rfc3339_ms(e.received_at),
+            received_at: e.received_at.to_rfc3339(),
             data: e.data.clone(),
             deliveries: None,
         }
@@ -67,7 +68,7 @@ pub async fn list_events(
     let page = services
         .events
         .list(
-            account,
+            &account,
             q.event_type.as_deref(),
             q.cursor.as_deref(),
             limit(q.limit)?,
@@ -91,14 +92,15 @@ pub async fn get_event(
     Path((account_id, event_id)): Path<(String, String)>,
 ) -> Result<Json<EventView>, ApiError> {
     let account = caller.account(&account_id)?;
+    let event_id: EventId = path_id(&event_id, "event")?;
     let event = services
         .events
-        .get(account, &event_id)
+        .get(&account, &event_id)
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
     let deliveries = services
         .deliveries
-        .list_for_event(account, &event_id)
+        .list_for_event(&account, &event_id)
         .await?;
     let mut view = EventView::from(&event);
     view.deliveries = Some(deliveries.iter().map(DeliveryView::summary).collect());

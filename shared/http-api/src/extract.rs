@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use app::Services;
 use domain::api_key::{hash_key, hashes_equal, Principal};
+use domain::ids::{AccountId, ID_RULE};
+use domain::schema::Violation;
 
 /// The largest request body on any route but ingest.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -18,13 +20,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Caller(pub Principal);
 
 impl Caller {
-    /// The account a route names, if this caller may see it; 404 otherwise.
-    pub fn account<'a>(&self, account_id: &'a str) -> Result<&'a str, ApiError> {
-        if self.0.can_access(account_id) {
-            Ok(account_id)
-        } else {
-            Err(ApiError::not_found("account"))
+    /// The account a route names, if this caller may see it: 404 when it may not (an
+    /// account key asking for another account learns nothing more), then 400 when the text
+    /// is not an id at all.
+    pub fn account(&self, raw: &str) -> Result<AccountId, ApiError> {
+        if !self.0.can_access(raw) {
+            return Err(ApiError::not_found("account"));
         }
+        AccountId::parse(raw).map_err(|_| {
+            ApiError::validation(vec![Violation {
+                pointer: "/account_id".into(),
+                message: ID_RULE.into(),
+            }])
+        })
     }
 
     pub fn require_platform(&self) -> Result<(), ApiError> {
@@ -55,7 +63,7 @@ impl FromRequestParts<Services> for Caller {
             Some(record) if hashes_equal(&record.key_hash, &hash) => record,
             _ => return Err(ApiError::unauthorized()),
         };
-        let now = services.clock.now_ms();
+        let now = services.clock.now();
         if !record.is_active(now) {
             return Err(ApiError::unauthorized());
         }
@@ -68,6 +76,12 @@ impl FromRequestParts<Services> for Caller {
         }
         Ok(Caller(Principal::Account(record.account_id)))
     }
+}
+
+/// The id a path names. Text that does not follow the id rule names nothing that can
+/// exist, so it gets the same 404 as a missing `what`.
+pub fn path_id<T: for<'a> TryFrom<&'a str>>(raw: &str, what: &str) -> Result<T, ApiError> {
+    T::try_from(raw).map_err(|_| ApiError::not_found(what))
 }
 
 /// The credentials of an `Authorization: Bearer <key>` value. The scheme is matched in any

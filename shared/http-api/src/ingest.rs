@@ -15,7 +15,7 @@ use crate::extract::{parse_json, read_json_body, Caller};
 use app::ingest::store_and_enqueue;
 use app::Services;
 use domain::event::{self, IncomingEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
-use domain::ids;
+use domain::ids::EventId;
 use domain::schema::Violation;
 
 /// A full batch of maximal events, with room for the wrapper.
@@ -95,7 +95,7 @@ pub async fn ingest(
     let body = read_json_body(request, MAX_INGEST_BODY_BYTES).await?;
     let (raw_events, is_batch) = split_batch(&body)?;
 
-    let now = services.clock.now_ms();
+    let now = services.clock.now();
     let mut events = Vec::with_capacity(raw_events.len());
     let mut violations = Vec::new();
     for (i, raw) in raw_events.iter().enumerate() {
@@ -117,7 +117,7 @@ pub async fn ingest(
             }
             e
         })?;
-        match event::accept(incoming, now, || ids::time_ordered("evt", now)) {
+        match event::accept(incoming, now, || EventId::generate(now, &*services.random)) {
             // Measured again as delivered: numbers are written out in full (`1e15` becomes
             // `1000000000000000.0`), so a body under the limit as posted can be several
             // times over it. Every event accepted then fits in a queue message and a

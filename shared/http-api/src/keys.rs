@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, OptionalJsonBody};
+use super::extract::{path_id, Caller, OptionalJsonBody};
 use app::Services;
 use domain::api_key::{generate_account_key, make_room, ApiKeyRecord, MAX_ACTIVE_KEYS_PER_ACCOUNT};
-use domain::event::{format_rfc3339_ms, parse_rfc3339};
-use domain::ids;
+use domain::event::parse_rfc3339;
+use domain::ids::ApiKeyId;
 use domain::schema::Violation;
+use domain::time::Timestamp;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,16 +54,16 @@ pub struct ApiKeyView {
 }
 
 impl ApiKeyView {
-    fn of(key: &ApiKeyRecord, now_ms: i64) -> Self {
+    fn of(key: &ApiKeyRecord, now: Timestamp) -> Self {
         ApiKeyView {
-            id: key.id.clone(),
-            account_id: key.account_id.clone(),
+            id: key.id.to_string(),
+            account_id: key.account_id.to_string(),
             prefix: key.prefix.clone(),
-            status: key.status(now_ms).as_str(),
-            created_at: format_rfc3339_ms(key.created_at),
-            last_used_at: key.last_used_at.map(format_rfc3339_ms),
-            expires_at: key.expires_at.map(format_rfc3339_ms),
-            revoked_at: key.revoked_at.map(format_rfc3339_ms),
+            status: key.status(now).as_str(),
+            created_at: key.created_at.to_rfc3339(),
+            last_used_at: key.last_used_at.map(Timestamp::to_rfc3339),
+            expires_at: key.expires_at.map(Timestamp::to_rfc3339),
+            revoked_at: key.revoked_at.map(Timestamp::to_rfc3339),
         }
     }
 }
@@ -73,8 +74,8 @@ pub struct ApiKeyList {
     pub data: Vec<ApiKeyView>,
 }
 
-/// The expiry asked for, in milliseconds: an RFC 3339 time after `now_ms`.
-fn expiry(requested: Option<&str>, now_ms: i64) -> Result<Option<i64>, ApiError> {
+/// The expiry asked for: an RFC 3339 time after `now`.
+fn expiry(requested: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, ApiError> {
     let Some(text) = requested else {
         return Ok(None);
     };
@@ -85,9 +86,9 @@ fn expiry(requested: Option<&str>, now_ms: i64) -> Result<Option<i64>, ApiError>
         }])
     };
     let at = parse_rfc3339(text)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map(|t| Timestamp::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
         .ok_or_else(|| bad("must be an RFC 3339 date-time"))?;
-    if at <= now_ms {
+    if at <= now {
         return Err(bad("must be in the future"));
     }
     Ok(Some(at))
@@ -112,12 +113,12 @@ pub async fn create_api_key(
     OptionalJsonBody(req): OptionalJsonBody<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require_platform()?;
-    super::webhooks::check_account_id(&account_id)?;
-    let now = services.clock.now_ms();
+    let account = caller.account(&account_id)?;
+    let now = services.clock.now();
     let expires_at = expiry(req.expires_at.as_deref(), now)?;
     // Read before the write, as the subscription cap is: creates racing each other can
     // overshoot by their number; the cap bounds growth, it is not an exact quota.
-    let existing = services.api_keys.list(&account_id).await?;
+    let existing = services.api_keys.list(&account).await?;
     let forget = make_room(&existing, now).map_err(|full| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -130,12 +131,12 @@ pub async fn create_api_key(
         )
     })?;
     for old in forget {
-        services.api_keys.delete(&account_id, &old.id).await?;
+        services.api_keys.delete(&account, &old.id).await?;
     }
-    let key = generate_account_key();
+    let key = generate_account_key(&*services.random);
     let record = ApiKeyRecord::new(
-        ids::time_ordered("key", now),
-        account_id.clone(),
+        ApiKeyId::generate(now, &*services.random),
+        account,
         &key,
         now,
         expires_at,
@@ -144,12 +145,12 @@ pub async fn create_api_key(
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
-            id: record.id,
+            id: record.id.into_string(),
             key,
             prefix: record.prefix,
-            account_id,
-            created_at: format_rfc3339_ms(now),
-            expires_at: expires_at.map(format_rfc3339_ms),
+            account_id: record.account_id.into_string(),
+            created_at: now.to_rfc3339(),
+            expires_at: expires_at.map(Timestamp::to_rfc3339),
         }),
     ))
 }
@@ -168,8 +169,8 @@ pub async fn list_api_keys(
     Path(account_id): Path<String>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
     let account = caller.account(&account_id)?;
-    let now = services.clock.now_ms();
-    let keys = services.api_keys.list(account).await?;
+    let now = services.clock.now();
+    let keys = services.api_keys.list(&account).await?;
     Ok(Json(ApiKeyList {
         data: keys.iter().map(|k| ApiKeyView::of(k, now)).collect(),
     }))
@@ -188,8 +189,9 @@ pub async fn revoke_api_key(
     Path((account_id, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let account = caller.account(&account_id)?;
-    let now = services.clock.now_ms();
-    match services.api_keys.revoke(account, &key_id, now).await? {
+    let key_id: ApiKeyId = path_id(&key_id, "api key")?;
+    let now = services.clock.now();
+    match services.api_keys.revoke(&account, &key_id, now).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::not_found("api key")),
     }

@@ -63,6 +63,8 @@ mod tests {
     use app::ports::{ApiKeyStore, NoOutboundHttp, SystemClock};
     use app::{Error, Result, Services, Settings};
     use domain::api_key::ApiKeyRecord;
+    use domain::ids::{AccountId, ApiKeyId};
+    use domain::time::Timestamp;
 
     /// The embedded store after its writer thread stopped: every call fails.
     struct Stopped;
@@ -70,22 +72,27 @@ mod tests {
     #[async_trait]
     impl ApiKeyStore for Stopped {
         async fn create(&self, _: &ApiKeyRecord) -> Result<()> {
-            Err(Error::Storage("the database thread has stopped".into()))
+            Err(Error::storage("the database thread has stopped"))
         }
         async fn find_by_hash(&self, _: &str) -> Result<Option<ApiKeyRecord>> {
-            Err(Error::Storage("the database thread has stopped".into()))
+            Err(Error::storage("the database thread has stopped"))
         }
-        async fn list(&self, _: &str) -> Result<Vec<ApiKeyRecord>> {
-            Err(Error::Storage("the database thread has stopped".into()))
+        async fn list(&self, _: &AccountId) -> Result<Vec<ApiKeyRecord>> {
+            Err(Error::storage("the database thread has stopped"))
         }
-        async fn revoke(&self, _: &str, _: &str, _: i64) -> Result<Option<ApiKeyRecord>> {
-            Err(Error::Storage("the database thread has stopped".into()))
+        async fn revoke(
+            &self,
+            _: &AccountId,
+            _: &ApiKeyId,
+            _: Timestamp,
+        ) -> Result<Option<ApiKeyRecord>> {
+            Err(Error::storage("the database thread has stopped"))
         }
-        async fn record_use(&self, _: &str, _: i64) -> Result<bool> {
-            Err(Error::Storage("the database thread has stopped".into()))
+        async fn record_use(&self, _: &str, _: Timestamp) -> Result<bool> {
+            Err(Error::storage("the database thread has stopped"))
         }
-        async fn delete(&self, _: &str, _: &str) -> Result<bool> {
-            Err(Error::Storage("the database thread has stopped".into()))
+        async fn delete(&self, _: &AccountId, _: &ApiKeyId) -> Result<bool> {
+            Err(Error::storage("the database thread has stopped"))
         }
     }
 

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use tracing::Instrument;
 
 use crate::error::ApiError;
+use app::ports::OsRandom;
 
 pub async fn observe(request: Request, next: Next) -> Response {
     let route = request
@@ -35,7 +36,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     {
         Ok(response) => response,
         Err(panic) => {
-            let request_id = domain::ids::token_string("req_", 12);
+            let request_id = domain::ids::token_string("req_", 12, &OsRandom);
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())

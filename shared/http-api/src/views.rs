@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use domain::delivery::{Attempt, Delivery};
-use domain::event::format_rfc3339_ms;
+use domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use domain::subscription::{EndpointAuth, Subscription};
+use domain::time::Timestamp;
 
 use domain::subscription::MASKED as MASK;
 
@@ -67,15 +67,15 @@ impl SubscriptionView {
             EndpointAuth::Bearer { .. } => AuthView::Bearer { token: MASK },
         });
         SubscriptionView {
-            id: sub.id.clone(),
-            account_id: sub.account_id.clone(),
+            id: sub.id.to_string(),
+            account_id: sub.account_id.to_string(),
             url: sub.url.clone(),
             description: sub.description.clone(),
             event_types: sub.event_types.clone(),
             enabled: sub.enabled,
             disabled_reason: sub.disabled_reason.clone(),
-            disabled_at: sub.disabled_at.map(format_rfc3339_ms),
-            failing_since: sub.failing_since.map(format_rfc3339_ms),
+            disabled_at: sub.disabled_at.map(Timestamp::to_rfc3339),
+            failing_since: sub.failing_since.map(Timestamp::to_rfc3339),
             auth,
             // Custom headers often carry tenant tokens: masked like credentials. A value
             // sent back masked in an update keeps the stored one.
@@ -89,8 +89,8 @@ impl SubscriptionView {
             timeout_seconds: sub.timeout_seconds,
             rate_limit_per_second: sub.rate_limit_per_second,
             secret: format!("whsec_{MASK}"),
-            created_at: format_rfc3339_ms(sub.created_at),
-            updated_at: format_rfc3339_ms(sub.updated_at),
+            created_at: sub.created_at.to_rfc3339(),
+            updated_at: sub.updated_at.to_rfc3339(),
         }
     }
 
@@ -120,7 +120,7 @@ impl From<&Attempt> for AttemptView {
     fn from(a: &Attempt) -> Self {
         AttemptView {
             attempt: a.attempt,
-            at: format_rfc3339_ms(a.at),
+            at: a.at.to_rfc3339(),
             status_code: a.status_code,
             latency_ms: a.latency_ms,
             response_body: a.response_body.clone(),
@@ -144,7 +144,7 @@ pub struct DeliveryView {
     pub event_type: String,
     pub webhook_id: String,
     #[schema(value_type = String)]
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     pub attempt_count: u32,
     pub created_at: String,
     pub updated_at: String,
@@ -160,15 +160,15 @@ pub struct DeliveryView {
 impl DeliveryView {
     pub fn summary(d: &Delivery) -> Self {
         DeliveryView {
-            id: d.id.clone(),
-            event_id: d.event_id.clone(),
-            event_type: d.event_type.clone(),
-            webhook_id: d.subscription_id.clone(),
-            status: d.status.as_str(),
+            id: d.id.to_string(),
+            event_id: d.event_id.to_string(),
+            event_type: d.event_type.to_string(),
+            webhook_id: d.subscription_id.to_string(),
+            status: d.status,
             attempt_count: d.attempt_count,
-            created_at: format_rfc3339_ms(d.created_at),
-            updated_at: format_rfc3339_ms(d.updated_at),
-            next_attempt_at: d.next_attempt_at.map(format_rfc3339_ms),
+            created_at: d.created_at.to_rfc3339(),
+            updated_at: d.updated_at.to_rfc3339(),
+            next_attempt_at: d.next_attempt_at.map(Timestamp::to_rfc3339),
             last_error: d.last_error.clone(),
             last_latency_ms: d.last_latency_ms,
             request: None,

@@ -13,15 +13,17 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::pagination::{limit, Paginated};
 use super::views::DeliveryView;
-use super::webhooks::{load, save};
+use super::webhooks::{load, parse_webhook_id, save};
 use app::deliver::send_once;
 use app::redrive::redrive;
 use app::Services;
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
-use domain::event::{format_rfc3339_ms, parse_rfc3339, Event};
-use domain::ids;
+use domain::catalog::EventType;
+use domain::delivery::{Delivery, DeliveryStatus, Payload};
+use domain::event::{parse_rfc3339, Event};
+use domain::ids::EventId;
 use domain::signing::generate_secret;
 use domain::stats::{parse_window, DeliveryStats};
+use domain::time::Timestamp;
 
 /// How long a rotated-out secret keeps signing.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
@@ -53,15 +55,17 @@ pub async fn test_webhook(
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<Json<TestResult>, ApiError> {
     let account = caller.account(&account_id)?;
-    let mut sub = load(&services, account, &webhook_id).await?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    let mut sub = load(&services, &account, &webhook_id).await?;
     // The answer must fit in API Gateway's 29 s.
     sub.timeout_seconds = sub.timeout_seconds.min(MAX_TEST_TIMEOUT_SECONDS);
-    let now = services.clock.now_ms();
+    let now = services.clock.now();
     let event = Event {
-        id: ids::time_ordered("evt", now),
-        event_type: "webhook.test".into(),
-        account_id: account.to_string(),
-        occurred_at: format_rfc3339_ms(now),
+        id: EventId::generate(now, &*services.random),
+        event_type: EventType::known("webhook.test")
+            .expect("the test event's type is in the catalog"),
+        account_id: account.clone(),
+        occurred_at: now.to_rfc3339(),
         received_at: now,
         data: serde_json::json!({
             "message": "This is a test event from the webhook service.",
@@ -72,34 +76,17 @@ pub async fn test_webhook(
         .events
         .insert_batch(std::slice::from_ref(&event))
         .await?;
-    let delivery_id = ids::delivery_id(account, &event.id, &sub.id);
+    // Sent even to a paused endpoint: testing it is how one decides to resume it. So its
+    // delivery starts pending, where fan-out would record it skipped, and the outcome of
+    // the send is what it shows.
+    let mut delivery = Delivery::new(&event, &sub, now);
+    delivery.status = DeliveryStatus::Pending;
+    delivery.last_error = None;
     services
         .deliveries
-        .create_batch(&[Delivery {
-            id: delivery_id.clone(),
-            account_id: account.to_string(),
-            subscription_id: sub.id.clone(),
-            event_id: event.id.clone(),
-            event_type: event.event_type.clone(),
-            status: DeliveryStatus::Pending,
-            attempt_count: 0,
-            created_at: now,
-            updated_at: now,
-            next_attempt_at: None,
-            last_error: None,
-            last_latency_ms: None,
-        }])
+        .create_batch(std::slice::from_ref(&delivery))
         .await?;
-    let task = DeliveryTask {
-        delivery_id: delivery_id.clone(),
-        account_id: account.to_string(),
-        subscription_id: sub.id.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        payload: Payload::of(&event),
-        prior_receives: 0,
-    };
-    // Sent even to a paused endpoint: testing it is how one decides to resume it.
+    let task = delivery.task(Payload::of(&event));
     let (mut update, result) = send_once(&services, &sub, &task, 1).await;
     let success = result.status.is_some_and(|s| (200..300).contains(&s));
     update.status = if success {
@@ -115,7 +102,7 @@ pub async fn test_webhook(
         latency_ms: result.latency.as_millis() as u64,
         response_body: result.body,
         error: result.error.map(|e| e.to_string()),
-        delivery_id,
+        delivery_id: delivery.id.into_string(),
     }))
 }
 
@@ -139,16 +126,13 @@ pub async fn rotate_secret(
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let account = caller.account(&account_id)?;
-    let secret = generate_secret();
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    let secret = generate_secret(&*services.random);
     let mut conflicts = 0;
     loop {
-        let mut sub = load(&services, account, &webhook_id).await?;
+        let mut sub = load(&services, &account, &webhook_id).await?;
         let expected = sub.version;
-        sub.rotate_secret(
-            &secret,
-            services.clock.now_ms(),
-            ROTATION_OVERLAP.as_millis() as i64,
-        );
+        sub.rotate_secret(&secret, services.clock.now(), ROTATION_OVERLAP);
         if save(&services, &mut sub, expected, &mut conflicts).await? {
             return Ok(Json(RotatedSecret { secret }));
         }
@@ -175,11 +159,12 @@ pub async fn expire_previous_secrets(
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<Json<ExpiredSecrets>, ApiError> {
     let account = caller.account(&account_id)?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
     let mut conflicts = 0;
     loop {
-        let mut sub = load(&services, account, &webhook_id).await?;
+        let mut sub = load(&services, &account, &webhook_id).await?;
         let expected = sub.version;
-        let expired = sub.expire_previous_secrets(services.clock.now_ms());
+        let expired = sub.expire_previous_secrets(services.clock.now());
         if expired == 0 {
             return Ok(Json(ExpiredSecrets { expired }));
         }
@@ -227,12 +212,13 @@ pub async fn list_webhook_deliveries(
     Query(q): Query<DeliveryQuery>,
 ) -> Result<Json<Paginated<DeliveryView>>, ApiError> {
     let account = caller.account(&account_id)?;
-    load(&services, account, &webhook_id).await?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    load(&services, &account, &webhook_id).await?;
     let status = parse_status(q.status.as_deref())?;
     let page = services
         .deliveries
         .list_for_subscription(
-            account,
+            &account,
             &webhook_id,
             status,
             q.cursor.as_deref(),
@@ -287,7 +273,8 @@ pub async fn webhook_stats(
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<Stats>, ApiError> {
     let account = caller.account(&account_id)?;
-    load(&services, account, &webhook_id).await?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    load(&services, &account, &webhook_id).await?;
     let window = q.window.unwrap_or_else(|| "24h".into());
     let span = parse_window(&window).ok_or_else(|| {
         ApiError::validation(vec![domain::schema::Violation {
@@ -297,14 +284,14 @@ pub async fn webhook_stats(
                     .into(),
         }])
     })?;
-    let since = services.clock.now_ms() - span.as_millis() as i64;
+    let since = services.clock.now() - span;
     let s: DeliveryStats = services
         .deliveries
-        .stats(account, &webhook_id, since)
+        .stats(&account, &webhook_id, since)
         .await?;
     Ok(Json(Stats {
         window,
-        since: format_rfc3339_ms(since),
+        since: since.to_rfc3339(),
         total: s.counts.values().sum(),
         success_rate: s.success_rate(),
         latency_ms: Latency {
@@ -312,7 +299,7 @@ pub async fn webhook_stats(
             p95: s.percentile(95.0),
             p99: s.percentile(99.0),
         },
-        counts: s.counts,
+        counts: s.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
     }))
 }
 
@@ -346,22 +333,25 @@ pub async fn recover_webhook(
     JsonBody(req): JsonBody<RecoverRequest>,
 ) -> Result<(StatusCode, Json<Requeued>), ApiError> {
     let account = caller.account(&account_id)?;
-    load(&services, account, &webhook_id).await?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    load(&services, &account, &webhook_id).await?;
     let bad_time = |pointer: &str| {
         ApiError::validation(vec![domain::schema::Violation {
             pointer: pointer.into(),
             message: "must be an RFC 3339 date-time".into(),
         }])
     };
-    let to_ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    let timestamp = |t: time::OffsetDateTime| {
+        Timestamp::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64)
+    };
     let since = parse_rfc3339(&req.since)
-        .map(to_ms)
+        .map(timestamp)
         .ok_or_else(|| bad_time("/since"))?;
     let until = match &req.until {
         Some(u) => parse_rfc3339(u)
-            .map(to_ms)
+            .map(timestamp)
             .ok_or_else(|| bad_time("/until"))?,
-        None => services.clock.now_ms() + 1,
+        None => services.clock.now().plus_millis(1),
     };
     let mut found = Vec::new();
     for status in [DeliveryStatus::Failed, DeliveryStatus::Dead] {
@@ -369,7 +359,7 @@ pub async fn recover_webhook(
         loop {
             let page = services
                 .deliveries
-                .list_for_subscription(account, &webhook_id, Some(status), cursor.as_deref(), 100)
+                .list_for_subscription(&account, &webhook_id, Some(status), cursor.as_deref(), 100)
                 .await?;
             let mut older = false;
             for d in page.items {

@@ -10,31 +10,15 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, JsonBody};
+use super::extract::{path_id, Caller, JsonBody};
 use super::pagination::{limit, Paginated};
 use super::views::SubscriptionView;
 use app::Services;
 use domain::health;
-use domain::ids;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::schema::Violation;
 use domain::signing::generate_secret;
 use domain::subscription::{self as rules, EndpointAuth, SigningSecret, Subscription};
-
-pub fn check_account_id(account_id: &str) -> Result<(), ApiError> {
-    let ok = !account_id.is_empty()
-        && account_id.len() <= 128
-        && account_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(vec![Violation {
-            pointer: "/account_id".into(),
-            message: "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'".into(),
-        }]))
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -180,7 +164,7 @@ async fn check_destination(services: &Services, url: &str) -> Result<(), ApiErro
 /// Paused and disabled subscriptions count: they are kept and can be resumed. The count is
 /// read before the write, so creates racing each other can pass together and overshoot by
 /// their number; the cap guards against runaway growth, it is not an exact quota.
-async fn check_room(services: &Services, account: &str) -> Result<(), ApiError> {
+async fn check_room(services: &Services, account: &AccountId) -> Result<(), ApiError> {
     let max = services.settings.max_subscriptions_per_account;
     let count = services.subscriptions.list_all(account).await?.len();
     if count >= max {
@@ -214,7 +198,6 @@ pub async fn create_webhook(
     JsonBody(req): JsonBody<CreateWebhook>,
 ) -> Result<(StatusCode, Json<SubscriptionView>), ApiError> {
     let account = caller.account(&account_id)?;
-    check_account_id(account)?;
     if let Some(secret) = &req.secret {
         let mut v = Vec::new();
         rules::check_secret(secret, &mut v);
@@ -222,10 +205,10 @@ pub async fn create_webhook(
             return Err(ApiError::validation(v));
         }
     }
-    let now = services.clock.now_ms();
+    let now = services.clock.now();
     let sub = Subscription {
-        id: ids::time_ordered("wh", now),
-        account_id: account.to_string(),
+        id: SubscriptionId::generate(now, &*services.random),
+        account_id: account.clone(),
         url: req.url,
         description: req.description,
         event_types: req.event_types,
@@ -239,7 +222,9 @@ pub async fn create_webhook(
             .unwrap_or(rules::DEFAULT_TIMEOUT_SECONDS),
         rate_limit_per_second: req.rate_limit_per_second,
         secrets: vec![SigningSecret {
-            secret: req.secret.unwrap_or_else(generate_secret),
+            secret: req
+                .secret
+                .unwrap_or_else(|| generate_secret(&*services.random)),
             expires_at: None,
         }],
         disabled_reason: None,
@@ -250,7 +235,7 @@ pub async fn create_webhook(
         updated_at: now,
     };
     validate(&services, &sub).await?;
-    check_room(&services, account).await?;
+    check_room(&services, &account).await?;
     services.subscriptions.put(&sub).await?;
     Ok((
         StatusCode::CREATED,
@@ -285,20 +270,27 @@ pub async fn list_webhooks(
     // One more than asked, to know whether another page follows.
     let mut subs = services
         .subscriptions
-        .list(account, page.cursor.as_deref(), limit + 1)
+        .list(&account, page.cursor.as_deref(), limit + 1)
         .await?;
     let more = subs.len() > limit;
     subs.truncate(limit);
     Ok(Json(Paginated {
         data: subs.iter().map(SubscriptionView::masked).collect(),
-        next_cursor: more.then(|| subs.last().map(|s| s.id.clone())).flatten(),
+        next_cursor: more
+            .then(|| subs.last().map(|s| s.id.to_string()))
+            .flatten(),
     }))
+}
+
+/// The subscription a path's `webhook_id` names.
+pub(super) fn parse_webhook_id(raw: &str) -> Result<SubscriptionId, ApiError> {
+    path_id(raw, "webhook")
 }
 
 pub(super) async fn load(
     services: &Services,
-    account: &str,
-    id: &str,
+    account: &AccountId,
+    id: &SubscriptionId,
 ) -> Result<Subscription, ApiError> {
     services
         .subscriptions
@@ -319,7 +311,8 @@ pub async fn get_webhook(
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     let account = caller.account(&account_id)?;
-    let sub = load(&services, account, &webhook_id).await?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    let sub = load(&services, &account, &webhook_id).await?;
     Ok(Json(SubscriptionView::masked(&sub)))
 }
 
@@ -338,12 +331,13 @@ pub async fn update_webhook(
     JsonBody(req): JsonBody<UpdateWebhook>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     let account = caller.account(&account_id)?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
     let mut conflicts = 0;
     loop {
-        let mut sub = load(&services, account, &webhook_id).await?;
+        let mut sub = load(&services, &account, &webhook_id).await?;
         let expected = sub.version;
         apply_update(&mut sub, req.clone());
-        sub.updated_at = services.clock.now_ms();
+        sub.updated_at = services.clock.now();
         validate(&services, &sub).await?;
         if save(&services, &mut sub, expected, &mut conflicts).await? {
             return Ok(Json(SubscriptionView::masked(&sub)));
@@ -426,7 +420,8 @@ pub async fn delete_webhook(
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let account = caller.account(&account_id)?;
-    if services.subscriptions.delete(account, &webhook_id).await? {
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    if services.subscriptions.delete(&account, &webhook_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("webhook"))

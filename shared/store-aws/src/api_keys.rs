@@ -5,12 +5,14 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
-use super::attributes::{get_n, get_s, n, opt_n, opt_s, s, Item};
+use super::attributes::{get_id, get_ms, get_s, ms, n, opt_ms, opt_s, s, Item};
 use super::paging::all_items;
 use super::storage_error;
 use app::ports::ApiKeyStore;
 use app::Result;
 use domain::api_key::{newest_first, ApiKeyRecord, LAST_USED_RESOLUTION_MS};
+use domain::ids::{AccountId, ApiKeyId};
+use domain::time::Timestamp;
 
 /// The index listing an account's keys: partition `account_id`, sort `id`.
 pub const BY_ACCOUNT_INDEX: &str = "by_account";
@@ -33,15 +35,19 @@ impl DynamoApiKeyStore {
 
     /// The account's key `key_id`, found on the index (eventually consistent: a key created
     /// a moment ago may not be there yet).
-    async fn find_by_id(&self, account_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+    async fn find_by_id(
+        &self,
+        account_id: &AccountId,
+        key_id: &ApiKeyId,
+    ) -> Result<Option<ApiKeyRecord>> {
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(BY_ACCOUNT_INDEX)
             .key_condition_expression("account_id = :a AND id = :i")
-            .expression_attribute_values(":a", s(account_id))
-            .expression_attribute_values(":i", s(key_id))
+            .expression_attribute_values(":a", s(account_id.as_str()))
+            .expression_attribute_values(":i", s(key_id.as_str()))
             .send()
             .await
             .map_err(storage_error)?;
@@ -52,14 +58,14 @@ impl DynamoApiKeyStore {
 fn from_item(item: &Item) -> Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         key_hash: get_s(item, "key_hash")?,
-        id: get_s(item, "id")?,
-        account_id: get_s(item, "account_id")?,
+        id: get_id(item, "id")?,
+        account_id: get_id(item, "account_id")?,
         // Keys stored before prefixes were kept have none.
         prefix: opt_s(item, "prefix").unwrap_or_default(),
-        created_at: get_n(item, "created_at")?,
-        last_used_at: opt_n(item, "last_used_at"),
-        revoked_at: opt_n(item, "revoked_at"),
-        expires_at: opt_n(item, "expires_at_ms"),
+        created_at: get_ms(item, "created_at")?,
+        last_used_at: opt_ms(item, "last_used_at"),
+        revoked_at: opt_ms(item, "revoked_at"),
+        expires_at: opt_ms(item, "expires_at_ms"),
     })
 }
 
@@ -68,10 +74,10 @@ impl ApiKeyStore for DynamoApiKeyStore {
     async fn create(&self, record: &ApiKeyRecord) -> Result<()> {
         let mut item = HashMap::from([
             ("key_hash".to_string(), s(&record.key_hash)),
-            ("id".to_string(), s(&record.id)),
-            ("account_id".to_string(), s(&record.account_id)),
+            ("id".to_string(), s(record.id.as_str())),
+            ("account_id".to_string(), s(record.account_id.as_str())),
             ("prefix".to_string(), s(&record.prefix)),
-            ("created_at".to_string(), n(record.created_at)),
+            ("created_at".to_string(), ms(record.created_at)),
         ]);
         for (name, value) in [
             ("last_used_at", record.last_used_at),
@@ -79,7 +85,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
             ("expires_at_ms", record.expires_at),
         ] {
             if let Some(v) = value {
-                item.insert(name.to_string(), n(v));
+                item.insert(name.to_string(), ms(v));
             }
         }
         self.client
@@ -105,14 +111,14 @@ impl ApiKeyStore for DynamoApiKeyStore {
         out.item().map(from_item).transpose()
     }
 
-    async fn list(&self, account_id: &str) -> Result<Vec<ApiKeyRecord>> {
+    async fn list(&self, account_id: &AccountId) -> Result<Vec<ApiKeyRecord>> {
         let items = all_items(|start| {
             self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(BY_ACCOUNT_INDEX)
                 .key_condition_expression("account_id = :a")
-                .expression_attribute_values(":a", s(account_id))
+                .expression_attribute_values(":a", s(account_id.as_str()))
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start)
         })
@@ -124,9 +130,9 @@ impl ApiKeyStore for DynamoApiKeyStore {
 
     async fn revoke(
         &self,
-        account_id: &str,
-        key_id: &str,
-        at: i64,
+        account_id: &AccountId,
+        key_id: &ApiKeyId,
+        at: Timestamp,
     ) -> Result<Option<ApiKeyRecord>> {
         let Some(found) = self.find_by_id(account_id, key_id).await? else {
             return Ok(None);
@@ -140,9 +146,9 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .key("key_hash", s(&found.key_hash))
             .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
             .condition_expression("account_id = :a AND id = :i")
-            .expression_attribute_values(":at", n(at))
-            .expression_attribute_values(":a", s(account_id))
-            .expression_attribute_values(":i", s(key_id))
+            .expression_attribute_values(":at", ms(at))
+            .expression_attribute_values(":a", s(account_id.as_str()))
+            .expression_attribute_values(":i", s(key_id.as_str()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -156,7 +162,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
         }
     }
 
-    async fn record_use(&self, key_hash: &str, at: i64) -> Result<bool> {
+    async fn record_use(&self, key_hash: &str, at: Timestamp) -> Result<bool> {
         let outcome = self
             .client
             .update_item()
@@ -168,8 +174,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
                 "attribute_exists(key_hash) AND \
                  (attribute_not_exists(last_used_at) OR last_used_at <= :before)",
             )
-            .expression_attribute_values(":at", n(at))
-            .expression_attribute_values(":before", n(at - LAST_USED_RESOLUTION_MS))
+            .expression_attribute_values(":at", ms(at))
+            .expression_attribute_values(":before", n(at.as_millis() - LAST_USED_RESOLUTION_MS))
             .send()
             .await;
         match outcome {
@@ -181,7 +187,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
         }
     }
 
-    async fn delete(&self, account_id: &str, key_id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, key_id: &ApiKeyId) -> Result<bool> {
         let Some(found) = self.find_by_id(account_id, key_id).await? else {
             return Ok(false);
         };
@@ -191,8 +197,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .table_name(&self.table)
             .key("key_hash", s(&found.key_hash))
             .condition_expression("account_id = :a AND id = :i")
-            .expression_attribute_values(":a", s(account_id))
-            .expression_attribute_values(":i", s(key_id))
+            .expression_attribute_values(":a", s(account_id.as_str()))
+            .expression_attribute_values(":i", s(key_id.as_str()))
             .send()
             .await;
         match outcome {

@@ -6,14 +6,21 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
-use super::attributes::{expired, get_n, get_s, n, now_secs, opt_n, opt_s, s, Item};
+use super::attributes::{
+    expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms, opt_n, opt_s, s, Item,
+};
 use super::paging::{all_items, page_of_items};
 use super::{storage_error, UNPROCESSED_BACKOFF};
 use app::ports::DeliveryLog;
+use app::ports::OsRandom;
 use app::ports::Page;
 use app::{Error, Result};
+use domain::catalog::EventType;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
+use domain::random::Random;
 use domain::stats::DeliveryStats;
+use domain::time::Timestamp;
 
 /// DynamoDB's limit on requests per `BatchWriteItem`.
 const MAX_BATCH_WRITE: usize = 25;
@@ -52,18 +59,18 @@ impl DynamoDeliveryLog {
         }
     }
 
-    fn expires_at(&self, at_ms: i64) -> i64 {
-        at_ms / 1000 + self.retention.as_secs() as i64
+    fn expires_at(&self, at: Timestamp) -> i64 {
+        at.as_millis() / 1000 + self.retention.as_secs() as i64
     }
 
     async fn create(&self, d: &Delivery) -> Result<bool> {
         let mut item: Item = HashMap::from([
-            ("pk".to_string(), s(&d.id)),
+            ("pk".to_string(), s(d.id.as_str())),
             ("sk".to_string(), s(DELIVERY_SK)),
-            ("account_id".to_string(), s(&d.account_id)),
-            ("subscription_id".to_string(), s(&d.subscription_id)),
-            ("event_id".to_string(), s(&d.event_id)),
-            ("event_type".to_string(), s(&d.event_type)),
+            ("account_id".to_string(), s(d.account_id.as_str())),
+            ("subscription_id".to_string(), s(d.subscription_id.as_str())),
+            ("event_id".to_string(), s(d.event_id.as_str())),
+            ("event_type".to_string(), s(d.event_type.as_str())),
             (
                 "event_key".to_string(),
                 s(format!("{}#{}", d.account_id, d.event_id)),
@@ -74,12 +81,12 @@ impl DynamoDeliveryLog {
             ),
             ("status".to_string(), s(d.status.as_str())),
             ("attempt_count".to_string(), n(d.attempt_count)),
-            ("created_at".to_string(), n(d.created_at)),
-            ("updated_at".to_string(), n(d.updated_at)),
+            ("created_at".to_string(), ms(d.created_at)),
+            ("updated_at".to_string(), ms(d.updated_at)),
             ("expires_at".to_string(), n(self.expires_at(d.created_at))),
         ]);
         if let Some(at) = d.next_attempt_at {
-            item.insert("next_attempt_at".into(), n(at));
+            item.insert("next_attempt_at".into(), ms(at));
         }
         if let Some(e) = &d.last_error {
             item.insert("last_error".into(), s(e));
@@ -119,7 +126,7 @@ impl DynamoDeliveryLog {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(&u.delivery_id))
+            .key("pk", s(u.delivery_id.as_str()))
             .key("sk", s(DELIVERY_SK))
             .condition_expression("attribute_exists(pk) AND #acct = :acct")
             .update_expression("SET #ua = :ua, #ll = :ll, #ex = :exp ADD #ac :one")
@@ -129,8 +136,8 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#ua", "updated_at")
             .expression_attribute_names("#ll", "last_latency_ms")
             .expression_attribute_names("#ac", "attempt_count")
-            .expression_attribute_values(":acct", s(&u.account_id))
-            .expression_attribute_values(":ua", n(u.at))
+            .expression_attribute_values(":acct", s(u.account_id.as_str()))
+            .expression_attribute_values(":ua", ms(u.at))
             .expression_attribute_values(":ll", n(latency))
             .expression_attribute_values(":one", n(1))
             .send()
@@ -153,7 +160,7 @@ impl DynamoDeliveryLog {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(&u.delivery_id))
+            .key("pk", s(u.delivery_id.as_str()))
             .key("sk", s(DELIVERY_SK))
             .condition_expression(if only_while_pending {
                 "attribute_exists(pk) AND #acct = :acct AND #st = :pending"
@@ -166,9 +173,9 @@ impl DynamoDeliveryLog {
             .expression_attribute_names("#na", "next_attempt_at")
             .expression_attribute_names("#le", "last_error")
             .expression_attribute_names("#sk", "status_key")
-            .expression_attribute_values(":acct", s(&u.account_id))
+            .expression_attribute_values(":acct", s(u.account_id.as_str()))
             .expression_attribute_values(":st", s(u.status.as_str()))
-            .expression_attribute_values(":ua", n(u.at))
+            .expression_attribute_values(":ua", ms(u.at))
             .expression_attribute_names("#ex", "expires_at")
             .expression_attribute_values(":exp", n(self.expires_at(u.at)));
         if only_while_pending {
@@ -184,7 +191,7 @@ impl DynamoDeliveryLog {
         match u.next_attempt_at {
             Some(at) => {
                 set.push("#na = :na");
-                request = request.expression_attribute_values(":na", n(at));
+                request = request.expression_attribute_values(":na", ms(at));
             }
             None => remove.push("#na"),
         }
@@ -232,12 +239,12 @@ impl DynamoDeliveryLog {
     /// as two attempts.
     fn attempt_item(&self, u: &DeliveryUpdate, a: &Attempt) -> Result<Item> {
         let headers =
-            serde_json::to_string(&a.request_headers).map_err(|e| Error::Storage(e.to_string()))?;
+            serde_json::to_string(&a.request_headers).map_err(|e| Error::storage(e.to_string()))?;
         let mut item: Item = HashMap::from([
-            ("pk".to_string(), s(&u.delivery_id)),
+            ("pk".to_string(), s(u.delivery_id.as_str())),
             ("sk".to_string(), s(attempt_sort_key(a.at))),
-            ("account_id".to_string(), s(&u.account_id)),
-            ("at".to_string(), n(a.at)),
+            ("account_id".to_string(), s(u.account_id.as_str())),
+            ("at".to_string(), ms(a.at)),
             ("url".to_string(), s(&a.url)),
             ("request_headers".to_string(), s(headers)),
             ("latency_ms".to_string(), n(a.latency_ms)),
@@ -334,7 +341,7 @@ impl DynamoDeliveryLog {
                     break;
                 }
                 let Some(delay) = delays.next() else {
-                    return Err(Error::Storage(format!(
+                    return Err(Error::storage(format!(
                         "{} writes stayed unprocessed",
                         pending.len()
                     )));
@@ -349,17 +356,17 @@ impl DynamoDeliveryLog {
 fn delivery_from_item(item: &Item) -> Result<Delivery> {
     let status = get_s(item, "status")?;
     Ok(Delivery {
-        id: get_s(item, "pk")?,
-        account_id: get_s(item, "account_id")?,
-        subscription_id: get_s(item, "subscription_id")?,
-        event_id: get_s(item, "event_id")?,
-        event_type: get_s(item, "event_type")?,
+        id: get_id(item, "pk")?,
+        account_id: get_id(item, "account_id")?,
+        subscription_id: get_id(item, "subscription_id")?,
+        event_id: get_id(item, "event_id")?,
+        event_type: EventType::from_stored(get_s(item, "event_type")?),
         status: DeliveryStatus::parse(&status)
-            .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?,
+            .ok_or_else(|| Error::storage(format!("unknown delivery status {status}")))?,
         attempt_count: get_n(item, "attempt_count")?,
-        created_at: get_n(item, "created_at")?,
-        updated_at: get_n(item, "updated_at")?,
-        next_attempt_at: opt_n(item, "next_attempt_at"),
+        created_at: get_ms(item, "created_at")?,
+        updated_at: get_ms(item, "updated_at")?,
+        next_attempt_at: opt_ms(item, "next_attempt_at"),
         last_error: opt_s(item, "last_error"),
         last_latency_ms: opt_n(item, "last_latency_ms"),
     })
@@ -368,10 +375,10 @@ fn delivery_from_item(item: &Item) -> Result<Delivery> {
 fn attempt_from_item(item: &Item, number: u32) -> Result<Attempt> {
     Ok(Attempt {
         attempt: number,
-        at: get_n(item, "at")?,
+        at: get_ms(item, "at")?,
         url: get_s(item, "url")?,
         request_headers: serde_json::from_str(&get_s(item, "request_headers")?)
-            .map_err(|e| Error::Storage(format!("corrupt attempt: {e}")))?,
+            .map_err(|e| Error::storage(format!("corrupt attempt: {e}")))?,
         status_code: opt_n(item, "status_code"),
         latency_ms: get_n(item, "latency_ms")?,
         response_body: opt_s(item, "response_body"),
@@ -381,12 +388,12 @@ fn attempt_from_item(item: &Item, number: u32) -> Result<Attempt> {
 
 /// An attempt's sort key: `attempt#`, its start in milliseconds (13 digits: sorts by time
 /// until the year 2286), `#` and 8 random bytes in hex.
-fn attempt_sort_key(started_at_ms: i64) -> String {
+fn attempt_sort_key(started_at: Timestamp) -> String {
     let mut random = [0u8; 8];
-    domain::ids::random_bytes(&mut random);
+    OsRandom.fill(&mut random);
     format!(
         "attempt#{:013}#{:016x}",
-        started_at_ms.max(0),
+        started_at.as_millis().max(0),
         u64::from_be_bytes(random)
     )
 }
@@ -405,17 +412,17 @@ impl DeliveryLog for DynamoDeliveryLog {
 
     async fn move_status(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &DeliveryId,
         from: (DeliveryStatus, u32),
         to: DeliveryStatus,
-        at: i64,
+        at: Timestamp,
     ) -> Result<bool> {
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(id))
+            .key("pk", s(id.as_str()))
             .key("sk", s(DELIVERY_SK))
             .condition_expression(
                 "attribute_exists(pk) AND #acct = :acct AND #st = :from AND #ac = :count",
@@ -426,19 +433,19 @@ impl DeliveryLog for DynamoDeliveryLog {
             .expression_attribute_names("#ua", "updated_at")
             .expression_attribute_names("#na", "next_attempt_at")
             .expression_attribute_names("#sk", "status_key")
-            .expression_attribute_values(":acct", s(account_id))
+            .expression_attribute_values(":acct", s(account_id.as_str()))
             .expression_attribute_names("#ex", "expires_at")
             .expression_attribute_values(":from", s(from.0.as_str()))
             .expression_attribute_values(":count", n(from.1))
             .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":ua", n(at))
+            .expression_attribute_values(":ua", ms(at))
             // A moved delivery lives on: it keeps the table's retention from now.
             .expression_attribute_values(":exp", n(self.expires_at(at)));
         let mut set = vec!["#st = :to", "#ua = :ua", "#ex = :exp"];
         let mut remove = Vec::new();
         if to == DeliveryStatus::Pending {
             set.push("#na = :na");
-            request = request.expression_attribute_values(":na", n(at));
+            request = request.expression_attribute_values(":na", ms(at));
         } else {
             remove.push("#na");
         }
@@ -483,12 +490,12 @@ impl DeliveryLog for DynamoDeliveryLog {
         .await
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+    async fn get(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Option<Delivery>> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(id))
+            .key("pk", s(id.as_str()))
             .key("sk", s(DELIVERY_SK))
             .consistent_read(true)
             .send()
@@ -496,18 +503,18 @@ impl DeliveryLog for DynamoDeliveryLog {
             .map_err(storage_error)?;
         out.item()
             .filter(|i| !expired(i, now_secs()))
-            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
             .map(delivery_from_item)
             .transpose()
     }
 
-    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+    async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
         let items = all_items(|start| {
             self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(id))
+                .expression_attribute_values(":pk", s(id.as_str()))
                 .expression_attribute_values(":prefix", s("attempt#"))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
@@ -516,13 +523,17 @@ impl DeliveryLog for DynamoDeliveryLog {
         // Sorted by key, so oldest first; numbered in that order.
         items
             .iter()
-            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id))
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
             .zip(1..)
             .map(|(item, number)| attempt_from_item(item, number))
             .collect()
     }
 
-    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+    async fn list_for_event(
+        &self,
+        account_id: &AccountId,
+        event_id: &EventId,
+    ) -> Result<Vec<Delivery>> {
         let items = all_items(|start| {
             self.client
                 .query()
@@ -543,8 +554,8 @@ impl DeliveryLog for DynamoDeliveryLog {
 
     async fn list_for_subscription(
         &self,
-        account_id: &str,
-        subscription_id: &str,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
         status: Option<DeliveryStatus>,
         cursor: Option<&str>,
         limit: usize,
@@ -566,7 +577,7 @@ impl DeliveryLog for DynamoDeliveryLog {
 
     async fn list_dead(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
@@ -583,9 +594,9 @@ impl DeliveryLog for DynamoDeliveryLog {
 
     async fn stats(
         &self,
-        account_id: &str,
-        subscription_id: &str,
-        since_ms: i64,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        since: Timestamp,
     ) -> Result<DeliveryStats> {
         let items = all_items(|start| {
             self.client
@@ -594,7 +605,7 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .index_name(BY_SUBSCRIPTION_INDEX)
                 .key_condition_expression("sub_key = :k AND created_at >= :since")
                 .expression_attribute_values(":k", s(format!("{account_id}#{subscription_id}")))
-                .expression_attribute_values(":since", n(since_ms))
+                .expression_attribute_values(":since", ms(since))
                 .set_exclusive_start_key(start)
         })
         .await?;
@@ -602,7 +613,7 @@ impl DeliveryLog for DynamoDeliveryLog {
         for item in &items {
             let status = get_s(item, "status")?;
             let status = DeliveryStatus::parse(&status)
-                .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+                .ok_or_else(|| Error::storage(format!("unknown delivery status {status}")))?;
             stats.add(status, opt_n(item, "last_latency_ms"));
         }
         Ok(stats)

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::attributes::{expired, get_bool, get_s, n, now_secs, s, Item};
+use super::attributes::{expired, get_bool, get_s, ms, n, now_secs, s, Item};
 use app::ports::Page;
 
 pub const BY_TIME_INDEX: &str = "by_time";
@@ -15,6 +15,7 @@ use super::storage_error;
 use app::ports::{EventInsert, EventStore};
 use app::{Error, Result};
 use domain::event::Event;
+use domain::ids::{AccountId, EventId};
 
 /// Table `events`: partition `account_id`, sort `id`; the event as JSON in `doc`, whether it
 /// reached the queue in `enqueued`, and a TTL in `expires_at`. The index `by_time`
@@ -47,11 +48,11 @@ impl DynamoEventStore {
 
     /// A conditional put: the event is written only if absent (or expired).
     async fn insert(&self, event: &Event) -> Result<EventInsert> {
-        let doc = serde_json::to_string(event).map_err(|e| Error::Storage(e.to_string()))?;
-        let now_secs = event.received_at / 1000;
+        let doc = serde_json::to_string(event).map_err(|e| Error::storage(e.to_string()))?;
+        let now_secs = event.received_at.as_millis() / 1000;
         let mut item = Self::key(&event.account_id, &event.id);
-        item.insert("type".into(), s(&event.event_type));
-        item.insert("received_at".into(), n(event.received_at));
+        item.insert("type".into(), s(event.event_type.as_str()));
+        item.insert("received_at".into(), ms(event.received_at));
         item.insert("enqueued".into(), AttributeValue::Bool(false));
         item.insert(
             "expires_at".into(),
@@ -124,7 +125,7 @@ impl EventStore for DynamoEventStore {
             .collect())
     }
 
-    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
         let updates = keys.iter().map(|(account, id)| {
             self.client
                 .update_item()
@@ -141,19 +142,19 @@ impl EventStore for DynamoEventStore {
         Ok(())
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+    async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {
         self.read(account_id, id)
             .await?
             .map(|item| {
                 serde_json::from_str(&get_s(&item, "doc")?)
-                    .map_err(|e| Error::Storage(format!("corrupt event: {e}")))
+                    .map_err(|e| Error::storage(format!("corrupt event: {e}")))
             })
             .transpose()
     }
 
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         event_type: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
@@ -166,7 +167,7 @@ impl EventStore for DynamoEventStore {
                     .table_name(&self.table)
                     .index_name(BY_TIME_INDEX)
                     .key_condition_expression("account_id = :a")
-                    .expression_attribute_values(":a", s(account_id))
+                    .expression_attribute_values(":a", s(account_id.as_str()))
                     .scan_index_forward(false)
                     .set_exclusive_start_key(start);
                 match event_type {
@@ -186,7 +187,7 @@ impl EventStore for DynamoEventStore {
             .iter()
             .map(|item| {
                 serde_json::from_str(&get_s(item, "doc")?)
-                    .map_err(|e| Error::Storage(format!("corrupt event: {e}")))
+                    .map_err(|e| Error::storage(format!("corrupt event: {e}")))
             })
             .collect::<Result<_>>()?;
         Ok(Page {

@@ -81,24 +81,14 @@ impl Clients {
     }
 }
 
-/// Turns an SDK failure into a retryable storage or queue error, with its service message.
-pub(crate) fn storage_error<E: std::error::Error>(err: E) -> Error {
-    Error::Storage(error_chain(&err))
+/// Turns an SDK failure into a retryable storage or queue error, with its service message;
+/// the SDK's error stays its typed source.
+pub(crate) fn storage_error<E: std::error::Error + Send + Sync + 'static>(err: E) -> Error {
+    Error::storage_caused_by("DynamoDB", err)
 }
 
-pub(crate) fn queue_error<E: std::error::Error>(err: E) -> Error {
-    Error::Queue(error_chain(&err))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+pub(crate) fn queue_error<E: std::error::Error + Send + Sync + 'static>(err: E) -> Error {
+    Error::queue_caused_by("SQS", err)
 }
 
 /// Every store and queue on AWS.

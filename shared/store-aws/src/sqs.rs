@@ -57,7 +57,7 @@ fn whole_seconds(d: Duration, max: u64) -> i32 {
 }
 
 fn build_error(e: impl std::error::Error) -> Error {
-    Error::Queue(format!("building an SQS request: {e}"))
+    Error::queue(format!("building an SQS request: {e}"))
 }
 
 #[async_trait]
@@ -95,7 +95,7 @@ impl Queue for SqsQueue {
                 }
             }
             if !pending.is_empty() {
-                return Err(Error::Queue(format!(
+                return Err(Error::queue(format!(
                     "SQS refused {} messages of a batch",
                     pending.len()
                 )));

@@ -8,6 +8,7 @@ use super::paging::all_items;
 use super::{storage_error, UNPROCESSED_BACKOFF};
 use app::ports::SubscriptionStore;
 use app::{Error, Result};
+use domain::ids::{AccountId, SubscriptionId};
 use domain::subscription::Subscription;
 
 /// DynamoDB's limit on keys per `BatchGetItem`.
@@ -30,7 +31,7 @@ impl DynamoSubscriptionStore {
 
 fn decode(item: &Item) -> Result<Subscription> {
     serde_json::from_str(&get_s(item, "doc")?)
-        .map_err(|e| Error::Storage(format!("corrupt subscription: {e}")))
+        .map_err(|e| Error::storage(format!("corrupt subscription: {e}")))
 }
 
 fn key(account_id: &str, id: &str) -> Item {
@@ -42,7 +43,7 @@ fn key(account_id: &str, id: &str) -> Item {
 
 /// The subscription as JSON in `doc`, and its version as a number a condition can compare.
 fn item(sub: &Subscription) -> Result<Item> {
-    let doc = serde_json::to_string(sub).map_err(|e| Error::Storage(e.to_string()))?;
+    let doc = serde_json::to_string(sub).map_err(|e| Error::storage(e.to_string()))?;
     let mut item = key(&sub.account_id, &sub.id);
     item.insert("doc".into(), s(doc));
     item.insert("version".into(), n(sub.version));
@@ -92,7 +93,11 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         }
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
+    async fn get(
+        &self,
+        account_id: &AccountId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>> {
         let out = self
             .client
             .get_item()
@@ -105,8 +110,8 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         out.item().map(decode).transpose()
     }
 
-    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>> {
-        let mut unique: Vec<&(String, String)> = keys.iter().collect();
+    async fn get_many(&self, keys: &[(AccountId, SubscriptionId)]) -> Result<Vec<Subscription>> {
+        let mut unique: Vec<&(AccountId, SubscriptionId)> = keys.iter().collect();
         unique.sort();
         unique.dedup();
         let mut found = Vec::new();
@@ -138,7 +143,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
                     pending = rest.keys().to_vec();
                     if !pending.is_empty() {
                         let Some(delay) = delays.next() else {
-                            return Err(Error::Storage(format!(
+                            return Err(Error::storage(format!(
                                 "{} reads stayed unprocessed",
                                 pending.len()
                             )));
@@ -153,7 +158,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
 
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Subscription>> {
@@ -161,7 +166,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .client
             .query()
             .table_name(&self.table)
-            .expression_attribute_values(":a", s(account_id))
+            .expression_attribute_values(":a", s(account_id.as_str()))
             .consistent_read(true)
             .limit(limit as i32);
         query = match after {
@@ -174,14 +179,14 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         out.items().iter().map(decode).collect()
     }
 
-    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
+    async fn list_all(&self, account_id: &AccountId) -> Result<Vec<Subscription>> {
         // Subscriptions have no TTL; `all_items` leaves them all in.
         let items = all_items(|start| {
             self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("account_id = :a")
-                .expression_attribute_values(":a", s(account_id))
+                .expression_attribute_values(":a", s(account_id.as_str()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
         })
@@ -189,7 +194,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         items.iter().map(decode).collect()
     }
 
-    async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, id: &SubscriptionId) -> Result<bool> {
         let out = self
             .client
             .delete_item()

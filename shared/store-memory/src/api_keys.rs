@@ -9,6 +9,8 @@ use super::lock;
 use app::ports::ApiKeyStore;
 use app::{Error, Result};
 use domain::api_key::{newest_first, ApiKeyRecord, LAST_USED_RESOLUTION_MS};
+use domain::ids::{AccountId, ApiKeyId};
+use domain::time::Timestamp;
 
 /// API keys by the hash of the key.
 #[derive(Default)]
@@ -38,10 +40,10 @@ impl ApiKeyStore for MemoryApiKeyStore {
         Ok(lock(&self.records)?.get(key_hash).cloned())
     }
 
-    async fn list(&self, account_id: &str) -> Result<Vec<ApiKeyRecord>> {
+    async fn list(&self, account_id: &AccountId) -> Result<Vec<ApiKeyRecord>> {
         let mut keys: Vec<ApiKeyRecord> = lock(&self.records)?
             .values()
-            .filter(|r| r.account_id == account_id)
+            .filter(|r| &r.account_id == account_id)
             .cloned()
             .collect();
         newest_first(&mut keys);
@@ -50,26 +52,26 @@ impl ApiKeyStore for MemoryApiKeyStore {
 
     async fn revoke(
         &self,
-        account_id: &str,
-        key_id: &str,
-        at: i64,
+        account_id: &AccountId,
+        key_id: &ApiKeyId,
+        at: Timestamp,
     ) -> Result<Option<ApiKeyRecord>> {
         let mut records = lock(&self.records)?;
         Ok(records
             .values_mut()
-            .find(|r| r.account_id == account_id && r.id == key_id)
+            .find(|r| &r.account_id == account_id && &r.id == key_id)
             .map(|r| {
                 r.revoked_at.get_or_insert(at);
                 r.clone()
             }))
     }
 
-    async fn record_use(&self, key_hash: &str, at: i64) -> Result<bool> {
+    async fn record_use(&self, key_hash: &str, at: Timestamp) -> Result<bool> {
         let mut records = lock(&self.records)?;
         match records.get_mut(key_hash) {
             Some(r)
                 if r.last_used_at
-                    .is_none_or(|t| t <= at - LAST_USED_RESOLUTION_MS) =>
+                    .is_none_or(|t| t <= at.plus_millis(-LAST_USED_RESOLUTION_MS)) =>
             {
                 r.last_used_at = Some(at);
                 Ok(true)
@@ -78,10 +80,10 @@ impl ApiKeyStore for MemoryApiKeyStore {
         }
     }
 
-    async fn delete(&self, account_id: &str, key_id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, key_id: &ApiKeyId) -> Result<bool> {
         let mut records = lock(&self.records)?;
         let before = records.len();
-        records.retain(|_, r| !(r.account_id == account_id && r.id == key_id));
+        records.retain(|_, r| !(&r.account_id == account_id && &r.id == key_id));
         Ok(records.len() < before)
     }
 }

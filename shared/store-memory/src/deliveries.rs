@@ -12,7 +12,9 @@ use super::paging::{newest_first, Before};
 use app::ports::{DeliveryLog, Page};
 use app::Result;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::stats::DeliveryStats;
+use domain::time::Timestamp;
 
 struct Stored {
     delivery: Delivery,
@@ -24,7 +26,7 @@ struct Stored {
 /// with its attempts.
 #[derive(Default)]
 pub struct MemoryDeliveryLog {
-    records: Mutex<BTreeMap<String, Stored>>,
+    records: Mutex<BTreeMap<DeliveryId, Stored>>,
 }
 
 impl MemoryDeliveryLog {
@@ -35,13 +37,13 @@ impl MemoryDeliveryLog {
 
 /// The account's deliveries, in id order.
 fn of_account<'a>(
-    records: &'a BTreeMap<String, Stored>,
-    account_id: &'a str,
+    records: &'a BTreeMap<DeliveryId, Stored>,
+    account_id: &'a AccountId,
 ) -> impl Iterator<Item = &'a Delivery> {
     records
         .values()
         .map(|s| &s.delivery)
-        .filter(move |d| d.account_id == account_id)
+        .filter(move |d| &d.account_id == account_id)
 }
 
 fn owned(page: Page<&Delivery>) -> Page<Delivery> {
@@ -111,17 +113,17 @@ impl DeliveryLog for MemoryDeliveryLog {
 
     async fn move_status(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &DeliveryId,
         from: (DeliveryStatus, u32),
         to: DeliveryStatus,
-        at: i64,
+        at: Timestamp,
     ) -> Result<bool> {
         let mut records = lock(&self.records)?;
         let Some(d) = records
             .get_mut(id)
             .map(|s| &mut s.delivery)
-            .filter(|d| d.account_id == account_id && (d.status, d.attempt_count) == from)
+            .filter(|d| &d.account_id == account_id && (d.status, d.attempt_count) == from)
         else {
             return Ok(false);
         };
@@ -131,26 +133,30 @@ impl DeliveryLog for MemoryDeliveryLog {
         Ok(true)
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+    async fn get(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Option<Delivery>> {
         Ok(lock(&self.records)?
             .get(id)
             .map(|s| &s.delivery)
-            .filter(|d| d.account_id == account_id)
+            .filter(|d| &d.account_id == account_id)
             .cloned())
     }
 
-    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+    async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
         Ok(lock(&self.records)?
             .get(id)
-            .filter(|s| s.delivery.account_id == account_id)
+            .filter(|s| &s.delivery.account_id == account_id)
             .map(|s| s.attempts.clone())
             .unwrap_or_default())
     }
 
-    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+    async fn list_for_event(
+        &self,
+        account_id: &AccountId,
+        event_id: &EventId,
+    ) -> Result<Vec<Delivery>> {
         let records = lock(&self.records)?;
         let mut found: Vec<Delivery> = of_account(&records, account_id)
-            .filter(|d| d.event_id == event_id)
+            .filter(|d| &d.event_id == event_id)
             .cloned()
             .collect();
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -159,8 +165,8 @@ impl DeliveryLog for MemoryDeliveryLog {
 
     async fn list_for_subscription(
         &self,
-        account_id: &str,
-        subscription_id: &str,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
         status: Option<DeliveryStatus>,
         cursor: Option<&str>,
         limit: usize,
@@ -168,16 +174,16 @@ impl DeliveryLog for MemoryDeliveryLog {
         let before = Before::parse(cursor)?;
         let records = lock(&self.records)?;
         let matching = of_account(&records, account_id).filter(|d| {
-            d.subscription_id == subscription_id && status.is_none_or(|s| d.status == s)
+            &d.subscription_id == subscription_id && status.is_none_or(|s| d.status == s)
         });
         Ok(owned(newest_first(matching, &before, limit, |d| {
-            (d.created_at, d.id.as_str())
+            (d.created_at.as_millis(), d.id.as_str())
         })))
     }
 
     async fn list_dead(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
@@ -185,19 +191,19 @@ impl DeliveryLog for MemoryDeliveryLog {
         let records = lock(&self.records)?;
         let dead = of_account(&records, account_id).filter(|d| d.status == DeliveryStatus::Dead);
         Ok(owned(newest_first(dead, &before, limit, |d| {
-            (d.updated_at, d.id.as_str())
+            (d.updated_at.as_millis(), d.id.as_str())
         })))
     }
 
     async fn stats(
         &self,
-        account_id: &str,
-        subscription_id: &str,
-        since_ms: i64,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        since: Timestamp,
     ) -> Result<DeliveryStats> {
         let records = lock(&self.records)?;
         let mut window: Vec<&Delivery> = of_account(&records, account_id)
-            .filter(|d| d.subscription_id == subscription_id && d.created_at >= since_ms)
+            .filter(|d| &d.subscription_id == subscription_id && d.created_at >= since)
             .collect();
         window.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let mut stats = DeliveryStats::default();

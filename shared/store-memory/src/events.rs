@@ -11,6 +11,7 @@ use super::paging::{newest_first, Before};
 use app::ports::{EventInsert, EventStore, Page};
 use app::Result;
 use domain::event::Event;
+use domain::ids::{AccountId, EventId};
 
 struct Stored {
     event: Event,
@@ -37,7 +38,7 @@ impl EventStore for MemoryEventStore {
         Ok(events
             .iter()
             .map(|e| {
-                let key = (e.account_id.clone(), e.id.clone());
+                let key = (e.account_id.to_string(), e.id.to_string());
                 match records.get(&key) {
                     Some(stored) => EventInsert::Exists {
                         enqueued: stored.enqueued,
@@ -57,24 +58,24 @@ impl EventStore for MemoryEventStore {
             .collect())
     }
 
-    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
         let mut records = lock(&self.records)?;
-        for key in keys {
-            if let Some(stored) = records.get_mut(key) {
+        for (account, id) in keys {
+            if let Some(stored) = records.get_mut(&(account.to_string(), id.to_string())) {
                 stored.enqueued = true;
             }
         }
         Ok(())
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+    async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {
         let key = (account_id.to_string(), id.to_string());
         Ok(lock(&self.records)?.get(&key).map(|s| s.event.clone()))
     }
 
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         event_type: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
@@ -83,11 +84,11 @@ impl EventStore for MemoryEventStore {
         let records = lock(&self.records)?;
         let of_account = records
             .range((account_id.to_string(), String::new())..)
-            .take_while(|((account, _), _)| account == account_id)
+            .take_while(|((account, _), _)| account == account_id.as_str())
             .map(|(_, s)| &s.event)
-            .filter(|e| event_type.is_none_or(|t| e.event_type == t));
+            .filter(|e| event_type.is_none_or(|t| e.event_type.as_str() == t));
         let page = newest_first(of_account, &before, limit, |e| {
-            (e.received_at, e.id.as_str())
+            (e.received_at.as_millis(), e.id.as_str())
         });
         Ok(Page {
             items: page.items.into_iter().cloned().collect(),

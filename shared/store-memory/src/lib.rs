@@ -65,5 +65,5 @@ pub fn stores(clock: Arc<dyn Clock>) -> Stores {
 fn lock<T>(records: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     records
         .lock()
-        .map_err(|_| Error::Storage("a call panicked while changing this store".into()))
+        .map_err(|_| Error::storage("a call panicked while changing this store"))
 }

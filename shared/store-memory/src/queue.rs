@@ -13,10 +13,13 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use app::ports::{
-    check_sizes, Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH, MAX_MESSAGE_BYTES,
+    check_sizes, Clock, OsRandom, OutgoingMessage, Queue, QueueMessage, MAX_BATCH,
+    MAX_MESSAGE_BYTES,
 };
 use app::{Error, Result};
 use domain::ids;
+use domain::random::Random;
+use domain::time::Timestamp;
 
 /// Where a message goes after too many receives: SQS's redrive policy.
 #[derive(Clone)]
@@ -113,7 +116,7 @@ impl MemoryQueue {
     fn lock(&self) -> Result<MutexGuard<'_, Messages>> {
         self.messages
             .lock()
-            .map_err(|_| Error::Queue(format!("a call panicked while changing {}", self.name)))
+            .map_err(|_| Error::queue(format!("a call panicked while changing {}", self.name)))
     }
 
     /// Takes a message redriven from another queue, visible at once with no receives.
@@ -190,7 +193,7 @@ impl MemoryQueue {
 
 fn nonce() -> u64 {
     let mut b = [0u8; 8];
-    ids::random_bytes(&mut b);
+    OsRandom.fill(&mut b);
     u64::from_le_bytes(b)
 }
 
@@ -207,7 +210,7 @@ impl Queue for MemoryQueue {
             let mut stored = self.lock()?;
             for m in messages {
                 stored.insert(Message {
-                    id: ids::time_ordered("m", now),
+                    id: ids::time_ordered("m", Timestamp::from_millis(now), &OsRandom),
                     body: m.body,
                     sent_at: now,
                     visible_at: now + m.delay.as_millis() as i64,
@@ -292,8 +295,8 @@ mod tests {
     struct ManualClock(AtomicI64);
 
     impl Clock for ManualClock {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
+        fn now(&self) -> Timestamp {
+            Timestamp::from_millis(self.0.load(Ordering::SeqCst))
         }
     }
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::lock;
 use app::ports::SubscriptionStore;
 use app::Result;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::subscription::Subscription;
 
 /// Subscriptions by (account, id): an account's are adjacent, in id order.
@@ -59,23 +60,27 @@ impl SubscriptionStore for MemorySubscriptionStore {
         }
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
+    async fn get(
+        &self,
+        account_id: &AccountId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>> {
         Ok(lock(&self.records)?.get(&key(account_id, id)).cloned())
     }
 
-    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>> {
+    async fn get_many(&self, keys: &[(AccountId, SubscriptionId)]) -> Result<Vec<Subscription>> {
         let records = lock(&self.records)?;
         // Each found subscription once, however often it is asked for (as `IN` does).
-        let keys: BTreeSet<&(String, String)> = keys.iter().collect();
+        let keys: BTreeSet<(String, String)> = keys.iter().map(|(a, i)| key(a, i)).collect();
         Ok(keys
             .into_iter()
-            .filter_map(|k| records.get(k).cloned())
+            .filter_map(|k| records.get(&k).cloned())
             .collect())
     }
 
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Subscription>> {
@@ -88,12 +93,12 @@ impl SubscriptionStore for MemorySubscriptionStore {
             .collect())
     }
 
-    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
+    async fn list_all(&self, account_id: &AccountId) -> Result<Vec<Subscription>> {
         let records = lock(&self.records)?;
         Ok(of_account(&records, account_id).cloned().collect())
     }
 
-    async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, id: &SubscriptionId) -> Result<bool> {
         Ok(lock(&self.records)?.remove(&key(account_id, id)).is_some())
     }
 }

@@ -1,10 +1,13 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
+use super::columns::{ms, Columns};
 use super::Db;
 use app::ports::ApiKeyStore;
 use app::Result;
 use domain::api_key::{ApiKeyRecord, LAST_USED_RESOLUTION_MS};
+use domain::ids::{AccountId, ApiKeyId};
+use domain::time::Timestamp;
 
 pub struct SqliteApiKeyStore {
     db: Db,
@@ -23,13 +26,13 @@ const COLUMNS: &str =
 fn record(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         key_hash: r.get(0)?,
-        id: r.get(1)?,
-        account_id: r.get(2)?,
-        created_at: r.get(3)?,
+        id: r.id(1)?,
+        account_id: r.id(2)?,
+        created_at: r.time(3)?,
         prefix: r.get(4)?,
-        last_used_at: r.get(5)?,
-        revoked_at: r.get(6)?,
-        expires_at: r.get(7)?,
+        last_used_at: r.time_opt(5)?,
+        revoked_at: r.time_opt(6)?,
+        expires_at: r.time_opt(7)?,
     })
 }
 
@@ -45,13 +48,13 @@ impl ApiKeyStore for SqliteApiKeyStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         r.key_hash,
-                        r.id,
-                        r.account_id,
-                        r.created_at,
+                        r.id.as_str(),
+                        r.account_id.as_str(),
+                        r.created_at.as_millis(),
                         r.prefix,
-                        r.last_used_at,
-                        r.revoked_at,
-                        r.expires_at
+                        ms(r.last_used_at),
+                        ms(r.revoked_at),
+                        ms(r.expires_at)
                     ],
                 )?;
                 Ok(())
@@ -72,7 +75,7 @@ impl ApiKeyStore for SqliteApiKeyStore {
             .await
     }
 
-    async fn list(&self, account_id: &str) -> Result<Vec<ApiKeyRecord>> {
+    async fn list(&self, account_id: &AccountId) -> Result<Vec<ApiKeyRecord>> {
         let account = account_id.to_string();
         self.db
             .call(move |c| {
@@ -88,10 +91,11 @@ impl ApiKeyStore for SqliteApiKeyStore {
 
     async fn revoke(
         &self,
-        account_id: &str,
-        key_id: &str,
-        at: i64,
+        account_id: &AccountId,
+        key_id: &ApiKeyId,
+        at: Timestamp,
     ) -> Result<Option<ApiKeyRecord>> {
+        let at = at.as_millis();
         let (account, id) = (account_id.to_string(), key_id.to_string());
         self.db
             .call(move |c| {
@@ -105,8 +109,8 @@ impl ApiKeyStore for SqliteApiKeyStore {
             .await
     }
 
-    async fn record_use(&self, key_hash: &str, at: i64) -> Result<bool> {
-        let hash = key_hash.to_string();
+    async fn record_use(&self, key_hash: &str, at: Timestamp) -> Result<bool> {
+        let (hash, at) = (key_hash.to_string(), at.as_millis());
         self.db
             .call(move |c| {
                 let changed = c
@@ -120,7 +124,7 @@ impl ApiKeyStore for SqliteApiKeyStore {
             .await
     }
 
-    async fn delete(&self, account_id: &str, key_id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, key_id: &ApiKeyId) -> Result<bool> {
         let (account, id) = (account_id.to_string(), key_id.to_string());
         self.db
             .call(move |c| {
@@ -161,21 +165,42 @@ mod tests {
             let store = SqliteApiKeyStore::new(Db::open(&path).unwrap());
             let old = store.find_by_hash("h1").await.unwrap().unwrap();
             assert_eq!((old.id.as_str(), old.prefix.as_str()), ("key_1", ""));
-            assert_eq!(store.list("acct").await.unwrap().len(), 1);
+            assert_eq!(
+                store
+                    .list(&AccountId::from_static("acct"))
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
         }
         let store = SqliteApiKeyStore::new(Db::open(&path).unwrap());
-        assert!(store.record_use("h1", 1_000_000).await.unwrap());
-        let revoked = store.revoke("acct", "key_1", 7).await.unwrap().unwrap();
+        assert!(store
+            .record_use("h1", Timestamp::from_millis(1_000_000))
+            .await
+            .unwrap());
+        let revoked = store
+            .revoke(
+                &AccountId::from_static("acct"),
+                &ApiKeyId::from_static("key_1"),
+                Timestamp::from_millis(7),
+            )
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (revoked.last_used_at, revoked.revoked_at),
-            (Some(1_000_000), Some(7))
+            (
+                Some(Timestamp::from_millis(1_000_000)),
+                Some(Timestamp::from_millis(7))
+            )
         );
         let new = ApiKeyRecord::new(
-            "key_2".into(),
-            "acct".into(),
+            ApiKeyId::from_static("key_2"),
+            AccountId::from_static("acct"),
             "whk_abcdefghijk",
-            9,
-            Some(99),
+            Timestamp::from_millis(9),
+            Some(Timestamp::from_millis(99)),
         );
         store.create(&new).await.unwrap();
         assert_eq!(store.find_by_hash(&new.key_hash).await.unwrap(), Some(new));

@@ -73,7 +73,7 @@ impl Db {
 
     /// A private database in memory, for tests.
     pub fn in_memory() -> Result<Self> {
-        let conn = Connection::open_in_memory().map_err(|e| Error::Storage(e.to_string()))?;
+        let conn = Connection::open_in_memory().map_err(|e| Error::storage(e.to_string()))?;
         Ok(Self::start(conn, None)?)
     }
 
@@ -93,7 +93,7 @@ impl Db {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_in_groups(conn, queue, checkpointer))
-            .map_err(|e| Error::Storage(format!("cannot start the database thread: {e}")))?;
+            .map_err(|e| Error::storage(format!("cannot start the database thread: {e}")))?;
         Ok(Db {
             jobs,
             readers: None,
@@ -115,7 +115,7 @@ impl Db {
             .slots
             .acquire()
             .await
-            .map_err(|_| Error::Storage("the readers are closed".into()))?;
+            .map_err(|_| Error::storage("the readers are closed"))?;
         let idle = readers.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
@@ -127,7 +127,7 @@ impl Db {
             (conn, outcome)
         })
         .await
-        .map_err(|e| Error::Storage(format!("a read task failed: {e}")))?;
+        .map_err(|e| Error::storage(format!("a read task failed: {e}")))?;
         match outcome {
             Ok(result) => {
                 // Only a connection whose call ended normally goes back to the pool.
@@ -136,7 +136,7 @@ impl Db {
                 }
                 result.map_err(Error::from)
             }
-            Err(panic) => Err(Error::Storage(format!(
+            Err(panic) => Err(Error::storage(format!(
                 "database read panicked: {}",
                 describe(&panic)
             ))),
@@ -154,22 +154,22 @@ impl Db {
         let job: Job = Box::new(move |conn| {
             let outcome = match conn {
                 Some(conn) => in_savepoint(conn, f),
-                None => Err(Error::Storage("could not begin a transaction".into()).into()),
+                None => Err(Error::storage("could not begin a transaction").into()),
             };
             Box::new(move |committed: std::result::Result<(), String>| {
                 let _ = reply.send(
                     committed
-                        .map_err(Error::Storage)
+                        .map_err(Error::storage)
                         .and(outcome.map_err(Error::from)),
                 );
             })
         });
         self.jobs
             .send(job)
-            .map_err(|_| Error::Storage("the database thread has stopped".into()))?;
+            .map_err(|_| Error::storage("the database thread has stopped"))?;
         answer
             .await
-            .map_err(|_| Error::Storage("the database thread dropped a call".into()))?
+            .map_err(|_| Error::storage("the database thread dropped a call"))?
     }
 }
 
@@ -191,7 +191,7 @@ fn in_savepoint<R>(
 ) -> DbResult<R> {
     run_cached(conn, "SAVEPOINT job")?;
     let outcome = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|panic| {
-        Err(Error::Storage(format!("database call panicked: {}", describe(&panic))).into())
+        Err(Error::storage(format!("database call panicked: {}", describe(&panic))).into())
     });
     let undo = |conn: &Connection| {
         run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job"))
@@ -301,7 +301,7 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_when_due(conn, signals))
-            .map_err(|e| Error::Storage(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| Error::storage(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer { commits })
     }
 
@@ -433,7 +433,7 @@ mod tests {
                         insert(c, &format!("k{i}"))?;
                         match i % 3 {
                             0 => Ok(()),
-                            1 => Err(Error::Storage("refused".into()).into()),
+                            1 => Err(Error::storage("refused").into()),
                             _ => panic!("a bug in a call"),
                         }
                     })

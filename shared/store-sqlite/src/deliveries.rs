@@ -1,12 +1,15 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
+use super::columns::{ms, Columns};
 use super::{decode_cursor, from_json, page, placeholders, to_json, Db};
 use app::ports::DeliveryLog;
 use app::ports::Page;
 use app::{Error, Result};
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::stats::DeliveryStats;
+use domain::time::Timestamp;
 
 pub struct SqliteDeliveryLog {
     db: Db,
@@ -24,11 +27,11 @@ const DELIVERY_COLUMNS: &str = "id, account_id, subscription_id, event_id, event
 fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
     let status: String = r.get(5)?;
     Ok(Delivery {
-        id: r.get(0)?,
-        account_id: r.get(1)?,
-        subscription_id: r.get(2)?,
-        event_id: r.get(3)?,
-        event_type: r.get(4)?,
+        id: r.id(0)?,
+        account_id: r.id(1)?,
+        subscription_id: r.id(2)?,
+        event_id: r.id(3)?,
+        event_type: r.event_type(4)?,
         status: DeliveryStatus::parse(&status).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 5,
@@ -37,9 +40,9 @@ fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
             )
         })?,
         attempt_count: r.get(6)?,
-        created_at: r.get(7)?,
-        updated_at: r.get(8)?,
-        next_attempt_at: r.get(9)?,
+        created_at: r.time(7)?,
+        updated_at: r.time(8)?,
+        next_attempt_at: r.time_opt(9)?,
         last_error: r.get(10)?,
         last_latency_ms: r.get(11)?,
     })
@@ -61,16 +64,16 @@ impl DeliveryLog for SqliteDeliveryLog {
                     ))?;
                     for d in &deliveries {
                         let n = stmt.execute(params![
-                            d.id,
-                            d.account_id,
-                            d.subscription_id,
-                            d.event_id,
-                            d.event_type,
+                            d.id.as_str(),
+                            d.account_id.as_str(),
+                            d.subscription_id.as_str(),
+                            d.event_id.as_str(),
+                            d.event_type.as_str(),
                             d.status.as_str(),
                             d.attempt_count,
-                            d.created_at,
-                            d.updated_at,
-                            d.next_attempt_at,
+                            d.created_at.as_millis(),
+                            d.updated_at.as_millis(),
+                            ms(d.next_attempt_at),
                             d.last_error,
                             d.last_latency_ms
                         ])?;
@@ -126,12 +129,12 @@ impl DeliveryLog for SqliteDeliveryLog {
                         let attempt_count: Option<u32> = update
                             .query_row(
                                 params![
-                                    u.delivery_id,
-                                    u.account_id,
+                                    u.delivery_id.as_str(),
+                                    u.account_id.as_str(),
                                     u.status.as_str(),
                                     u.attempt.is_some() as i64,
-                                    u.at,
-                                    u.next_attempt_at,
+                                    u.at.as_millis(),
+                                    ms(u.next_attempt_at),
                                     u.error,
                                     u.attempt.as_ref().map(|a| a.latency_ms as i64),
                                     u.applies_only_while_pending()
@@ -145,9 +148,9 @@ impl DeliveryLog for SqliteDeliveryLog {
                         };
                         if let Some(a) = &u.attempt {
                             insert.execute(params![
-                                u.delivery_id,
+                                u.delivery_id.as_str(),
                                 number,
-                                a.at,
+                                a.at.as_millis(),
                                 a.url,
                                 headers,
                                 a.status_code,
@@ -166,13 +169,14 @@ impl DeliveryLog for SqliteDeliveryLog {
 
     async fn move_status(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &DeliveryId,
         from: (DeliveryStatus, u32),
         to: DeliveryStatus,
-        at: i64,
+        at: Timestamp,
     ) -> Result<bool> {
         let (account, id) = (account_id.to_string(), id.to_string());
+        let at = at.as_millis();
         let next_attempt_at = (to == DeliveryStatus::Pending).then_some(at);
         self.db
             .call(move |c| {
@@ -195,7 +199,7 @@ impl DeliveryLog for SqliteDeliveryLog {
             .await
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>> {
+    async fn get(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Option<Delivery>> {
         let (account, id) = (account_id.to_string(), id.to_string());
         self.db
             .read(move |c| {
@@ -208,7 +212,7 @@ impl DeliveryLog for SqliteDeliveryLog {
             .await
     }
 
-    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>> {
+    async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
         let (account, id) = (account_id.to_string(), id.to_string());
         let rows = self
             .db
@@ -241,7 +245,7 @@ impl DeliveryLog for SqliteDeliveryLog {
                 |(attempt, at, url, headers, status_code, latency, body, error)| {
                     Ok(Attempt {
                         attempt,
-                        at,
+                        at: Timestamp::from_millis(at),
                         url,
                         request_headers: from_json(&headers)?,
                         status_code,
@@ -254,7 +258,11 @@ impl DeliveryLog for SqliteDeliveryLog {
             .collect()
     }
 
-    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>> {
+    async fn list_for_event(
+        &self,
+        account_id: &AccountId,
+        event_id: &EventId,
+    ) -> Result<Vec<Delivery>> {
         let (account, event) = (account_id.to_string(), event_id.to_string());
         self.db
             .call(move |c| {
@@ -272,8 +280,8 @@ impl DeliveryLog for SqliteDeliveryLog {
 
     async fn list_for_subscription(
         &self,
-        account_id: &str,
-        subscription_id: &str,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
         status: Option<DeliveryStatus>,
         cursor: Option<&str>,
         limit: usize,
@@ -300,12 +308,14 @@ impl DeliveryLog for SqliteDeliveryLog {
                 Ok(rows)
             })
             .await?;
-        Ok(page(rows, limit, |d| (d.created_at, d.id.as_str())))
+        Ok(page(rows, limit, |d| {
+            (d.created_at.as_millis(), d.id.as_str())
+        }))
     }
 
     async fn list_dead(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
@@ -330,15 +340,18 @@ impl DeliveryLog for SqliteDeliveryLog {
                 Ok(rows)
             })
             .await?;
-        Ok(page(rows, limit, |d| (d.updated_at, d.id.as_str())))
+        Ok(page(rows, limit, |d| {
+            (d.updated_at.as_millis(), d.id.as_str())
+        }))
     }
 
     async fn stats(
         &self,
-        account_id: &str,
-        subscription_id: &str,
-        since_ms: i64,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        since: Timestamp,
     ) -> Result<DeliveryStats> {
+        let since_ms = since.as_millis();
         let (account, sub) = (account_id.to_string(), subscription_id.to_string());
         let rows: Vec<(String, Option<i64>)> = self
             .db
@@ -358,7 +371,7 @@ impl DeliveryLog for SqliteDeliveryLog {
         let mut stats = DeliveryStats::default();
         for (status, latency) in rows {
             let status = DeliveryStatus::parse(&status)
-                .ok_or_else(|| Error::Storage(format!("unknown delivery status {status}")))?;
+                .ok_or_else(|| Error::storage(format!("unknown delivery status {status}")))?;
             stats.add(status, latency.map(|l| l as u64));
         }
         Ok(stats)

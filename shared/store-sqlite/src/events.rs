@@ -6,6 +6,7 @@ use app::ports::Page;
 use app::ports::{EventInsert, EventStore};
 use app::Result;
 use domain::event::Event;
+use domain::ids::{AccountId, EventId};
 
 pub struct SqliteEventStore {
     db: Db,
@@ -24,10 +25,10 @@ impl EventStore for SqliteEventStore {
             .iter()
             .map(|e| {
                 Ok((
-                    e.account_id.clone(),
-                    e.id.clone(),
-                    e.event_type.clone(),
-                    e.received_at,
+                    e.account_id.to_string(),
+                    e.id.to_string(),
+                    e.event_type.to_string(),
+                    e.received_at.as_millis(),
                     to_json(e)?,
                 ))
             })
@@ -60,7 +61,7 @@ impl EventStore for SqliteEventStore {
             .await
     }
 
-    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()> {
+    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -73,7 +74,7 @@ impl EventStore for SqliteEventStore {
                         "UPDATE events SET enqueued = 1 WHERE account_id = ?1 AND id = ?2",
                     )?;
                     for (account, id) in &keys {
-                        stmt.execute(params![account, id])?;
+                        stmt.execute(params![account.as_str(), id.as_str()])?;
                     }
                 }
                 tx.commit()?;
@@ -82,7 +83,7 @@ impl EventStore for SqliteEventStore {
             .await
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>> {
+    async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {
         let (account, id) = (account_id.to_string(), id.to_string());
         let doc: Option<String> = self
             .db
@@ -99,7 +100,7 @@ impl EventStore for SqliteEventStore {
 
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         event_type: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
@@ -127,6 +128,8 @@ impl EventStore for SqliteEventStore {
             .iter()
             .map(|d| from_json(d))
             .collect::<Result<Vec<Event>>>()?;
-        Ok(page(events, limit, |e| (e.received_at, e.id.as_str())))
+        Ok(page(events, limit, |e| {
+            (e.received_at.as_millis(), e.id.as_str())
+        }))
     }
 }

@@ -6,6 +6,7 @@
 //! commits concurrent calls together (see `db`).
 
 mod api_keys;
+mod columns;
 mod db;
 mod deliveries;
 mod events;
@@ -48,7 +49,7 @@ impl From<Error> for DbError {
 impl From<DbError> for Error {
     fn from(err: DbError) -> Self {
         match err {
-            DbError::Sqlite(e) => Error::Storage(e.to_string()),
+            DbError::Sqlite(e) => Error::storage_caused_by("SQLite", e),
             DbError::Port(e) => e,
         }
     }
@@ -182,11 +183,11 @@ fn placeholders(n: usize) -> String {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Storage(e.to_string()))
+    serde_json::to_string(v).map_err(|e| Error::storage_caused_by("encoding a record", e))
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| Error::Storage(format!("corrupt record: {e}")))
+    serde_json::from_str(s).map_err(|e| Error::storage_caused_by("corrupt record", e))
 }
 
 /// Listings are ordered by (time, id), newest first; a cursor is the last row's pair.

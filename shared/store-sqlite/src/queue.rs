@@ -7,10 +7,13 @@ use tokio::sync::Notify;
 
 use super::Db;
 use app::ports::{
-    check_sizes, Clock, OutgoingMessage, Queue, QueueMessage, MAX_BATCH, MAX_MESSAGE_BYTES,
+    check_sizes, Clock, OsRandom, OutgoingMessage, Queue, QueueMessage, MAX_BATCH,
+    MAX_MESSAGE_BYTES,
 };
 use app::Result;
 use domain::ids;
+use domain::random::Random;
+use domain::time::Timestamp;
 
 /// Where a message goes after too many receives: SQS's redrive policy.
 #[derive(Debug, Clone)]
@@ -167,7 +170,7 @@ impl SqliteQueue {
 
 fn nonce() -> [u8; 8] {
     let mut b = [0u8; 8];
-    ids::random_bytes(&mut b);
+    OsRandom.fill(&mut b);
     b
 }
 
@@ -195,7 +198,7 @@ impl Queue for SqliteQueue {
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?;
                     for m in messages {
-                        let id = ids::time_ordered("m", now);
+                        let id = ids::time_ordered("m", Timestamp::from_millis(now), &OsRandom);
                         let visible_at = now + m.delay.as_millis() as i64;
                         stmt.execute(params![queue, id, m.body, now, visible_at])?;
                     }

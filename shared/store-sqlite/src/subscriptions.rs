@@ -4,6 +4,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{from_json, to_json, Db};
 use app::ports::SubscriptionStore;
 use app::Result;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::subscription::Subscription;
 
 pub struct SqliteSubscriptionStore {
@@ -24,8 +25,8 @@ fn decode(rows: Vec<String>) -> Result<Vec<Subscription>> {
 impl SubscriptionStore for SqliteSubscriptionStore {
     async fn put(&self, subscription: &Subscription) -> Result<()> {
         let (account, id, doc) = (
-            subscription.account_id.clone(),
-            subscription.id.clone(),
+            subscription.account_id.to_string(),
+            subscription.id.to_string(),
             to_json(subscription)?,
         );
         self.db
@@ -42,8 +43,8 @@ impl SubscriptionStore for SqliteSubscriptionStore {
 
     async fn put_if_version(&self, subscription: &Subscription, expected: u64) -> Result<bool> {
         let (account, id, doc) = (
-            subscription.account_id.clone(),
-            subscription.id.clone(),
+            subscription.account_id.to_string(),
+            subscription.id.to_string(),
             to_json(subscription)?,
         );
         self.db
@@ -59,7 +60,11 @@ impl SubscriptionStore for SqliteSubscriptionStore {
             .await
     }
 
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>> {
+    async fn get(
+        &self,
+        account_id: &AccountId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>> {
         let (account, id) = (account_id.to_string(), id.to_string());
         let doc: Option<String> = self
             .db
@@ -74,7 +79,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         doc.map(|d| from_json(&d)).transpose()
     }
 
-    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>> {
+    async fn get_many(&self, keys: &[(AccountId, SubscriptionId)]) -> Result<Vec<Subscription>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -87,7 +92,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
                     vec!["(?, ?)"; keys.len()].join(", ")
                 );
                 let mut stmt = c.prepare_cached(&sql)?;
-                let flat = keys.iter().flat_map(|(a, i)| [a, i]);
+                let flat = keys.iter().flat_map(|(a, i)| [a.as_str(), i.as_str()]);
                 let rows = stmt
                     .query_map(rusqlite::params_from_iter(flat), |r| r.get(0))?
                     .collect::<rusqlite::Result<Vec<String>>>()?;
@@ -99,7 +104,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
 
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Subscription>> {
@@ -120,7 +125,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         decode(rows)
     }
 
-    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>> {
+    async fn list_all(&self, account_id: &AccountId) -> Result<Vec<Subscription>> {
         let account = account_id.to_string();
         let rows = self
             .db
@@ -135,7 +140,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         decode(rows)
     }
 
-    async fn delete(&self, account_id: &str, id: &str) -> Result<bool> {
+    async fn delete(&self, account_id: &AccountId, id: &SubscriptionId) -> Result<bool> {
         let (account, id) = (account_id.to_string(), id.to_string());
         self.db
             .call(move |c| {

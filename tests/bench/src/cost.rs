@@ -247,7 +247,7 @@ impl Pipeline {
         let mut config = ::runner::Config::for_data_dir(dir.path());
         config.allow_http = true;
         config.allowed_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
-        let key = domain::api_key::generate_platform_key();
+        let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
         let services = ::runner::services(
             store_aws::stores(clients, &resources),
             ::runner::settings(&config, &key),
@@ -353,7 +353,7 @@ fn event(id: &str) -> Value {
 
 async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<Measured, String> {
     let mut random = [0u8; 4];
-    domain::ids::random_bytes(&mut random);
+    domain::random::Random::fill(&app::ports::OsRandom, &mut random);
     let prefix = format!("cost{}-", u32::from_le_bytes(random));
     let proxy = AwsProxy::start(moto, &prefix).await?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())

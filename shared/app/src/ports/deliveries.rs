@@ -3,7 +3,9 @@ use async_trait::async_trait;
 use super::Page;
 use crate::Result;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::stats::DeliveryStats;
+use domain::time::Timestamp;
 
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
@@ -21,21 +23,25 @@ pub trait DeliveryLog: Send + Sync {
     /// for `at`; the last error stays for the reader.
     async fn move_status(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &DeliveryId,
         from: (DeliveryStatus, u32),
         to: DeliveryStatus,
-        at: i64,
+        at: Timestamp,
     ) -> Result<bool>;
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Delivery>>;
+    async fn get(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Option<Delivery>>;
     /// Oldest first.
-    async fn attempts(&self, account_id: &str, id: &str) -> Result<Vec<Attempt>>;
-    async fn list_for_event(&self, account_id: &str, event_id: &str) -> Result<Vec<Delivery>>;
+    async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>>;
+    async fn list_for_event(
+        &self,
+        account_id: &AccountId,
+        event_id: &EventId,
+    ) -> Result<Vec<Delivery>>;
     /// A subscription's deliveries, newest first, optionally of one status.
     async fn list_for_subscription(
         &self,
-        account_id: &str,
-        subscription_id: &str,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
         status: Option<DeliveryStatus>,
         cursor: Option<&str>,
         limit: usize,
@@ -44,15 +50,15 @@ pub trait DeliveryLog: Send + Sync {
     /// these are indexed by status: every other status change stays off the index.
     async fn list_dead(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>>;
     /// Counts and last-attempt latencies of a subscription's deliveries created since.
     async fn stats(
         &self,
-        account_id: &str,
-        subscription_id: &str,
-        since_ms: i64,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        since: Timestamp,
     ) -> Result<DeliveryStats>;
 }

@@ -3,6 +3,7 @@ use async_trait::async_trait;
 use super::Page;
 use crate::Result;
 use domain::event::Event;
+use domain::ids::{AccountId, EventId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventInsert {
@@ -18,12 +19,12 @@ pub enum EventInsert {
 pub trait EventStore: Send + Sync {
     /// Stores each event unless its (account_id, id) is already stored.
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>>;
-    async fn mark_enqueued(&self, keys: &[(String, String)]) -> Result<()>;
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Event>>;
+    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()>;
+    async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>>;
     /// An account's events, newest first, optionally of one type.
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         event_type: Option<&str>,
         cursor: Option<&str>,
         limit: usize,

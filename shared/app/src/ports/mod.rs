@@ -10,7 +10,7 @@ mod queue;
 mod subscriptions;
 
 pub use api_keys::ApiKeyStore;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, OsRandom, SystemClock};
 pub use deliveries::DeliveryLog;
 pub use events::{EventInsert, EventStore};
 pub use http_sender::{HttpSender, NoOutboundHttp, OutboundRequest, SendError, SendResult};

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 
 use crate::Result;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::subscription::Subscription;
 
 #[async_trait]
@@ -14,18 +15,22 @@ pub trait SubscriptionStore: Send + Sync {
         subscription: &Subscription,
         expected_version: u64,
     ) -> Result<bool>;
-    async fn get(&self, account_id: &str, id: &str) -> Result<Option<Subscription>>;
+    async fn get(
+        &self,
+        account_id: &AccountId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>>;
     /// Many by (account_id, id), in no particular order; missing ones are left out.
-    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Subscription>>;
+    async fn get_many(&self, keys: &[(AccountId, SubscriptionId)]) -> Result<Vec<Subscription>>;
     /// A page of an account's subscriptions in id order, after the cursor id.
     async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Subscription>>;
     /// Every subscription of an account, for fan-out.
-    async fn list_all(&self, account_id: &str) -> Result<Vec<Subscription>>;
+    async fn list_all(&self, account_id: &AccountId) -> Result<Vec<Subscription>>;
     /// Whether it existed.
-    async fn delete(&self, account_id: &str, id: &str) -> Result<bool>;
+    async fn delete(&self, account_id: &AccountId, id: &SubscriptionId) -> Result<bool>;
 }

@@ -14,13 +14,16 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 
-use app::ports::{Clock, HttpSender, OutboundRequest, Queue, QueueMessage, SendResult};
+use app::ports::{Clock, HttpSender, OsRandom, OutboundRequest, Queue, QueueMessage, SendResult};
 use app::{Services, Settings, Stores};
+use domain::catalog::EventType;
 use domain::destination::DestinationPolicy;
 use domain::event::Event;
 use domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::signing;
 use domain::subscription::{SigningSecret, Subscription, UrlPolicy};
+use domain::time::Timestamp;
 
 /// 2026-11-26T12:00:00Z: every test starts at the same moment.
 pub const START_MS: i64 = 1_795_694_400_000;
@@ -35,9 +38,25 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
     }
+}
+
+pub fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+pub fn account(id: &str) -> AccountId {
+    AccountId::parse(id).unwrap()
+}
+
+pub fn delivery_id(account_id: &str, event_id: &str, subscription_id: &str) -> DeliveryId {
+    DeliveryId::of(
+        &account(account_id),
+        &EventId::parse(event_id).unwrap(),
+        &SubscriptionId::parse(subscription_id).unwrap(),
+    )
 }
 
 /// Answers each request with the next scripted status, and keeps every request.
@@ -115,13 +134,17 @@ impl Harness {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
 }
 
 /// An enabled subscription to `event_types`, with a fresh signing secret.
 pub fn subscription(account_id: &str, id: &str, event_types: &[&str]) -> Subscription {
     Subscription {
-        id: id.into(),
-        account_id: account_id.into(),
+        id: SubscriptionId::parse(id).unwrap(),
+        account_id: account(account_id),
         url: format!("https://{id}.example.com/hook"),
         description: None,
         event_types: event_types.iter().map(|t| t.to_string()).collect(),
@@ -133,25 +156,25 @@ pub fn subscription(account_id: &str, id: &str, event_types: &[&str]) -> Subscri
         timeout_seconds: 10,
         rate_limit_per_second: None,
         secrets: vec![SigningSecret {
-            secret: signing::generate_secret(),
+            secret: signing::generate_secret(&OsRandom),
             expires_at: None,
         }],
         disabled_reason: None,
         disabled_at: None,
         failing_since: None,
         version: 0,
-        created_at: START_MS,
-        updated_at: START_MS,
+        created_at: at(START_MS),
+        updated_at: at(START_MS),
     }
 }
 
 pub fn event(account_id: &str, id: &str, event_type: &str) -> Event {
     Event {
-        id: id.into(),
-        event_type: event_type.into(),
-        account_id: account_id.into(),
+        id: EventId::parse(id).unwrap(),
+        event_type: EventType::known(event_type).unwrap(),
+        account_id: account(account_id),
         occurred_at: "2026-11-26T12:00:00Z".into(),
-        received_at: START_MS,
+        received_at: at(START_MS),
         data: json!({"call_id": "call_1"}),
     }
 }
