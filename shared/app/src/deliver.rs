@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::health;
 use super::sqs::{set_aside, Record};
+use crate::limiter::{Refusal, IN_FLIGHT_DEFERRAL};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
@@ -19,7 +20,8 @@ use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::health::Observed;
 use domain::ids::{AccountId, SubscriptionId};
 use domain::retry::{
-    classify_status, visibility_left, Failure, RetryPolicy, Verdict, MAX_RETRY_HORIZON,
+    classify_status, parking_delay, visibility_left, Failure, RetryPolicy, Verdict,
+    MAX_RETRY_HORIZON,
 };
 use domain::signing;
 use domain::subscription::{EndpointAuth, Subscription};
@@ -34,7 +36,8 @@ enum Next {
     Acknowledge,
     /// Over the subscription's in-flight cap or rate limit: not attempted, sent back as a
     /// new message after this long, without spending an attempt.
-    Defer(Duration),
+    /// Not attempted: over a limit (see `limiter`); sent back after a wait.
+    Defer(Refusal),
     RetryAfter(Duration),
     DeadLetter,
 }
@@ -281,10 +284,25 @@ async fn settle(
     for h in handled {
         match h.next {
             Next::Acknowledge => {}
-            Next::Defer(wait) => {
+            Next::Defer(refusal) => {
                 let mut task = h.task;
                 // This receive made no attempt, so it does not count.
                 task.prior_receives += h.receive_count.saturating_sub(1);
+                let wait = match refusal {
+                    Refusal::Busy => {
+                        task.parkings = 0;
+                        IN_FLIGHT_DEFERRAL
+                    }
+                    Refusal::RateLimited(wait) => {
+                        task.parkings = 0;
+                        wait
+                    }
+                    Refusal::Failing => {
+                        let wait = parking_delay(task.parkings, services.random.unit());
+                        task.parkings = task.parkings.saturating_add(1);
+                        wait
+                    }
+                };
                 deferred.push((h.message_id, h.receipt_handle, task, wait));
             }
             Next::RetryAfter(delay) => {
@@ -451,7 +469,7 @@ async fn attempt(
         .try_acquire(&sub, std::time::Instant::now())
     {
         Ok(permit) => permit,
-        Err(wait) => return (None, Next::Defer(wait), false),
+        Err(refusal) => return (None, Next::Defer(refusal), false),
     };
 
     let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
@@ -616,6 +634,7 @@ mod tests {
             event_type: EventType::known("call.ended").unwrap(),
             payload: Payload::from_json(payload).unwrap(),
             prior_receives: 0,
+            parkings: 0,
         }
     }
 

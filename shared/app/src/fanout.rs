@@ -13,6 +13,7 @@ use domain::delivery::DeliveryTask;
 use domain::delivery::{Delivery, DeliveryStatus, Payload};
 use domain::event::Event;
 use domain::ids::{AccountId, DeliveryId};
+use domain::retry::parking_delay;
 use domain::subscription::Subscription;
 
 /// Handles one batch from the events queue. A message whose work did not complete is
@@ -69,7 +70,17 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
             .filter(|s| s.wants(&event.event_type))
         {
             let delivery = Delivery::new(event, sub, now);
-            tasks.push(delivery.task(payload.clone()));
+            let mut task = delivery.task(payload.clone());
+            // A failing endpoint's new deliveries start parked (see `limiter`): they would
+            // only be received to be parked, a wall of them ahead of every other account's
+            // new deliveries. A returning one may be its endpoint's next probe.
+            let delay = if sub.failing_since.is_some() {
+                task.parkings = 1;
+                parking_delay(0, services.random.unit())
+            } else {
+                Duration::ZERO
+            };
+            tasks.push((task, delay));
             deliveries.push(delivery);
         }
     }
@@ -91,14 +102,14 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
     }
 
     let mut messages = Vec::new();
-    for ((delivery, task), created) in deliveries.iter().zip(tasks).zip(created) {
+    for ((delivery, (task, delay)), created) in deliveries.iter().zip(tasks).zip(created) {
         let send = (created && delivery.status == DeliveryStatus::Pending)
             || resend.contains(&delivery.id);
         if send {
             messages.push(OutgoingMessage {
                 id: messages.len().to_string(),
                 body: serde_json::to_string(&task).expect("a delivery task serialises"),
-                delay: Duration::ZERO,
+                delay,
             });
         }
     }
@@ -150,6 +161,7 @@ mod tests {
             event_type: event.event_type.clone(),
             payload: Payload::of(&event),
             prior_receives: u32::MAX,
+            parkings: u32::MAX,
         };
         let task_message = serde_json::to_string(&task).unwrap();
         assert!(task_message.len() < payload.len() + 4096);

@@ -1,6 +1,14 @@
-//! Fairness between endpoints: a per-subscription cap on attempts in flight and the
-//! subscription's own rate limit. A delivery over either is not attempted but deferred, so a
-//! slow or rate-limited endpoint waits its turn without holding up anyone else's.
+//! Fairness between endpoints and between accounts: a per-subscription cap on attempts in
+//! flight, the subscription's own rate limit, and a per-account cap on the attempts that may
+//! hang. A delivery over any of them is not attempted but deferred, so a slow, failing or
+//! rate-limited endpoint waits its turn without holding up anyone else's.
+//!
+//! An attempt to a failing endpoint is the one that may hang for its whole timeout, and an
+//! attempt holds its batch (a poller here, an invocation on Lambda) until it ends. Each
+//! failing endpoint gets one attempt at a time (a probe), and an account gets at most
+//! [`FAILING_PROBES_PER_ACCOUNT`] probes at once: an account with forty endpoints down holds
+//! four delivery slots, not forty, whatever their timeouts; its healthy endpoints are not
+//! counted and go on as usual.
 //!
 //! The counts are per process: one local runner sees them all; on Lambda each instance
 //! enforces them alone, so the totals scale with the function's concurrency.
@@ -9,11 +17,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::ids::SubscriptionId;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::subscription::Subscription;
 
-/// How long a delivery over the in-flight cap waits before its next try.
+/// How long a delivery over a healthy endpoint's in-flight cap waits before its next try.
 pub const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
+
+/// Probes (attempts to failing endpoints) one account may have in flight at once.
+pub const FAILING_PROBES_PER_ACCOUNT: usize = 4;
+
+/// Why a delivery may not be attempted now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refusal {
+    /// The endpoint is healthy and has its fill of attempts in flight: try again shortly.
+    Busy,
+    /// The endpoint's own rate limit: try again after this long.
+    RateLimited(Duration),
+    /// The endpoint is failing and its probe (or its account's probes) are in flight: the
+    /// delivery is parked (see `domain::retry::parking_delay`), not cycled every second.
+    Failing,
+}
 
 #[derive(Debug)]
 struct Endpoint {
@@ -22,23 +45,40 @@ struct Endpoint {
     refilled: Instant,
 }
 
+#[derive(Debug, Default)]
+struct Counts {
+    endpoints: HashMap<SubscriptionId, Endpoint>,
+    /// Probes in flight, by account; an account without any is not kept.
+    probes: HashMap<AccountId, usize>,
+}
+
 #[derive(Debug)]
 pub struct Limiter {
     max_in_flight: usize,
-    endpoints: Mutex<HashMap<SubscriptionId, Endpoint>>,
+    counts: Mutex<Counts>,
 }
 
-/// Holds one in-flight slot of a subscription until dropped.
+/// Holds one in-flight slot of a subscription (and, for a probe, one of its account's) until
+/// dropped.
 pub struct Permit {
     limiter: Arc<Limiter>,
     subscription_id: SubscriptionId,
+    probe_of: Option<AccountId>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut endpoints = self.limiter.endpoints.lock().expect("limiter lock");
-        if let Some(e) = endpoints.get_mut(&self.subscription_id) {
+        let mut counts = self.limiter.counts.lock().expect("limiter lock");
+        if let Some(e) = counts.endpoints.get_mut(&self.subscription_id) {
             e.in_flight = e.in_flight.saturating_sub(1);
+        }
+        if let Some(account) = &self.probe_of {
+            if let Some(n) = counts.probes.get_mut(account) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.probes.remove(account);
+                }
+            }
         }
     }
 }
@@ -47,17 +87,18 @@ impl Limiter {
     pub fn new(max_in_flight: usize) -> Arc<Self> {
         Arc::new(Limiter {
             max_in_flight: max_in_flight.max(1),
-            endpoints: Mutex::new(HashMap::new()),
+            counts: Mutex::new(Counts::default()),
         })
     }
 
-    /// A slot for one attempt to `sub` now, or how long to wait for one.
+    /// A slot for one attempt to `sub` now, or why not.
     pub fn try_acquire(
         self: &Arc<Self>,
         sub: &Subscription,
         now: Instant,
-    ) -> Result<Permit, Duration> {
-        let mut endpoints = self.endpoints.lock().expect("limiter lock");
+    ) -> Result<Permit, Refusal> {
+        let mut counts = self.counts.lock().expect("limiter lock");
+        let Counts { endpoints, probes } = &mut *counts;
         let burst = sub.rate_limit_per_second.map_or(0.0, f64::from);
         let e = endpoints.entry(sub.id.clone()).or_insert(Endpoint {
             in_flight: 0,
@@ -66,14 +107,16 @@ impl Limiter {
         });
         // A failing endpoint (no success since its last failure) gets one attempt at a
         // time, like a half-open circuit breaker: the first answer tells whether it is back,
-        // and a hanging endpoint holds one delivery slot, not ten.
-        let cap = if sub.failing_since.is_some() {
-            1
-        } else {
-            self.max_in_flight
-        };
-        if e.in_flight >= cap {
-            return Err(IN_FLIGHT_DEFERRAL);
+        // and a hanging endpoint holds one delivery slot, not ten. Its account's probes
+        // together are capped too.
+        let failing = sub.failing_since.is_some();
+        if failing {
+            let account_probes = probes.get(&sub.account_id).copied().unwrap_or(0);
+            if e.in_flight >= 1 || account_probes >= FAILING_PROBES_PER_ACCOUNT {
+                return Err(Refusal::Failing);
+            }
+        } else if e.in_flight >= self.max_in_flight {
+            return Err(Refusal::Busy);
         }
         if let Some(rate) = sub.rate_limit_per_second.filter(|r| *r > 0) {
             let rate = f64::from(rate);
@@ -81,14 +124,21 @@ impl Limiter {
             e.tokens = (e.tokens + elapsed * rate).min(rate);
             e.refilled = now;
             if e.tokens < 1.0 {
-                return Err(Duration::from_secs_f64((1.0 - e.tokens) / rate));
+                return Err(Refusal::RateLimited(Duration::from_secs_f64(
+                    (1.0 - e.tokens) / rate,
+                )));
             }
             e.tokens -= 1.0;
         }
         e.in_flight += 1;
+        let probe_of = failing.then(|| {
+            *probes.entry(sub.account_id.clone()).or_default() += 1;
+            sub.account_id.clone()
+        });
         Ok(Permit {
             limiter: self.clone(),
             subscription_id: sub.id.clone(),
+            probe_of,
         })
     }
 }
@@ -98,12 +148,22 @@ mod tests {
     use super::*;
 
     fn sub(rate: Option<u32>) -> Subscription {
+        endpoint("a", "wh_1", rate)
+    }
+
+    fn endpoint(account: &str, id: &str, rate: Option<u32>) -> Subscription {
         serde_json::from_value(serde_json::json!({
-            "id": "wh_1", "account_id": "a", "url": "https://x", "event_types": ["*"],
+            "id": id, "account_id": account, "url": "https://x", "event_types": ["*"],
             "enabled": true, "timeout_seconds": 10, "secrets": [], "created_at": 0,
             "updated_at": 0, "rate_limit_per_second": rate
         }))
         .unwrap()
+    }
+
+    fn failing(account: &str, id: &str) -> Subscription {
+        let mut s = endpoint(account, id, None);
+        s.failing_since = Some(domain::time::Timestamp::EPOCH);
+        s
     }
 
     #[test]
@@ -114,7 +174,7 @@ mod tests {
         let _b = limiter.try_acquire(&sub(None), now).unwrap();
         assert_eq!(
             limiter.try_acquire(&sub(None), now).err(),
-            Some(IN_FLIGHT_DEFERRAL)
+            Some(Refusal::Busy)
         );
         drop(a);
         assert!(limiter.try_acquire(&sub(None), now).is_ok());
@@ -129,7 +189,7 @@ mod tests {
             .map(|_| limiter.try_acquire(&s, now).unwrap())
             .collect();
         let wait = limiter.try_acquire(&s, now).err().unwrap();
-        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(wait, Refusal::RateLimited(Duration::from_millis(500)));
         assert!(limiter
             .try_acquire(&s, now + Duration::from_millis(500))
             .is_ok());
@@ -142,14 +202,45 @@ mod tests {
     fn a_failing_endpoint_gets_one_attempt_at_a_time() {
         let limiter = Limiter::new(10);
         let now = Instant::now();
-        let mut failing = sub(None);
-        failing.failing_since = Some(domain::time::Timestamp::EPOCH);
+        let failing = failing("a", "wh_1");
         let probe = limiter.try_acquire(&failing, now).unwrap();
         assert_eq!(
             limiter.try_acquire(&failing, now).err(),
-            Some(IN_FLIGHT_DEFERRAL)
+            Some(Refusal::Failing)
         );
         drop(probe);
         assert!(limiter.try_acquire(&failing, now).is_ok());
+    }
+
+    #[test]
+    fn an_account_holds_a_bounded_number_of_probes_and_its_healthy_endpoints_are_free() {
+        let limiter = Limiter::new(10);
+        let now = Instant::now();
+        let probes: Vec<Permit> = (0..FAILING_PROBES_PER_ACCOUNT)
+            .map(|i| {
+                limiter
+                    .try_acquire(&failing("a", &format!("wh_{i}")), now)
+                    .unwrap()
+            })
+            .collect();
+        // One more failing endpoint of the same account waits ...
+        assert_eq!(
+            limiter.try_acquire(&failing("a", "wh_more"), now).err(),
+            Some(Refusal::Failing)
+        );
+        // ... but neither its healthy endpoints nor another account's failing ones do.
+        let healthy: Vec<Permit> = (0..10)
+            .map(|_| {
+                limiter
+                    .try_acquire(&endpoint("a", "wh_ok", None), now)
+                    .unwrap()
+            })
+            .collect();
+        let other = limiter.try_acquire(&failing("b", "wh_b"), now).unwrap();
+        drop((healthy, other));
+        // A probe that ends frees its account's slot.
+        drop(probes);
+        assert!(limiter.try_acquire(&failing("a", "wh_more"), now).is_ok());
+        assert!(limiter.counts.lock().unwrap().probes.len() <= 1);
     }
 }

@@ -29,31 +29,11 @@ const DAY: Duration = Duration::from_secs(86_400);
 async fn enqueue(h: &Harness, sub: &Subscription) -> DeliveryTask {
     h.services.subscriptions.put(sub).await.unwrap();
     let event = event(&sub.account_id, "evt_1", "call.ended");
-    let task = DeliveryTask {
-        delivery_id: DeliveryId::of(&sub.account_id, &event.id, &sub.id),
-        account_id: sub.account_id.clone(),
-        subscription_id: sub.id.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        payload: Payload::of(&event),
-        prior_receives: 0,
-    };
+    let delivery = Delivery::new(&event, sub, h.now());
+    let task = delivery.task(Payload::of(&event));
     h.services
         .deliveries
-        .create_batch(&[Delivery {
-            id: task.delivery_id.clone(),
-            account_id: task.account_id.clone(),
-            subscription_id: task.subscription_id.clone(),
-            event_id: task.event_id.clone(),
-            event_type: task.event_type.clone(),
-            status: DeliveryStatus::Pending,
-            attempt_count: 0,
-            created_at: h.now(),
-            updated_at: h.now(),
-            next_attempt_at: None,
-            last_error: None,
-            last_latency_ms: None,
-        }])
+        .create_batch(&[delivery])
         .await
         .unwrap();
     h.services
@@ -477,4 +457,59 @@ async fn a_retry_that_would_outlive_its_message_is_a_dead_letter_now() {
     records[0]["attributes"]["SentTimestamp"] = json!(START_MS.to_string());
     let response = handle_deliveries(&h.services, sqs_event(records)).await;
     assert_eq!(failures(&response).len(), 1);
+}
+
+/// A failing endpoint gets one attempt at a time; the deliveries behind its probe are parked
+/// for 30 s, then longer each time, spending no attempt, instead of cycling through the queue
+/// every second ahead of other accounts' deliveries.
+#[tokio::test]
+async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time() {
+    let h = Harness::new(&[200]);
+    let mut sub = subscription("acct_a", "wh_down", &["call.*"]);
+    sub.failing_since = Some(h.now());
+    let task = enqueue(&h, &sub).await;
+    // Another delivery to the endpoint is in flight: its probe.
+    let probe = h
+        .services
+        .limiter
+        .try_acquire(&sub, std::time::Instant::now())
+        .unwrap();
+
+    let mut parked_for = Vec::new();
+    for parkings in 1..=2u32 {
+        let (received, failed) = deliver_visible(&h).await;
+        assert_eq!((received.len(), failed.len()), (1, 0));
+        assert!(h.http.sent().is_empty(), "attempted behind the probe");
+        let mut waited = Duration::ZERO;
+        let parked = loop {
+            h.clock.advance(Duration::from_secs(1));
+            waited += Duration::from_secs(1);
+            let visible = receive_all(&h.services.deliveries_queue).await;
+            if let Some(m) = visible.first() {
+                break m.clone();
+            }
+            assert!(waited < Duration::from_secs(600), "never came back");
+        };
+        let copy: DeliveryTask = serde_json::from_str(&parked.body).unwrap();
+        assert_eq!(copy.parkings, parkings);
+        assert_eq!(copy.delivery_id, task.delivery_id);
+        parked_for.push(waited);
+        // Put it back as it was, for the next round.
+        h.services
+            .deliveries_queue
+            .change_visibility_batch(vec![(parked.receipt_handle, Duration::ZERO)])
+            .await
+            .unwrap();
+    }
+    let (first, second) = (parked_for[0].as_secs(), parked_for[1].as_secs());
+    assert!((24..=37).contains(&first), "first parking {first} s");
+    assert!((48..=73).contains(&second), "second parking {second} s");
+    let d = delivery(&h, &task).await;
+    assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Pending, 0));
+
+    // The probe ends: the parked delivery is attempted when it comes back.
+    drop(probe);
+    let (_, failed) = deliver_visible(&h).await;
+    assert!(failed.is_empty());
+    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
 }

@@ -294,3 +294,44 @@ async fn an_unreadable_event_message_is_set_aside_and_the_rest_fan_out() {
     );
     assert_eq!(queued_tasks(&h).await.len(), 1);
 }
+
+/// A failing endpoint's new deliveries start parked for about 30 s: received now, they
+/// would only be parked, ahead of every other account's new deliveries. A healthy
+/// endpoint's go out at once.
+#[tokio::test]
+async fn a_failing_endpoints_new_deliveries_start_parked() {
+    let h = Harness::new(&[]);
+    let healthy = subscription("acct_a", "wh_up", &["*"]);
+    let mut failing = subscription("acct_a", "wh_down", &["*"]);
+    failing.failing_since = Some(h.now());
+    for sub in [&healthy, &failing] {
+        h.services.subscriptions.put(sub).await.unwrap();
+    }
+    assert!(
+        fan_out(&h, "m1", &event("acct_a", "evt_1", "call.ended"), 1)
+            .await
+            .is_empty()
+    );
+
+    let now: Vec<_> = queued_tasks(&h).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].subscription_id, healthy.id);
+    assert_eq!(now[0].parkings, 0);
+
+    h.clock.advance(std::time::Duration::from_secs(23));
+    assert!(queued_tasks(&h).await.is_empty(), "back before its parking");
+    h.clock.advance(std::time::Duration::from_secs(14));
+    let later = queued_tasks(&h).await;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].subscription_id, failing.id);
+    assert_eq!(later[0].parkings, 1);
+    // Its delivery exists and is pending from the start, like any other.
+    let d = h
+        .services
+        .deliveries
+        .get(&account("acct_a"), &later[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Pending);
+}

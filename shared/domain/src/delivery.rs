@@ -129,6 +129,10 @@ pub struct DeliveryTask {
     /// starts again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub prior_receives: u32,
+    /// Times in a row this delivery was parked behind its failing endpoint's probe; its next
+    /// parking is longer (see `retry::parking_delay`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parkings: u32,
 }
 
 impl Delivery {
@@ -166,6 +170,7 @@ impl Delivery {
             event_type: self.event_type.clone(),
             payload,
             prior_receives: 0,
+            parkings: 0,
         }
     }
 }

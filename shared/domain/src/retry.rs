@@ -22,6 +22,24 @@ pub const MAX_VISIBILITY_FROM_RECEIPT: Duration = Duration::from_secs(12 * 3600)
 /// Between the receipt and the handler's first look: the event source mapping's own time.
 const RECEIPT_MARGIN: Duration = Duration::from_secs(60);
 
+/// The first wait of a delivery parked behind a failing endpoint's probe.
+pub const FIRST_PARKING: Duration = Duration::from_secs(30);
+/// The longest: a delivery parked this long is looked at again at least this often, so an
+/// endpoint that came back gets its backlog within about this much.
+pub const MAX_PARKING: Duration = Duration::from_secs(600);
+
+/// How long a delivery waits, without spending an attempt, when its endpoint is failing and
+/// its probe is in flight: 30 s, doubling with each parking of the same delivery up to 10
+/// min, ±20 % (`unit` is a uniform sample in [0, 1)). Waiting a second and trying again, as
+/// a busy healthy endpoint's deliveries do, would cycle every delivery of a dead endpoint
+/// through the queue every second, ahead of every other account's new deliveries; growing
+/// waits make each parked delivery cost a handful of receives over its whole wait.
+pub fn parking_delay(parkings: u32, unit: f64) -> Duration {
+    let base = FIRST_PARKING.as_secs_f64() * 2f64.powi(parkings.min(16) as i32);
+    let secs = base.min(MAX_PARKING.as_secs_f64());
+    Duration::from_secs_f64(secs * (1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0)))
+}
+
 /// How long a message received `elapsed` ago may still be hidden.
 pub fn visibility_left(elapsed: Duration) -> Duration {
     MAX_VISIBILITY_FROM_RECEIPT
@@ -147,6 +165,16 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parking_grows_from_thirty_seconds_to_ten_minutes_with_jitter() {
+        assert_eq!(parking_delay(0, 0.5), Duration::from_secs(30));
+        assert_eq!(parking_delay(1, 0.5), Duration::from_secs(60));
+        assert_eq!(parking_delay(5, 0.5), Duration::from_secs(600));
+        assert_eq!(parking_delay(u32::MAX, 0.5), Duration::from_secs(600));
+        assert_eq!(parking_delay(0, 0.0), Duration::from_secs(24));
+        assert!(parking_delay(0, 0.999_999) < Duration::from_secs(36));
+    }
 
     const S500: Failure = Failure::Status(500);
 
