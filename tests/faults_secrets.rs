@@ -1,6 +1,8 @@
-//! Secrets never reach the logs: the real runner binary with debug logging delivers with
-//! each kind of endpoint credential, and neither its log nor the attempt log shows a
-//! credential or a signing secret; its data dir and files are readable by the owner only.
+//! Secrets never reach the logs or the disk: the real runner binary with debug logging
+//! delivers with each kind of endpoint credential and a custom header, and neither its log,
+//! nor the attempt log, nor any file of its data dir (a copy of the database, say) shows a
+//! credential, a header value or a signing secret; its data dir and files, the sealing key
+//! among them, are readable by the owner only.
 
 use std::path::Path;
 
@@ -50,6 +52,7 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
     const API_KEY: &str = "sekret-apikey-123";
     const PASSWORD: &str = "sekret-basic-456";
     const TOKEN: &str = "sekret-bearer-789";
+    const TENANT_TOKEN: &str = "sekret-header-246";
     let basic_header = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(format!("svc-user:{PASSWORD}"))
@@ -75,7 +78,8 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
             reqwest::Method::POST,
             &key,
             Some(json!({"url": r.url(path, Behavior::Sequence(vec![500])),
-                        "event_types": ["*"], "retry_schedule": [1], "auth": auth})),
+                        "event_types": ["*"], "retry_schedule": [1], "auth": auth,
+                        "headers": {"X-Tenant-Token": TENANT_TOKEN}})),
         )
         .await;
         assert_eq!(status, 201, "{sub}");
@@ -104,6 +108,7 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
             _ => format!("Bearer {TOKEN}"),
         };
         assert_eq!(sent, expected, "{path}: credentials not sent");
+        assert_eq!(got[0].header("x-tenant-token"), TENANT_TOKEN);
         // And the success was logged before the process goes.
         let id = delivery_id("acct_log", "evt_log", sub["id"].as_str().unwrap());
         let d = eventually(
@@ -128,7 +133,13 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
         .await;
         // The attempt log shows the credentials masked.
         let text = d.to_string();
-        for secret in [API_KEY, PASSWORD, TOKEN, basic_header.as_str()] {
+        for secret in [
+            API_KEY,
+            PASSWORD,
+            TOKEN,
+            TENANT_TOKEN,
+            basic_header.as_str(),
+        ] {
             assert!(
                 !text.contains(secret),
                 "{path}: the attempt log shows a credential: {d}"
@@ -149,6 +160,7 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
         ("basic password".into(), PASSWORD.into()),
         ("basic authorization header".into(), basic_header.clone()),
         ("bearer token".into(), TOKEN.into()),
+        ("custom header value".into(), TENANT_TOKEN.into()),
     ];
     for (path, sub) in &subs {
         let secret = sub["secret"].as_str().unwrap();
@@ -174,7 +186,30 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
         leaks.join("\n")
     );
 
+    // A copy of the data dir (the database, its WAL) holds every secret sealed: none of
+    // them in clear, whatever the page a value landed on.
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(&data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name == "platform-key" || name == "sealing-key" {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for (what, secret) in &secrets {
+            if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                on_disk.push(format!("{what} in {name}"));
+            }
+        }
+    }
+    assert!(
+        on_disk.is_empty(),
+        "secrets in clear on disk:\n{}",
+        on_disk.join("\n")
+    );
+
     assert_owner_only(&data_dir);
     assert_owner_only(&data_dir.join("webhooks.db"));
     assert_owner_only(&data_dir.join("platform-key"));
+    assert_owner_only(&data_dir.join("sealing-key"));
 }

@@ -21,6 +21,10 @@ pub struct Config {
     /// The platform key; generated and kept in the data dir when unset.
     #[arg(long, env = "WEBHOOKS_PLATFORM_KEY", hide_env_values = true)]
     pub platform_key: Option<String>,
+    /// The key that seals signing secrets, credentials and custom header values at rest
+    /// (32 bytes, base64); generated and kept in the data dir, owner-only, when unset.
+    #[arg(long, env = "WEBHOOKS_SEALING_KEY", hide_env_values = true)]
+    pub sealing_key: Option<String>,
     /// Accept plain-http endpoint URLs (for local receivers).
     #[arg(long, env = "WEBHOOKS_ALLOW_HTTP", default_value_t = false)]
     pub allow_http: bool,

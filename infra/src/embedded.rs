@@ -3,9 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use app::ports::{Clock, SystemClock};
+use app::ports::{Clock, OsRandom, SystemClock};
+use app::sealed::SealedSubscriptions;
 use app::topology::{self, QueueSpec};
 use app::{Result, Services, Settings, Stores};
+use domain::sealing::Sealer;
 use store_sqlite::{
     Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
     SqliteSubscriptionStore,
@@ -20,7 +22,9 @@ pub struct Embedded {
     pub deliveries_queue: Arc<SqliteQueue>,
 }
 
-pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
+/// The embedded stores, with every subscription's secrets sealed by `sealer` before they
+/// reach the database file.
+pub fn open(data_dir: &Path, settings: Settings, sealer: Arc<Sealer>) -> Result<Embedded> {
     let db = Db::open(&data_dir.join("webhooks.db"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let queue = |spec: QueueSpec| {
@@ -44,7 +48,11 @@ pub fn open(data_dir: &Path, settings: Settings) -> Result<Embedded> {
     let deliveries_queue = queue(topology::DELIVERIES);
     let dead_letter_queue = queue(topology::DELIVERIES_DLQ);
     let stores = Stores {
-        subscriptions: Arc::new(SqliteSubscriptionStore::new(db.clone())),
+        subscriptions: Arc::new(SealedSubscriptions::new(
+            Arc::new(SqliteSubscriptionStore::new(db.clone())),
+            sealer,
+            Arc::new(OsRandom),
+        )),
         events: Arc::new(SqliteEventStore::new(db.clone())),
         deliveries: Arc::new(SqliteDeliveryLog::new(db.clone())),
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),

@@ -7,6 +7,7 @@ mod embedded;
 mod platform_key;
 pub mod poller;
 mod runner;
+mod sealing_key;
 mod server;
 
 pub use config::Config;

@@ -16,6 +16,7 @@ use crate::config::Backend;
 use crate::embedded::{self, DELIVERIES_QUEUE, EVENTS_QUEUE};
 use crate::platform_key;
 use crate::poller::{self, PollerConfig};
+use crate::sealing_key;
 use crate::server;
 use crate::Config;
 
@@ -74,7 +75,11 @@ impl Runner {
         let settings = settings(&config, &platform_key);
         let services = match config.backend {
             Backend::Embedded => {
-                let embedded = embedded::open(&config.data_dir, settings)?;
+                // Sealed on the embedded backend only: the Lambdas share the AWS tables and do
+                // not seal yet, so a runner on AWS must write what they can read.
+                let sealer =
+                    sealing_key::load_or_create(config.sealing_key.as_deref(), &config.data_dir)?;
+                let embedded = embedded::open(&config.data_dir, settings, Arc::new(sealer))?;
                 // This process is the only consumer of the data dir: whatever a previous
                 // run had received and not finished is released now, not after its timeout.
                 let released = embedded.events_queue.release_in_flight().await?

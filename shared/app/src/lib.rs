@@ -13,6 +13,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod ports;
 pub mod redrive;
+pub mod sealed;
 pub mod services;
 mod sqs;
 pub mod topology;

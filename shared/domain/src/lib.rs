@@ -11,6 +11,7 @@ pub mod ids;
 pub mod random;
 pub mod retry;
 pub mod schema;
+pub mod sealing;
 pub mod signing;
 pub mod stats;
 pub mod subscription;
