@@ -96,7 +96,7 @@ fi
 # cargo fuzz passes unstable compiler flags; RUSTC_BOOTSTRAP lets the stable toolchain
 # accept them, since no nightly toolchain can be installed here.
 # The targets link only the domain crate, so this build stays small.
-for target in event_ingest signature_header; do
+for target in event_ingest event_structured subscription_body signature_header; do
   log=".tools/fuzz-$target.log"
   if ! RUSTC_BOOTSTRAP=1 .tools/bin/cargo-fuzz fuzz run --fuzz-dir tests/fuzz --sanitizer none \
     "$target" -- -max_total_time=15 -print_final_stats=1 > "$log" 2>&1; then

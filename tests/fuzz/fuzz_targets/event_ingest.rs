@@ -5,12 +5,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use domain::event::{accept, IncomingEvent};
+use domain::ids::EventId;
+use domain::time::Timestamp;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(incoming) = serde_json::from_slice::<IncomingEvent>(data) else {
         return;
     };
-    if let Ok(event) = accept(incoming, 1_795_000_000_000, || "evt_fuzz".to_string()) {
+    let now = Timestamp::from_millis(1_795_000_000_000);
+    if let Ok(event) = accept(incoming, now, || EventId::from_static("evt_fuzz")) {
         let payload: serde_json::Value =
             serde_json::from_str(&event.payload()).expect("an accepted event's payload is JSON");
         assert_eq!(payload["id"], event.id.as_str());
