@@ -218,7 +218,10 @@ mod tests {
     fn numbers_reach_the_payload_as_sent() {
         let body = r#"{"type": "webhook.test", "account_id": "a", "data": {"message": "m", "webhook_id": "wh_1", "x": 3.9089212424283044e-305, "y": 0.1, "z": 1e300}}"#;
         let incoming: IncomingEvent = serde_json::from_str(body).unwrap();
-        let e = accept(incoming, Timestamp::EPOCH, || EventId::parse("evt_n").unwrap()).unwrap();
+        let e = accept(incoming, Timestamp::EPOCH, || {
+            EventId::parse("evt_n").unwrap()
+        })
+        .unwrap();
         let payload = e.payload();
         // The same numbers: `1e300` is written `1e+300`, the same double.
         for number in ["3.9089212424283044e-305", "0.1", "1e+300"] {
