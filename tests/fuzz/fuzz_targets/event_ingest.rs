@@ -3,10 +3,10 @@
 //! a payload that is valid JSON carrying the event's id and type.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use domain::event::{accept, IncomingEvent};
 use domain::ids::EventId;
 use domain::time::Timestamp;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(incoming) = serde_json::from_slice::<IncomingEvent>(data) else {

@@ -69,12 +69,25 @@ impl When {
         match self {
             When::Absent => None,
             When::Text(s) => Some(json!(s)),
-            When::Parts { year, month, day, hour, minute, second, fraction, offset_minutes } => {
+            When::Parts {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                fraction,
+                offset_minutes,
+            } => {
                 let fraction = fraction.map_or(String::new(), |f| format!(".{f}"));
                 let offset = match offset_minutes {
                     0 => "Z".to_string(),
-                    m => format!("{}{:02}:{:02}", if m < 0 { '-' } else { '+' },
-                        (m.unsigned_abs() / 60) % 100, m.unsigned_abs() % 60),
+                    m => format!(
+                        "{}{:02}:{:02}",
+                        if m < 0 { '-' } else { '+' },
+                        (m.unsigned_abs() / 60) % 100,
+                        m.unsigned_abs() % 60
+                    ),
                 };
                 Some(json!(format!(
                     "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}{offset}"
@@ -134,7 +147,11 @@ fuzz_target!(|envelope: Envelope| {
     };
     assert!(is_valid_id(&event.id) && is_valid_id(&event.account_id));
     assert!(catalog::find(&event.event_type).is_some());
-    assert!(parse_rfc3339(&event.occurred_at).is_some(), "{}", event.occurred_at);
+    assert!(
+        parse_rfc3339(&event.occurred_at).is_some(),
+        "{}",
+        event.occurred_at
+    );
     let payload: Value = serde_json::from_str(&event.payload()).expect("the payload is JSON");
     assert_eq!(payload["id"], event.id.as_str());
     assert_eq!(payload["data"], event.data);

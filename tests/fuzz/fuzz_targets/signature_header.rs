@@ -3,8 +3,8 @@
 //! always verify, alone or among arbitrary other entries.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use domain::signing::{sign, verify};
+use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

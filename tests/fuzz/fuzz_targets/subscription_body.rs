@@ -63,7 +63,13 @@ impl Random for Fixed {
 
 fuzz_target!(|body: Body| {
     let mut out = Vec::new();
-    check_url(&body.url, UrlPolicy { allow_http: body.allow_http }, &mut out);
+    check_url(
+        &body.url,
+        UrlPolicy {
+            allow_http: body.allow_http,
+        },
+        &mut out,
+    );
     check_event_types(&body.event_types, &mut out);
     check_headers(&body.headers, &mut out);
     if let Some(auth) = body.auth {
@@ -93,7 +99,16 @@ fuzz_target!(|body: Body| {
         .headers
         .iter()
         .zip(body.masked.iter().chain(std::iter::repeat(&false)))
-        .map(|((k, v), masked)| (k.clone(), if *masked { MASKED.to_string() } else { v.clone() }))
+        .map(|((k, v), masked)| {
+            (
+                k.clone(),
+                if *masked {
+                    MASKED.to_string()
+                } else {
+                    v.clone()
+                },
+            )
+        })
         .collect();
     let kept = unmask_headers(sent.clone(), &body.headers);
     for (name, value) in &kept {
@@ -113,7 +128,10 @@ fuzz_target!(|body: Body| {
     let sealer = Sealer::new(&[3u8; 32]);
     for value in [&body.url, &body.secret] {
         let sealed = sealer.seal(value, "acct/wh/secret", &random);
-        assert_eq!(sealer.open(&sealed, "acct/wh/secret").as_deref(), Ok(value.as_str()));
+        assert_eq!(
+            sealer.open(&sealed, "acct/wh/secret").as_deref(),
+            Ok(value.as_str())
+        );
         if !value.is_empty() {
             assert!(sealer.open(&sealed, "acct/wh/auth").is_err());
         }
