@@ -38,15 +38,20 @@ pub fn load_or_create(
         Err(e) => return Err(refuse(format!("cannot be read: {e}"))),
     }
     let key = generate_platform_key(&app::ports::OsRandom);
+    write_new_owner_only(&path, &key)?;
+    Ok((key, true))
+}
+
+/// Writes `key` and a newline to a new file at `path`, readable by the owner only; never
+/// over a file that appeared meanwhile.
+pub(crate) fn write_new_owner_only(path: &Path, key: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    // Never over a file that appeared meanwhile.
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
+    let mut file = options.open(path)?;
     file.write_all(key.as_bytes())?;
-    file.write_all(b"\n")?;
-    Ok((key, true))
+    file.write_all(b"\n")
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-use std::io::Write;
 use std::path::Path;
 
+use crate::platform_key::write_new_owner_only;
 use domain::sealing::Sealer;
 
 const FILE: &str = "sealing-key";
@@ -31,14 +31,7 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> std::io::Res
         Err(e) => return Err(refuse(format!("cannot be read: {e}"))),
     }
     let key = Sealer::generate_key(&app::ports::OsRandom);
-    let mut options = std::fs::OpenOptions::new();
-    // Never over a file that appeared meanwhile.
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
-    file.write_all(key.as_bytes())?;
-    file.write_all(b"\n")?;
+    write_new_owner_only(&path, &key)?;
     Sealer::from_base64(&key).map_err(|e| std::io::Error::other(e.to_string()))
 }
 

@@ -118,7 +118,7 @@ impl Sealer {
     /// The subscription as stored: every secret part sealed.
     pub fn seal_subscription(&self, sub: &Subscription, random: &dyn Random) -> Subscription {
         let mut sealed = sub.clone();
-        self.each_secret(&mut sealed, |value, context| {
+        each_secret(&mut sealed, |value, context| {
             *value = self.seal(value, &context, random);
             Ok(())
         })
@@ -128,37 +128,36 @@ impl Sealer {
 
     /// The subscription as read: every secret part opened.
     pub fn open_subscription(&self, mut sub: Subscription) -> Result<Subscription, SealError> {
-        self.each_secret(&mut sub, |value, context| {
+        each_secret(&mut sub, |value, context| {
             *value = self.open(value, &context)?;
             Ok(())
         })?;
         Ok(sub)
     }
+}
 
-    /// Calls `f` on every secret part of `sub` with the place it belongs to.
-    fn each_secret(
-        &self,
-        sub: &mut Subscription,
-        mut f: impl FnMut(&mut String, String) -> Result<(), SealError>,
-    ) -> Result<(), SealError> {
-        let place = format!("{}/{}", sub.account_id, sub.id);
-        for s in &mut sub.secrets {
-            f(&mut s.secret, format!("{place}/secret"))?;
-        }
-        match &mut sub.auth {
-            Some(EndpointAuth::ApiKey { value, .. }) => f(value, format!("{place}/auth"))?,
-            Some(EndpointAuth::Basic { password, .. }) => f(password, format!("{place}/auth"))?,
-            Some(EndpointAuth::Bearer { token }) => f(token, format!("{place}/auth"))?,
-            None => {}
-        }
-        for (name, value) in &mut sub.headers {
-            f(
-                value,
-                format!("{place}/header/{}", name.to_ascii_lowercase()),
-            )?;
-        }
-        Ok(())
+/// Calls `f` on every secret part of `sub` with the place it belongs to.
+fn each_secret(
+    sub: &mut Subscription,
+    mut f: impl FnMut(&mut String, String) -> Result<(), SealError>,
+) -> Result<(), SealError> {
+    let place = format!("{}/{}", sub.account_id, sub.id);
+    for s in &mut sub.secrets {
+        f(&mut s.secret, format!("{place}/secret"))?;
     }
+    match &mut sub.auth {
+        Some(EndpointAuth::ApiKey { value, .. }) => f(value, format!("{place}/auth"))?,
+        Some(EndpointAuth::Basic { password, .. }) => f(password, format!("{place}/auth"))?,
+        Some(EndpointAuth::Bearer { token }) => f(token, format!("{place}/auth"))?,
+        None => {}
+    }
+    for (name, value) in &mut sub.headers {
+        f(
+            value,
+            format!("{place}/header/{}", name.to_ascii_lowercase()),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
