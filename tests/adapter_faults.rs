@@ -160,6 +160,10 @@ impl DeliveryLog for FaultyLog {
     ) -> Result<DeliveryStats> {
         self.inner.stats(account_id, subscription_id, since).await
     }
+    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+        self.faults.check("deliveries.overdue")?;
+        self.inner.overdue(before, limit).await
+    }
 }
 
 struct FaultySubscriptions {
@@ -274,6 +278,7 @@ fn services(faults: &Faults) -> Services {
             "deliveries_queue.send",
             "deliveries_queue.delete",
         ),
+        stranded_queue: queue("stranded", "stranded.send", "stranded.delete"),
         dead_letter_queue: queue("dlq", "dlq.send", "dlq.delete"),
         http: Arc::new(
             ReqwestSender::new(DestinationPolicy::clone(&settings.destinations)).unwrap(),

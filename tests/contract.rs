@@ -1555,6 +1555,63 @@ pub async fn a_status_moves_only_from_the_state_it_was_read_in(p: Ports) {
     assert!(dead_ids(log.list_dead(&acct("acct"), None, 10).await.unwrap()).is_empty());
 }
 
+/// The sweep's question: pending deliveries due (their next attempt, or their last change
+/// when none is set) before a time, across accounts; never a finished one.
+pub async fn overdue_lists_pending_deliveries_due_before_a_time(p: Ports) {
+    let log = &p.deliveries;
+    let t = at(1_800_000_000_000);
+    let made = |id: &str, updated: Timestamp, next: Option<Timestamp>| Delivery {
+        updated_at: updated,
+        created_at: updated,
+        next_attempt_at: next,
+        ..delivery(id, "e1")
+    };
+    let mut other_account = made("msg_od_other", t.plus_millis(-5_000), None);
+    other_account.account_id = acct("other");
+    log.create_batch(&[
+        made("msg_od_stale", t.plus_millis(-5_000), None),
+        made("msg_od_fresh", t.plus_millis(5_000), None),
+        // Changed long ago, but scheduled after `t`: a retry waiting its turn.
+        made(
+            "msg_od_waiting",
+            t.plus_millis(-5_000),
+            Some(t.plus_millis(1)),
+        ),
+        // Scheduled before `t`: overdue whenever it last changed.
+        made("msg_od_late", t.plus_millis(5_000), Some(t.plus_millis(-1))),
+        made("msg_od_done", t.plus_millis(-5_000), None),
+        other_account,
+    ])
+    .await
+    .unwrap();
+    assert!(log
+        .move_status(
+            &acct("acct"),
+            &msg_id("msg_od_done"),
+            (DeliveryStatus::Pending, 0),
+            DeliveryStatus::Dead,
+            t.plus_millis(-4_000)
+        )
+        .await
+        .unwrap());
+
+    let ids = |found: Vec<Delivery>| {
+        let mut ids: Vec<String> = found.into_iter().map(|d| d.id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(log.overdue(t, 100).await.unwrap()),
+        ["msg_od_late", "msg_od_other", "msg_od_stale"]
+    );
+    assert_eq!(log.overdue(t, 2).await.unwrap().len(), 2);
+    assert!(log
+        .overdue(t.plus_millis(-10_000), 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// The size cap on one message, the same on every backend (SQS's, with the queues'
 /// `MaximumMessageSize` at 1 MiB): a message at the cap is carried whole, one byte more is
 /// refused as invalid input (not a failure worth retrying) and a batch holding it is
@@ -1660,5 +1717,6 @@ contract_tests! {
         api_keys_are_deleted_only_in_their_account,
         a_status_moves_only_from_the_state_it_was_read_in,
         queue_carries_messages_up_to_the_size_cap_and_splits_large_batches,
+        overdue_lists_pending_deliveries_due_before_a_time,
     ],
 }

@@ -1,5 +1,6 @@
 //! The real function binaries, each under a Lambda Runtime API emulator, against moto:
-//! the API Gateway and SQS events Lambda would hand them, and what they answer.
+//! the API Gateway and SQS events Lambda would hand them, and what they answer (and that
+//! the secrets they write are stored sealed).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,14 @@ struct Function {
 impl Function {
     async fn start(name: &str, resources: &Resources, key_hash: &str) -> Function {
         let api = RuntimeApi::start().await;
-        let mut child = Command::new(e2e::workspace_binary(name))
+        let mut command = Command::new(e2e::workspace_binary(name));
+        // As in the template, only the functions that read or write secrets are told where
+        // the sealing key is: fan-out and ingest start and work without it.
+        if matches!(name, "api" | "deliver") {
+            let parameter = resources.sealing_key_parameter.as_deref().unwrap();
+            command.env("SEALING_KEY_PARAMETER", parameter);
+        }
+        let mut child = command
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", format!("webhooks-test-{name}"))
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -34,6 +42,10 @@ impl Function {
             .env("AWS_REGION", "us-east-1")
             .env("EVENTS_QUEUE_URL", &resources.events_queue_url)
             .env("DELIVERIES_QUEUE_URL", &resources.deliveries_queue_url)
+            .env(
+                "DELIVERIES_STRANDED_QUEUE_URL",
+                &resources.deliveries_stranded_queue_url,
+            )
             .env("DELIVERIES_DLQ_URL", &resources.deliveries_dlq_url)
             .env("SUBSCRIPTIONS_TABLE", &resources.subscriptions_table)
             .env("EVENTS_TABLE", &resources.events_table)
@@ -133,6 +145,21 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
         .await,
     );
     assert_eq!(status, 201, "{sub}");
+    // Stored sealed: the table holds no signing secret in clear.
+    let rows = clients
+        .dynamodb
+        .scan()
+        .table_name(&resources.subscriptions_table)
+        .send()
+        .await
+        .unwrap();
+    let raw = format!("{:?}", rows.items());
+    let secret = sub["secret"].as_str().unwrap();
+    assert!(
+        !raw.contains(secret.trim_start_matches("whsec_")),
+        "the signing secret is stored in clear: {raw}"
+    );
+    assert!(raw.contains("sealed:v1:"), "{raw}");
     let (status, body) = http_answer(
         &ingest
             .invoke(http_event("GET", "/v1/events", &key, None))
@@ -274,4 +301,130 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
         assert!(f.api.init_error().is_none());
         assert!(f.api.first_poll().is_some());
     }
+}
+
+/// The deliver function's two other duties: what the deliveries queue gave up on (its
+/// stranded queue) is marked dead, and its schedule's sweep sends again a delivery left
+/// pending without a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deliver_function_marks_stranded_deliveries_dead_and_sweeps() {
+    use app::deliver_function::queue_name;
+    use domain::delivery::{Delivery, DeliveryStatus, Payload};
+
+    let (clients, resources) = moto::deployment("stranded").await;
+    let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
+    let key_hash = domain::api_key::hash_key(&key);
+    let api = Function::start("api", &resources, &key_hash).await;
+    let deliver = Function::start("deliver", &resources, &key_hash).await;
+    let receiver = Receiver::start().await;
+    let (status, sub) = http_answer(
+        &api.invoke(http_event(
+            "POST",
+            "/v1/accounts/acct_st/webhooks",
+            &key,
+            Some(json!({"url": receiver.url("swept", Behavior::Status(200)),
+                        "event_types": ["call.*"]})),
+        ))
+        .await,
+    );
+    assert_eq!(status, 201, "{sub}");
+    let stores = store_aws::stores(&clients, &resources);
+    let account = domain::ids::AccountId::parse("acct_st").unwrap();
+    let subscription = stores
+        .subscriptions
+        .get(
+            &account,
+            &domain::ids::SubscriptionId::parse(sub["id"].as_str().unwrap()).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // Two events fanned out two hours ago, whose deliveries' messages are gone.
+    let two_hours_ago = domain::time::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 2 * 3_600_000,
+    );
+    let mut deliveries = Vec::new();
+    for id in ["evt_stranded", "evt_swept"] {
+        let event = domain::event::Event {
+            id: domain::ids::EventId::parse(id).unwrap(),
+            event_type: domain::catalog::EventType::known("call.ended").unwrap(),
+            account_id: account.clone(),
+            occurred_at: "2026-11-29T08:00:00Z".into(),
+            received_at: two_hours_ago,
+            data: json!({"call_id": id}),
+        };
+        stores
+            .events
+            .insert_batch(std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        let delivery = Delivery::new(&event, &subscription, two_hours_ago);
+        stores
+            .deliveries
+            .create_batch(std::slice::from_ref(&delivery))
+            .await
+            .unwrap();
+        deliveries.push((delivery, event));
+    }
+
+    // SQS gave up on the first one's message: it is in the stranded queue.
+    let (stranded, stranded_event) = &deliveries[0];
+    let stranded_queue = SqsQueue::new(
+        clients.sqs.clone(),
+        &resources.deliveries_stranded_queue_url,
+    );
+    stranded_queue
+        .send_batch(vec![app::ports::OutgoingMessage {
+            id: "0".into(),
+            body: serde_json::to_string(&stranded.task(Payload::of(stranded_event))).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+    let messages = receive(&stranded_queue, 1).await;
+    let name = queue_name(&resources.deliveries_stranded_queue_url);
+    let response = deliver
+        .invoke(serde_json::to_value(runner::poller::sqs_event(name, &messages)).unwrap())
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let dead = stores
+        .deliveries
+        .get(&account, &stranded.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.status, DeliveryStatus::Dead);
+    let dlq = SqsQueue::new(clients.sqs.clone(), &resources.deliveries_dlq_url);
+    let letters = receive(&dlq, 1).await;
+    assert!(letters[0].body.contains(stranded.id.as_str()));
+
+    // The schedule's sweep: the second one is sent again, then delivered.
+    let scheduled = json!({
+        "version": "0", "id": "s1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-29T10:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {}
+    });
+    let report = deliver.invoke(scheduled).await;
+    assert_eq!(report["overdue"], 1, "{report}");
+    assert_eq!(report["requeued"], 1, "{report}");
+    let deliveries_queue = SqsQueue::new(clients.sqs.clone(), &resources.deliveries_queue_url);
+    let sent = receive(&deliveries_queue, 1).await;
+    let response = deliver
+        .invoke(serde_json::to_value(runner::poller::sqs_event("deliveries", &sent)).unwrap())
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let got = receiver.wait_for("swept", 1, WAIT).await;
+    assert!(verify_signature(sub["secret"].as_str().unwrap(), &got[0]));
+    let (swept, _) = &deliveries[1];
+    let done = stores
+        .deliveries
+        .get(&account, &swept.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, DeliveryStatus::Succeeded);
 }

@@ -273,3 +273,121 @@ fn the_api_keys_table_is_the_provisioned_one() {
         ]
     );
 }
+
+/// The sealing key's parameter, as the template names it.
+const SEALING_KEY_PARAMETER: &str = "/webhooks-${Stage}/sealing-key";
+
+/// Whether `pattern`, an IAM action or resource with `*` wildcards, matches `text`.
+fn iam_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    let (pattern, text) = if ignore_case {
+        (pattern.to_ascii_lowercase(), text.to_ascii_lowercase())
+    } else {
+        (pattern.to_string(), text.to_string())
+    };
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// A string, or each string of a list.
+fn strings(y: &Yaml) -> Vec<String> {
+    match y {
+        Yaml::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str())
+            .map(String::from)
+            .collect(),
+        _ => y.as_str().map(String::from).into_iter().collect(),
+    }
+}
+
+/// Whether a function's policies may allow `action` on `resource`. A managed policy or a
+/// SAM policy template that mentions SSM counts as allowing it: only explicit statements
+/// can be read exactly.
+fn function_allows(function: &Yaml, action: &str, resource: &str) -> bool {
+    let policies = function["Properties"]["Policies"]
+        .as_vec()
+        .cloned()
+        .unwrap_or_default();
+    policies.iter().any(|policy| {
+        let Some(statements) = policy["Statement"].as_vec() else {
+            return format!("{policy:?}").to_ascii_lowercase().contains("ssm");
+        };
+        statements.iter().any(|s| {
+            s["Effect"].as_str() == Some("Allow")
+                && strings(&s["Action"])
+                    .iter()
+                    .any(|a| iam_match(a, action, true))
+                && strings(&s["Resource"])
+                    .iter()
+                    .any(|r| iam_match(r, resource, false))
+        })
+    })
+}
+
+#[test]
+fn only_the_functions_that_read_or_write_secrets_can_reach_the_sealing_key() {
+    let t = template();
+    let arn = format!(
+        "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{SEALING_KEY_PARAMETER}"
+    );
+    // In Globals, every function would be told the name.
+    assert!(
+        t["Globals"]["Function"]["Environment"]["Variables"]["SEALING_KEY_PARAMETER"].is_badvalue(),
+        "SEALING_KEY_PARAMETER is set for every function"
+    );
+    let (mut readers, mut told) = (Vec::new(), Vec::new());
+    for (id, r) in resources(&t) {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        if function_allows(r, "ssm:GetParameter", &arn) {
+            readers.push(id.clone());
+            // The first to need the key creates it.
+            assert!(
+                function_allows(r, "ssm:PutParameter", &arn),
+                "{id} reads the sealing key but cannot create it"
+            );
+        }
+        let name = &r["Properties"]["Environment"]["Variables"]["SEALING_KEY_PARAMETER"];
+        if !name.is_badvalue() {
+            assert_eq!(name.as_str(), Some(SEALING_KEY_PARAMETER), "{id}");
+            told.push(id);
+        }
+    }
+    readers.sort();
+    told.sort();
+    assert_eq!(readers, ["ApiFunction", "DeliverFunction"]);
+    assert_eq!(told, readers);
+}
+
+#[test]
+fn iam_patterns_match_as_iam_reads_them() {
+    assert!(iam_match("ssm:GetParameter", "ssm:getparameter", true));
+    assert!(iam_match("ssm:Get*", "ssm:GetParameter", true));
+    assert!(iam_match("*", "ssm:GetParameter", true));
+    assert!(!iam_match("ssm:GetParameters", "ssm:GetParameter", true));
+    assert!(iam_match(
+        "arn:*:parameter/*",
+        "arn:aws:ssm:parameter/x",
+        false
+    ));
+    assert!(!iam_match(
+        "arn:*:parameter/y*",
+        "arn:aws:ssm:parameter/x",
+        false
+    ));
+}

@@ -23,6 +23,7 @@ pub struct Config {
     pub platform_key: Option<String>,
     /// The key that seals signing secrets, credentials and custom header values at rest
     /// (32 bytes, base64); generated and kept in the data dir, owner-only, when unset.
+    /// Embedded backend only: on AWS the key is kept in SSM (`SEALING_KEY_PARAMETER`).
     #[arg(long, env = "WEBHOOKS_SEALING_KEY", hide_env_values = true)]
     pub sealing_key: Option<String>,
     /// Accept plain-http endpoint URLs (for local receivers).
@@ -109,6 +110,23 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_subscriptions_per_account: u64,
+    /// Seconds past its due time after which a pending delivery is taken to have no
+    /// message, and is sent again (the deliver function reads the same variable).
+    #[arg(
+        long,
+        env = "WEBHOOKS_SWEEP_GRACE_SECONDS",
+        default_value_t = app::sweep::DEFAULT_GRACE.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sweep_grace_seconds: u64,
+    /// Seconds between two sweeps for pending deliveries left without a message.
+    #[arg(
+        long,
+        env = "WEBHOOKS_SWEEP_INTERVAL_SECONDS",
+        default_value_t = app::sweep::DEFAULT_INTERVAL.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sweep_interval_seconds: u64,
 }
 
 impl Config {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use app::ports::{Clock, OsRandom, SystemClock};
+use app::ports::{Clock, FixedSealingKey, OsRandom, SystemClock};
 use app::sealed::SealedSubscriptions;
 use app::topology::{self, QueueSpec};
 use app::{Result, Services, Settings, Stores};
@@ -20,6 +20,7 @@ pub struct Embedded {
     pub services: Services,
     pub events_queue: Arc<SqliteQueue>,
     pub deliveries_queue: Arc<SqliteQueue>,
+    pub stranded_queue: Arc<SqliteQueue>,
 }
 
 /// The embedded stores, with every subscription's secrets sealed by `sealer` before they
@@ -46,11 +47,12 @@ pub fn open(data_dir: &Path, settings: Settings, sealer: Arc<Sealer>) -> Result<
     };
     let events_queue = queue(topology::EVENTS);
     let deliveries_queue = queue(topology::DELIVERIES);
+    let stranded_queue = queue(topology::DELIVERIES_STRANDED);
     let dead_letter_queue = queue(topology::DELIVERIES_DLQ);
     let stores = Stores {
         subscriptions: Arc::new(SealedSubscriptions::new(
             Arc::new(SqliteSubscriptionStore::new(db.clone())),
-            sealer,
+            Arc::new(FixedSealingKey::new(sealer)),
             Arc::new(OsRandom),
         )),
         events: Arc::new(SqliteEventStore::new(db.clone())),
@@ -58,6 +60,7 @@ pub fn open(data_dir: &Path, settings: Settings, sealer: Arc<Sealer>) -> Result<
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
         events_queue: events_queue.clone(),
         deliveries_queue: deliveries_queue.clone(),
+        stranded_queue: stranded_queue.clone(),
         dead_letter_queue,
     };
     let services = crate::runner::services(stores, settings)?;
@@ -65,5 +68,6 @@ pub fn open(data_dir: &Path, settings: Settings, sealer: Arc<Sealer>) -> Result<
         services,
         events_queue,
         deliveries_queue,
+        stranded_queue,
     })
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::ports::SystemClock;
-use app::{handle_deliveries, handle_events};
+use app::{handle_deliveries, handle_events, handle_stranded};
 use app::{topology, Services, Settings, Stores};
 use domain::api_key::hash_key;
 use domain::destination::DestinationPolicy;
@@ -63,6 +63,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         metrics_stage: None,
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
         max_subscriptions_per_account: config.max_subscriptions_per_account as usize,
+        sweep_grace: Duration::from_secs(config.sweep_grace_seconds),
     }
 }
 
@@ -75,15 +76,14 @@ impl Runner {
         let settings = settings(&config, &platform_key);
         let services = match config.backend {
             Backend::Embedded => {
-                // Sealed on the embedded backend only: the Lambdas share the AWS tables and do
-                // not seal yet, so a runner on AWS must write what they can read.
                 let sealer =
                     sealing_key::load_or_create(config.sealing_key.as_deref(), &config.data_dir)?;
                 let embedded = embedded::open(&config.data_dir, settings, Arc::new(sealer))?;
                 // This process is the only consumer of the data dir: whatever a previous
                 // run had received and not finished is released now, not after its timeout.
                 let released = embedded.events_queue.release_in_flight().await?
-                    + embedded.deliveries_queue.release_in_flight().await?;
+                    + embedded.deliveries_queue.release_in_flight().await?
+                    + embedded.stranded_queue.release_in_flight().await?;
                 if released > 0 {
                     tracing::info!(
                         released,
@@ -92,7 +92,17 @@ impl Runner {
                 }
                 embedded.services
             }
-            Backend::Aws => aws_services(settings).await?,
+            Backend::Aws => {
+                // On AWS the key is the one the Lambdas share, in SSM: a key of the runner's
+                // own would seal what they cannot open.
+                if config.sealing_key.as_deref().is_some_and(|k| !k.is_empty()) {
+                    return Err("--sealing-key (WEBHOOKS_SEALING_KEY) is for the embedded \
+                                backend; on AWS the key is the SSM parameter named by \
+                                SEALING_KEY_PARAMETER"
+                        .into());
+                }
+                aws_services(settings).await?
+            }
         };
         let mut runner = Self::start_with(&config, services, platform_key).await?;
         runner.platform_key_generated = generated;
@@ -138,6 +148,26 @@ impl Runner {
             stop_rx.clone(),
         ));
 
+        let s = services.clone();
+        tasks.extend(poller::spawn(
+            topology::DELIVERIES_STRANDED.name,
+            services.stranded_queue.clone(),
+            PollerConfig {
+                batch_size: topology::STRANDED.batch_size,
+                concurrency: topology::STRANDED.max_concurrency,
+            },
+            move |batch| {
+                let s = s.clone();
+                async move { handle_stranded(&s, batch).await }
+            },
+            stop_rx.clone(),
+        ));
+        tasks.push(tokio::spawn(sweep_every(
+            services.clone(),
+            Duration::from_secs(config.sweep_interval_seconds),
+            stop_rx.clone(),
+        )));
+
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let app = http_api::router(services.clone());
@@ -166,6 +196,20 @@ impl Runner {
     }
 }
 
+/// The sweep (see `app::sweep`), every `interval` until told to stop; the first one an
+/// interval after the start, when whatever a previous run left in flight was released.
+async fn sweep_every(services: Services, interval: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = app::sweep::sweep(&services, services.settings.sweep_grace).await {
+            tracing::warn!(error = %e, "the sweep failed; it runs again in one interval");
+        }
+    }
+}
+
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
@@ -184,7 +228,12 @@ async fn aws_services(settings: Settings) -> Result<Services, BoxError> {
         Ok(prefix) => aws::provision::create_all(&clients, &prefix).await?,
         Err(_) => Resources::from_env()?,
     };
-    Ok(services(aws::stores(&clients, &resources), settings)?)
+    // Sealed with the key the api and deliver functions use, so either can read what the
+    // other wrote.
+    Ok(services(
+        aws::sealed_stores(&clients, &resources)?,
+        settings,
+    )?)
 }
 
 #[cfg(not(feature = "aws"))]
@@ -192,4 +241,19 @@ async fn aws_services(_: Settings) -> Result<Services, BoxError> {
     Err("this runner was built without the AWS adapters: \
          `cargo run --release --features aws -- --backend aws`"
         .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sealing_key_of_its_own_is_refused_on_aws() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(dir.path());
+        config.backend = Backend::Aws;
+        config.sealing_key = Some(domain::sealing::Sealer::generate_key(&app::ports::OsRandom));
+        let err = Runner::start(config).await.err().expect("refused");
+        assert!(err.to_string().contains("SEALING_KEY_PARAMETER"), "{err}");
+    }
 }

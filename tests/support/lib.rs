@@ -256,6 +256,9 @@ pub struct TestRunner {
     /// attempted twice. SQS delivers at least once (and moto does so under load); the
     /// embedded queue hands a message to one receiver at a time.
     pub may_duplicate: bool,
+    /// On moto: the clients and the resource names, for a test that looks at what the
+    /// tables hold.
+    pub aws: Option<(store_aws::Clients, store_aws::Resources)>,
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -283,6 +286,7 @@ impl TestRunner {
             dir,
             http: reqwest::Client::new(),
             may_duplicate: false,
+            aws: None,
         }
     }
 
@@ -293,7 +297,8 @@ impl TestRunner {
     }
 
     /// On SQS and DynamoDB (a moto server), with pollers standing in for Lambda's event
-    /// source mappings exactly as in the embedded runner.
+    /// source mappings exactly as in the embedded runner, and secrets sealed with a key in
+    /// SSM as the runner's AWS backend does.
     pub async fn start_moto(name: &str) -> TestRunner {
         TestRunner::start_moto_with(name, |_| {}).await
     }
@@ -306,7 +311,7 @@ impl TestRunner {
         let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
         let (clients, resources) = moto::deployment(name).await;
         let services = runner::services(
-            store_aws::stores(&clients, &resources),
+            store_aws::sealed_stores(&clients, &resources).unwrap(),
             runner::settings(&config, &key),
         )
         .unwrap();
@@ -316,6 +321,7 @@ impl TestRunner {
             dir,
             http: reqwest::Client::new(),
             may_duplicate: true,
+            aws: Some((clients, resources)),
         }
     }
 

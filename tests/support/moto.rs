@@ -24,10 +24,7 @@ pub async fn clients() -> Clients {
         ))
         .load()
         .await;
-    Clients {
-        sqs: aws_sdk_sqs::Client::new(&config),
-        dynamodb: aws_sdk_dynamodb::Client::new(&config),
-    }
+    Clients::new(&config)
 }
 
 /// A unique prefix, so tests running at once never share a queue or table.
@@ -39,7 +36,8 @@ pub fn unique_prefix(name: &str) -> String {
     format!("t{}-{short}-", u32::from_le_bytes(b))
 }
 
-/// Every queue and table of a fresh deployment.
+/// Every queue and table of a fresh deployment, and the name of its sealing key's
+/// parameter (created on first use).
 pub async fn deployment(name: &str) -> (Clients, Resources) {
     let clients = clients().await;
     let resources = provision::create_all(&clients, &unique_prefix(name))

@@ -1,5 +1,6 @@
 //! The management API behind API Gateway (HTTP API, payload v2). It sends test webhooks,
-//! so it carries the outbound HTTP client.
+//! so it carries the outbound HTTP client; it writes signing secrets and credentials, so
+//! its subscriptions are sealed (the key is fetched from SSM on first need, not at init).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let settings = Settings::from_env()?;
     let http = http_client::ReqwestSender::new(settings.destinations.as_ref().clone())?;
     let services = Services::new(
-        store_aws::stores_from_env().await?,
+        store_aws::sealed_stores_from_env().await?,
         Arc::new(http),
         Arc::new(SystemClock),
         settings,

@@ -1,11 +1,15 @@
-//! Delivery: deliveries queue batches are signed, sent, logged and retried.
+//! Delivery: deliveries queue batches are signed, sent, logged and retried. The same
+//! function marks dead what the deliveries queue gave up on (the stranded queue) and runs
+//! the scheduled sweep for deliveries left without a message. It opens the
+//! sealed signing secrets and credentials (and reseals a subscription it disables), with
+//! the key fetched from SSM on first need, not at init.
 
 use std::sync::Arc;
 
-use app::handle_deliveries;
+use app::config::Vars;
+use app::deliver_function::{self, queue_name, Invocation, Response};
 use app::ports::SystemClock;
 use app::{Services, Settings};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -14,15 +18,22 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let http = http_client::ReqwestSender::new(settings.destinations.as_ref().clone())?;
     let services = Services::new(
-        store_aws::stores_from_env().await?,
+        store_aws::sealed_stores_from_env().await?,
         Arc::new(http),
         Arc::new(SystemClock),
         settings,
     );
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+    let stranded_url = Vars::from_env().required("DELIVERIES_STRANDED_QUEUE_URL")?;
+    let stranded_queue = queue_name(&stranded_url).to_string();
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Invocation>| {
         let services = services.clone();
-        // Per-message failures are in the response; the batch itself never fails.
-        async move { Ok::<SqsBatchResponse, Error>(handle_deliveries(&services, event.payload).await) }
+        let stranded_queue = stranded_queue.clone();
+        // Per-message failures are in a batch's response; a batch itself never fails.
+        async move {
+            Ok::<Response, Error>(
+                deliver_function::handle(&services, &stranded_queue, event.payload).await?,
+            )
+        }
     }))
     .await
 }

@@ -73,7 +73,11 @@ fn is_zero(n: &usize) -> bool {
 /// The dead letter of `task`, within what a queue message may be: a large payload with a
 /// long history of attempts (each with its headers and response) could be over it, and the
 /// move would then fail on every try. The newest attempts are kept.
-fn dead_letter_body(task: &DeliveryTask, attempts: &[Attempt], dead_at: Timestamp) -> String {
+pub(crate) fn dead_letter_body(
+    task: &DeliveryTask,
+    attempts: &[Attempt],
+    dead_at: Timestamp,
+) -> String {
     let body = |omitted: usize| {
         serde_json::to_string(&DeadLetter {
             delivery: task,

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod deliver_function;
 pub mod error;
 pub mod fanout;
 pub mod health;
@@ -16,9 +17,12 @@ pub mod redrive;
 pub mod sealed;
 pub mod services;
 mod sqs;
+pub mod stranded;
+pub mod sweep;
 pub mod topology;
 
 pub use deliver::handle_deliveries;
 pub use error::{Error, ErrorKind, Result};
 pub use fanout::handle_events;
 pub use services::{Services, Settings, Stores};
+pub use stranded::handle_stranded;

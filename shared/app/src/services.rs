@@ -35,6 +35,9 @@ pub struct Settings {
     pub auto_disable_after: Duration,
     /// Subscriptions one account may have; creating one more is refused.
     pub max_subscriptions_per_account: usize,
+    /// How long past its due time a pending delivery waits before the sweep sends it again
+    /// (see `sweep`).
+    pub sweep_grace: Duration,
 }
 
 impl Settings {
@@ -71,6 +74,10 @@ impl Settings {
                 "WEBHOOKS_MAX_SUBSCRIPTIONS_PER_ACCOUNT",
                 DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT,
             )? as usize,
+            sweep_grace: Duration::from_secs(vars.positive(
+                "WEBHOOKS_SWEEP_GRACE_SECONDS",
+                crate::sweep::DEFAULT_GRACE.as_secs(),
+            )?),
         })
     }
 }
@@ -84,6 +91,8 @@ pub struct Stores {
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub events_queue: Arc<dyn Queue>,
     pub deliveries_queue: Arc<dyn Queue>,
+    /// What the deliveries queue itself gave up on (see `stranded`).
+    pub stranded_queue: Arc<dyn Queue>,
     pub dead_letter_queue: Arc<dyn Queue>,
 }
 
@@ -95,6 +104,9 @@ pub struct Services {
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub events_queue: Arc<dyn Queue>,
     pub deliveries_queue: Arc<dyn Queue>,
+    /// What the deliveries queue itself gave up on after too many receives; the runner
+    /// polls it, on AWS the deliver function is its consumer (see `stranded`).
+    pub stranded_queue: Arc<dyn Queue>,
     /// Where deliveries whose attempts ran out are moved, with their history.
     pub dead_letter_queue: Arc<dyn Queue>,
     pub http: Arc<dyn HttpSender>,
@@ -121,6 +133,7 @@ impl Services {
             api_keys: stores.api_keys,
             events_queue: stores.events_queue,
             deliveries_queue: stores.deliveries_queue,
+            stranded_queue: stores.stranded_queue,
             dead_letter_queue: stores.dead_letter_queue,
             http,
             clock,

@@ -74,13 +74,38 @@ pub const EVENTS_DLQ: QueueSpec = QueueSpec {
 
 /// The queue's own redrive is a safety net above the largest attempt budget: the deliver
 /// function moves exhausted deliveries to the dead-letter queue itself, with their history.
+/// What the queue moves (a message whose every receive crashed, timed out or was
+/// throttled) goes to [`DELIVERIES_STRANDED`], whose consumer marks the delivery dead:
+/// such a move never passes through the deliver function, and the delivery would otherwise
+/// stay `pending` for ever with no message behind it.
 pub const DELIVERIES: QueueSpec = QueueSpec {
     name: "deliveries",
     visibility: DELIVER.function_timeout.saturating_mul(6),
     max_receives: Some(MAX_ATTEMPTS_LIMIT + 5),
+    dead_letter: Some("deliveries-stranded"),
+    retention: RETENTION,
+    max_message_bytes: MAX_MESSAGE_BYTES,
+};
+
+/// Consumed by the deliver function too (see `stranded`), so it hides a message as long as
+/// the deliveries queue does. A message its consumer fails on ten times goes on to the
+/// dead-letter queue, for a human, rather than cycling until its retention.
+pub const DELIVERIES_STRANDED: QueueSpec = QueueSpec {
+    name: "deliveries-stranded",
+    visibility: DELIVER.function_timeout.saturating_mul(6),
+    max_receives: Some(10),
     dead_letter: Some("deliveries-dlq"),
     retention: RETENTION,
     max_message_bytes: MAX_MESSAGE_BYTES,
+};
+
+/// How the deliver function takes what the deliveries queue gave up on: rare, so little
+/// concurrency (the event source mapping's minimum).
+pub const STRANDED: ConsumerSpec = ConsumerSpec {
+    queue: "deliveries-stranded",
+    batch_size: 10,
+    max_concurrency: 2,
+    function_timeout: DELIVER.function_timeout,
 };
 
 pub const DELIVERIES_DLQ: QueueSpec = QueueSpec {
@@ -92,8 +117,14 @@ pub const DELIVERIES_DLQ: QueueSpec = QueueSpec {
     max_message_bytes: MAX_MESSAGE_BYTES,
 };
 
-pub const QUEUES: [QueueSpec; 4] = [EVENTS, EVENTS_DLQ, DELIVERIES, DELIVERIES_DLQ];
-pub const CONSUMERS: [ConsumerSpec; 2] = [FANOUT, DELIVER];
+pub const QUEUES: [QueueSpec; 5] = [
+    EVENTS,
+    EVENTS_DLQ,
+    DELIVERIES,
+    DELIVERIES_STRANDED,
+    DELIVERIES_DLQ,
+];
+pub const CONSUMERS: [ConsumerSpec; 3] = [FANOUT, DELIVER, STRANDED];
 
 #[cfg(test)]
 mod tests {

@@ -1,20 +1,70 @@
 //! The sealing decorator over a real store: the store holds only sealed secrets, the use
-//! cases read them in clear, and a row that does not open is an error naming it.
+//! cases read them in clear, a row that does not open is an error naming it, and the key is
+//! asked for only when a value is sealed or a sealed one opened.
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use app::ports::{OsRandom, SubscriptionStore};
+use app::ports::{FixedSealingKey, OsRandom, SealingKeys, SubscriptionStore};
 use app::sealed::SealedSubscriptions;
 use app::ErrorKind;
+use async_trait::async_trait;
 use domain::sealing::Sealer;
 use domain::subscription::EndpointAuth;
 use store_memory::MemorySubscriptionStore;
 use support::{account, subscription};
 
-fn sealer(byte: u8) -> Arc<Sealer> {
-    Arc::new(Sealer::new(&[byte; 32]))
+fn sealer(byte: u8) -> Arc<dyn SealingKeys> {
+    Arc::new(FixedSealingKey::new(Arc::new(Sealer::new(&[byte; 32]))))
+}
+
+/// A key source that counts how often it is asked.
+struct CountedKey {
+    asked: AtomicUsize,
+}
+
+#[async_trait]
+impl SealingKeys for CountedKey {
+    async fn sealer(&self) -> app::Result<Arc<Sealer>> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        Ok(Arc::new(Sealer::new(&[5u8; 32])))
+    }
+}
+
+#[tokio::test]
+async fn the_key_is_asked_for_only_to_seal_or_to_open_a_sealed_value() {
+    let inner: Arc<dyn SubscriptionStore> = Arc::new(MemorySubscriptionStore::new());
+    let key = Arc::new(CountedKey {
+        asked: AtomicUsize::new(0),
+    });
+    let asked = || key.asked.load(Ordering::SeqCst);
+    let sealed = SealedSubscriptions::new(inner.clone(), key.clone(), Arc::new(OsRandom));
+    assert_eq!(asked(), 0, "asked at construction");
+
+    // Nothing sealed to read: an empty listing, a missing row, rows from before sealing, a
+    // delete.
+    let acct = account("acct_lazy");
+    assert!(sealed.list_all(&acct).await.unwrap().is_empty());
+    let old = subscription("acct_lazy", "wh_old", &["*"]);
+    assert_eq!(sealed.get(&acct, &old.id).await.unwrap(), None);
+    inner.put(&old).await.unwrap();
+    assert_eq!(sealed.get(&acct, &old.id).await.unwrap(), Some(old.clone()));
+    assert_eq!(
+        sealed.list_all(&acct).await.unwrap(),
+        std::slice::from_ref(&old)
+    );
+    assert!(sealed.delete(&acct, &old.id).await.unwrap());
+    assert_eq!(asked(), 0, "asked with nothing to seal or open");
+
+    // Sealing asks; so does opening what was sealed.
+    let sub = subscription("acct_lazy", "wh_new", &["*"]);
+    sealed.put(&sub).await.unwrap();
+    assert_eq!(asked(), 1);
+    assert_eq!(sealed.get(&acct, &sub.id).await.unwrap(), Some(sub.clone()));
+    assert_eq!(sealed.list_all(&acct).await.unwrap(), [sub]);
+    assert_eq!(asked(), 3);
 }
 
 #[tokio::test]

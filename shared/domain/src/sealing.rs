@@ -136,6 +136,23 @@ impl Sealer {
     }
 }
 
+/// Whether a stored value was sealed (else it was written before sealing and reads as it is).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
+/// Whether any secret part of a stored subscription is sealed: one that holds none opens
+/// without a key, so a store whose key is fetched on first need does not fetch it for it.
+pub fn holds_sealed(sub: &Subscription) -> bool {
+    // The one walk over the secret parts, on a copy (it hands out `&mut`).
+    let mut any = false;
+    let _ = each_secret(&mut sub.clone(), |value, _| {
+        any |= is_sealed(value);
+        Ok(())
+    });
+    any
+}
+
 /// Calls `f` on every secret part of `sub` with the place it belongs to.
 fn each_secret(
     sub: &mut Subscription,
@@ -231,6 +248,24 @@ mod tests {
     fn values_written_before_sealing_read_as_they_are() {
         assert_eq!(sealer().open("plain", "c").unwrap(), "plain");
         assert_eq!(sealer().open_subscription(sub()).unwrap(), sub());
+    }
+
+    #[test]
+    fn a_subscription_holds_sealed_values_when_any_secret_part_is_sealed() {
+        let random = Counter::default();
+        assert!(!holds_sealed(&sub()));
+        assert!(holds_sealed(&sealer().seal_subscription(&sub(), &random)));
+        // Each part alone counts: the secret, the credential, a header value.
+        let sealed = || sealer().seal("v", "c", &random);
+        let mut only_secret = sub();
+        only_secret.secrets[0].secret = sealed();
+        let mut only_auth = sub();
+        only_auth.auth = Some(EndpointAuth::Bearer { token: sealed() });
+        let mut only_header = sub();
+        only_header.headers.insert("X-Other".into(), sealed());
+        for s in [only_secret, only_auth, only_header] {
+            assert!(holds_sealed(&s), "{s:?}");
+        }
     }
 
     #[test]

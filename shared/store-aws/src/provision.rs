@@ -161,29 +161,35 @@ async fn table(clients: &Clients, spec: TableSpec<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Creates every queue and table with names starting with `prefix`.
+/// Creates every queue and table with names starting with `prefix`, and names the sealing
+/// key's parameter after it.
 pub async fn create_all(clients: &Clients, prefix: &str) -> Result<Resources> {
     let (_, events_dlq_arn) = queue(clients, prefix, topology::EVENTS_DLQ, None).await?;
     let (events_queue_url, _) =
         queue(clients, prefix, topology::EVENTS, Some(&events_dlq_arn)).await?;
     let (deliveries_dlq_url, deliveries_dlq_arn) =
         queue(clients, prefix, topology::DELIVERIES_DLQ, None).await?;
-    let (deliveries_queue_url, _) = queue(
+    let (deliveries_stranded_queue_url, stranded_arn) = queue(
         clients,
         prefix,
-        topology::DELIVERIES,
+        topology::DELIVERIES_STRANDED,
         Some(&deliveries_dlq_arn),
     )
     .await?;
+    let (deliveries_queue_url, _) =
+        queue(clients, prefix, topology::DELIVERIES, Some(&stranded_arn)).await?;
     let resources = Resources {
         events_queue_url,
         deliveries_queue_url,
+        deliveries_stranded_queue_url,
         deliveries_dlq_url,
         subscriptions_table: format!("{prefix}subscriptions"),
         events_table: format!("{prefix}events"),
         deliveries_table: format!("{prefix}deliveries"),
         api_keys_table: format!("{prefix}api-keys"),
         retention: Duration::from_secs(30 * 86_400),
+        // Created on first use (see `sealing_key`), as in a deployment.
+        sealing_key_parameter: Some(format!("/{prefix}sealing-key")),
     };
     let tables = [
         TableSpec {

@@ -195,6 +195,20 @@ impl DeliveryLog for MemoryDeliveryLog {
         })))
     }
 
+    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+        let records = lock(&self.records)?;
+        Ok(records
+            .values()
+            .map(|r| &r.delivery)
+            .filter(|d| {
+                d.status == DeliveryStatus::Pending
+                    && d.next_attempt_at.unwrap_or(d.updated_at) < before
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn stats(
         &self,
         account_id: &AccountId,

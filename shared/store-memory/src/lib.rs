@@ -29,8 +29,9 @@ use app::topology::{self, QueueSpec};
 use app::{Error, Result, Stores};
 
 /// A fresh, empty set of every store and queue, shaped as `app::topology` says. The
-/// deliveries queue is redriven to the dead-letter queue the deliver use case writes to, as
-/// in the runner; the events queue to a dead-letter queue of its own that nothing reads.
+/// deliveries queue is redriven to the stranded queue, and that one to the dead-letter
+/// queue the deliver use case writes to, as in the runner; the events queue to a
+/// dead-letter queue of its own that nothing reads.
 pub fn stores(clock: Arc<dyn Clock>) -> Stores {
     let queue = |spec: QueueSpec, redrive| {
         Arc::new(
@@ -46,6 +47,10 @@ pub fn stores(clock: Arc<dyn Clock>) -> Stores {
     };
     let events_dlq = queue(topology::EVENTS_DLQ, None);
     let dead_letter_queue = queue(topology::DELIVERIES_DLQ, None);
+    let stranded_queue = queue(
+        topology::DELIVERIES_STRANDED,
+        redrive(topology::DELIVERIES_STRANDED, dead_letter_queue.clone()),
+    );
     Stores {
         subscriptions: Arc::new(MemorySubscriptionStore::new()),
         events: Arc::new(MemoryEventStore::new()),
@@ -54,8 +59,9 @@ pub fn stores(clock: Arc<dyn Clock>) -> Stores {
         events_queue: queue(topology::EVENTS, redrive(topology::EVENTS, events_dlq)),
         deliveries_queue: queue(
             topology::DELIVERIES,
-            redrive(topology::DELIVERIES, dead_letter_queue.clone()),
+            redrive(topology::DELIVERIES, stranded_queue.clone()),
         ),
+        stranded_queue,
         dead_letter_queue,
     }
 }

@@ -345,6 +345,26 @@ impl DeliveryLog for SqliteDeliveryLog {
         }))
     }
 
+    /// A scan on a reader connection: no index for it, as each one would cost every
+    /// delivery two more B-tree writes (pending in, then out) for a question asked every
+    /// few minutes, off the writer.
+    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+        let before = before.as_millis();
+        self.db
+            .read(move |c| {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                         WHERE status = 'pending' AND COALESCE(next_attempt_at, updated_at) < ?1
+                         LIMIT ?2"
+                    ))?
+                    .query_map(params![before, limit as i64], delivery_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
     async fn stats(
         &self,
         account_id: &AccountId,

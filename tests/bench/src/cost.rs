@@ -364,10 +364,7 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
         ))
         .load()
         .await;
-    let clients = Clients {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-    };
+    let clients = Clients::new(&sdk);
     let timings = Timings::default();
     let pipeline = Pipeline::start(&clients, &prefix, &timings).await?;
     let receiver = Receiver::start().await;

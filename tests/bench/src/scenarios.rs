@@ -302,6 +302,10 @@ pub async fn coldstart(quick: bool) -> Res {
                 .env("AWS_SECRET_ACCESS_KEY", "bench")
                 .env("EVENTS_QUEUE_URL", "http://127.0.0.1:1/q/events")
                 .env("DELIVERIES_QUEUE_URL", "http://127.0.0.1:1/q/deliveries")
+                .env(
+                    "DELIVERIES_STRANDED_QUEUE_URL",
+                    "http://127.0.0.1:1/q/stranded",
+                )
                 .env("DELIVERIES_DLQ_URL", "http://127.0.0.1:1/q/dlq")
                 .env("SUBSCRIPTIONS_TABLE", "s")
                 .env("EVENTS_TABLE", "e")

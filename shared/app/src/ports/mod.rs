@@ -7,6 +7,7 @@ mod deliveries;
 mod events;
 mod http_sender;
 mod queue;
+mod sealing_keys;
 mod subscriptions;
 
 pub use api_keys::ApiKeyStore;
@@ -18,6 +19,7 @@ pub use queue::{
     batch_calls, check_sizes, OutgoingMessage, Queue, QueueMessage, ENTRY_MARGIN_BYTES, MAX_BATCH,
     MAX_BATCH_BYTES, MAX_MESSAGE_BYTES,
 };
+pub use sealing_keys::{FixedSealingKey, SealingKeys};
 pub use subscriptions::SubscriptionStore;
 
 /// One page of a listing, and the opaque cursor of the next page when there is one.

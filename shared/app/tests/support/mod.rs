@@ -120,6 +120,7 @@ impl Harness {
             metrics_stage: None,
             auto_disable_after: Duration::from_secs(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
             max_subscriptions_per_account: 100,
+            sweep_grace: app::sweep::DEFAULT_GRACE,
         };
         let mut stores = store_memory::stores(clock.clone());
         adjust(&mut stores);

@@ -1,0 +1,117 @@
+//! What the deliveries queue gave up on. After too many receives (every one of them a
+//! crash, a timeout or a throttle: the deliver use case retires a delivery itself, with its
+//! history, long before) the queue moves a message on by its own redrive policy. That move
+//! never passes through our code, so the delivery would stay `pending` for ever with no
+//! message behind it: not listed as dead, refused by retry, skipped by recover. The queue
+//! moves it to `deliveries-stranded` (see `topology`), and this consumer turns it into an
+//! ordinary dead letter: marked `dead` in the log, so it is listed and can be redriven, and
+//! its dead-letter message (with the attempts the log has) put on the dead-letter queue,
+//! where the dead-letter alarm sees it.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+use super::deliver::dead_letter_body;
+use super::sqs::{set_aside, Record};
+use crate::metrics::DeliveryMetrics;
+use crate::ports::OutgoingMessage;
+use crate::{Result, Services};
+use domain::delivery::{DeliveryStatus, DeliveryTask};
+
+/// The queue's name where it is told apart (logs, set-aside messages).
+const QUEUE: &str = crate::topology::DELIVERIES_STRANDED.name;
+
+/// Handles one batch of the stranded queue. A message whose delivery cannot be looked up
+/// or marked comes back (and, after the queue's own limit, goes to the dead-letter queue
+/// as it is); every other one is acknowledged.
+#[tracing::instrument(name = "stranded", skip_all, fields(messages = batch.records.len()))]
+pub async fn handle_stranded(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut metrics = DeliveryMetrics::default();
+    for message in &batch.records {
+        let Some(record) = Record::from_message(message) else {
+            tracing::error!("stranded queue record without id or body");
+            continue;
+        };
+        let task = match serde_json::from_str::<DeliveryTask>(record.body) {
+            Ok(task) => task,
+            Err(e) => {
+                set_aside(services, QUEUE, &record, &e, &mut response).await;
+                continue;
+            }
+        };
+        match mark_dead(services, &task, record.receive_count).await {
+            Ok(true) => metrics.dead += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(delivery_id = %task.delivery_id, error = %e, "could not mark a stranded delivery dead; it will come back");
+                response.add_failure(record.message_id);
+            }
+        }
+    }
+    if let Some(stage) = &services.settings.metrics_stage {
+        metrics.publish(stage, services.clock.now_ms());
+    }
+    response
+}
+
+/// Marks the task's delivery dead if it is still pending as it was; says whether it did. A
+/// delivery that is gone (past its retention) or has an outcome already (a duplicate
+/// message delivered it) is left as it is.
+async fn mark_dead(services: &Services, task: &DeliveryTask, receives: u32) -> Result<bool> {
+    let Some(delivery) = services
+        .deliveries
+        .get(&task.account_id, &task.delivery_id)
+        .await?
+    else {
+        tracing::info!(delivery_id = %task.delivery_id, "a stranded delivery is no longer in the log");
+        return Ok(false);
+    };
+    if delivery.status != DeliveryStatus::Pending {
+        return Ok(false);
+    }
+    let now = services.clock.now();
+    let moved = services
+        .deliveries
+        .move_status(
+            &delivery.account_id,
+            &delivery.id,
+            (DeliveryStatus::Pending, delivery.attempt_count),
+            DeliveryStatus::Dead,
+            now,
+        )
+        .await?;
+    if !moved {
+        // An outcome was logged meanwhile: it stands.
+        return Ok(false);
+    }
+    tracing::warn!(
+        delivery_id = %delivery.id,
+        account_id = %delivery.account_id,
+        subscription_id = %delivery.subscription_id,
+        attempts = delivery.attempt_count,
+        receives,
+        "the deliveries queue gave up on a delivery after too many receives; marked dead"
+    );
+    // The log is the record (the dead letters listed and redriven come from it); the
+    // message is for the alarm and a human. Failing to write it does not undo the mark, and
+    // retrying would find the delivery dead and write nothing: it is logged instead.
+    let attempts = services
+        .deliveries
+        .attempts(&task.account_id, &task.delivery_id)
+        .await
+        .unwrap_or_default();
+    let sent = services
+        .dead_letter_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body: dead_letter_body(task, &attempts, now),
+            delay: Duration::ZERO,
+        }])
+        .await;
+    if let Err(e) = sent {
+        tracing::error!(delivery_id = %delivery.id, error = %e, "a stranded delivery is marked dead, but its dead-letter message could not be sent");
+    }
+    Ok(true)
+}

@@ -1,0 +1,132 @@
+//! The sweep: finds deliveries left `pending` with no message behind them, and sends them
+//! again. Every path that strands one is closed where it is known (a redrive undone when
+//! its send fails, the queue's own give-ups consumed by `stranded`, fan-out re-sending on
+//! a second receive), but not a crash between a redrive's mark and its send, a purged
+//! queue or a message lost in some way not foreseen. A delivery with a message changes by
+//! its due time; one overdue by more than the grace has none, or is stuck behind a backlog
+//! that long.
+//!
+//! A delivery of a failing endpoint is left alone: its messages are parked (see `limiter`)
+//! without the log knowing, so it may wait past any grace with a message behind it. Once
+//! the endpoint answers again, a stranded one is found by the next sweep.
+//!
+//! Sending again when a message does exist after all (a backlog longer than the grace)
+//! costs a second attempt at most: the receiver sees the same `webhook-id` twice, which
+//! at-least-once delivery allows, and never a lost event.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ports::OutgoingMessage;
+use crate::{Result, Services};
+use domain::delivery::{DeliveryStatus, Payload};
+use domain::ids::{AccountId, SubscriptionId};
+
+/// How long past its due time a pending delivery waits before the sweep sends it again:
+/// beyond any parking (10 min at most) and any deferral short of an hour-long backlog.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+/// How often the runner sweeps. On AWS a schedule in the template says it.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
+/// Overdue deliveries taken by one run; the next run takes the rest.
+pub const LIMIT: usize = 1000;
+
+/// What one run found and did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Pending past their due time and the grace.
+    pub overdue: usize,
+    /// Sent again.
+    pub requeued: usize,
+    /// Left alone: their endpoint is failing, so they may be parked.
+    pub endpoint_failing: usize,
+    /// Marked dead: the event is past its retention, there is nothing left to send.
+    pub event_expired: usize,
+}
+
+#[tracing::instrument(name = "sweep", skip_all)]
+pub async fn sweep(services: &Services, grace: Duration) -> Result<SweepReport> {
+    let now = services.clock.now();
+    let before = now.plus_millis(-(grace.as_millis() as i64));
+    let overdue = services.deliveries.overdue(before, LIMIT).await?;
+    let mut report = SweepReport {
+        overdue: overdue.len(),
+        ..SweepReport::default()
+    };
+    if overdue.is_empty() {
+        return Ok(report);
+    }
+    let mut keys: Vec<(AccountId, SubscriptionId)> = overdue
+        .iter()
+        .map(|d| (d.account_id.clone(), d.subscription_id.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let failing: HashMap<(AccountId, SubscriptionId), bool> = services
+        .subscriptions
+        .get_many(&keys)
+        .await?
+        .into_iter()
+        .map(|s| {
+            (
+                (s.account_id.clone(), s.id.clone()),
+                s.failing_since.is_some(),
+            )
+        })
+        .collect();
+
+    let mut messages = Vec::new();
+    for d in overdue {
+        let key = (d.account_id.clone(), d.subscription_id.clone());
+        if failing.get(&key).copied().unwrap_or(false) {
+            report.endpoint_failing += 1;
+            continue;
+        }
+        let from = (DeliveryStatus::Pending, d.attempt_count);
+        let Some(event) = services.events.get(&d.account_id, &d.event_id).await? else {
+            if services
+                .deliveries
+                .move_status(&d.account_id, &d.id, from, DeliveryStatus::Dead, now)
+                .await?
+            {
+                tracing::warn!(delivery_id = %d.id, account_id = %d.account_id, "a stranded delivery's event has expired; marked dead");
+                report.event_expired += 1;
+            }
+            continue;
+        };
+        // Rescheduled to now first, and only if nothing changed it since it was read: an
+        // outcome logged meanwhile stands, and the next run does not find it again unless
+        // this message is lost too.
+        if !services
+            .deliveries
+            .move_status(&d.account_id, &d.id, from, DeliveryStatus::Pending, now)
+            .await?
+        {
+            continue;
+        }
+        tracing::warn!(
+            delivery_id = %d.id,
+            account_id = %d.account_id,
+            subscription_id = %d.subscription_id,
+            due = %d.next_attempt_at.unwrap_or(d.updated_at),
+            "a pending delivery was overdue with no sign of its message; sent again"
+        );
+        let mut task = d.task(Payload::of(&event));
+        // Its attempt numbers go on from those already made.
+        task.prior_receives = d.attempt_count;
+        messages.push(OutgoingMessage {
+            id: messages.len().to_string(),
+            body: serde_json::to_string(&task).expect("a delivery task serialises"),
+            delay: Duration::ZERO,
+        });
+    }
+    report.requeued = messages.len();
+    // A failed send leaves them pending and rescheduled: the next run after the grace
+    // finds them again.
+    services.deliveries_queue.send_batch(messages).await?;
+    if report.requeued > 0 || report.event_expired > 0 {
+        tracing::warn!(?report, "sweep");
+    }
+    Ok(report)
+}

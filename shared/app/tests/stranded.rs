@@ -1,0 +1,250 @@
+//! Nothing left `pending` without a message: what the deliveries queue itself gives up on
+//! is marked dead (and so listed and redrivable), and the sweep sends again a pending
+//! delivery that is long overdue.
+
+mod support;
+
+use std::time::Duration;
+
+use app::deliver_function::{self, Invocation, Response};
+use app::redrive::{can_redrive, redrive};
+use app::sweep::{sweep, SweepReport, DEFAULT_GRACE};
+use app::topology;
+use app::{handle_deliveries, handle_stranded};
+use domain::delivery::{Delivery, DeliveryStatus};
+use serde_json::{json, Value};
+use support::{
+    account, event, failures, receive_all, record, records_of, sqs_event, subscription, Harness,
+};
+
+/// An account with one subscription and one event, whose delivery is in the log as fan-out
+/// made it; whether a message is behind it is up to the test.
+async fn pending_delivery(h: &Harness) -> Delivery {
+    let sub = subscription("acct_s", "wh_s", &["call.ended"]);
+    h.services.subscriptions.put(&sub).await.unwrap();
+    let event = event("acct_s", "evt_s", "call.ended");
+    h.services
+        .events
+        .insert_batch(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let delivery = Delivery::new(&event, &sub, h.now());
+    h.services
+        .deliveries
+        .create_batch(std::slice::from_ref(&delivery))
+        .await
+        .unwrap();
+    delivery
+}
+
+async fn current(h: &Harness, d: &Delivery) -> Delivery {
+    h.services
+        .deliveries
+        .get(&d.account_id, &d.id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Sends the delivery's task on the deliveries queue, then receives it as often as the
+/// queue allows without ever finishing it (a crash on every receive), until the queue
+/// moves it on by its redrive policy.
+async fn strand(h: &Harness, d: &Delivery) {
+    let e = h
+        .services
+        .events
+        .get(&d.account_id, &d.event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let task = d.task(domain::delivery::Payload::of(&e));
+    h.services
+        .deliveries_queue
+        .send_batch(vec![app::ports::OutgoingMessage {
+            id: "0".into(),
+            body: serde_json::to_string(&task).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+    for _ in 0..topology::DELIVERIES.max_receives.unwrap() {
+        assert_eq!(receive_all(&h.services.deliveries_queue).await.len(), 1);
+        h.clock.advance(topology::DELIVERIES.visibility);
+    }
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_the_queue_gave_up_on_is_marked_dead_listed_and_redrivable() {
+    let h = Harness::new(&[200]);
+    let d = pending_delivery(&h).await;
+    strand(&h, &d).await;
+    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Pending);
+
+    let stranded = receive_all(&h.services.stranded_queue).await;
+    assert_eq!(
+        stranded.len(),
+        1,
+        "the queue moves it to the stranded queue"
+    );
+    let response = handle_stranded(&h.services, sqs_event(records_of(&stranded))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+
+    let dead = current(&h, &d).await;
+    assert_eq!(dead.status, DeliveryStatus::Dead);
+    let listed = h
+        .services
+        .deliveries
+        .list_dead(&account("acct_s"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    // An ordinary dead letter for the review queue and its alarm.
+    let letters = receive_all(&h.services.dead_letter_queue).await;
+    assert_eq!(letters.len(), 1);
+    let letter: Value = serde_json::from_str(&letters[0].body).unwrap();
+    assert_eq!(letter["delivery"]["delivery_id"], json!(d.id.as_str()));
+
+    // Redrivable: sent again, and delivered.
+    assert!(can_redrive(dead.status));
+    assert_eq!(
+        redrive(&h.services, std::slice::from_ref(&dead))
+            .await
+            .unwrap(),
+        1
+    );
+    let sent = receive_all(&h.services.deliveries_queue).await;
+    let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_stranded_message_of_a_finished_delivery_changes_nothing() {
+    let h = Harness::new(&[200]);
+    let d = pending_delivery(&h).await;
+    assert!(h
+        .services
+        .deliveries
+        .move_status(
+            &d.account_id,
+            &d.id,
+            (DeliveryStatus::Pending, 0),
+            DeliveryStatus::Succeeded,
+            h.now()
+        )
+        .await
+        .unwrap());
+    strand(&h, &d).await;
+    let stranded = receive_all(&h.services.stranded_queue).await;
+    let response = handle_stranded(&h.services, sqs_event(records_of(&stranded))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Succeeded);
+    assert!(receive_all(&h.services.dead_letter_queue).await.is_empty());
+
+    // An unreadable one is set aside for a human, and acknowledged.
+    let response = handle_stranded(&h.services, sqs_event(vec![record("m1", "{", 1)])).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    let set_aside = receive_all(&h.services.dead_letter_queue).await;
+    assert_eq!(set_aside.len(), 1);
+    assert!(set_aside[0].body.contains("unprocessable"));
+}
+
+#[tokio::test]
+async fn the_sweep_sends_again_a_pending_delivery_long_overdue_and_only_that() {
+    let h = Harness::new(&[200]);
+    let d = pending_delivery(&h).await;
+    // Within the grace: it may have a message on its way.
+    h.clock.advance(DEFAULT_GRACE - Duration::from_secs(1));
+    assert_eq!(
+        sweep(&h.services, DEFAULT_GRACE).await.unwrap(),
+        SweepReport::default()
+    );
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+
+    h.clock.advance(Duration::from_secs(2));
+    let report = sweep(&h.services, DEFAULT_GRACE).await.unwrap();
+    assert_eq!((report.overdue, report.requeued), (1, 1), "{report:?}");
+    // Rescheduled: the next run does not send it again.
+    assert_eq!(sweep(&h.services, DEFAULT_GRACE).await.unwrap().overdue, 0);
+    let sent = receive_all(&h.services.deliveries_queue).await;
+    assert_eq!(sent.len(), 1);
+    let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    let done = current(&h, &d).await;
+    assert_eq!(
+        (done.status, done.attempt_count),
+        (DeliveryStatus::Succeeded, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_leaves_a_failing_endpoints_deliveries_parked_and_retires_expired_events() {
+    let h = Harness::new(&[]);
+    let d = pending_delivery(&h).await;
+    let mut sub = h
+        .services
+        .subscriptions
+        .get(&d.account_id, &d.subscription_id)
+        .await
+        .unwrap()
+        .unwrap();
+    sub.failing_since = Some(h.now());
+    h.services.subscriptions.put(&sub).await.unwrap();
+    h.clock.advance(DEFAULT_GRACE * 3);
+    let report = sweep(&h.services, DEFAULT_GRACE).await.unwrap();
+    assert_eq!(
+        (report.endpoint_failing, report.requeued),
+        (1, 0),
+        "{report:?}"
+    );
+
+    // Answering again, but the event has passed its retention: nothing left to send.
+    sub.failing_since = None;
+    h.services.subscriptions.put(&sub).await.unwrap();
+    let mut gone = d.clone();
+    gone.id = domain::ids::DeliveryId::from_static("dlv_gone");
+    gone.event_id = domain::ids::EventId::from_static("evt_expired");
+    h.services
+        .deliveries
+        .create_batch(std::slice::from_ref(&gone))
+        .await
+        .unwrap();
+    let report = sweep(&h.services, DEFAULT_GRACE).await.unwrap();
+    assert_eq!(
+        (report.overdue, report.requeued, report.event_expired),
+        (2, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(current(&h, &gone).await.status, DeliveryStatus::Dead);
+}
+
+#[tokio::test]
+async fn the_deliver_function_routes_each_invocation() {
+    let h = Harness::new(&[200]);
+    let d = pending_delivery(&h).await;
+    strand(&h, &d).await;
+    let stranded = receive_all(&h.services.stranded_queue).await;
+    let mut records = records_of(&stranded);
+    records[0]["eventSourceARN"] =
+        json!("arn:aws:sqs:eu-west-1:123456789012:webhooks-prod-deliveries-stranded");
+    let invocation: Invocation = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let response =
+        deliver_function::handle(&h.services, "webhooks-prod-deliveries-stranded", invocation)
+            .await
+            .unwrap();
+    assert!(matches!(response, Response::Batch(_)));
+    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Dead);
+
+    let scheduled: Invocation =
+        serde_json::from_value(json!({"detail-type": "Scheduled Event", "source": "aws.events"}))
+            .unwrap();
+    let Response::Sweep(report) =
+        deliver_function::handle(&h.services, "webhooks-prod-deliveries-stranded", scheduled)
+            .await
+            .unwrap()
+    else {
+        panic!("a schedule runs the sweep")
+    };
+    assert_eq!(report, SweepReport::default());
+}
