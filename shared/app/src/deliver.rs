@@ -20,7 +20,7 @@ use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::health::Observed;
 use domain::ids::{AccountId, SubscriptionId};
 use domain::retry::{
-    classify_status, parking_delay, visibility_left, Failure, RetryPolicy, Verdict,
+    classify_status, parking_delay, unproven_wait, visibility_left, Failure, RetryPolicy, Verdict,
     MAX_RETRY_HORIZON,
 };
 use domain::signing;
@@ -306,6 +306,18 @@ async fn settle(
                         task.parkings = task.parkings.saturating_add(1);
                         wait
                     }
+                    // Counted in the same field: a delivery that waited for a proof and
+                    // then for a failing endpoint's probe starts its parking further on.
+                    Refusal::Unproven { stalled } => {
+                        let unit = services.random.unit();
+                        let wait = if stalled {
+                            parking_delay(task.parkings, unit)
+                        } else {
+                            unproven_wait(task.parkings, unit)
+                        };
+                        task.parkings = task.parkings.saturating_add(1);
+                        wait
+                    }
                 };
                 deferred.push((h.message_id, h.receipt_handle, task, wait));
             }
@@ -468,7 +480,7 @@ async fn attempt(
             _ => {}
         }
     }
-    let _permit = match services
+    let permit = match services
         .limiter
         .try_acquire(&sub, std::time::Instant::now())
     {
@@ -478,6 +490,10 @@ async fn attempt(
 
     let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
     let verdict = verdict_of(&result);
+    if verdict == Verdict::Succeeded {
+        permit.succeeded();
+    }
+    drop(permit);
     let gone = verdict == Verdict::Gone;
     let next = match verdict {
         Verdict::Succeeded => {

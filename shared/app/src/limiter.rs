@@ -3,12 +3,14 @@
 //! hang. A delivery over any of them is not attempted but deferred, so a slow, failing or
 //! rate-limited endpoint waits its turn without holding up anyone else's.
 //!
-//! An attempt to a failing endpoint is the one that may hang for its whole timeout, and an
-//! attempt holds its batch (a poller here, an invocation on Lambda) until it ends. Each
-//! failing endpoint gets one attempt at a time (a probe), and an account gets at most
-//! [`FAILING_PROBES_PER_ACCOUNT`] probes at once: an account with forty endpoints down holds
-//! four delivery slots, not forty, whatever their timeouts; its healthy endpoints are not
-//! counted and go on as usual.
+//! An attempt holds its batch (a poller here, an invocation on Lambda) until it ends, and
+//! the attempts that may hang for their whole timeout are those to an endpoint that is
+//! failing, or that has not answered yet in this process: a new endpoint, or any endpoint
+//! just after a start. These are probes. An account gets at most [`PROBES_PER_ACCOUNT`]
+//! probes at once: an account whose forty endpoints hang holds four delivery slots, not all
+//! of them, whatever their timeouts, from its very first deliveries (before any of them is
+//! known to fail). A failing endpoint gets one probe at a time. An endpoint that answers
+//! 2xx is proven, and its attempts are no longer probes.
 //!
 //! The counts are per process: one local runner sees them all; on Lambda each instance
 //! enforces them alone, so the totals scale with the function's concurrency.
@@ -23,8 +25,12 @@ use domain::subscription::Subscription;
 /// How long a delivery over a healthy endpoint's in-flight cap waits before its next try.
 pub const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 
-/// Probes (attempts to failing endpoints) one account may have in flight at once.
-pub const FAILING_PROBES_PER_ACCOUNT: usize = 4;
+/// Probes (attempts to failing or unproven endpoints) one account may have in flight at once.
+pub const PROBES_PER_ACCOUNT: usize = 4;
+
+/// A probe running this long suggests its endpoint hangs: the account's other unproven
+/// deliveries are parked rather than retried within seconds.
+pub const PROBE_STALLED_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a delivery may not be attempted now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +42,13 @@ pub enum Refusal {
     /// The endpoint is failing and its probe (or its account's probes) are in flight: the
     /// delivery is parked (see `domain::retry::parking_delay`), not cycled every second.
     Failing,
+    /// The endpoint has not answered yet and its account's probes are in flight. While they
+    /// are quick (a new customer's first burst, answered in milliseconds) the delivery waits
+    /// briefly (see `domain::retry::unproven_wait`); once one of them has run past
+    /// [`PROBE_STALLED_AFTER`] (`stalled`), the account's endpoints may be hanging and the
+    /// delivery is parked as behind a failing endpoint: cycling every second through the
+    /// ten-second timeouts of forty endpoints is what it must not do.
+    Unproven { stalled: bool },
 }
 
 #[derive(Debug)]
@@ -43,13 +56,15 @@ struct Endpoint {
     in_flight: usize,
     tokens: f64,
     refilled: Instant,
+    /// It answered 2xx in this process.
+    proven: bool,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     endpoints: HashMap<SubscriptionId, Endpoint>,
-    /// Probes in flight, by account; an account without any is not kept.
-    probes: HashMap<AccountId, usize>,
+    /// When each probe in flight started, by account; an account without any is not kept.
+    probes: HashMap<AccountId, Vec<Instant>>,
 }
 
 #[derive(Debug)]
@@ -63,7 +78,18 @@ pub struct Limiter {
 pub struct Permit {
     limiter: Arc<Limiter>,
     subscription_id: SubscriptionId,
-    probe_of: Option<AccountId>,
+    /// The account and start of a probe.
+    probe_of: Option<(AccountId, Instant)>,
+}
+
+impl Permit {
+    /// The attempt got a 2xx: the endpoint is proven, and its next attempts are not probes.
+    pub fn succeeded(&self) {
+        let mut counts = self.limiter.counts.lock().expect("limiter lock");
+        if let Some(e) = counts.endpoints.get_mut(&self.subscription_id) {
+            e.proven = true;
+        }
+    }
 }
 
 impl Drop for Permit {
@@ -72,10 +98,12 @@ impl Drop for Permit {
         if let Some(e) = counts.endpoints.get_mut(&self.subscription_id) {
             e.in_flight = e.in_flight.saturating_sub(1);
         }
-        if let Some(account) = &self.probe_of {
-            if let Some(n) = counts.probes.get_mut(account) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
+        if let Some((account, started)) = &self.probe_of {
+            if let Some(starts) = counts.probes.get_mut(account) {
+                if let Some(i) = starts.iter().position(|s| s == started) {
+                    starts.swap_remove(i);
+                }
+                if starts.is_empty() {
                     counts.probes.remove(account);
                 }
             }
@@ -104,19 +132,30 @@ impl Limiter {
             in_flight: 0,
             tokens: burst,
             refilled: now,
+            proven: false,
         });
         // A failing endpoint (no success since its last failure) gets one attempt at a
         // time, like a half-open circuit breaker: the first answer tells whether it is back,
-        // and a hanging endpoint holds one delivery slot, not ten. Its account's probes
-        // together are capped too.
+        // and a hanging endpoint holds one delivery slot, not ten. An unproven one is not
+        // known to hang, but may. Their account's probes together are capped.
         let failing = sub.failing_since.is_some();
-        if failing {
-            let account_probes = probes.get(&sub.account_id).copied().unwrap_or(0);
-            if e.in_flight >= 1 || account_probes >= FAILING_PROBES_PER_ACCOUNT {
-                return Err(Refusal::Failing);
-            }
-        } else if e.in_flight >= self.max_in_flight {
+        if failing && e.proven {
+            // It answered once in this process, but has failed since: probe it again.
+            e.proven = false;
+        }
+        let probe = failing || !e.proven;
+        let account_probes = probes.get(&sub.account_id).map_or(0, Vec::len);
+        if failing && (e.in_flight >= 1 || account_probes >= PROBES_PER_ACCOUNT) {
+            return Err(Refusal::Failing);
+        }
+        if e.in_flight >= self.max_in_flight {
             return Err(Refusal::Busy);
+        }
+        if probe && account_probes >= PROBES_PER_ACCOUNT {
+            let stalled = probes[&sub.account_id]
+                .iter()
+                .any(|started| now.saturating_duration_since(*started) >= PROBE_STALLED_AFTER);
+            return Err(Refusal::Unproven { stalled });
         }
         if let Some(rate) = sub.rate_limit_per_second.filter(|r| *r > 0) {
             let rate = f64::from(rate);
@@ -131,9 +170,9 @@ impl Limiter {
             e.tokens -= 1.0;
         }
         e.in_flight += 1;
-        let probe_of = failing.then(|| {
-            *probes.entry(sub.account_id.clone()).or_default() += 1;
-            sub.account_id.clone()
+        let probe_of = probe.then(|| {
+            probes.entry(sub.account_id.clone()).or_default().push(now);
+            (sub.account_id.clone(), now)
         });
         Ok(Permit {
             limiter: self.clone(),
@@ -216,7 +255,12 @@ mod tests {
     fn an_account_holds_a_bounded_number_of_probes_and_its_healthy_endpoints_are_free() {
         let limiter = Limiter::new(10);
         let now = Instant::now();
-        let probes: Vec<Permit> = (0..FAILING_PROBES_PER_ACCOUNT)
+        let proven = |id: &str| {
+            let p = limiter.try_acquire(&endpoint("a", id, None), now).unwrap();
+            p.succeeded();
+        };
+        proven("wh_ok");
+        let probes: Vec<Permit> = (0..PROBES_PER_ACCOUNT)
             .map(|i| {
                 limiter
                     .try_acquire(&failing("a", &format!("wh_{i}")), now)
@@ -228,7 +272,7 @@ mod tests {
             limiter.try_acquire(&failing("a", "wh_more"), now).err(),
             Some(Refusal::Failing)
         );
-        // ... but neither its healthy endpoints nor another account's failing ones do.
+        // ... but neither its proven healthy endpoints nor another account's failing ones do.
         let healthy: Vec<Permit> = (0..10)
             .map(|_| {
                 limiter
@@ -242,5 +286,65 @@ mod tests {
         drop(probes);
         assert!(limiter.try_acquire(&failing("a", "wh_more"), now).is_ok());
         assert!(limiter.counts.lock().unwrap().probes.len() <= 1);
+    }
+
+    #[test]
+    fn an_endpoint_not_heard_from_is_probed_until_it_answers() {
+        let limiter = Limiter::new(10);
+        let now = Instant::now();
+        // A new account's first deliveries, to endpoints that may hang: four at once.
+        let first: Vec<Permit> = (0..PROBES_PER_ACCOUNT)
+            .map(|i| {
+                limiter
+                    .try_acquire(&endpoint("a", &format!("wh_{i}"), None), now)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            limiter.try_acquire(&endpoint("a", "wh_9", None), now).err(),
+            Some(Refusal::Unproven { stalled: false })
+        );
+        // A second later they are still in flight: the account's endpoints may hang.
+        assert_eq!(
+            limiter
+                .try_acquire(&endpoint("a", "wh_0", None), now + PROBE_STALLED_AFTER)
+                .err(),
+            Some(Refusal::Unproven { stalled: true })
+        );
+        // Another account is not held up by it.
+        assert!(limiter
+            .try_acquire(&endpoint("b", "wh_b", None), now)
+            .is_ok());
+        // wh_0 answers: proven, it takes its full ten in flight, none of them probes.
+        first[0].succeeded();
+        drop(first);
+        let many: Vec<Permit> = (0..10)
+            .map(|_| {
+                limiter
+                    .try_acquire(&endpoint("a", "wh_0", None), now)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            limiter.try_acquire(&endpoint("a", "wh_0", None), now).err(),
+            Some(Refusal::Busy)
+        );
+        assert!(limiter
+            .counts
+            .lock()
+            .unwrap()
+            .probes
+            .get(&AccountId::from_static("a"))
+            .is_none());
+        drop(many);
+        // Failing again later: probed again, one at a time.
+        let mut down = endpoint("a", "wh_0", None);
+        down.failing_since = Some(domain::time::Timestamp::EPOCH);
+        let probe = limiter.try_acquire(&down, now).unwrap();
+        assert_eq!(
+            limiter.try_acquire(&down, now).err(),
+            Some(Refusal::Failing)
+        );
+        drop(probe);
     }
 }

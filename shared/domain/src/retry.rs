@@ -35,9 +35,30 @@ pub const MAX_PARKING: Duration = Duration::from_secs(600);
 /// through the queue every second, ahead of every other account's new deliveries; growing
 /// waits make each parked delivery cost a handful of receives over its whole wait.
 pub fn parking_delay(parkings: u32, unit: f64) -> Duration {
-    let base = FIRST_PARKING.as_secs_f64() * 2f64.powi(parkings.min(16) as i32);
-    let secs = base.min(MAX_PARKING.as_secs_f64());
+    doubling(FIRST_PARKING, MAX_PARKING, parkings, unit)
+}
+
+/// `first` doubled `n` times, at most `max`, ±20 % (`unit` is a uniform sample in [0, 1)).
+fn doubling(first: Duration, max: Duration, n: u32, unit: f64) -> Duration {
+    let base = first.as_secs_f64() * 2f64.powi(n.min(16) as i32);
+    let secs = base.min(max.as_secs_f64());
     Duration::from_secs_f64(secs * (1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0)))
+}
+
+/// The first wait of a delivery to an endpoint not yet heard from, when its account's probes
+/// are all in flight.
+pub const FIRST_UNPROVEN_WAIT: Duration = Duration::from_secs(1);
+/// The longest: by then the probes have timed out and the endpoint is known to be failing
+/// (its deliveries are parked from then on), or it has answered.
+pub const MAX_UNPROVEN_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a delivery waits, without spending an attempt, when its endpoint has not
+/// answered yet in this process and its account already has its probes in flight: 1 s,
+/// doubling with each wait of the same delivery up to 30 s, ±20 %. Short at first, since
+/// an endpoint that answers at once is proven within milliseconds (a new customer's first
+/// burst); growing, since one that hangs would otherwise cycle its backlog every second.
+pub fn unproven_wait(waits: u32, unit: f64) -> Duration {
+    doubling(FIRST_UNPROVEN_WAIT, MAX_UNPROVEN_WAIT, waits, unit)
 }
 
 /// How long a message received `elapsed` ago may still be hidden.
@@ -168,6 +189,9 @@ mod tests {
 
     #[test]
     fn parking_grows_from_thirty_seconds_to_ten_minutes_with_jitter() {
+        assert_eq!(unproven_wait(0, 0.5), Duration::from_secs(1));
+        assert_eq!(unproven_wait(3, 0.5), Duration::from_secs(8));
+        assert_eq!(unproven_wait(u32::MAX, 0.5), Duration::from_secs(30));
         assert_eq!(parking_delay(0, 0.5), Duration::from_secs(30));
         assert_eq!(parking_delay(1, 0.5), Duration::from_secs(60));
         assert_eq!(parking_delay(5, 0.5), Duration::from_secs(600));
