@@ -160,9 +160,14 @@ impl DeliveryLog for FaultyLog {
     ) -> Result<DeliveryStats> {
         self.inner.stats(account_id, subscription_id, since).await
     }
-    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
         self.faults.check("deliveries.overdue")?;
-        self.inner.overdue(before, limit).await
+        self.inner.overdue(before, cursor, limit).await
     }
 }
 

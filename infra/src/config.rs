@@ -119,7 +119,8 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub sweep_grace_seconds: u64,
-    /// Seconds between two sweeps for pending deliveries left without a message.
+    /// Seconds between two sweeps for pending deliveries left without a message (embedded
+    /// backend only: on AWS the template's schedule sweeps).
     #[arg(
         long,
         env = "WEBHOOKS_SWEEP_INTERVAL_SECONDS",

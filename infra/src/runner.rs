@@ -162,11 +162,15 @@ impl Runner {
             },
             stop_rx.clone(),
         ));
-        tasks.push(tokio::spawn(sweep_every(
-            services.clone(),
-            Duration::from_secs(config.sweep_interval_seconds),
-            stop_rx.clone(),
-        )));
+        // On AWS the template's schedule sweeps, once a day: a scan of the table every few
+        // minutes from a runner would cost a hundred times that.
+        if config.backend == Backend::Embedded {
+            tasks.push(tokio::spawn(sweep_every(
+                services.clone(),
+                Duration::from_secs(config.sweep_interval_seconds),
+                stop_rx.clone(),
+            )));
+        }
 
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
@@ -204,7 +208,8 @@ async fn sweep_every(services: Services, interval: Duration, mut stop: watch::Re
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = app::sweep::sweep(&services, services.settings.sweep_grace).await {
+        if let Err(e) = app::sweep::sweep(&services, services.settings.sweep_grace, interval).await
+        {
             tracing::warn!(error = %e, "the sweep failed; it runs again in one interval");
         }
     }

@@ -6,7 +6,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::sweep::{sweep, SweepReport};
+use crate::sweep::{sweep, SweepReport, FUNCTION_BUDGET};
 use crate::{handle_deliveries, handle_stranded, Result, Services};
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +47,7 @@ pub async fn handle(
 ) -> Result<Response> {
     match invocation {
         Invocation::Scheduled(_) => Ok(Response::Sweep(
-            sweep(services, services.settings.sweep_grace).await?,
+            sweep(services, services.settings.sweep_grace, FUNCTION_BUDGET).await?,
         )),
         Invocation::Queue(batch) => {
             let from_stranded = batch.records.first().is_some_and(|r| {

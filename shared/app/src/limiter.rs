@@ -25,7 +25,8 @@ use domain::subscription::Subscription;
 /// How long a delivery over a healthy endpoint's in-flight cap waits before its next try.
 pub const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 
-/// Probes (attempts to failing or unproven endpoints) one account may have in flight at once.
+/// Probes of each kind (attempts to failing endpoints; attempts to endpoints not yet proven)
+/// one account may have in flight at once.
 pub const PROBES_PER_ACCOUNT: usize = 4;
 
 /// A probe running this long suggests its endpoint hangs: the account's other unproven
@@ -56,15 +57,25 @@ struct Endpoint {
     in_flight: usize,
     tokens: f64,
     refilled: Instant,
-    /// It answered 2xx in this process.
-    proven: bool,
+    /// The URL that answered 2xx in this process: a subscription moved to another URL is
+    /// not proven by its old one.
+    proven_url: Option<String>,
+}
+
+/// The two kinds of probe, capped apart: an account's hanging failing endpoints must not
+/// crowd out the first attempts to its other endpoints after a start, nor the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Probe {
+    Failing,
+    Unproven,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     endpoints: HashMap<SubscriptionId, Endpoint>,
-    /// When each probe in flight started, by account; an account without any is not kept.
-    probes: HashMap<AccountId, Vec<Instant>>,
+    /// When each probe in flight started, by account and kind; an entry without any is not
+    /// kept.
+    probes: HashMap<(AccountId, Probe), Vec<Instant>>,
 }
 
 #[derive(Debug)]
@@ -78,8 +89,9 @@ pub struct Limiter {
 pub struct Permit {
     limiter: Arc<Limiter>,
     subscription_id: SubscriptionId,
-    /// The account and start of a probe.
-    probe_of: Option<(AccountId, Instant)>,
+    /// The account, kind and start of a probe.
+    probe_of: Option<((AccountId, Probe), Instant)>,
+    url: String,
 }
 
 impl Permit {
@@ -87,7 +99,7 @@ impl Permit {
     pub fn succeeded(&self) {
         let mut counts = self.limiter.counts.lock().expect("limiter lock");
         if let Some(e) = counts.endpoints.get_mut(&self.subscription_id) {
-            e.proven = true;
+            e.proven_url = Some(self.url.clone());
         }
     }
 }
@@ -98,13 +110,13 @@ impl Drop for Permit {
         if let Some(e) = counts.endpoints.get_mut(&self.subscription_id) {
             e.in_flight = e.in_flight.saturating_sub(1);
         }
-        if let Some((account, started)) = &self.probe_of {
-            if let Some(starts) = counts.probes.get_mut(account) {
+        if let Some((key, started)) = &self.probe_of {
+            if let Some(starts) = counts.probes.get_mut(key) {
                 if let Some(i) = starts.iter().position(|s| s == started) {
                     starts.swap_remove(i);
                 }
                 if starts.is_empty() {
-                    counts.probes.remove(account);
+                    counts.probes.remove(key);
                 }
             }
         }
@@ -132,27 +144,35 @@ impl Limiter {
             in_flight: 0,
             tokens: burst,
             refilled: now,
-            proven: false,
+            proven_url: None,
         });
         // A failing endpoint (no success since its last failure) gets one attempt at a
         // time, like a half-open circuit breaker: the first answer tells whether it is back,
         // and a hanging endpoint holds one delivery slot, not ten. An unproven one is not
-        // known to hang, but may. Their account's probes together are capped.
+        // known to hang, but may. Each kind is capped per account.
         let failing = sub.failing_since.is_some();
-        if failing && e.proven {
-            // It answered once in this process, but has failed since: probe it again.
-            e.proven = false;
+        if failing {
+            // It may have answered once in this process, but has failed since.
+            e.proven_url = None;
         }
-        let probe = failing || !e.proven;
-        let account_probes = probes.get(&sub.account_id).map_or(0, Vec::len);
-        if failing && (e.in_flight >= 1 || account_probes >= PROBES_PER_ACCOUNT) {
+        let probe = if failing {
+            Some(Probe::Failing)
+        } else {
+            (e.proven_url.as_deref() != Some(sub.url.as_str())).then_some(Probe::Unproven)
+        };
+        let key = probe.map(|kind| (sub.account_id.clone(), kind));
+        let account_probes = key
+            .as_ref()
+            .and_then(|k| probes.get(k))
+            .map_or(&[][..], Vec::as_slice);
+        if failing && (e.in_flight >= 1 || account_probes.len() >= PROBES_PER_ACCOUNT) {
             return Err(Refusal::Failing);
         }
         if e.in_flight >= self.max_in_flight {
             return Err(Refusal::Busy);
         }
-        if probe && account_probes >= PROBES_PER_ACCOUNT {
-            let stalled = probes[&sub.account_id]
+        if probe.is_some() && account_probes.len() >= PROBES_PER_ACCOUNT {
+            let stalled = account_probes
                 .iter()
                 .any(|started| now.saturating_duration_since(*started) >= PROBE_STALLED_AFTER);
             return Err(Refusal::Unproven { stalled });
@@ -170,14 +190,15 @@ impl Limiter {
             e.tokens -= 1.0;
         }
         e.in_flight += 1;
-        let probe_of = probe.then(|| {
-            probes.entry(sub.account_id.clone()).or_default().push(now);
-            (sub.account_id.clone(), now)
+        let probe_of = key.map(|key| {
+            probes.entry(key.clone()).or_default().push(now);
+            (key, now)
         });
         Ok(Permit {
             limiter: self.clone(),
             subscription_id: sub.id.clone(),
             probe_of,
+            url: sub.url.clone(),
         })
     }
 }
@@ -281,7 +302,12 @@ mod tests {
             })
             .collect();
         let other = limiter.try_acquire(&failing("b", "wh_b"), now).unwrap();
-        drop((healthy, other));
+        // Nor an endpoint never heard from (as every one is after a start), even once the
+        // failing probes have hung past a second: the two kinds are capped apart.
+        let later = now + PROBE_STALLED_AFTER * 5;
+        let fresh = limiter.try_acquire(&endpoint("a", "wh_new", None), later);
+        assert!(fresh.is_ok(), "{:?}", fresh.err());
+        drop((healthy, other, fresh));
         // A probe that ends frees its account's slot.
         drop(probes);
         assert!(limiter.try_acquire(&failing("a", "wh_more"), now).is_ok());
@@ -334,9 +360,25 @@ mod tests {
             .lock()
             .unwrap()
             .probes
-            .get(&AccountId::from_static("a"))
+            .get(&(AccountId::from_static("a"), Probe::Unproven))
             .is_none());
         drop(many);
+        // Moved to another URL: not proven by the old one.
+        let mut moved = endpoint("a", "wh_0", None);
+        moved.url = "https://elsewhere".into();
+        let blockers: Vec<Permit> = (1..PROBES_PER_ACCOUNT)
+            .map(|i| {
+                limiter
+                    .try_acquire(&endpoint("a", &format!("wh_x{i}"), None), now)
+                    .unwrap()
+            })
+            .collect();
+        let probe = limiter.try_acquire(&moved, now).unwrap();
+        assert_eq!(
+            limiter.try_acquire(&moved, now).err(),
+            Some(Refusal::Unproven { stalled: false })
+        );
+        drop((probe, blockers));
         // Failing again later: probed again, one at a time.
         let mut down = endpoint("a", "wh_0", None);
         down.failing_since = Some(domain::time::Timestamp::EPOCH);

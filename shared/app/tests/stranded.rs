@@ -13,6 +13,9 @@ use app::topology;
 use app::{handle_deliveries, handle_stranded};
 use domain::delivery::{Delivery, DeliveryStatus};
 use serde_json::{json, Value};
+/// Time enough to read every page of these small logs.
+const BUDGET: Duration = Duration::from_secs(60);
+
 use support::{
     account, event, failures, receive_all, record, records_of, sqs_event, subscription, Harness,
 };
@@ -157,16 +160,22 @@ async fn the_sweep_sends_again_a_pending_delivery_long_overdue_and_only_that() {
     // Within the grace: it may have a message on its way.
     h.clock.advance(DEFAULT_GRACE - Duration::from_secs(1));
     assert_eq!(
-        sweep(&h.services, DEFAULT_GRACE).await.unwrap(),
+        sweep(&h.services, DEFAULT_GRACE, BUDGET).await.unwrap(),
         SweepReport::default()
     );
     assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
 
     h.clock.advance(Duration::from_secs(2));
-    let report = sweep(&h.services, DEFAULT_GRACE).await.unwrap();
+    let report = sweep(&h.services, DEFAULT_GRACE, BUDGET).await.unwrap();
     assert_eq!((report.overdue, report.requeued), (1, 1), "{report:?}");
     // Rescheduled: the next run does not send it again.
-    assert_eq!(sweep(&h.services, DEFAULT_GRACE).await.unwrap().overdue, 0);
+    assert_eq!(
+        sweep(&h.services, DEFAULT_GRACE, BUDGET)
+            .await
+            .unwrap()
+            .overdue,
+        0
+    );
     let sent = receive_all(&h.services.deliveries_queue).await;
     assert_eq!(sent.len(), 1);
     let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
@@ -192,7 +201,7 @@ async fn the_sweep_leaves_a_failing_endpoints_deliveries_parked_and_retires_expi
     sub.failing_since = Some(h.now());
     h.services.subscriptions.put(&sub).await.unwrap();
     h.clock.advance(DEFAULT_GRACE * 3);
-    let report = sweep(&h.services, DEFAULT_GRACE).await.unwrap();
+    let report = sweep(&h.services, DEFAULT_GRACE, BUDGET).await.unwrap();
     assert_eq!(
         (report.endpoint_failing, report.requeued),
         (1, 0),
@@ -210,7 +219,7 @@ async fn the_sweep_leaves_a_failing_endpoints_deliveries_parked_and_retires_expi
         .create_batch(std::slice::from_ref(&gone))
         .await
         .unwrap();
-    let report = sweep(&h.services, DEFAULT_GRACE).await.unwrap();
+    let report = sweep(&h.services, DEFAULT_GRACE, BUDGET).await.unwrap();
     assert_eq!(
         (report.overdue, report.requeued, report.event_expired),
         (2, 1, 1),
@@ -247,4 +256,67 @@ async fn the_deliver_function_routes_each_invocation() {
         panic!("a schedule runs the sweep")
     };
     assert_eq!(report, SweepReport::default());
+}
+
+/// A failing endpoint's backlog, parked without the log knowing, is overdue in the log: it
+/// is passed over page after page, and never hides another account's stranded delivery.
+/// A disabled endpoint's is sent again, for the deliver use case to settle.
+#[tokio::test]
+async fn the_sweep_reads_past_a_failing_endpoints_backlog_and_resends_a_disabled_ones() {
+    let h = Harness::new(&[200]);
+    let stranded = pending_delivery(&h).await;
+    let mut noisy = subscription("acct_n", "wh_n", &["call.ended"]);
+    noisy.failing_since = Some(h.now());
+    h.services.subscriptions.put(&noisy).await.unwrap();
+    let backlog: Vec<Delivery> = (0..(app::sweep::PAGE * 2 + 7))
+        .map(|i| {
+            let e = event("acct_n", &format!("evt_n{i:04}"), "call.ended");
+            Delivery::new(&e, &noisy, h.now())
+        })
+        .collect();
+    h.services.deliveries.create_batch(&backlog).await.unwrap();
+    let mut off = subscription("acct_o", "wh_o", &["call.ended"]);
+    off.enabled = false;
+    off.failing_since = Some(h.now());
+    h.services.subscriptions.put(&off).await.unwrap();
+    let off_event = event("acct_o", "evt_o", "call.ended");
+    h.services
+        .events
+        .insert_batch(std::slice::from_ref(&off_event))
+        .await
+        .unwrap();
+    let mut disabled = Delivery::new(&off_event, &off, h.now());
+    disabled.status = DeliveryStatus::Pending;
+    h.services
+        .deliveries
+        .create_batch(std::slice::from_ref(&disabled))
+        .await
+        .unwrap();
+
+    h.clock.advance(DEFAULT_GRACE * 2);
+    let report = sweep(&h.services, DEFAULT_GRACE, BUDGET).await.unwrap();
+    assert_eq!(report.endpoint_failing, backlog.len(), "{report:?}");
+    assert_eq!(report.requeued, 2, "{report:?}");
+    assert!(!report.cut_short);
+    let sent: Vec<String> = receive_all(&h.services.deliveries_queue)
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(sent.len(), 2);
+    for d in [&stranded, &disabled] {
+        assert!(
+            sent.iter().any(|b| b.contains(d.id.as_str())),
+            "{} not sent",
+            d.id
+        );
+    }
+
+    // Out of time after the first page: it stops there and says so.
+    h.clock.advance(DEFAULT_GRACE * 2);
+    let report = sweep(&h.services, DEFAULT_GRACE, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(report.cut_short, "{report:?}");
+    assert_eq!(report.overdue, app::sweep::PAGE, "{report:?}");
 }

@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use super::attributes::{
-    expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms, opt_n, opt_s, s, Item,
+    decode_cursor, encode_cursor, expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms,
+    opt_n, opt_s, s, Item,
 };
 use super::paging::{all_items, page_of_items};
 use super::{storage_error, UNPROCESSED_BACKOFF};
@@ -21,6 +22,30 @@ use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::random::Random;
 use domain::stats::DeliveryStats;
 use domain::time::Timestamp;
+
+/// The parts the sweep's scan reads the deliveries table in (see `overdue`).
+const OVERDUE_SEGMENTS: i32 = 16;
+
+/// `<segment>.<segments left>.<last key, or nothing at a segment's start>`.
+fn decode_overdue_cursor(cursor: &str) -> Result<(i32, i32, Option<Item>)> {
+    let mut parts = cursor.splitn(3, '.');
+    let number = |p: Option<&str>| {
+        p.and_then(|n| n.parse::<i32>().ok())
+            .filter(|n| (0..=OVERDUE_SEGMENTS).contains(n))
+            .ok_or(Error::InvalidCursor)
+    };
+    let segment = number(parts.next())?;
+    let left = number(parts.next())?;
+    let key = match parts.next() {
+        Some("") => None,
+        Some(k) => Some(decode_cursor(k, &["pk", "sk"])?),
+        None => return Err(Error::InvalidCursor),
+    };
+    if segment == OVERDUE_SEGMENTS || left == 0 {
+        return Err(Error::InvalidCursor);
+    }
+    Ok((segment, left, key))
+}
 
 /// DynamoDB's limit on requests per `BatchWriteItem`.
 const MAX_BATCH_WRITE: usize = 25;
@@ -592,19 +617,38 @@ impl DeliveryLog for DynamoDeliveryLog {
         .await
     }
 
-    /// A filtered `Scan`: no index, as one would cost every delivery two more index
-    /// writes (pending in, then out) for a question asked once a day. A scan reads (and is
-    /// billed for) the whole table, about $0.03 a stored GB with eventually consistent
-    /// reads: storage v2's layout is to make this a query of the few retrying deliveries.
-    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+    /// A filtered, segmented `Scan`: no index, as one would cost every delivery two more
+    /// index writes (pending in, then out) for a question asked once a day. A scan reads
+    /// (and is billed for) the whole table, about $0.03 a stored GB with eventually
+    /// consistent reads: storage v2's layout is to make this a query of the few retrying
+    /// deliveries. The table is read in [`OVERDUE_SEGMENTS`] segments, starting at a random
+    /// one and going round: a sweep cut short by its time budget on a large table reaches
+    /// another part of it next time. A page is what one or more reads of up to 1 000 items
+    /// found, so it may hold somewhat more than `limit`.
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (mut segment, mut left, mut start) = match cursor {
+            None => (
+                (OsRandom.unit() * f64::from(OVERDUE_SEGMENTS)) as i32 % OVERDUE_SEGMENTS,
+                OVERDUE_SEGMENTS,
+                None,
+            ),
+            Some(c) => decode_overdue_cursor(c)?,
+        };
         let now = now_secs();
         let mut found = Vec::new();
-        let mut start = None;
         loop {
             let out = self
                 .client
                 .scan()
                 .table_name(&self.table)
+                .segment(segment)
+                .total_segments(OVERDUE_SEGMENTS)
+                .limit(1000)
                 .filter_expression(
                     "#sk = :delivery AND #st = :pending AND \
                      (#na < :before OR (attribute_not_exists(#na) AND #ua < :before))",
@@ -621,14 +665,29 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .await
                 .map_err(storage_error)?;
             for item in out.items().iter().filter(|i| !expired(i, now)) {
-                if found.len() == limit {
-                    return Ok(found);
-                }
                 found.push(delivery_from_item(item)?);
             }
             match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() && found.len() < limit => start = Some(k.clone()),
-                _ => return Ok(found),
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => {
+                    left -= 1;
+                    if left == 0 {
+                        return Ok(Page {
+                            items: found,
+                            next_cursor: None,
+                        });
+                    }
+                    segment = (segment + 1) % OVERDUE_SEGMENTS;
+                }
+            }
+            if found.len() >= limit {
+                let key = start
+                    .as_ref()
+                    .map_or(String::new(), |k| encode_cursor(k, &["pk", "sk"]));
+                return Ok(Page {
+                    items: found,
+                    next_cursor: Some(format!("{segment}.{left}.{key}")),
+                });
             }
         }
     }

@@ -195,18 +195,33 @@ impl DeliveryLog for MemoryDeliveryLog {
         })))
     }
 
-    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
         let records = lock(&self.records)?;
-        Ok(records
+        let mut found: Vec<Delivery> = records
             .values()
             .map(|r| &r.delivery)
+            .filter(|d| cursor.is_none_or(|after| d.id.as_str() > after))
             .filter(|d| {
                 d.status == DeliveryStatus::Pending
                     && d.next_attempt_at.unwrap_or(d.updated_at) < before
             })
-            .take(limit)
+            .take(limit + 1)
             .cloned()
-            .collect())
+            .collect();
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next_cursor = more
+            .then(|| found.last().map(|d| d.id.to_string()))
+            .flatten();
+        Ok(Page {
+            items: found,
+            next_cursor,
+        })
     }
 
     async fn stats(

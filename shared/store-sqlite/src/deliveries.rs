@@ -348,21 +348,37 @@ impl DeliveryLog for SqliteDeliveryLog {
     /// A scan on a reader connection: no index for it, as each one would cost every
     /// delivery two more B-tree writes (pending in, then out) for a question asked every
     /// few minutes, off the writer.
-    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
-        let before = before.as_millis();
-        self.db
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (before, after) = (before.as_millis(), cursor.unwrap_or("").to_string());
+        let mut rows = self
+            .db
             .read(move |c| {
                 let rows = c
                     .prepare_cached(&format!(
                         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                         WHERE status = 'pending' AND COALESCE(next_attempt_at, updated_at) < ?1
-                         LIMIT ?2"
+                         WHERE id > ?2 AND status = 'pending'
+                         AND COALESCE(next_attempt_at, updated_at) < ?1
+                         ORDER BY id LIMIT ?3"
                     ))?
-                    .query_map(params![before, limit as i64], delivery_from_row)?
+                    .query_map(params![before, after, limit as i64 + 1], delivery_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(rows)
             })
-            .await
+            .await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = more
+            .then(|| rows.last().map(|d| d.id.to_string()))
+            .flatten();
+        Ok(Page {
+            items: rows,
+            next_cursor,
+        })
     }
 
     async fn stats(

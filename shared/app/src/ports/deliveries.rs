@@ -55,10 +55,17 @@ pub trait DeliveryLog: Send + Sync {
         limit: usize,
     ) -> Result<Page<Delivery>>;
     /// Pending deliveries of any account that are overdue: due (their `next_attempt_at`, or
-    /// their last change when none is set) before `before`. At most `limit`, in no set
-    /// order. The sweep's question (see `sweep`): a delivery with a message behind it
-    /// changes by its due time, so one long overdue may have none.
-    async fn overdue(&self, before: Timestamp, limit: usize) -> Result<Vec<Delivery>>;
+    /// their last change when none is set) before `before`. A page of at most `limit`, in
+    /// an order of the backend's choosing, and the cursor of the next: following the
+    /// cursors from `None` visits every overdue delivery once. The sweep's question (see
+    /// `sweep`): a delivery with a message behind it changes by its due time, so one long
+    /// overdue may have none.
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
     /// Counts and last-attempt latencies of a subscription's deliveries created since.
     async fn stats(
         &self,
