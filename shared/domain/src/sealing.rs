@@ -144,13 +144,20 @@ pub fn is_sealed(stored: &str) -> bool {
 /// Whether any secret part of a stored subscription is sealed: one that holds none opens
 /// without a key, so a store whose key is fetched on first need does not fetch it for it.
 pub fn holds_sealed(sub: &Subscription) -> bool {
-    // The one walk over the secret parts, on a copy (it hands out `&mut`).
-    let mut any = false;
-    let _ = each_secret(&mut sub.clone(), |value, _| {
-        any |= is_sealed(value);
-        Ok(())
-    });
-    any
+    // Read on every subscription a store returns: a borrowing walk over the same parts as
+    // `each_secret`, without its copy and its context strings.
+    let auth = match &sub.auth {
+        Some(EndpointAuth::ApiKey { value, .. }) => Some(value),
+        Some(EndpointAuth::Basic { password, .. }) => Some(password),
+        Some(EndpointAuth::Bearer { token }) => Some(token),
+        None => None,
+    };
+    sub.secrets
+        .iter()
+        .map(|s| &s.secret)
+        .chain(auth)
+        .chain(sub.headers.values())
+        .any(|v| is_sealed(v))
 }
 
 /// Calls `f` on every secret part of `sub` with the place it belongs to.
