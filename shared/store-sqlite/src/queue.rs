@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,43 @@ pub struct SqliteQueue {
     /// one receiver per batch's worth of messages, not all of them, so a send does not set
     /// every idle poller racing for the same few rows.
     arrivals: Arc<Notify>,
+    /// When the one receiver waiting for the next delayed message wakes (clock ms), or
+    /// `NO_TIMEKEEPER`. Only one receiver sleeps until a delayed message is due; the others
+    /// wait for arrivals. Without it every idle receiver woke at each due time and raced for
+    /// the same row: with a parked backlog due every millisecond or so, thousands of empty
+    /// takes a second on the one writer, in front of every other account's writes.
+    timekeeper_wakes_at: Arc<AtomicI64>,
+    #[cfg(test)]
+    takes: std::sync::atomic::AtomicUsize,
+}
+
+const NO_TIMEKEEPER: i64 = i64::MAX;
+
+/// A receiver's claim to wake at `at` for the next delayed message.
+struct Timekeeping<'a> {
+    cell: &'a AtomicI64,
+    at: i64,
+}
+
+impl Drop for Timekeeping<'_> {
+    fn drop(&mut self) {
+        // Unless another receiver has claimed an earlier time since.
+        let _ =
+            self.cell
+                .compare_exchange(self.at, NO_TIMEKEEPER, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Delayed messages are taken on this grid (clock ms): those due within one tick are taken
+/// together, in batches, instead of one take each. A retry or a parked delivery is late by
+/// at most this much; a message sent without delay is not concerned (it wakes a receiver).
+const DUE_TICK_MS: i64 = 20;
+
+/// `at` rounded up to the next tick.
+fn on_tick(at: i64) -> i64 {
+    at.div_euclid(DUE_TICK_MS)
+        .saturating_add(i64::from(at.rem_euclid(DUE_TICK_MS) != 0))
+        .saturating_mul(DUE_TICK_MS)
 }
 
 impl SqliteQueue {
@@ -53,6 +91,9 @@ impl SqliteQueue {
             clock,
             max_message_bytes: MAX_MESSAGE_BYTES,
             arrivals: Arc::new(Notify::new()),
+            timekeeper_wakes_at: Arc::new(AtomicI64::new(NO_TIMEKEEPER)),
+            #[cfg(test)]
+            takes: Default::default(),
         }
     }
 
@@ -100,8 +141,30 @@ impl SqliteQueue {
             .await
     }
 
+    /// Makes this receiver the one that wakes at `at` for a delayed message, unless another
+    /// already wakes by then. The claim ends when dropped, so a receiver cancelled while
+    /// waiting does not leave the delayed messages without a timekeeper.
+    fn claim_timekeeping(&self, at: i64) -> Option<Timekeeping<'_>> {
+        let cell = &self.timekeeper_wakes_at;
+        // A claim this far past its time is a keeper that cannot run (it will find the
+        // messages taken): not one to rely on.
+        let stale_before = self.clock.now_ms() - 1_000;
+        let mut current = cell.load(Ordering::Acquire);
+        loop {
+            if current <= at && current >= stale_before {
+                return None;
+            }
+            match cell.compare_exchange(current, at, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(Timekeeping { cell, at }),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
     /// One attempt at taking visible messages; also says when the next one becomes visible.
     async fn take(&self, max: usize) -> Result<(Vec<QueueMessage>, Option<i64>)> {
+        #[cfg(test)]
+        self.takes.fetch_add(1, Ordering::Relaxed);
         let queue = self.name.clone();
         let redrive = self.redrive.clone();
         let now = self.clock.now_ms();
@@ -215,6 +278,7 @@ impl Queue for SqliteQueue {
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueueMessage>> {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut kept_time = false;
         loop {
             // Registered before looking, so a send between the look and the wait still wakes us.
             let arrival = self.arrivals.notified();
@@ -222,8 +286,9 @@ impl Queue for SqliteQueue {
             arrival.as_mut().enable();
             let (taken, next_visible) = self.take(max.max(1)).await?;
             if !taken.is_empty() {
-                if taken.len() >= max {
-                    // There may be more: pass the wake-up on to another receiver.
+                if taken.len() >= max || kept_time {
+                    // There may be more, or the next delayed message now has no timekeeper:
+                    // pass the wake-up on to another receiver.
                     self.arrivals.notify_one();
                 }
                 return Ok(taken);
@@ -233,14 +298,21 @@ impl Queue for SqliteQueue {
                 return Ok(Vec::new());
             }
             let mut wake = deadline;
-            if let Some(at) = next_visible {
-                let in_ms = (at - self.clock.now_ms()).max(0) as u64;
-                wake = wake.min(now + Duration::from_millis(in_ms));
+            let mut keeping = None;
+            if let Some(at) = next_visible.map(on_tick) {
+                if let Some(claim) = self.claim_timekeeping(at) {
+                    let in_ms = (at - self.clock.now_ms()).max(0) as u64;
+                    wake = wake.min(now + Duration::from_millis(in_ms));
+                    keeping = Some(claim);
+                }
             }
             tokio::select! {
                 _ = &mut arrival => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
+            // Given up whatever woke us (dropping the claim): whoever looks next claims the
+            // next due time.
+            kept_time |= keeping.take().is_some();
         }
     }
 
@@ -289,8 +361,77 @@ impl Queue for SqliteQueue {
                 Ok(())
             })
             .await?;
-        // A change to zero makes a message visible now: wake the receivers.
-        self.arrivals.notify_waiters();
+        // A change may make a message visible now, or due before the timekeeper wakes: one
+        // receiver looks again (and takes over the timekeeping if so).
+        self.arrivals.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::ports::SystemClock;
+
+    #[test]
+    fn due_times_are_rounded_up_to_the_tick() {
+        assert_eq!(on_tick(0), 0);
+        assert_eq!(on_tick(1), DUE_TICK_MS);
+        assert_eq!(on_tick(DUE_TICK_MS), DUE_TICK_MS);
+        assert_eq!(on_tick(DUE_TICK_MS + 1), 2 * DUE_TICK_MS);
+        // Saturates rather than overflows.
+        assert_eq!(on_tick(i64::MAX), i64::MAX);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_receivers_do_not_all_wake_for_each_delayed_message() {
+        let queue = Arc::new(SqliteQueue::new(
+            Db::in_memory().unwrap(),
+            "q",
+            Duration::from_secs(30),
+            None,
+            Arc::new(SystemClock),
+        ));
+        const RECEIVERS: usize = 16;
+        const MESSAGES: usize = 40;
+        let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let receivers: Vec<_> = (0..RECEIVERS)
+            .map(|_| {
+                let (queue, received) = (queue.clone(), received.clone());
+                tokio::spawn(async move {
+                    while received.load(Ordering::SeqCst) < MESSAGES {
+                        let got = queue.receive(10, Duration::from_secs(2)).await.unwrap();
+                        received.fetch_add(got.len(), Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        // Every receiver is idle before the messages are sent.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let taken_before = queue.takes.load(Ordering::SeqCst);
+        // Due one after another, 25 ms apart, as a parked backlog comes due.
+        let messages = (0..MESSAGES)
+            .map(|i| OutgoingMessage {
+                id: format!("{i}"),
+                body: format!("m{i}"),
+                delay: Duration::from_millis(50 + 25 * i as u64),
+            })
+            .collect();
+        queue.send_batch(messages).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            for r in receivers {
+                r.await.unwrap();
+            }
+        })
+        .await
+        .expect("every message is received in time");
+        assert_eq!(received.load(Ordering::SeqCst), MESSAGES);
+        // Each receiver woke for each due message before (some 16 takes a message, most
+        // of them empty): now the one timekeeper takes it and hands the timer on.
+        let takes = queue.takes.load(Ordering::SeqCst) - taken_before;
+        assert!(
+            takes <= 4 * MESSAGES,
+            "{takes} takes for {MESSAGES} messages"
+        );
     }
 }
