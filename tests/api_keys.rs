@@ -305,15 +305,46 @@ async fn an_account_has_a_bounded_number_of_keys_in_use(t: TestRunner) {
     t.runner.shutdown().await;
 }
 
+/// `GET /v1/whoami`: what the console asks at sign-in. The platform key has no account; an
+/// account key names its own; a revoked key gets 401 like on any route.
+async fn whoami_names_the_keys_kind_and_account(t: TestRunner) {
+    let (status, me) = t.call(Method::GET, "/v1/whoami", None, None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me, json!({"kind": "platform", "account_id": null}));
+
+    let (id, key, _) = create_key(&t, "acct_who", None).await;
+    let (status, me) = t.call(Method::GET, "/v1/whoami", Some(&key), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me, json!({"kind": "account", "account_id": "acct_who"}));
+
+    let (status, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/accounts/acct_who/api-keys/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status}");
+    let (status, body) = t.call(Method::GET, "/v1/whoami", Some(&key), None).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = t
+        .call(Method::GET, "/v1/whoami", Some("whp_not_a_key"), None)
+        .await;
+    assert_error(status, &body, 401, "unauthorized");
+}
+
 on_backend!(embedded, TestRunner::start_embedded;
     a_revoked_key_gets_401_on_its_next_request,
     an_expired_key_gets_401,
     an_account_key_sees_and_revokes_only_its_own_accounts_keys,
-    an_account_has_a_bounded_number_of_keys_in_use
+    an_account_has_a_bounded_number_of_keys_in_use,
+    whoami_names_the_keys_kind_and_account
 );
 on_backend!(moto, TestRunner::start_moto;
     a_revoked_key_gets_401_on_its_next_request,
     an_expired_key_gets_401,
     an_account_key_sees_and_revokes_only_its_own_accounts_keys,
-    an_account_has_a_bounded_number_of_keys_in_use
+    an_account_has_a_bounded_number_of_keys_in_use,
+    whoami_names_the_keys_kind_and_account
 );

@@ -202,6 +202,80 @@ async fn test_endpoint_sends_a_signed_test_event_now_and_logs_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_may_be_any_catalog_type_with_its_example_or_given_data() {
+    let t = TestRunner::start().await;
+    let r = Receiver::start().await;
+    let sub = t
+        .create_webhook(
+            "acct_t",
+            json!({"url": r.url("typed", Behavior::Status(200)), "event_types": ["call.*"]}),
+        )
+        .await;
+    let path = format!(
+        "/v1/accounts/acct_t/webhooks/{}/test",
+        sub["id"].as_str().unwrap()
+    );
+    let example = domain::catalog::find("call.ended").unwrap().example.clone();
+
+    // The type's example when no data is given.
+    let (status, result) = t
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(json!({"event_type": "call.ended"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["success"], true);
+    let got = r.received("typed");
+    assert_eq!(got[0].json()["type"], "call.ended");
+    assert_eq!(got[0].json()["data"], example);
+    assert!(verify_signature(sub["secret"].as_str().unwrap(), &got[0]));
+
+    // Given data, held to the type's schema.
+    let mut edited = example.clone();
+    edited["call_id"] = json!("call_edited_in_the_console");
+    let (status, result) = t
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(json!({"event_type": "call.ended", "data": edited})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(r.received("typed")[1].json()["data"], edited);
+
+    // Refused, and nothing sent: an unknown type, data that breaks the schema, data that
+    // is not an object, an unknown field.
+    let mut broken = example.clone();
+    broken["call_id"] = json!(42);
+    for (body, pointer) in [
+        (json!({"event_type": "call.nope"}), "/event_type"),
+        (
+            json!({"event_type": "call.ended", "data": broken}),
+            "/data/call_id",
+        ),
+        (json!({"event_type": "call.ended", "data": [1]}), "/data"),
+    ] {
+        let (status, err) = t.call(Method::POST, &path, None, Some(body)).await;
+        assert_error(status, &err, 400, "validation_failed");
+        assert_eq!(err["error"]["details"][0]["pointer"], pointer, "{err}");
+    }
+    let (status, err) = t
+        .call(
+            Method::POST,
+            &path,
+            None,
+            Some(json!({"type": "call.ended"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(r.received("typed").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_signs_beside_the_new_one_until_it_expires() {
     let t = TestRunner::start().await;
     let r = Receiver::start().await;

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{path_id, Caller, OptionalJsonBody};
 use app::Services;
-use domain::api_key::{generate_account_key, make_room, ApiKeyRecord, MAX_ACTIVE_KEYS_PER_ACCOUNT};
+use domain::api_key::{
+    generate_account_key, make_room, ApiKeyRecord, Principal, MAX_ACTIVE_KEYS_PER_ACCOUNT,
+};
 use domain::event::parse_rfc3339;
 use domain::ids::ApiKeyId;
 use domain::schema::Violation;
@@ -92,6 +94,33 @@ fn expiry(requested: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, 
         return Err(bad("must be in the future"));
     }
     Ok(Some(at))
+}
+
+/// Who a key is: what the console asks at sign-in, so that it never has to guess an account.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// `platform` (ingests events, manages every account) or `account`.
+    pub kind: &'static str,
+    /// The account an account key manages; `null` for the platform key.
+    pub account_id: Option<String>,
+}
+
+/// Who am I: the kind of the key presented and, for an account key, its account. Any valid
+/// key may ask; a revoked, expired or unknown one gets 401.
+#[utoipa::path(get, path = "/v1/whoami", tag = "accounts",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(match caller.0 {
+        Principal::Platform => WhoAmI {
+            kind: "platform",
+            account_id: None,
+        },
+        Principal::Account(account) => WhoAmI {
+            kind: "account",
+            account_id: Some(account.to_string()),
+        },
+    })
 }
 
 /// Creates an account key (platform key only). It manages only its own account. The body

@@ -10,17 +10,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, JsonBody};
+use super::extract::{Caller, JsonBody, OptionalJsonBody};
 use super::pagination::{limit, Paginated};
 use super::views::DeliveryView;
 use super::webhooks::{load, parse_webhook_id, save};
 use app::deliver::send_once;
 use app::redrive::redrive;
 use app::Services;
-use domain::catalog::EventType;
+use domain::catalog::{self, EventType};
 use domain::delivery::{Delivery, DeliveryStatus, Payload};
 use domain::event::{parse_rfc3339, Event};
 use domain::ids::EventId;
+use domain::schema::Violation;
 use domain::signing::generate_secret;
 use domain::stats::{parse_window, DeliveryStats};
 use domain::time::Timestamp;
@@ -43,33 +44,50 @@ pub struct TestResult {
     pub delivery_id: String,
 }
 
-/// Sends a signed `webhook.test` event to the endpoint now, once, and logs it like any
-/// delivery.
+/// What to send as a test; everything is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// Any type of the catalog (`GET /v1/event-types`); `webhook.test` when left out.
+    pub event_type: Option<String>,
+    /// The event's `data`, held to the type's schema; the type's example when left out.
+    pub data: Option<serde_json::Value>,
+}
+
+/// Sends a signed test event to the endpoint now, once, and logs it like any delivery: a
+/// `webhook.test` by default, or any catalog type with its example or the given data (so a
+/// receiver's handling of `call.ended` can be tried before a real call ends).
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/test", tag = "webhooks",
     params(("account_id" = String, Path), ("webhook_id" = String, Path)),
-    responses((status = 200, body = TestResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    request_body = Option<TestRequest>,
+    responses((status = 200, body = TestResult), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn test_webhook(
     State(services): State<Services>,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
+    OptionalJsonBody(req): OptionalJsonBody<TestRequest>,
 ) -> Result<Json<TestResult>, ApiError> {
     let account = caller.account(&account_id)?;
     let webhook_id = parse_webhook_id(&webhook_id)?;
+    let (event_type, data) = test_event(req)?;
     let mut sub = load(&services, &account, &webhook_id).await?;
     // The answer must fit in API Gateway's 29 s.
     sub.timeout_seconds = sub.timeout_seconds.min(MAX_TEST_TIMEOUT_SECONDS);
     let now = services.clock.now();
     let event = Event {
         id: EventId::generate(now, &*services.random),
-        event_type: EventType::known("webhook.test")
-            .expect("the test event's type is in the catalog"),
+        event_type,
         account_id: account.clone(),
         occurred_at: now.to_rfc3339(),
         received_at: now,
-        data: serde_json::json!({
-            "message": "This is a test event from the webhook service.",
-            "webhook_id": sub.id,
+        data: data.unwrap_or_else(|| {
+            serde_json::json!({
+                "message": "This is a test event from the webhook service.",
+                "webhook_id": sub.id,
+            })
         }),
     };
     services
@@ -104,6 +122,43 @@ pub async fn test_webhook(
         error: result.error.map(|e| e.to_string()),
         delivery_id: delivery.id.into_string(),
     }))
+}
+
+/// The test event's type and data (`None`: the `webhook.test` message), checked as ingest
+/// checks an event.
+fn test_event(req: TestRequest) -> Result<(EventType, Option<serde_json::Value>), ApiError> {
+    let name = req.event_type.as_deref().unwrap_or("webhook.test");
+    let bad = |pointer: &str, message: String| {
+        ApiError::validation(vec![Violation {
+            pointer: pointer.into(),
+            message,
+        }])
+    };
+    let (Some(spec), Some(event_type)) = (catalog::find(name), EventType::known(name)) else {
+        return Err(bad(
+            "/event_type",
+            "is not a known event type (see GET /v1/event-types)".into(),
+        ));
+    };
+    let data = match req.data {
+        None if name == "webhook.test" => return Ok((event_type, None)),
+        None => spec.example.clone(),
+        Some(data) if !data.is_object() => return Err(bad("/data", "must be an object".into())),
+        Some(data) => data,
+    };
+    let violations = catalog::validate_data(spec, &data);
+    if !violations.is_empty() {
+        return Err(ApiError::validation(
+            violations
+                .into_iter()
+                .map(|v| Violation {
+                    pointer: format!("/data{}", v.pointer),
+                    message: v.message,
+                })
+                .collect(),
+        ));
+    }
+    Ok((event_type, Some(data)))
 }
 
 #[derive(Serialize, ToSchema)]
