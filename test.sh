@@ -26,6 +26,17 @@ fi
 export PATH="$PWD/$VENV/bin:$PATH"
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
 
+step "chromium from Debian's packages (the console's browser tests)"
+if ! command -v chromium > /dev/null; then
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $as_root apt-get install -y -q --no-install-recommends chromium > /dev/null \
+    || { $as_root apt-get update -q > /dev/null \
+         && $as_root apt-get install -y -q --no-install-recommends chromium > /dev/null; }
+fi
+chromium --version
+
 step "format"
 cargo fmt --all -- --check
 
@@ -88,6 +99,10 @@ schemathesis run "http://127.0.0.1:$api_port/openapi.json" \
   -H "Authorization: Bearer $api_key" --checks not_a_server_error \
   --max-examples 25 --request-timeout 15 --seed 1
 kill "$runner_pid"
+
+step "browser: the console's journey in Chromium (Playwright), with screenshots"
+python3 tests/browser/console_journey.py --runner ./target/debug/webhooks \
+  --screenshots target/console-screenshots
 
 step "fuzz: a short bounded run of each target (tests/fuzz)"
 if [ ! -x .tools/bin/cargo-fuzz ]; then

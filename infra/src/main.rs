@@ -15,6 +15,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
     }
     println!("Listening on http://{}", runner.addr);
+    println!(
+        "Console: http://{}/console/ (sign in with the platform key or an account key)",
+        runner.addr
+    );
     wait_for_signal().await;
     tracing::info!("shutting down");
     runner.shutdown().await;

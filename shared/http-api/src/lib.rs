@@ -3,6 +3,7 @@
 //! are registered from their OpenAPI annotations, so the document cannot drift from them.
 
 mod catalog;
+pub mod console;
 mod dead_letters;
 mod deliveries;
 pub mod error;
@@ -78,7 +79,7 @@ pub fn router(services: Services) -> Router {
         .merge(management_routes())
         .merge(meta_routes())
         .split_for_parts();
-    finish(routes, services)
+    finish(routes.merge(console::routes()), services)
 }
 
 /// What the `ingest` function serves.
@@ -90,7 +91,7 @@ pub fn ingest_app(services: Services) -> Router {
 /// What the `api` function serves.
 pub fn management_app(services: Services) -> Router {
     let (routes, _) = management_routes().merge(meta_routes()).split_for_parts();
-    finish(routes, services)
+    finish(routes.merge(console::routes()), services)
 }
 
 /// Our JSON errors for unknown routes and methods, and the state.

@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""The console's journey in a real browser (Debian's Chromium, driven by Playwright).
+
+Starts the runner binary on a fresh data dir and a local receiver, then goes through the
+console as a person would, finding everything by role and accessible name (the names of
+design/console.md), never by CSS class:
+
+- a wrong key is refused with a message; an account key signs in;
+- an endpoint is added for `call.*`, its secret shown once beside Copy; a test is sent and
+  answered 200; events posted with the platform key show up as deliveries; the inspector
+  shows the request and its attempts;
+- a receiver answering markup (`<img onerror>`, `<script>`) has it shown as text: no
+  element is made of it and no script runs;
+- the dashboard, events and dead-letter pages load;
+- revoking the session's own key returns to sign-in with a message; sign-out forgets the
+  key (nothing in sessionStorage or localStorage);
+- no request leaves the console's origin, no script error, no CSP violation.
+
+A screenshot of each page goes to --screenshots. Exits non-zero on the first failure.
+"""
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from playwright.sync_api import expect, sync_playwright
+
+PLATFORM_KEY = "whp_console_journey_platform_key"
+ACCOUNT = "acct_console"
+MARKUP = '<img src=x onerror=alert(1)><script>alert(2)</script>'
+# Flags that keep Chromium from calling home on a machine with no outside network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """`/ok…` answers 200; `/markup…` answers 500 with a body of markup."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.startswith("/markup"):
+            status, body = 500, MARKUP.encode()
+        else:
+            status, body = 200, b"ok"
+        self.send_response(status)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(base, method, path, body=None, key=PLATFORM_KEY):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("authorization", f"Bearer {key}")
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def wait_until(check, what, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    sys.exit(f"timed out waiting for {what}")
+
+
+def start_runner(binary, data_dir, port):
+    log = open(os.path.join(data_dir, "runner.log"), "w")
+    process = subprocess.Popen(
+        [binary, "--data-dir", data_dir, "--addr", f"127.0.0.1:{port}",
+         "--platform-key", PLATFORM_KEY, "--allow-http", "--allow-cidr", "127.0.0.0/8",
+         "--only-allowed-cidrs"],
+        stdout=log, stderr=subprocess.STDOUT)
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return True
+        except Exception:
+            return process.poll() is not None
+
+    wait_until(healthy, "the runner")
+    if process.poll() is not None:
+        sys.exit(f"the runner exited: {open(log.name).read()}")
+    return process
+
+
+def journey(page, base, receiver, shots):
+    def shot(name):
+        page.screenshot(path=os.path.join(shots, f"{name}.png"), full_page=True)
+
+    # The account's key, made with the platform key as an operator would.
+    status, created = api(base, "POST", f"/v1/accounts/{ACCOUNT}/api-keys", {})
+    assert status == 201, created
+    account_key = created["key"]
+    status, types = api(base, "GET", "/v1/event-types")
+    assert status == 200, types
+    example = next(t["example"] for t in types["data"] if t["type"] == "call.ended")
+
+    # Sign-in: a wrong key is refused with a message, the account key gets in.
+    page.goto(base + "/console")
+    expect(page).to_have_url(re.compile(r"/console/"))
+    page.get_by_label("API key").fill("whp_not_a_key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text(re.compile("refused|wrong|not", re.I))
+    shot("sign-in")
+    page.get_by_label("API key").fill(account_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    nav = page.get_by_role("navigation")
+    for link in ["Endpoints", "Dashboard", "Events", "Dead letters", "API keys"]:
+        expect(nav.get_by_role("link", name=link)).to_be_visible()
+
+    # An endpoint for every call event; its secret is shown once, beside Copy.
+    ok_url = f"{receiver}/ok"
+    nav.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Add endpoint").click()
+    page.get_by_label("URL", exact=True).fill(ok_url)
+    page.get_by_label("Description").fill("CRM <b>sync</b>")
+    page.get_by_role("checkbox", name="call.*", exact=True).check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"whsec_"))).to_be_visible()
+    # In the list (the confirmation above it links to it too).
+    endpoint_link = page.get_by_role("row").get_by_role("link", name=ok_url)
+    expect(endpoint_link).to_be_visible()
+    shot("endpoints")
+
+    # A test from its page, answered 200 by the receiver.
+    endpoint_link.click()
+    page.get_by_label("Event type").select_option("webhook.test")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()
+
+    # Events posted with the platform key become deliveries; the inspector shows one.
+    for i in range(3):
+        status, answer = api(base, "POST", "/v1/events", {
+            "id": f"evt_console_{i}", "type": "call.ended", "account_id": ACCOUNT,
+            "data": example})
+        assert status == 202, answer
+    status, subs = api(base, "GET", f"/v1/accounts/{ACCOUNT}/webhooks")
+    webhook_id = next(s["id"] for s in subs["data"] if s["url"] == ok_url)
+    wait_until(lambda: sum(
+        1 for d in api(base, "GET", f"/v1/accounts/{ACCOUNT}/webhooks/{webhook_id}/deliveries")[1]["data"]
+        if d["status"] == "succeeded") >= 4, "four deliveries to succeed")
+    page.reload()
+    deliveries = page.get_by_role("link", name=re.compile(r"^msg_"))
+    expect(deliveries.first).to_be_visible()
+    assert deliveries.count() >= 4, deliveries.count()
+    shot("endpoint")
+    deliveries.first.click()
+    expect(page.get_by_role("heading", name="Request")).to_be_visible()
+    expect(page.get_by_role("heading", name="Attempts")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    shot("inspector")
+
+    # A receiver answering markup: the inspector shows it as text, and nothing runs.
+    markup_url = f"{receiver}/markup"
+    status, created = api(base, "POST", f"/v1/accounts/{ACCOUNT}/webhooks",
+                          {"url": markup_url, "event_types": ["call.ended"], "max_attempts": 1})
+    assert status == 201, created
+    status, answer = api(base, "POST", "/v1/events", {
+        "id": "evt_console_markup", "type": "call.ended", "account_id": ACCOUNT, "data": example})
+    assert status == 202, answer
+    wait_until(lambda: any(
+        d["status"] in ("failed", "dead")
+        for d in api(base, "GET", f"/v1/accounts/{ACCOUNT}/webhooks/{created['id']}/deliveries")[1]["data"]),
+        "the delivery to the markup receiver to fail")
+    nav.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("row").get_by_role("link", name=markup_url).click()
+    page.get_by_role("link", name=re.compile(r"^msg_")).first.click()
+    expect(page.get_by_role("heading", name="Attempts")).to_be_visible()
+    expect(page.get_by_text(MARKUP).first).to_be_visible()
+    assert page.locator('img[src="x"]').count() == 0, "the response body became an element"
+    shot("inspector-markup")
+
+    # The other pages load with their headings and controls.
+    nav.get_by_role("link", name="Dashboard").click()
+    expect(page.get_by_label("Window")).to_be_visible()
+    for heading in ["Deliveries", "Success rate", "Latency", "Error analysis"]:
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    shot("dashboard")
+    nav.get_by_role("link", name="Events").click()
+    expect(page.get_by_text("evt_console_markup").first).to_be_visible()
+    shot("events")
+    nav.get_by_role("link", name="Dead letters").click()
+    expect(page.get_by_role("button", name="Redrive all")).to_be_visible()
+    expect(page.get_by_role("button", name="Redrive selected")).to_be_visible()
+    shot("dead-letters")
+
+    # Revoking the session's own key: the next call is refused, back to sign-in.
+    nav.get_by_role("link", name="API keys").click()
+    mine = page.get_by_role("row").filter(has_text="(this session)")
+    expect(mine).to_have_count(1)
+    shot("api-keys")
+    mine.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text(re.compile("refused|revoked", re.I))
+
+    # The platform key with an account; sign-out forgets it.
+    page.get_by_label("API key").fill(PLATFORM_KEY)
+    page.get_by_label("Account").fill(ACCOUNT)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    stored = page.evaluate("JSON.stringify([Object.values(sessionStorage), Object.keys(localStorage)])")
+    assert PLATFORM_KEY in stored and "localStorage" not in stored, stored
+    assert json.loads(stored)[1] == [], f"localStorage holds {stored}"
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    left = page.evaluate("JSON.stringify([Object.values(sessionStorage), Object.values(localStorage)])")
+    assert PLATFORM_KEY not in left, f"the key outlived sign-out: {left}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runner", required=True, help="the runner binary")
+    parser.add_argument("--screenshots", required=True, help="where the page images go")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    os.makedirs(args.screenshots, exist_ok=True)
+
+    receiver_server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver_server.serve_forever, daemon=True).start()
+    receiver = f"http://127.0.0.1:{receiver_server.server_address[1]}"
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        port = free_port()
+        runner = start_runner(args.runner, data_dir, port)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(10_000)
+                outside, problems = [], []
+                page.on("request", lambda r: None if r.url.startswith(base + "/") else outside.append(r.url))
+                page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+                page.on("dialog", lambda d: (problems.append(f"a dialog opened: {d.message}"), d.dismiss()))
+                page.on("console", lambda m: problems.append(f"console: {m.text}")
+                        if "Content Security Policy" in m.text else None)
+                journey(page, base, receiver, args.screenshots)
+                browser.close()
+            assert not outside, f"requests left the console's origin: {outside}"
+            assert not problems, "\n".join(problems)
+        except Exception:
+            print(open(os.path.join(data_dir, "runner.log")).read()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            runner.terminate()
+            runner.wait(timeout=10)
+            receiver_server.shutdown()
+    print(f"console journey passed; screenshots in {args.screenshots}")
+
+
+if __name__ == "__main__":
+    main()
