@@ -6,12 +6,14 @@ console as a person would, finding everything by role and accessible name (the n
 design/console.md), never by CSS class:
 
 - a wrong key is refused with a message; an account key signs in;
-- an endpoint is added for `call.*`, its secret shown once beside Copy; a test is sent and
-  answered 200; events posted with the platform key show up as deliveries; the inspector
-  shows the request and its attempts;
+- an endpoint is added for `call.*`, its secret shown once beside Copy; a `webhook.test`
+  and a `call.ended` test are sent and answered 200; the secret is rotated; events posted
+  with the platform key show up as deliveries; the inspector shows the request and its
+  attempts;
 - a receiver answering markup (`<img onerror>`, `<script>`) has it shown as text: no
   element is made of it and no script runs;
-- the dashboard, events and dead-letter pages load;
+- the dashboard counts the failure under `HTTP 500`; the events page lists the events; the
+  exhausted delivery is redriven from the dead letters and attempted again;
 - revoking the session's own key returns to sign-in with a message; sign-out forgets the
   key (nothing in sessionStorage or localStorage);
 - no request leaves the console's origin, no script error, no CSP violation.
@@ -50,11 +52,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+# The bodies `/ok` received, in order.
+RECEIVED = []
+
+
 class Receiver(BaseHTTPRequestHandler):
     """`/ok…` answers 200; `/markup…` answers 500 with a body of markup."""
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.startswith("/ok"):
+            RECEIVED.append(body)
         if self.path.startswith("/markup"):
             status, body = 500, MARKUP.encode()
         else:
@@ -160,11 +168,19 @@ def journey(page, base, receiver, shots):
     expect(endpoint_link).to_be_visible()
     shot("endpoints")
 
-    # A test from its page, answered 200 by the receiver.
+    # Tests from its page, answered 200 by the receiver: the default and a call.ended.
     endpoint_link.click()
-    page.get_by_label("Event type").select_option("webhook.test")
-    page.get_by_role("button", name="Send test").click()
-    expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()
+    for event_type in ["webhook.test", "call.ended"]:
+        page.get_by_label("Event type").select_option(event_type)
+        page.get_by_role("button", name="Send test").click()
+        expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()
+    sent_types = [json.loads(body)["type"] for body in RECEIVED]
+    assert sent_types == ["webhook.test", "call.ended"], sent_types
+
+    # A new secret, shown once beside Copy.
+    page.get_by_role("button", name="Rotate secret").click()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"whsec_"))).to_be_visible()
 
     # Events posted with the platform key become deliveries; the inspector shows one.
     for i in range(3):
@@ -208,19 +224,29 @@ def journey(page, base, receiver, shots):
     assert page.locator('img[src="x"]').count() == 0, "the response body became an element"
     shot("inspector-markup")
 
-    # The other pages load with their headings and controls.
+    # The dashboard: the failure is counted under its cause.
     nav.get_by_role("link", name="Dashboard").click()
     expect(page.get_by_label("Window")).to_be_visible()
     for heading in ["Deliveries", "Success rate", "Latency", "Error analysis"]:
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="HTTP 500")).to_be_visible()
     shot("dashboard")
     nav.get_by_role("link", name="Events").click()
     expect(page.get_by_text("evt_console_markup").first).to_be_visible()
     shot("events")
+
+    # Dead letters: the exhausted delivery is listed; redriven, it is attempted again.
     nav.get_by_role("link", name="Dead letters").click()
     expect(page.get_by_role("button", name="Redrive all")).to_be_visible()
-    expect(page.get_by_role("button", name="Redrive selected")).to_be_visible()
+    status, dead = api(base, "GET", f"/v1/accounts/{ACCOUNT}/webhooks/{created['id']}/deliveries")
+    dead_id = dead["data"][0]["id"]
+    before = len(api(base, "GET", f"/v1/accounts/{ACCOUNT}/deliveries/{dead_id}")[1]["attempts"])
     shot("dead-letters")
+    page.get_by_role("checkbox", name=dead_id, exact=True).check()
+    page.get_by_role("button", name="Redrive selected").click()
+    expect(page.get_by_role("status").filter(has_text="Redriven")).to_be_visible()
+    wait_until(lambda: len(api(base, "GET", f"/v1/accounts/{ACCOUNT}/deliveries/{dead_id}")[1]["attempts"])
+               > before, "the redriven delivery to be attempted again")
 
     # Revoking the session's own key: the next call is refused, back to sign-in.
     nav.get_by_role("link", name="API keys").click()
