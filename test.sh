@@ -28,9 +28,9 @@ export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
 
 step "chromium from Debian's packages (the console's browser tests)"
 if ! command -v chromium > /dev/null; then
-  as_root=""
-  [ "$(id -u)" = 0 ] || as_root="sudo"
-  export DEBIAN_FRONTEND=noninteractive
+  # As root, or through sudo (which would drop an exported DEBIAN_FRONTEND: passed by env).
+  as_root="env DEBIAN_FRONTEND=noninteractive"
+  [ "$(id -u)" = 0 ] || as_root="sudo $as_root"
   $as_root apt-get install -y -q --no-install-recommends chromium > /dev/null \
     || { $as_root apt-get update -q > /dev/null \
          && $as_root apt-get install -y -q --no-install-recommends chromium > /dev/null; }

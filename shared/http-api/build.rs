@@ -17,11 +17,14 @@ fn main() {
     let mut table = String::from("&[\n");
     for path in files {
         println!("cargo:rerun-if-changed={}", path.display());
-        let name = path
-            .file_name()
-            .unwrap()
-            .to_str()
-            .expect("a UTF-8 file name");
+        // Hidden files (an editor's, a file system's `._x.js`) and names that are not
+        // UTF-8 are not part of the console.
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
         let media_type = match path.extension().and_then(|e| e.to_str()) {
             Some("html") => "text/html; charset=utf-8",
             Some("js") => "text/javascript; charset=utf-8",

@@ -43,6 +43,21 @@ function barChart(title, bars) {
   return h('figure', { class: 'figure' }, svg, h('figcaption', {}, h('p', {}, title), summary));
 }
 
+/** `fn` over `items`, at most `limit` at a time: an account with hundreds of endpoints
+ * must not send hundreds of requests at once (the API's rate limit is shared). */
+async function mapLimited(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 /** Account stats from the account route, or summed from each endpoint's. */
 async function loadStats(windowKey, bucket, since) {
   try {
@@ -51,10 +66,10 @@ async function loadStats(windowKey, bucket, since) {
     if (err.code !== 'route_not_found') throw err;
   }
   const subs = await endpoints();
-  const per = await Promise.all(subs.map(async (sub) => ({
+  const per = await mapLimited(subs, 4, async (sub) => ({
     sub,
     stats: await get(acct(`/webhooks/${seg(sub.id)}/stats`) + query({ window: windowKey })),
-  })));
+  }));
   const counts = {};
   let total = 0;
   for (const { stats } of per) {
@@ -67,7 +82,7 @@ async function loadStats(windowKey, bucket, since) {
   // everywhere; until then the causes come from the failed and dead deliveries' `last_error`
   // (at most 100 of each per endpoint).
   const groups = new Map();
-  await Promise.all(subs.map(async (sub) => {
+  await mapLimited(subs, 4, async (sub) => {
     for (const status of ['failed', 'dead']) {
       const list = await listAll(acct(`/webhooks/${seg(sub.id)}/deliveries`), { status }, 1);
       for (const d of list) {
@@ -80,7 +95,7 @@ async function loadStats(windowKey, bucket, since) {
         groups.set(cause, g);
       }
     }
-  }));
+  });
   return {
     total,
     counts,

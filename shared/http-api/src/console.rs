@@ -51,10 +51,16 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
     };
     // Names are not hashed, so every file is revalidated: a 304 costs a round trip and no
     // bytes, and a new binary's console is never mixed with a cached older script.
+    // Weak comparison, as RFC 9110 asks for If-None-Match: `W/"…"` matches its strong
+    // tag, and `*` matches any file that exists.
     let unchanged = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == asset.etag));
+        .is_some_and(|tags| {
+            tags.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == asset.etag)
+        });
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -145,6 +151,8 @@ mod tests {
         assert_eq!(header_of(&first, header::CACHE_CONTROL), "no-cache");
         let again = get("/console/app.js", Some(&etag)).await;
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let weak = get("/console/app.js", Some(&format!("\"x\", W/{etag}"))).await;
+        assert_eq!(weak.status(), StatusCode::NOT_MODIFIED);
         let stale = get("/console/app.js", Some("\"0000000000000000\"")).await;
         assert_eq!(stale.status(), StatusCode::OK);
     }

@@ -194,14 +194,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// A JSON request body that may be left out: no body at all (and no `content-type`), or
-/// `null`, reads as `T::default()`; a body is held to the rules of [`JsonBody`].
+/// A JSON request body that may be left out: no body at all (an empty one, whatever its
+/// `content-type`: `curl -d ''` sends a form type), or `null`, reads as `T::default()`; a
+/// body is held to the rules of [`JsonBody`].
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let declared_empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() == b"0");
+        if declared_empty {
+            return Ok(OptionalJsonBody(T::default()));
+        }
         if req.headers().contains_key(header::CONTENT_TYPE) {
             // `null` stands for no body too.
             return JsonBody::<Option<T>>::from_request(req, state)
@@ -257,6 +265,25 @@ mod tests {
         assert_eq!(optional(json, "").await, Err(400));
         assert_eq!(optional(None, r#"{"a": 3}"#).await, Err(415));
         assert_eq!(optional(Some("text/plain"), "a=3").await, Err(415));
+    }
+
+    #[tokio::test]
+    async fn a_body_declared_empty_is_no_body_whatever_its_type() {
+        // `curl -X POST -d ''` sends a form type and `content-length: 0`.
+        for content_type in ["application/x-www-form-urlencoded", "application/json"] {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/")
+                .header(CONTENT_TYPE, content_type)
+                .header(axum::http::header::CONTENT_LENGTH, "0")
+                .body(Body::empty())
+                .unwrap();
+            let body = OptionalJsonBody::<Body1>::from_request(req, &())
+                .await
+                .map(|OptionalJsonBody(b)| b)
+                .map_err(|e| e.status.as_u16());
+            assert_eq!(body, Ok(Body1::default()), "{content_type}");
+        }
     }
 
     /// A body of `chunks` chunks of 10 bytes, counting how many were read.
