@@ -7,13 +7,14 @@
 //! result is handed back only after its group is committed, so "Ok" still means durable.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::DbResult;
 use app::{Error, Result};
@@ -50,9 +51,18 @@ pub struct Db {
     /// `None` for a private in-memory database, which no second connection can see: its
     /// reads go through the writer.
     readers: Option<Arc<Readers>>,
+    /// Each queue's wake-up for its receivers, by name: shared by every handle on that
+    /// queue, so that a message moved into it by another queue's redrive wakes its receivers.
+    arrivals: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
 impl Db {
+    /// The wake-up of `queue`'s receivers.
+    pub(crate) fn arrivals_of(&self, queue: &str) -> Arc<Notify> {
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        arrivals.entry(queue.to_string()).or_default().clone()
+    }
+
     /// Opens (creating if needed) the database file, owner-only. Checkpoints run on a
     /// connection and thread of their own, so the writer never waits for one.
     pub fn open(path: &Path) -> Result<Self> {
@@ -99,6 +109,7 @@ impl Db {
         Ok(Db {
             jobs,
             readers: None,
+            arrivals: Arc::default(),
         })
     }
 

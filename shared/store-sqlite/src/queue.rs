@@ -129,14 +129,15 @@ impl SqliteQueue {
         redrive: Option<Redrive>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let name = name.into();
         SqliteQueue {
+            arrivals: db.arrivals_of(&name),
             db,
-            name: name.into(),
+            name,
             visibility_timeout,
             redrive,
             clock,
             max_message_bytes: MAX_MESSAGE_BYTES,
-            arrivals: Arc::new(Notify::new()),
             due: Arc::new(DueTimer::new()),
             #[cfg(test)]
             takes: Default::default(),
@@ -201,6 +202,19 @@ impl SqliteQueue {
     /// One attempt at taking visible messages; also says when the next one becomes visible
     /// (or, if any is visible still, that one is due now).
     async fn take(&self, max: usize) -> Result<(Vec<QueueMessage>, Option<i64>)> {
+        let (taken, moved, next_visible) = self.take_or_move(max).await?;
+        if moved {
+            if let Some(r) = &self.redrive {
+                // Its receivers learn of it now, not at the end of their long poll.
+                self.db.arrivals_of(&r.dead_letter_queue).notify_one();
+            }
+        }
+        Ok((taken, next_visible))
+    }
+
+    /// Takes up to `max` visible messages, moving those received too often to the
+    /// redrive queue instead; says whether it moved any.
+    async fn take_or_move(&self, max: usize) -> Result<(Vec<QueueMessage>, bool, Option<i64>)> {
         #[cfg(test)]
         self.takes.fetch_add(1, Ordering::Relaxed);
         let queue = self.name.clone();
@@ -223,8 +237,10 @@ impl SqliteQueue {
                     rows
                 };
                 let mut taken = Vec::with_capacity(rows.len());
+                let mut moved = false;
                 for (id, body, sent_at, count) in rows {
                     if let Some(r) = redrive.as_ref().filter(|r| count >= r.max_receive_count) {
+                        moved = true;
                         tx.prepare_cached(
                             "UPDATE queue_messages SET queue = ?3, visible_at = ?4,
                              receive_count = 0, receipt = NULL, parked = 0
@@ -261,7 +277,7 @@ impl SqliteQueue {
                     .optional()?
                     .flatten();
                 tx.commit()?;
-                Ok((taken, next_visible))
+                Ok((taken, moved, next_visible))
             })
             .await
     }
@@ -504,5 +520,63 @@ mod tests {
             "taken after {:?}, at the end of the long poll",
             got[1].1
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_moved_by_the_redrive_policy_wakes_the_other_queues_receivers() {
+        let db = Db::in_memory().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let redrive = Redrive {
+            dead_letter_queue: "given-up".into(),
+            max_receive_count: 1,
+        };
+        let queue = SqliteQueue::new(
+            db.clone(),
+            "work",
+            Duration::from_millis(50),
+            Some(redrive),
+            clock.clone(),
+        );
+        let given_up = Arc::new(SqliteQueue::new(
+            db,
+            "given-up",
+            Duration::from_secs(30),
+            None,
+            clock,
+        ));
+        let waiting = {
+            let given_up = given_up.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let got = given_up.receive(10, Duration::from_secs(5)).await.unwrap();
+                (got.len(), started.elapsed())
+            })
+        };
+        queue
+            .send_batch(vec![OutgoingMessage {
+                id: "1".into(),
+                body: "m".into(),
+                delay: Duration::ZERO,
+            }])
+            .await
+            .unwrap();
+        // Received once and never deleted: at its next receive it is moved.
+        assert_eq!(
+            queue
+                .receive(10, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(queue
+            .receive(10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty());
+        let (count, after) = waiting.await.unwrap();
+        assert_eq!(count, 1);
+        assert!(after < Duration::from_secs(2), "woken after {after:?}");
     }
 }
