@@ -22,6 +22,7 @@ A screenshot of each page goes to --screenshots. Exits non-zero on the first fai
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -132,6 +133,27 @@ def start_runner(binary, data_dir, port):
     if process.poll() is not None:
         sys.exit(f"the runner exited: {open(log.name).read()}")
     return process
+
+
+@contextlib.contextmanager
+def serving(runner_binary):
+    """The local receiver and the runner on a fresh data dir: yields their base URLs; stops
+    both after, and prints the end of the runner's log if the block failed."""
+    receiver_server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver_server.serve_forever, daemon=True).start()
+    receiver = f"http://127.0.0.1:{receiver_server.server_address[1]}"
+    with tempfile.TemporaryDirectory() as data_dir:
+        port = free_port()
+        runner = start_runner(runner_binary, data_dir, port)
+        try:
+            yield f"http://127.0.0.1:{port}", receiver
+        except Exception:
+            print(open(os.path.join(data_dir, "runner.log")).read()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            runner.terminate()
+            runner.wait(timeout=10)
+            receiver_server.shutdown()
 
 
 def journey(page, base, receiver, shots):
@@ -289,36 +311,21 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.screenshots, exist_ok=True)
 
-    receiver_server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver_server.serve_forever, daemon=True).start()
-    receiver = f"http://127.0.0.1:{receiver_server.server_address[1]}"
-
-    with tempfile.TemporaryDirectory() as data_dir:
-        port = free_port()
-        runner = start_runner(args.runner, data_dir, port)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(10_000)
-                outside, problems = [], []
-                page.on("request", lambda r: None if r.url.startswith(base + "/") else outside.append(r.url))
-                page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
-                page.on("dialog", lambda d: (problems.append(f"a dialog opened: {d.message}"), d.dismiss()))
-                page.on("console", lambda m: problems.append(f"console: {m.text}")
-                        if "Content Security Policy" in m.text else None)
-                journey(page, base, receiver, args.screenshots)
-                browser.close()
-            assert not outside, f"requests left the console's origin: {outside}"
-            assert not problems, "\n".join(problems)
-        except Exception:
-            print(open(os.path.join(data_dir, "runner.log")).read()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            runner.terminate()
-            runner.wait(timeout=10)
-            receiver_server.shutdown()
+    with serving(args.runner) as (base, receiver):
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(10_000)
+            outside, problems = [], []
+            page.on("request", lambda r: None if r.url.startswith(base + "/") else outside.append(r.url))
+            page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+            page.on("dialog", lambda d: (problems.append(f"a dialog opened: {d.message}"), d.dismiss()))
+            page.on("console", lambda m: problems.append(f"console: {m.text}")
+                    if "Content Security Policy" in m.text else None)
+            journey(page, base, receiver, args.screenshots)
+            browser.close()
+        assert not outside, f"requests left the console's origin: {outside}"
+        assert not problems, "\n".join(problems)
     print(f"console journey passed; screenshots in {args.screenshots}")
 
 

@@ -13,23 +13,12 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 
 from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from console_journey import (  # noqa: E402  (the journey's runner, receiver and helpers)
-    ACCOUNT,
-    CHROMIUM_ARGS,
-    Receiver,
-    api,
-    free_port,
-    start_runner,
-    wait_until,
-)
+from console_journey import ACCOUNT, CHROMIUM_ARGS, api, serving, wait_until  # noqa: E402
 
 RUNS = 5
 
@@ -70,57 +59,46 @@ def main():
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
 
-    receiver_server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver_server.serve_forever, daemon=True).start()
-    receiver = f"http://127.0.0.1:{receiver_server.server_address[1]}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        port = free_port()
-        runner = start_runner(args.runner, data_dir, port)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            key, hook, delivery = seed(base, receiver)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-                # First load, with an empty cache: every byte the browser fetched.
-                context = browser.new_context()
-                page = context.new_page()
-                responses = []
-                page.on("response", lambda r: responses.append(r)
-                        if r.url.startswith(base + "/console") and r.status == 200 else None)
-                started = time.perf_counter()
-                page.goto(base + "/console/")
-                expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
-                first_load_ms = (time.perf_counter() - started) * 1000
-                sizes = {r.url: len(r.body()) for r in responses}
-                page.get_by_label("API key").fill(key)
-                page.get_by_role("button", name="Sign in").click()
-                expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    with serving(args.runner) as (base, receiver):
+        key, hook, delivery = seed(base, receiver)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+            # First load, with an empty cache: every byte the browser fetched.
+            context = browser.new_context()
+            page = context.new_page()
+            responses = []
+            page.on("response", lambda r: responses.append(r)
+                    if r.url.startswith(base + "/console") and r.status == 200 else None)
+            started = time.perf_counter()
+            page.goto(base + "/console/")
+            expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+            first_load_ms = (time.perf_counter() - started) * 1000
+            sizes = {r.url: len(r.body()) for r in responses}
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
-                pages = [
-                    ("Endpoints", "#/endpoints", lambda: page.get_by_role("button", name="Add endpoint")),
-                    ("An endpoint", f"#/endpoints/{hook}", lambda: page.get_by_role("link", name=delivery)),
-                    ("Payload inspector", f"#/deliveries/{delivery}", lambda: page.get_by_role("button", name="Retry")),
-                    ("Dashboard", "#/dashboard", lambda: page.get_by_role("row").filter(has_text="HTTP 500")),
-                    ("Events", "#/events", lambda: page.get_by_text("evt_timing_19").first),
-                    ("Dead letters", "#/dead-letters", lambda: page.get_by_role("checkbox").first),
-                    ("API keys", "#/api-keys", lambda: page.get_by_role("button", name="Revoke").first),
-                ]
-                rows = []
-                for name, hash_, ready in pages:
-                    times = []
-                    for _ in range(RUNS):
-                        page.goto(base + "/console/#/")
-                        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-                        started = time.perf_counter()
-                        page.evaluate(f"location.hash = {hash_!r}")
-                        expect(ready()).to_be_visible()
-                        times.append((time.perf_counter() - started) * 1000)
-                    rows.append((name, min(times), statistics.median(times), max(times)))
-                browser.close()
-        finally:
-            runner.terminate()
-            runner.wait(timeout=10)
-            receiver_server.shutdown()
+            pages = [
+                ("Endpoints", "#/endpoints", lambda: page.get_by_role("button", name="Add endpoint")),
+                ("An endpoint", f"#/endpoints/{hook}", lambda: page.get_by_role("link", name=delivery)),
+                ("Payload inspector", f"#/deliveries/{delivery}", lambda: page.get_by_role("button", name="Retry")),
+                ("Dashboard", "#/dashboard", lambda: page.get_by_role("row").filter(has_text="HTTP 500")),
+                ("Events", "#/events", lambda: page.get_by_text("evt_timing_19").first),
+                ("Dead letters", "#/dead-letters", lambda: page.get_by_role("checkbox").first),
+                ("API keys", "#/api-keys", lambda: page.get_by_role("button", name="Revoke").first),
+            ]
+            rows = []
+            for name, hash_, ready in pages:
+                times = []
+                for _ in range(RUNS):
+                    page.goto(base + "/console/#/")
+                    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+                    started = time.perf_counter()
+                    page.evaluate(f"location.hash = {hash_!r}")
+                    expect(ready()).to_be_visible()
+                    times.append((time.perf_counter() - started) * 1000)
+                rows.append((name, min(times), statistics.median(times), max(times)))
+            browser.close()
 
     total = sum(sizes.values())
     print(f"First load: {len(sizes)} files, {total} bytes ({total / 1024:.1f} KiB, uncompressed), "

@@ -77,6 +77,24 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     (0..=9999).contains(&utc.year()).then_some(utc)
 }
 
+/// What is wrong with `data` as the data of an event of type `spec`: it must be an object,
+/// held to the type's schema. Pointers start at `/data`.
+pub fn data_violations(spec: &catalog::EventTypeSpec, data: &Value) -> Vec<Violation> {
+    if !data.is_object() {
+        return vec![Violation {
+            pointer: "/data".into(),
+            message: "must be an object".into(),
+        }];
+    }
+    catalog::validate_data(spec, data)
+        .into_iter()
+        .map(|v| Violation {
+            pointer: format!("/data{}", v.pointer),
+            message: v.message,
+        })
+        .collect()
+}
+
 /// Checks an incoming event and turns it into an `Event`. `now` stamps `received_at` and
 /// `new_id` names the event when the producer gave no id.
 pub fn accept(
@@ -118,15 +136,7 @@ pub fn accept(
             "/type",
             "is not a known event type (see GET /v1/event-types)",
         ),
-        Some(_) if !incoming.data.is_object() => bad("/data", "must be an object"),
-        Some(t) => errors.extend(
-            catalog::validate_data(t, &incoming.data)
-                .into_iter()
-                .map(|v| Violation {
-                    pointer: format!("/data{}", v.pointer),
-                    message: v.message,
-                }),
-        ),
+        Some(t) => errors.extend(data_violations(t, &incoming.data)),
     }
     match (account_id, event_type) {
         (Some(account_id), Some(event_type)) if errors.is_empty() => Ok(Event {

@@ -19,7 +19,7 @@ use app::redrive::redrive;
 use app::Services;
 use domain::catalog::{self, EventType};
 use domain::delivery::{Delivery, DeliveryStatus, Payload};
-use domain::event::{parse_rfc3339, Event};
+use domain::event::{data_violations, parse_rfc3339, Event};
 use domain::ids::EventId;
 use domain::schema::Violation;
 use domain::signing::generate_secret;
@@ -128,35 +128,20 @@ pub async fn test_webhook(
 /// checks an event.
 fn test_event(req: TestRequest) -> Result<(EventType, Option<serde_json::Value>), ApiError> {
     let name = req.event_type.as_deref().unwrap_or("webhook.test");
-    let bad = |pointer: &str, message: String| {
-        ApiError::validation(vec![Violation {
-            pointer: pointer.into(),
-            message,
-        }])
-    };
     let (Some(spec), Some(event_type)) = (catalog::find(name), EventType::known(name)) else {
-        return Err(bad(
-            "/event_type",
-            "is not a known event type (see GET /v1/event-types)".into(),
-        ));
+        return Err(ApiError::validation(vec![Violation {
+            pointer: "/event_type".into(),
+            message: "is not a known event type (see GET /v1/event-types)".into(),
+        }]));
     };
     let data = match req.data {
         None if name == "webhook.test" => return Ok((event_type, None)),
         None => spec.example.clone(),
-        Some(data) if !data.is_object() => return Err(bad("/data", "must be an object".into())),
         Some(data) => data,
     };
-    let violations = catalog::validate_data(spec, &data);
+    let violations = data_violations(spec, &data);
     if !violations.is_empty() {
-        return Err(ApiError::validation(
-            violations
-                .into_iter()
-                .map(|v| Violation {
-                    pointer: format!("/data{}", v.pointer),
-                    message: v.message,
-                })
-                .collect(),
-        ));
+        return Err(ApiError::validation(violations));
     }
     Ok((event_type, Some(data)))
 }

@@ -415,6 +415,17 @@ mod tests {
     use super::*;
     use app::ports::SystemClock;
 
+    /// A queue on `db` with the system clock and a visibility of `visibility_ms`.
+    fn queue(db: &Db, name: &str, visibility_ms: u64, redrive: Option<Redrive>) -> SqliteQueue {
+        SqliteQueue::new(
+            db.clone(),
+            name,
+            Duration::from_millis(visibility_ms),
+            redrive,
+            Arc::new(SystemClock),
+        )
+    }
+
     #[test]
     fn due_times_are_rounded_up_to_the_tick() {
         assert_eq!(on_tick(0), 0);
@@ -427,13 +438,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_receivers_do_not_all_wake_for_each_delayed_message() {
-        let queue = Arc::new(SqliteQueue::new(
-            Db::in_memory().unwrap(),
-            "q",
-            Duration::from_secs(30),
-            None,
-            Arc::new(SystemClock),
-        ));
+        let queue = Arc::new(queue(&Db::in_memory().unwrap(), "q", 30_000, None));
         const RECEIVERS: usize = 16;
         const MESSAGES: usize = 40;
         let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -479,13 +484,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_message_due_while_the_previous_ones_taker_is_busy_is_taken_on_time() {
-        let queue = Arc::new(SqliteQueue::new(
-            Db::in_memory().unwrap(),
-            "q",
-            Duration::from_secs(30),
-            None,
-            Arc::new(SystemClock),
-        ));
+        let queue = Arc::new(queue(&Db::in_memory().unwrap(), "q", 30_000, None));
         let message = |id: &str, delay_ms: u64| OutgoingMessage {
             id: id.into(),
             body: id.into(),
@@ -525,25 +524,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_message_moved_by_the_redrive_policy_wakes_the_other_queues_receivers() {
         let db = Db::in_memory().unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let redrive = Redrive {
             dead_letter_queue: "given-up".into(),
             max_receive_count: 1,
         };
-        let queue = SqliteQueue::new(
-            db.clone(),
-            "work",
-            Duration::from_millis(50),
-            Some(redrive),
-            clock.clone(),
-        );
-        let given_up = Arc::new(SqliteQueue::new(
-            db,
-            "given-up",
-            Duration::from_secs(30),
-            None,
-            clock,
-        ));
+        let queue = queue(&db, "work", 50, Some(redrive));
+        let given_up = Arc::new(super::tests::queue(&db, "given-up", 30_000, None));
         let waiting = {
             let given_up = given_up.clone();
             tokio::spawn(async move {
