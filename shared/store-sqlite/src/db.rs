@@ -586,10 +586,13 @@ mod tests {
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        // 3 200 commits of a 1 KB row and its index entries: over 25 MB of WAL if it were
-        // never started over. Started over past 200 frames (800 KB), with what lands
-        // meanwhile.
+        // 3 200 commits of a 1 KB row and its index entries: about 99 MB of WAL if it were
+        // never started over (measured). Started over past 200 frames (800 KB), with what
+        // lands meanwhile; a slow machine's checkpoints let more land.
         assert!(largest > 0);
-        assert!(largest < 6 * 1024 * 1024, "the WAL grew to {largest} bytes");
+        assert!(
+            largest < 12 * 1024 * 1024,
+            "the WAL grew to {largest} bytes"
+        );
     }
 }

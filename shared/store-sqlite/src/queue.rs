@@ -473,11 +473,12 @@ mod tests {
         .await
         .expect("every message is received in time");
         assert_eq!(received.load(Ordering::SeqCst), MESSAGES);
-        // Each receiver woke for each due message before (some 16 takes a message, most
-        // of them empty): now the timer wakes one receiver.
+        // Each receiver woke for each due message before (650 takes for the 40 messages,
+        // measured): now the timer wakes one receiver, about 2 takes a message. The bound
+        // leaves room for a slow machine's extra long-poll expiries.
         let takes = queue.takes.load(Ordering::SeqCst) - taken_before;
         assert!(
-            takes <= 4 * MESSAGES,
+            takes <= 5 * MESSAGES,
             "{takes} takes for {MESSAGES} messages"
         );
     }
