@@ -22,7 +22,7 @@ use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::destination::DestinationPolicy;
 use domain::event::Event;
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::DeliveryStats;
+use domain::stats::StatsSlot;
 use domain::subscription::Subscription;
 use domain::time::Timestamp;
 use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
@@ -152,13 +152,15 @@ impl DeliveryLog for FaultyLog {
     ) -> Result<Page<Delivery>> {
         self.inner.list_dead(account_id, cursor, limit).await
     }
-    async fn stats(
+    async fn stats_slots(
         &self,
         account_id: &AccountId,
-        subscription_id: &SubscriptionId,
+        subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
-    ) -> Result<DeliveryStats> {
-        self.inner.stats(account_id, subscription_id, since).await
+    ) -> Result<Vec<StatsSlot>> {
+        self.inner
+            .stats_slots(account_id, subscription_id, since)
+            .await
     }
     async fn overdue(
         &self,

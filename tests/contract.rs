@@ -11,9 +11,10 @@ use app::ports::{
 };
 use domain::api_key::ApiKeyRecord;
 use domain::catalog::EventType;
-use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureCause};
 use domain::event::Event;
 use domain::ids::{AccountId, ApiKeyId, DeliveryId, EventId, SubscriptionId};
+use domain::stats::slot_of;
 use domain::subscription::{SigningSecret, Subscription};
 use domain::time::Timestamp;
 use serde_json::json;
@@ -754,6 +755,8 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
     let update = |status, code| DeliveryUpdate {
         delivery_id: msg_id("msg_1"),
         account_id: acct("acct"),
+        subscription_id: sub_id("wh_1"),
+        cause: None,
         status,
         attempt: Some(attempt(code)),
         next_attempt_at: None,
@@ -874,6 +877,8 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     let dead = |id: &'static str, at| DeliveryUpdate {
         delivery_id: msg_id(id),
         account_id: acct("acct"),
+        subscription_id: sub_id("wh_1"),
+        cause: None,
         status: DeliveryStatus::Dead,
         attempt: None,
         next_attempt_at: None,
@@ -961,56 +966,123 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     ));
 }
 
-pub async fn stats_count_by_status_with_latencies(p: Ports) {
+/// Every recorded attempt adds to its subscription's five-minute slot, in the same write:
+/// counts by outcome, latencies, failures by cause with examples. Two batches into one slot
+/// add up; slots are read per account or per subscription, from a time on.
+pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
     let d = &p.deliveries;
-    let base = now();
-    let mut old = delivery("msg_old", "e0");
-    old.created_at = base.plus_millis(-3_600_000);
-    d.create_batch(&[
-        old,
-        delivery("msg_a", "e1"),
-        delivery("msg_b", "e2"),
-        delivery("msg_c", "e3"),
-    ])
-    .await
-    .unwrap();
-    let attempt = |latency| Attempt {
+    // Well inside one slot, so the attempts below share it.
+    let base = slot_of(now()).plus_millis(60_000);
+    let earlier = base.plus_millis(-3_600_000);
+    let attempt = |at: Timestamp, code: Option<u16>, latency| Attempt {
         attempt: 0,
-        at: base,
+        at,
         url: "https://example.com".into(),
         request_headers: vec![],
-        status_code: Some(200),
+        status_code: code,
         latency_ms: latency,
         response_body: None,
         error: None,
     };
-    let update = |id: &'static str, status, latency| DeliveryUpdate {
-        delivery_id: msg_id(id),
-        account_id: acct("acct"),
-        status,
-        attempt: Some(attempt(latency)),
-        next_attempt_at: None,
-        error: None,
-        at: base,
-    };
+    let update =
+        |id: &'static str, sub: &'static str, status, code, at: Timestamp| DeliveryUpdate {
+            delivery_id: msg_id(id),
+            account_id: acct("acct"),
+            subscription_id: sub_id(sub),
+            status,
+            attempt: Some(attempt(at, code, 12)),
+            next_attempt_at: None,
+            error: None,
+            cause: code.is_none().then_some(FailureCause::Timeout),
+            at,
+        };
+    // Deliveries that exist and one that does not: an attempt counts either way.
+    d.create_batch(&[delivery("msg_a", "e1"), delivery("msg_b", "e2")])
+        .await
+        .unwrap();
     d.record(&[
-        update("msg_a", DeliveryStatus::Succeeded, 12),
-        update("msg_b", DeliveryStatus::Dead, 40),
-        update("msg_old", DeliveryStatus::Succeeded, 99),
+        update("msg_a", "wh_1", DeliveryStatus::Pending, Some(500), base),
+        update("msg_b", "wh_1", DeliveryStatus::Succeeded, Some(204), base),
+        update(
+            "msg_x",
+            "wh_2",
+            DeliveryStatus::Dead,
+            None,
+            base.plus_millis(10),
+        ),
+        update(
+            "msg_old",
+            "wh_1",
+            DeliveryStatus::Succeeded,
+            Some(200),
+            earlier,
+        ),
     ])
     .await
     .unwrap();
-    let stats = d
-        .stats(&acct("acct"), &sub_id("wh_1"), base.plus_millis(-60_000))
+    d.record(&[
+        update(
+            "msg_a",
+            "wh_1",
+            DeliveryStatus::Pending,
+            Some(500),
+            base.plus_millis(20),
+        ),
+        update(
+            "msg_c",
+            "wh_1",
+            DeliveryStatus::Pending,
+            Some(500),
+            base.plus_millis(30),
+        ),
+    ])
+    .await
+    .unwrap();
+    let mut other = update("msg_z", "wh_1", DeliveryStatus::Succeeded, Some(200), base);
+    other.account_id = acct("other");
+    d.record(&[other]).await.unwrap();
+
+    let since = base.plus_millis(-600_000);
+    let mut slots = d.stats_slots(&acct("acct"), None, since).await.unwrap();
+    slots.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    assert_eq!(slots.len(), 2, "{slots:?}");
+    let (wh_1, wh_2) = (&slots[0], &slots[1]);
+    assert_eq!(wh_1.subscription_id, sub_id("wh_1"));
+    assert_eq!(wh_1.start, slot_of(base));
+    let s = &wh_1.stats;
+    assert_eq!((s.succeeded, s.failed, s.dead), (1, 3, 0));
+    assert_eq!(s.latency.count(), 4);
+    assert_eq!(s.latency.percentile(50.0), Some(12));
+    let http_500 = &s.causes[&FailureCause::Http(500)];
+    assert_eq!(http_500.count, 3);
+    assert_eq!(http_500.last_seen, base.plus_millis(30));
+    assert_eq!(http_500.examples.first(), Some(&msg_id("msg_c")));
+    assert!(http_500.examples.contains(&msg_id("msg_a")));
+    assert_eq!(s.causes.len(), 1);
+    let s = &wh_2.stats;
+    assert_eq!((s.succeeded, s.failed, s.dead), (0, 1, 1));
+    assert_eq!(s.causes[&FailureCause::Timeout].examples, [msg_id("msg_x")]);
+
+    let one = d
+        .stats_slots(&acct("acct"), Some(&sub_id("wh_2")), since)
         .await
         .unwrap();
-    assert_eq!(stats.counts.get(&DeliveryStatus::Succeeded), Some(&1));
-    assert_eq!(stats.counts.get(&DeliveryStatus::Dead), Some(&1));
-    assert_eq!(stats.counts.get(&DeliveryStatus::Pending), Some(&1));
-    let mut latencies = stats.latencies_ms.clone();
-    latencies.sort();
-    assert_eq!(latencies, [12, 40]);
-    assert_eq!(stats.success_rate(), Some(0.5));
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].stats, wh_2.stats);
+    let all = d
+        .stats_slots(&acct("acct"), Some(&sub_id("wh_1")), slot_of(earlier))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.len(),
+        2,
+        "the earlier slot is read from an earlier time: {all:?}"
+    );
+    assert!(d
+        .stats_slots(&acct("nobody"), None, earlier)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn events_list_newest_first_by_type(p: Ports) {
@@ -1248,6 +1320,8 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
     let update = move |n: u32, at: Timestamp| DeliveryUpdate {
         delivery_id: msg_id("msg_seen"),
         account_id: acct("acct"),
+        subscription_id: sub_id("wh_1"),
+        cause: None,
         status: if n == OUTCOMES {
             DeliveryStatus::Succeeded
         } else {
@@ -1354,6 +1428,8 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
     let outcome = |id: &'static str, status, code, at: Timestamp| DeliveryUpdate {
         delivery_id: msg_id(id),
         account_id: acct("acct"),
+        subscription_id: sub_id("wh_1"),
+        cause: None,
         status,
         attempt: Some(Attempt {
             attempt: 0,
@@ -1702,7 +1778,7 @@ contract_tests! {
         an_outcome_is_never_visible_without_its_attempt,
         a_late_failure_never_reopens_a_finished_delivery,
         deliveries_list_newest_first_by_subscription_and_status,
-        stats_count_by_status_with_latencies,
+        stats_slots_add_up_outcomes_by_subscription_and_cause,
         events_list_newest_first_by_type,
         queue_sends_receives_and_deletes,
         queue_hides_received_messages_until_their_visibility_timeout,

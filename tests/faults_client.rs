@@ -342,3 +342,67 @@ async fn loopback_in_any_spelling_is_refused_without_an_allow_list() {
     assert_eq!(result.status, Some(200), "{:?}", result.error);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// Error analysis groups failures by kind: each kind is told apart by what failed, whatever
+/// the words of the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_failure_is_told_apart() {
+    let loopback = sender(&["127.0.0.0/8"]);
+
+    // Nothing listens on a port that was just freed.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let (result, _) = timed_send(
+        &loopback,
+        &format!("http://{closed_addr}/hook"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        matches!(result.error, Some(SendError::ConnectionRefused(_))),
+        "closed port: {:?}",
+        result.error
+    );
+
+    // TLS spoken to a server that answers in plain HTTP: the handshake fails.
+    let (plain, _) = serve(counting_router(Arc::default(), StatusCode::OK)).await;
+    let (result, _) = timed_send(
+        &loopback,
+        &format!("https://{plain}/hook"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        matches!(result.error, Some(SendError::Tls(_))),
+        "TLS to a plain server: {:?}",
+        result.error
+    );
+
+    // A reserved name that never resolves (RFC 6761).
+    let (result, _) = timed_send(
+        &loopback,
+        "https://no-such-host.invalid/hook",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        matches!(result.error, Some(SendError::Dns(_))),
+        "unresolvable host: {:?}",
+        result.error
+    );
+
+    for (error, key) in [
+        (SendError::Timeout(String::new()), "timeout"),
+        (SendError::Dns(String::new()), "dns"),
+        (
+            SendError::ConnectionRefused(String::new()),
+            "connection_refused",
+        ),
+        (SendError::Tls(String::new()), "tls"),
+        (SendError::Network(String::new()), "connection"),
+        (SendError::Refused(String::new()), "blocked_address"),
+    ] {
+        assert_eq!(error.cause().key(), key);
+    }
+}

@@ -315,3 +315,171 @@ async fn a_pending_delivery_cannot_be_retried_twice_at_once() {
         .await;
     assert_error(status, &err, 409, "delivery_pending");
 }
+
+/// The account's stats: outcomes counted in their bucket, failures grouped by cause with
+/// example deliveries, each webhook's totals; a webhook's own stats see only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_stats_count_outcomes_over_time_and_group_failures_by_cause() {
+    let t = TestRunner::start().await;
+    let r = Receiver::start().await;
+    let ok = t
+        .create_webhook(
+            "acct_s",
+            json!({"url": r.url("ok", Behavior::Status(204)), "event_types": ["*"]}),
+        )
+        .await;
+    let failing = t
+        .create_webhook(
+            "acct_s",
+            json!({"url": r.url("bad", Behavior::Status(500)), "event_types": ["*"], "max_attempts": 1}),
+        )
+        .await;
+    // Nothing listens on a port that was just freed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let refused = t
+        .create_webhook(
+            "acct_s",
+            json!({"url": closed_url, "event_types": ["call.ended"], "max_attempts": 1}),
+        )
+        .await;
+    let (ok, failing, refused) = (
+        ok["id"].as_str().unwrap(),
+        failing["id"].as_str().unwrap(),
+        refused["id"].as_str().unwrap(),
+    );
+    for i in 0..3 {
+        t.send_event(event("call.ended", "acct_s", Some(&format!("evt_s{i}"))))
+            .await;
+    }
+    for i in 0..3 {
+        let evt = format!("evt_s{i}");
+        t.wait_for_status(
+            "acct_s",
+            &delivery_id("acct_s", &evt, ok),
+            "succeeded",
+            WAIT,
+        )
+        .await;
+        for wh in [failing, refused] {
+            t.wait_for_status("acct_s", &delivery_id("acct_s", &evt, wh), "dead", WAIT)
+                .await;
+        }
+    }
+
+    let (status, stats) = t
+        .call(
+            Method::GET,
+            "/v1/accounts/acct_s/stats?window=1h&bucket=5m",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["bucket"], "5m");
+    assert_eq!(
+        stats["counts"],
+        json!({"succeeded": 3, "failed": 6, "dead": 6})
+    );
+    assert_eq!(stats["total"], 9);
+    let series = stats["series"].as_array().unwrap();
+    assert!((12..=13).contains(&series.len()), "{}", series.len());
+    let summed = |field: &str| {
+        series
+            .iter()
+            .map(|b| b[field].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (summed("succeeded"), summed("failed"), summed("dead")),
+        (3, 6, 6)
+    );
+    // Everything happened in the last seconds: in the last bucket, or the one before when
+    // the run crossed a bucket's edge.
+    let busy: Vec<usize> = (0..series.len())
+        .filter(|i| series[*i]["succeeded"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(
+        busy.iter().all(|i| *i + 2 >= series.len()),
+        "{busy:?} of {}",
+        series.len()
+    );
+
+    let errors = stats["errors"].as_array().unwrap();
+    let group = |cause: &str| {
+        errors
+            .iter()
+            .find(|g| g["cause"] == cause)
+            .unwrap_or_else(|| panic!("no {cause} group in {errors:?}"))
+    };
+    let http_500 = group("http_500");
+    assert_eq!(http_500["count"], 3);
+    let examples = http_500["example_delivery_ids"].as_array().unwrap();
+    assert!(!examples.is_empty() && examples.len() <= 3);
+    for id in examples {
+        let (status, d) = t
+            .call(
+                Method::GET,
+                &format!("/v1/accounts/acct_s/deliveries/{}", id.as_str().unwrap()),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "an example opens in the inspector: {d}");
+        assert_eq!(d["webhook_id"], failing);
+    }
+    assert_eq!(group("connection_refused")["count"], 3);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+
+    let webhooks = stats["webhooks"].as_array().unwrap();
+    let totals = |wh: &str| {
+        webhooks
+            .iter()
+            .find(|w| w["webhook_id"] == wh)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(totals(ok)["succeeded"], 3);
+    assert_eq!(totals(ok)["success_rate"], 1.0);
+    assert_eq!(totals(failing)["dead"], 3);
+    assert_eq!(totals(refused)["failed"], 3);
+
+    let (status, one) = t
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/acct_s/webhooks/{failing}/stats?window=1h"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        one["counts"],
+        json!({"succeeded": 0, "failed": 3, "dead": 3})
+    );
+    assert_eq!(one["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(one["success_rate"], 0.0);
+    assert!(one.get("webhooks").is_none());
+
+    for (query, pointer) in [
+        ("window=1h&bucket=7m", "/bucket"),
+        ("window=30d&bucket=5m", "/bucket"),
+        ("window=2d&bucket=2d", "/bucket"),
+        ("window=soon", "/window"),
+    ] {
+        let (status, err) = t
+            .call(
+                Method::GET,
+                &format!("/v1/accounts/acct_s/stats?{query}"),
+                None,
+                None,
+            )
+            .await;
+        assert_error(status, &err, 400, "validation_failed");
+        assert_eq!(
+            err["error"]["details"][0]["pointer"], pointer,
+            "{query}: {err}"
+        );
+    }
+}

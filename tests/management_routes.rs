@@ -65,6 +65,7 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
             None,
         ),
         (Method::GET, format!("{base}/webhooks/{wh}/stats"), None),
+        (Method::GET, format!("{base}/stats"), None),
         (
             Method::POST,
             format!("{base}/webhooks/{wh}/recover"),
@@ -149,6 +150,7 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/accounts/{account_id}/webhooks/{webhook_id}/stats",
             "get",
         ),
+        ("/v1/accounts/{account_id}/stats", "get"),
         (
             "/v1/accounts/{account_id}/webhooks/{webhook_id}/recover",
             "post",

@@ -416,10 +416,12 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
     DeliveryUpdate {
         delivery_id: task.delivery_id.clone(),
         account_id: task.account_id.clone(),
+        subscription_id: task.subscription_id.clone(),
         status,
         attempt: None,
         next_attempt_at: None,
         error: None,
+        cause: None,
         at,
     }
 }
@@ -564,6 +566,7 @@ pub async fn send_once(
     let verdict = verdict_of(&result);
     let error = result.error.as_ref().map(ToString::to_string);
     let mut u = update(task, DeliveryStatus::Pending, now);
+    u.cause = result.error.as_ref().map(SendError::cause);
     u.error = error.clone().or_else(|| match verdict {
         Verdict::Succeeded => None,
         _ => result.status.map(|s| format!("endpoint answered {s}")),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use app::handle_events;
 use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
 use domain::event::Event;
-use domain::ids::{DeliveryId, EventId};
+use domain::ids::{DeliveryId, EventId, SubscriptionId};
 use serde_json::{json, Value};
 use support::{
     account, delivery_id, event, failures, receive_all, record, sqs_event, subscription, Harness,
@@ -171,6 +171,7 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
         .record(&[DeliveryUpdate {
             delivery_id: tried.clone(),
             account_id: account("acct_a"),
+            subscription_id: SubscriptionId::parse("wh_tried").unwrap(),
             status: DeliveryStatus::Pending,
             attempt: Some(Attempt {
                 attempt: 0,
@@ -183,6 +184,7 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
                 error: None,
             }),
             next_attempt_at: Some(h.now().plus_millis(5_000)),
+            cause: None,
             error: Some("endpoint answered 500".into()),
             at: h.now(),
         }])

@@ -107,11 +107,87 @@ pub struct Attempt {
 pub struct DeliveryUpdate {
     pub delivery_id: DeliveryId,
     pub account_id: AccountId,
+    /// Whose stats the outcome counts in.
+    pub subscription_id: SubscriptionId,
     pub status: DeliveryStatus,
     pub attempt: Option<Attempt>,
     pub next_attempt_at: Option<Timestamp>,
     pub error: Option<String>,
+    /// Why the attempt failed, when it did without an HTTP status (a status speaks for
+    /// itself: see `FailureCause::of`).
+    pub cause: Option<FailureCause>,
     pub at: Timestamp,
+}
+
+/// Why an attempt failed, as error analysis groups failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureCause {
+    /// The endpoint answered with this status (anything but 2xx).
+    Http(u16),
+    /// No complete response within the subscription's timeout.
+    Timeout,
+    /// Nothing listens at the address (TCP reset on connect).
+    ConnectionRefused,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// The host name does not resolve.
+    Dns,
+    /// The address guard refused every address of the host.
+    BlockedAddress,
+    /// Any other network failure: a connection reset, a broken response.
+    Connection,
+}
+
+impl FailureCause {
+    /// The cause of an attempt that did not succeed: its HTTP status when it has one, else
+    /// what the sender saw (`sent`), else a network failure.
+    pub fn of(attempt: &Attempt, sent: Option<FailureCause>) -> FailureCause {
+        match attempt.status_code {
+            Some(code) => FailureCause::Http(code),
+            None => sent.unwrap_or(FailureCause::Connection),
+        }
+    }
+
+    /// The stable name the API and the stores use: `http_500`, `timeout`, ….
+    pub fn key(self) -> String {
+        match self {
+            FailureCause::Http(code) => format!("http_{code}"),
+            other => other.fixed_key().to_string(),
+        }
+    }
+
+    fn fixed_key(self) -> &'static str {
+        match self {
+            FailureCause::Http(_) => "http",
+            FailureCause::Timeout => "timeout",
+            FailureCause::ConnectionRefused => "connection_refused",
+            FailureCause::Tls => "tls",
+            FailureCause::Dns => "dns",
+            FailureCause::BlockedAddress => "blocked_address",
+            FailureCause::Connection => "connection",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<FailureCause> {
+        if let Some(code) = key.strip_prefix("http_") {
+            // Three digits exactly, so a key has one spelling.
+            return (code.len() == 3)
+                .then(|| code.parse().ok())
+                .flatten()
+                .filter(|c| (100..=999).contains(c))
+                .map(FailureCause::Http);
+        }
+        [
+            FailureCause::Timeout,
+            FailureCause::ConnectionRefused,
+            FailureCause::Tls,
+            FailureCause::Dns,
+            FailureCause::BlockedAddress,
+            FailureCause::Connection,
+        ]
+        .into_iter()
+        .find(|c| c.fixed_key() == key)
+    }
 }
 
 /// The message on the deliveries queue. It carries the exact body to send, so an attempt

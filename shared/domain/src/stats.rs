@@ -1,45 +1,352 @@
-//! Delivery statistics of a subscription over a time window.
+//! Delivery statistics, kept pre-aggregated: every recorded outcome adds to the five-minute
+//! slot of its subscription (counts by outcome, a latency histogram, failures by cause), so
+//! stats over 30 days read at most 8 640 slots per subscription and never scan deliveries.
+//!
+//! What a slot counts, at the time it happened:
+//! - `succeeded` and `failed`: attempts, by whether the endpoint took the delivery. A
+//!   delivery retried twice then delivered is two failures and one success.
+//! - `dead`: deliveries whose last attempt spent their budget.
+//! - the latency of every attempt.
+//! - per failure cause: the failed attempts, the last time one was seen, and the ids of the
+//!   most recent deliveries that failed so (to open in the inspector).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::delivery::DeliveryStatus;
+use super::delivery::{DeliveryStatus, DeliveryUpdate, FailureCause};
+use super::ids::{AccountId, DeliveryId, SubscriptionId};
+use super::time::Timestamp;
 
 /// The longest window stats may cover.
 pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
-/// What the delivery log holds about a window: counts by status, and the latency of the
-/// last attempt of each delivery that has one.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct DeliveryStats {
-    pub counts: BTreeMap<DeliveryStatus, u64>,
-    pub latencies_ms: Vec<u64>,
+/// The grain of stored stats: every bucket a report asks for is a whole number of slots.
+pub const SLOT: Duration = Duration::from_secs(300);
+const SLOT_MS: i64 = 300_000;
+
+/// Example deliveries kept per failure cause.
+pub const MAX_EXAMPLES: usize = 3;
+
+/// The most buckets one report may have (a week of five-minute buckets).
+pub const MAX_BUCKETS: u64 = 2016;
+
+/// The start of the slot `at` falls in.
+pub fn slot_of(at: Timestamp) -> Timestamp {
+    Timestamp::from_millis(at.as_millis().div_euclid(SLOT_MS) * SLOT_MS)
 }
 
-impl DeliveryStats {
-    pub fn add(&mut self, status: DeliveryStatus, latency_ms: Option<u64>) {
-        *self.counts.entry(status).or_default() += 1;
-        self.latencies_ms.extend(latency_ms);
+/// Latencies in milliseconds, counted in bins: exact below 16 ms, then eight bins per
+/// doubling (a bin spans at most 1/8 of its lower bound), so a percentile read from it is
+/// within 6 % of the exact one. Sparse: only bins that were hit are kept.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LatencyHistogram(BTreeMap<u16, u64>);
+
+impl LatencyHistogram {
+    pub fn bin_of(ms: u64) -> u16 {
+        if ms < 16 {
+            return ms as u16;
+        }
+        let exponent = 63 - ms.leading_zeros(); // ≥ 4
+        let sub = (ms >> (exponent - 3)) & 7;
+        (16 + (exponent - 4) * 8 + sub as u32) as u16
     }
 
-    /// Succeeded over all that ended (succeeded, failed, dead); `None` before any ended.
-    pub fn success_rate(&self) -> Option<f64> {
-        let count = |s: DeliveryStatus| self.counts.get(&s).copied().unwrap_or(0);
-        let ended = count(DeliveryStatus::Succeeded)
-            + count(DeliveryStatus::Failed)
-            + count(DeliveryStatus::Dead);
-        (ended > 0).then(|| count(DeliveryStatus::Succeeded) as f64 / ended as f64)
+    /// The smallest and largest latency of a bin.
+    pub fn bounds(bin: u16) -> (u64, u64) {
+        if bin < 16 {
+            return (bin as u64, bin as u64);
+        }
+        let exponent = (bin as u32 - 16) / 8 + 4;
+        let sub = (bin as u64 - 16) % 8;
+        let low = (8 + sub) << (exponent - 3);
+        // The top bin ends at `u64::MAX`: computed wider so its end does not wrap.
+        let high = ((9 + sub as u128) << (exponent - 3)) - 1;
+        (low, high.min(u64::MAX as u128) as u64)
     }
 
-    /// The `p`-th percentile (0–100) of the latencies, nearest-rank.
+    pub fn add(&mut self, ms: u64) {
+        self.add_count(Self::bin_of(ms), 1);
+    }
+
+    /// Adds `count` to `bin` (how a store reads a stored histogram back).
+    pub fn add_count(&mut self, bin: u16, count: u64) {
+        if count > 0 {
+            *self.0.entry(bin).or_default() += count;
+        }
+    }
+
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        for (bin, count) in &other.0 {
+            self.add_count(*bin, *count);
+        }
+    }
+
+    /// The bins and their counts, lowest first.
+    pub fn bins(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().map(|(b, c)| (*b, *c))
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The `p`-th percentile (0–100), nearest-rank, as the middle of its bin.
     pub fn percentile(&self, p: f64) -> Option<u64> {
-        if self.latencies_ms.is_empty() {
+        let total = self.count();
+        if total == 0 {
             return None;
         }
-        let mut sorted = self.latencies_ms.clone();
-        sorted.sort_unstable();
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        Some(sorted[rank.clamp(1, sorted.len()) - 1])
+        let rank = ((p / 100.0) * total as f64).ceil().clamp(1.0, total as f64) as u64;
+        let mut seen = 0;
+        for (bin, count) in &self.0 {
+            seen += count;
+            if seen >= rank {
+                let (low, high) = Self::bounds(*bin);
+                return Some(low + (high - low) / 2);
+            }
+        }
+        None
+    }
+}
+
+/// The failures of one cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CauseStats {
+    pub count: u64,
+    pub last_seen: Timestamp,
+    /// Deliveries that failed so, most recent first, at most `MAX_EXAMPLES`, no repeats.
+    pub examples: Vec<DeliveryId>,
+}
+
+impl CauseStats {
+    fn merge(&mut self, other: &CauseStats) {
+        self.count += other.count;
+        let (newer, older) = if other.last_seen >= self.last_seen {
+            (&other.examples, &self.examples)
+        } else {
+            (&self.examples, &other.examples)
+        };
+        let mut examples: Vec<DeliveryId> = Vec::with_capacity(MAX_EXAMPLES);
+        for id in newer.iter().chain(older) {
+            if examples.len() < MAX_EXAMPLES && !examples.contains(id) {
+                examples.push(id.clone());
+            }
+        }
+        self.examples = examples;
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
+}
+
+/// What one slot (or any sum of slots) holds; see the module's description.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SlotStats {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub dead: u64,
+    pub latency: LatencyHistogram,
+    pub causes: BTreeMap<FailureCause, CauseStats>,
+}
+
+impl SlotStats {
+    pub fn merge(&mut self, other: &SlotStats) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.dead += other.dead;
+        self.latency.merge(&other.latency);
+        for (cause, stats) in &other.causes {
+            match self.causes.get_mut(cause) {
+                Some(mine) => mine.merge(stats),
+                None => {
+                    self.causes.insert(*cause, stats.clone());
+                }
+            }
+        }
+    }
+
+    /// Successful attempts over all attempts; `None` before any.
+    pub fn success_rate(&self) -> Option<f64> {
+        let attempts = self.succeeded + self.failed;
+        (attempts > 0).then(|| self.succeeded as f64 / attempts as f64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &SlotStats::default()
+    }
+
+    /// Counts one recorded outcome.
+    fn count(&mut self, update: &DeliveryUpdate) {
+        if let Some(attempt) = &update.attempt {
+            self.latency.add(attempt.latency_ms);
+            if update.status == DeliveryStatus::Succeeded {
+                self.succeeded += 1;
+            } else {
+                self.failed += 1;
+                let cause = FailureCause::of(attempt, update.cause);
+                self.causes
+                    .entry(cause)
+                    .or_insert_with(|| CauseStats {
+                        count: 0,
+                        last_seen: attempt.at,
+                        examples: Vec::new(),
+                    })
+                    .merge(&CauseStats {
+                        count: 1,
+                        last_seen: attempt.at,
+                        examples: vec![update.delivery_id.clone()],
+                    });
+            }
+            // Only an attempt spends a budget: a dead outcome without one re-logs a
+            // delivery that was already counted dead.
+            if update.status == DeliveryStatus::Dead {
+                self.dead += 1;
+            }
+        }
+    }
+}
+
+/// Where a slot's stats are kept.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SlotKey {
+    pub account_id: AccountId,
+    pub subscription_id: SubscriptionId,
+    pub start: Timestamp,
+}
+
+/// What a batch of recorded outcomes adds to each slot it touches. A store applies these in
+/// the same write as the outcomes.
+pub fn slot_deltas(updates: &[DeliveryUpdate]) -> BTreeMap<SlotKey, SlotStats> {
+    let mut deltas: BTreeMap<SlotKey, SlotStats> = BTreeMap::new();
+    for update in updates {
+        let Some(attempt) = &update.attempt else {
+            continue;
+        };
+        let key = SlotKey {
+            account_id: update.account_id.clone(),
+            subscription_id: update.subscription_id.clone(),
+            start: slot_of(attempt.at),
+        };
+        deltas.entry(key).or_default().count(update);
+    }
+    deltas
+}
+
+/// One stored slot, as a store reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsSlot {
+    pub subscription_id: SubscriptionId,
+    pub start: Timestamp,
+    pub stats: SlotStats,
+}
+
+/// The window and the buckets of one report, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsPlan {
+    /// The first bucket's start: the window's start rounded down to a bucket.
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub bucket: Duration,
+}
+
+/// Which query parameter was wrong, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub parameter: &'static str,
+    pub message: String,
+}
+
+impl StatsPlan {
+    /// The plan for the `window` ending `now` in buckets of `bucket` (default: about 12 to
+    /// 28 buckets for the window).
+    pub fn new(
+        window: Duration,
+        bucket: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Self, PlanError> {
+        let bucket = bucket.unwrap_or_else(|| default_bucket(window));
+        let bucket_ms = bucket.as_millis() as i64;
+        let refuse = |message: String| PlanError {
+            parameter: "bucket",
+            message,
+        };
+        if bucket_ms % SLOT_MS != 0 || bucket > Duration::from_secs(86_400) {
+            return Err(refuse(
+                "must be a whole number of 5-minute slots, at most 1 day (`5m`, `15m`, `1h`, `6h`, `1d`)".into(),
+            ));
+        }
+        let buckets = window.as_millis() as u64 / bucket.as_millis() as u64;
+        if buckets > MAX_BUCKETS {
+            return Err(refuse(format!(
+                "gives {buckets} buckets for this window; at most {MAX_BUCKETS}: choose a longer bucket"
+            )));
+        }
+        let start = (now - window).as_millis();
+        Ok(StatsPlan {
+            since: Timestamp::from_millis(start.div_euclid(bucket_ms) * bucket_ms),
+            until: now,
+            bucket,
+        })
+    }
+
+    fn bucket_ms(&self) -> i64 {
+        self.bucket.as_millis() as i64
+    }
+
+    /// The start of every bucket, oldest first.
+    pub fn bucket_starts(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        let step = self.bucket_ms();
+        let count = (self.until.as_millis() - self.since.as_millis()).div_euclid(step) + 1;
+        (0..count).map(move |i| self.since.plus_millis(i * step))
+    }
+}
+
+fn default_bucket(window: Duration) -> Duration {
+    const HOUR: u64 = 3600;
+    let secs = match window.as_secs() {
+        w if w <= 2 * HOUR => 300,
+        w if w <= 48 * HOUR => HOUR,
+        w if w <= 7 * 24 * HOUR => 6 * HOUR,
+        _ => 24 * HOUR,
+    };
+    Duration::from_secs(secs)
+}
+
+/// Stats over a plan: the totals, each bucket, and each subscription's totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsReport {
+    pub totals: SlotStats,
+    /// Every bucket of the plan, empty ones included, oldest first.
+    pub series: Vec<(Timestamp, SlotStats)>,
+    pub by_subscription: BTreeMap<SubscriptionId, SlotStats>,
+}
+
+impl StatsReport {
+    /// Sums `slots` (any order; those outside the plan are left out) into the plan's buckets.
+    pub fn build(plan: &StatsPlan, slots: &[StatsSlot]) -> StatsReport {
+        let mut series: Vec<(Timestamp, SlotStats)> = plan
+            .bucket_starts()
+            .map(|start| (start, SlotStats::default()))
+            .collect();
+        let mut totals = SlotStats::default();
+        let mut by_subscription: BTreeMap<SubscriptionId, SlotStats> = BTreeMap::new();
+        for slot in slots {
+            if slot.start < plan.since || slot.start > plan.until {
+                continue;
+            }
+            let index = (slot.start.as_millis() - plan.since.as_millis()) / plan.bucket_ms();
+            if let Some((_, bucket)) = series.get_mut(index as usize) {
+                bucket.merge(&slot.stats);
+            }
+            totals.merge(&slot.stats);
+            by_subscription
+                .entry(slot.subscription_id.clone())
+                .or_default()
+                .merge(&slot.stats);
+        }
+        StatsReport {
+            totals,
+            series,
+            by_subscription,
+        }
     }
 }
 
@@ -61,6 +368,7 @@ pub fn parse_window(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::Attempt;
 
     #[test]
     fn a_multibyte_window_is_refused_not_a_panic() {
@@ -80,20 +388,196 @@ mod tests {
     }
 
     #[test]
-    fn rates_and_percentiles() {
-        let mut s = DeliveryStats::default();
-        assert_eq!(s.success_rate(), None);
-        assert_eq!(s.percentile(50.0), None);
-        for i in 1..=100 {
-            s.add(DeliveryStatus::Succeeded, Some(i));
+    fn every_latency_falls_in_a_bin_whose_bounds_hold_it() {
+        let mut previous_high = None;
+        for bin in 0..=495u16 {
+            let (low, high) = LatencyHistogram::bounds(bin);
+            assert!(low <= high, "{bin}");
+            if let Some(p) = previous_high {
+                assert_eq!(low, p + 1, "bins are contiguous at {bin}");
+            }
+            previous_high = Some(high);
+            assert_eq!(LatencyHistogram::bin_of(low), bin);
+            assert_eq!(LatencyHistogram::bin_of(high), bin);
+            assert!(high - low <= low / 8, "bin {bin} spans more than 1/8");
         }
-        s.add(DeliveryStatus::Dead, None);
-        s.add(DeliveryStatus::Pending, None);
-        assert_eq!(s.counts[&DeliveryStatus::Succeeded], 100);
-        assert_eq!(s.counts[&DeliveryStatus::Pending], 1);
-        assert!((s.success_rate().unwrap() - 100.0 / 101.0).abs() < 1e-9);
-        assert_eq!(s.percentile(50.0), Some(50));
-        assert_eq!(s.percentile(99.0), Some(99));
-        assert_eq!(s.percentile(100.0), Some(100));
+        assert_eq!(previous_high, Some(u64::MAX));
+    }
+
+    #[test]
+    fn percentiles_are_exact_below_16_ms_and_close_above() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(h.percentile(50.0), None);
+        for ms in 1..=10 {
+            h.add(ms);
+        }
+        assert_eq!(h.percentile(50.0), Some(5));
+        assert_eq!(h.percentile(100.0), Some(10));
+        let mut wide = LatencyHistogram::default();
+        for ms in 1..=10_000 {
+            wide.add(ms);
+        }
+        for (p, exact) in [(50.0, 5000.0), (95.0, 9500.0), (99.0, 9900.0)] {
+            let got = wide.percentile(p).unwrap() as f64;
+            assert!((got - exact).abs() / exact < 0.07, "p{p}: {got} vs {exact}");
+        }
+    }
+
+    fn attempt_update(
+        id: &str,
+        at: i64,
+        status: DeliveryStatus,
+        code: Option<u16>,
+    ) -> DeliveryUpdate {
+        DeliveryUpdate {
+            delivery_id: DeliveryId::parse(id).unwrap(),
+            account_id: AccountId::parse("acct").unwrap(),
+            subscription_id: SubscriptionId::parse("wh_1").unwrap(),
+            status,
+            attempt: Some(Attempt {
+                attempt: 0,
+                at: Timestamp::from_millis(at),
+                url: "https://example.com/".into(),
+                request_headers: vec![],
+                status_code: code,
+                latency_ms: 7,
+                response_body: None,
+                error: None,
+            }),
+            next_attempt_at: None,
+            error: None,
+            cause: code.is_none().then_some(FailureCause::Timeout),
+            at: Timestamp::from_millis(at),
+        }
+    }
+
+    #[test]
+    fn outcomes_count_in_the_slot_of_their_attempt_by_cause() {
+        let updates = [
+            attempt_update("d1", 1_000, DeliveryStatus::Succeeded, Some(204)),
+            attempt_update("d2", 2_000, DeliveryStatus::Pending, Some(500)),
+            attempt_update("d3", 3_000, DeliveryStatus::Pending, Some(500)),
+            attempt_update("d4", 4_000, DeliveryStatus::Dead, None),
+            attempt_update("d5", SLOT_MS + 1, DeliveryStatus::Succeeded, Some(200)),
+            // A re-log of a dead delivery, without an attempt: counts nothing.
+            DeliveryUpdate {
+                attempt: None,
+                ..attempt_update("d4", 5_000, DeliveryStatus::Dead, None)
+            },
+        ];
+        let deltas = slot_deltas(&updates);
+        assert_eq!(deltas.len(), 2);
+        let first = deltas.values().next().unwrap();
+        assert_eq!((first.succeeded, first.failed, first.dead), (1, 3, 1));
+        assert_eq!(first.latency.count(), 4);
+        let http_500 = &first.causes[&FailureCause::Http(500)];
+        assert_eq!(http_500.count, 2);
+        assert_eq!(http_500.last_seen, Timestamp::from_millis(3_000));
+        let ids: Vec<&str> = http_500.examples.iter().map(|d| d.as_str()).collect();
+        assert_eq!(ids, ["d3", "d2"]);
+        assert_eq!(first.causes[&FailureCause::Timeout].count, 1);
+        assert_eq!(first.success_rate(), Some(0.25));
+    }
+
+    #[test]
+    fn examples_stay_the_most_recent_three_without_repeats() {
+        let mut a = SlotStats::default();
+        for (i, id) in ["d1", "d2", "d1", "d3", "d4"].iter().enumerate() {
+            let mut one = slot_deltas(&[attempt_update(
+                id,
+                i as i64 * 10,
+                DeliveryStatus::Pending,
+                Some(503),
+            )]);
+            a.merge(&one.pop_first().unwrap().1);
+        }
+        let cause = &a.causes[&FailureCause::Http(503)];
+        let ids: Vec<&str> = cause.examples.iter().map(|d| d.as_str()).collect();
+        assert_eq!(ids, ["d4", "d3", "d1"]);
+        assert_eq!(cause.count, 5);
+    }
+
+    #[test]
+    fn cause_keys_round_trip_and_odd_keys_are_refused() {
+        for cause in [
+            FailureCause::Http(500),
+            FailureCause::Http(404),
+            FailureCause::Timeout,
+            FailureCause::ConnectionRefused,
+            FailureCause::Tls,
+            FailureCause::Dns,
+            FailureCause::BlockedAddress,
+            FailureCause::Connection,
+        ] {
+            assert_eq!(FailureCause::parse(&cause.key()), Some(cause));
+        }
+        assert_eq!(FailureCause::Http(500).key(), "http_500");
+        for bad in [
+            "http_5000",
+            "http_50",
+            "http_+50",
+            "http_abc",
+            "http",
+            "nope",
+            "",
+        ] {
+            assert_eq!(FailureCause::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_plan_rounds_its_start_to_a_bucket_and_refuses_odd_buckets() {
+        let now = Timestamp::from_millis(10 * 86_400_000 + 3_600_000 + 1234);
+        let plan = StatsPlan::new(Duration::from_secs(86_400), None, now).unwrap();
+        assert_eq!(plan.bucket, Duration::from_secs(3600));
+        assert_eq!(plan.since.as_millis(), 9 * 86_400_000 + 3_600_000);
+        assert_eq!(plan.bucket_starts().count(), 25);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            StatsPlan::new(hour, None, now).unwrap().bucket,
+            Duration::from_secs(300)
+        );
+        for bad in [
+            Duration::from_secs(60),
+            Duration::from_secs(450),
+            Duration::from_secs(2 * 86_400),
+        ] {
+            let err = StatsPlan::new(MAX_WINDOW, Some(bad), now).unwrap_err();
+            assert_eq!(err.parameter, "bucket", "{bad:?}");
+        }
+        assert!(StatsPlan::new(MAX_WINDOW, Some(SLOT), now).is_err());
+        assert!(StatsPlan::new(Duration::from_secs(7 * 86_400), Some(SLOT), now).is_ok());
+    }
+
+    #[test]
+    fn a_report_puts_each_slot_in_its_bucket_and_per_subscription() {
+        let now = Timestamp::from_millis(2 * 3_600_000);
+        let plan = StatsPlan::new(Duration::from_secs(3600), Some(SLOT), now).unwrap();
+        let slot = |sub: &str, start: i64, succeeded| StatsSlot {
+            subscription_id: SubscriptionId::parse(sub).unwrap(),
+            start: Timestamp::from_millis(start),
+            stats: SlotStats {
+                succeeded,
+                ..SlotStats::default()
+            },
+        };
+        let report = StatsReport::build(
+            &plan,
+            &[
+                slot("wh_a", 3_600_000, 2),
+                slot("wh_b", 3_600_000, 3),
+                slot("wh_a", 2 * 3_600_000 - SLOT_MS, 5),
+                // Before the window: left out.
+                slot("wh_a", 3_600_000 - SLOT_MS, 100),
+            ],
+        );
+        assert_eq!(report.series.len(), 13);
+        assert_eq!(report.series[0].1.succeeded, 5);
+        assert_eq!(report.series[11].1.succeeded, 5);
+        assert_eq!(report.series[12].1.succeeded, 0);
+        assert_eq!(report.totals.succeeded, 10);
+        let sub = |s: &str| SubscriptionId::parse(s).unwrap();
+        assert_eq!(report.by_subscription[&sub("wh_a")].succeeded, 7);
+        assert_eq!(report.by_subscription[&sub("wh_b")].succeeded, 3);
     }
 }

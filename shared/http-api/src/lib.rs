@@ -15,6 +15,7 @@ mod meta;
 mod observe;
 mod openapi;
 mod pagination;
+mod stats;
 mod views;
 mod webhook_tools;
 mod webhooks;
@@ -47,7 +48,8 @@ fn management_routes() -> OpenApiRouter<Services> {
         .routes(routes!(webhook_tools::rotate_secret))
         .routes(routes!(webhook_tools::expire_previous_secrets))
         .routes(routes!(webhook_tools::list_webhook_deliveries))
-        .routes(routes!(webhook_tools::webhook_stats))
+        .routes(routes!(stats::webhook_stats))
+        .routes(routes!(stats::account_stats))
         .routes(routes!(webhook_tools::recover_webhook))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))

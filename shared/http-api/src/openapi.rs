@@ -21,6 +21,7 @@ use app::Services;
         (name = "deliveries", description = "Deliveries and their attempts"),
         (name = "dead letters", description = "Deliveries whose attempts ran out"),
         (name = "accounts", description = "Account keys"),
+        (name = "stats", description = "Outcomes over time and failures by cause"),
         (name = "catalog", description = "Event types"),
     )
 )]

@@ -1,5 +1,5 @@
-//! A subscription's tools: send a test event, rotate the secret, list its deliveries, its
-//! stats, and recover what failed in a time window.
+//! A subscription's tools: send a test event, rotate the secret, list its deliveries, and
+//! recover what failed in a time window (its stats are in `stats`).
 
 use std::time::Duration;
 
@@ -23,7 +23,6 @@ use domain::event::{data_violations, parse_rfc3339, Event};
 use domain::ids::EventId;
 use domain::schema::Violation;
 use domain::signing::generate_secret;
-use domain::stats::{parse_window, DeliveryStats};
 use domain::time::Timestamp;
 
 /// How long a rotated-out secret keeps signing.
@@ -268,78 +267,6 @@ pub async fn list_webhook_deliveries(
     Ok(Json(Paginated {
         data: page.items.iter().map(DeliveryView::summary).collect(),
         next_cursor: page.next_cursor,
-    }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct StatsQuery {
-    /// `90m`, `24h`, `7d`… up to `30d`; default `24h`.
-    pub window: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Latency {
-    pub p50: Option<u64>,
-    pub p95: Option<u64>,
-    pub p99: Option<u64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Stats {
-    pub window: String,
-    pub since: String,
-    /// Deliveries created in the window, by status.
-    #[schema(value_type = Object)]
-    pub counts: std::collections::BTreeMap<&'static str, u64>,
-    pub total: u64,
-    /// Succeeded over ended (succeeded, failed, dead); null before any ended.
-    pub success_rate: Option<f64>,
-    /// Of each delivery's last attempt, in milliseconds.
-    pub latency_ms: Latency,
-}
-
-/// Counts by status, success rate and latency percentiles over a window.
-#[utoipa::path(get, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/stats", tag = "webhooks",
-    params(("account_id" = String, Path), ("webhook_id" = String, Path), StatsQuery),
-    responses((status = 200, body = Stats), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn webhook_stats(
-    State(services): State<Services>,
-    caller: Caller,
-    Path((account_id, webhook_id)): Path<(String, String)>,
-    Query(q): Query<StatsQuery>,
-) -> Result<Json<Stats>, ApiError> {
-    let account = caller.account(&account_id)?;
-    let webhook_id = parse_webhook_id(&webhook_id)?;
-    load(&services, &account, &webhook_id).await?;
-    let window = q.window.unwrap_or_else(|| "24h".into());
-    let span = parse_window(&window).ok_or_else(|| {
-        ApiError::validation(vec![domain::schema::Violation {
-            pointer: "/window".into(),
-            message:
-                "must be a number of minutes, hours or days (`90m`, `24h`, `7d`), at most 30 days"
-                    .into(),
-        }])
-    })?;
-    let since = services.clock.now() - span;
-    let s: DeliveryStats = services
-        .deliveries
-        .stats(&account, &webhook_id, since)
-        .await?;
-    Ok(Json(Stats {
-        window,
-        since: since.to_rfc3339(),
-        total: s.counts.values().sum(),
-        success_rate: s.success_rate(),
-        latency_ms: Latency {
-            p50: s.percentile(50.0),
-            p95: s.percentile(95.0),
-            p99: s.percentile(99.0),
-        },
-        counts: s.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
     }))
 }
 

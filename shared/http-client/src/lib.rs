@@ -12,7 +12,7 @@ use app::ports::{HttpSender, OutboundRequest, SendError, SendResult};
 use domain::delivery::{truncate_body, MAX_LOGGED_RESPONSE_BYTES};
 use domain::destination::DestinationPolicy;
 
-pub use guard::{GuardedResolver, RefusedDestination};
+pub use guard::{GuardedResolver, RefusedDestination, UnresolvedHost};
 
 mod guard;
 
@@ -73,24 +73,54 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// What went wrong, without the URL: a query string may carry the customer's token, and
-/// errors end up in logs and in the attempt log.
+/// errors end up in logs and in the attempt log. The kind comes from the error chain's
+/// types (the guard's refusal, the resolver's failure, the TLS library's error, the
+/// socket's error kind), never from the wording of a message.
 fn classify_error(err: reqwest::Error) -> SendError {
     let err = err.without_url();
-    let mut source = err.source();
-    while let Some(s) = source {
-        if let Some(refused) = s.downcast_ref::<RefusedDestination>() {
-            return SendError::Refused(refused.to_string());
-        }
-        source = s.source();
-    }
     let detail = match err.source() {
         Some(s) => format!("{err}: {s}"),
         None => err.to_string(),
     };
     if err.is_timeout() {
-        SendError::Timeout(detail)
-    } else {
-        SendError::Network(detail)
+        return SendError::Timeout(detail);
+    }
+    let mut source = err.source();
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<RefusedDestination>() {
+            return SendError::Refused(refused.to_string());
+        }
+        if s.is::<UnresolvedHost>() {
+            return SendError::Dns(detail);
+        }
+        if is_tls(s) {
+            return SendError::Tls(detail);
+        }
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return SendError::ConnectionRefused(detail);
+        }
+        source = s.source();
+    }
+    SendError::Network(detail)
+}
+
+/// Whether `err` is the TLS library's, directly or wrapped in I/O errors (which hide what
+/// they wrap from `source()`: the TLS stream wraps it twice).
+fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = err;
+    loop {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => current = inner,
+            None => return false,
+        }
     }
 }
 

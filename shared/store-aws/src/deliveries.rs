@@ -4,7 +4,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::attributes::{
     decode_cursor, encode_cursor, expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms,
@@ -17,10 +17,10 @@ use app::ports::OsRandom;
 use app::ports::Page;
 use app::{Error, Result};
 use domain::catalog::EventType;
-use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureCause};
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::random::Random;
-use domain::stats::DeliveryStats;
+use domain::stats::{slot_deltas, CauseStats, LatencyHistogram, SlotKey, SlotStats, StatsSlot};
 use domain::time::Timestamp;
 
 /// The parts the sweep's scan reads the deliveries table in (see `overdue`).
@@ -505,14 +505,16 @@ impl DeliveryLog for DynamoDeliveryLog {
             .filter_map(|u| u.attempt.as_ref().map(|a| self.attempt_item(u, a)))
             .collect::<Result<Vec<_>>>()?;
         self.batch_put(items).await?;
-        futures::future::try_join_all(updates.iter().map(|u| async move {
+        let found = futures::future::try_join_all(updates.iter().map(|u| async move {
             match self.apply(u).await {
                 Ok(()) => Ok(true),
                 Err(Error::NotFound) => Ok(false),
                 Err(e) => Err(e),
             }
         }))
-        .await
+        .await?;
+        self.add_to_slots(slot_deltas(updates)).await;
+        Ok(found)
     }
 
     async fn get(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Option<Delivery>> {
@@ -692,30 +694,203 @@ impl DeliveryLog for DynamoDeliveryLog {
         }
     }
 
-    async fn stats(
+    async fn stats_slots(
         &self,
         account_id: &AccountId,
-        subscription_id: &SubscriptionId,
+        subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
-    ) -> Result<DeliveryStats> {
-        let items = all_items(|start| {
-            self.client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_SUBSCRIPTION_INDEX)
-                .key_condition_expression("sub_key = :k AND created_at >= :since")
-                .expression_attribute_values(":k", s(format!("{account_id}#{subscription_id}")))
-                .expression_attribute_values(":since", ms(since))
-                .set_exclusive_start_key(start)
-        })
-        .await?;
-        let mut stats = DeliveryStats::default();
-        for item in &items {
-            let status = get_s(item, "status")?;
-            let status = DeliveryStatus::parse(&status)
-                .ok_or_else(|| Error::storage(format!("unknown delivery status {status}")))?;
-            stats.add(status, opt_n(item, "last_latency_ms"));
-        }
-        Ok(stats)
+    ) -> Result<Vec<StatsSlot>> {
+        let pk = stats_pk(account_id);
+        let items = match subscription_id {
+            Some(sub) => {
+                all_items(|start| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                        .expression_attribute_values(":pk", s(&pk))
+                        .expression_attribute_values(":from", s(stats_sk(sub, since)))
+                        .expression_attribute_values(":to", s(format!("{sub}#~")))
+                        .set_exclusive_start_key(start)
+                })
+                .await?
+            }
+            None => {
+                all_items(|start| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("pk = :pk")
+                        .filter_expression("#slot >= :since")
+                        .expression_attribute_names("#slot", "slot")
+                        .expression_attribute_values(":pk", s(&pk))
+                        .expression_attribute_values(":since", ms(since))
+                        .set_exclusive_start_key(start)
+                })
+                .await?
+            }
+        };
+        let now = now_secs();
+        items
+            .iter()
+            .filter(|i| !expired(i, now))
+            .map(slot_from_item)
+            .collect()
     }
+}
+
+/// Stats items share the deliveries table: partition `stats#<account>`, sort
+/// `<subscription>#<slot start ms, 13 digits>`. One partition per account, so the account's
+/// report is one query; a subscription's is a range of it. They carry none of the indexes'
+/// keys, so no index sees them, and the sweep's scan skips them (`sk` is not `delivery`).
+fn stats_pk(account_id: &AccountId) -> String {
+    format!("stats#{account_id}")
+}
+
+fn stats_sk(subscription_id: &SubscriptionId, start: Timestamp) -> String {
+    format!("{subscription_id}#{:013}", start.as_millis().max(0))
+}
+
+/// Attribute names of a stats item: `succeeded`, `failed`, `dead`; `h<bin>` per histogram
+/// bin; `c_<cause>`, `l_<cause>` (last seen, ms), `x_<cause>` (example ids) per cause.
+const HISTOGRAM_PREFIX: &str = "h";
+const CAUSE_COUNT_PREFIX: &str = "c_";
+const CAUSE_LAST_PREFIX: &str = "l_";
+const CAUSE_EXAMPLES_PREFIX: &str = "x_";
+
+impl DynamoDeliveryLog {
+    /// Adds each slot's delta with one `UpdateItem` (`ADD` on counters, so concurrent
+    /// batches add up). Best effort, on purpose: the outcomes are already written, and a
+    /// failure here must not return the message, which would send the webhook again. A
+    /// cause's last-seen time and examples are those of the latest batch to write them.
+    async fn add_to_slots(&self, deltas: std::collections::BTreeMap<SlotKey, SlotStats>) {
+        let writes = deltas.into_iter().map(|(key, delta)| async move {
+            let result = self.add_to_slot(&key, &delta).await;
+            if let Err(e) = result {
+                tracing::error!(
+                    error = %e,
+                    account_id = %key.account_id,
+                    subscription_id = %key.subscription_id,
+                    "stats slot not updated; the outcomes are recorded"
+                );
+            }
+        });
+        futures::future::join_all(writes).await;
+    }
+
+    async fn add_to_slot(&self, key: &SlotKey, delta: &SlotStats) -> Result<()> {
+        let mut counters: Vec<(String, u64)> = vec![
+            ("succeeded".into(), delta.succeeded),
+            ("failed".into(), delta.failed),
+            ("dead".into(), delta.dead),
+        ];
+        counters.extend(
+            delta
+                .latency
+                .bins()
+                .map(|(bin, count)| (format!("{HISTOGRAM_PREFIX}{bin}"), count)),
+        );
+        let mut sets: Vec<(String, AttributeValue)> = vec![
+            ("subscription_id".into(), s(key.subscription_id.as_str())),
+            ("slot".into(), ms(key.start)),
+            (
+                "expires_at".into(),
+                n(self.expires_at(key.start + domain::stats::SLOT)),
+            ),
+        ];
+        for (cause, c) in &delta.causes {
+            let k = cause.key();
+            counters.push((format!("{CAUSE_COUNT_PREFIX}{k}"), c.count));
+            sets.push((format!("{CAUSE_LAST_PREFIX}{k}"), ms(c.last_seen)));
+            let examples = c.examples.iter().map(|id| s(id.as_str())).collect();
+            sets.push((
+                format!("{CAUSE_EXAMPLES_PREFIX}{k}"),
+                AttributeValue::L(examples),
+            ));
+        }
+        // Placeholders for every name and value: cause keys are not all valid as names.
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut clause = |name: String, value: AttributeValue, joiner: &str| {
+            let i = names.len();
+            names.insert(format!("#n{i}"), name);
+            values.insert(format!(":v{i}"), value);
+            format!("#n{i}{joiner}:v{i}")
+        };
+        let set: Vec<String> = sets
+            .into_iter()
+            .map(|(name, value)| clause(name, value, " = "))
+            .collect();
+        let add: Vec<String> = counters
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(name, count)| clause(name, n(count), " "))
+            .collect();
+        let mut expression = format!("SET {}", set.join(", "));
+        if !add.is_empty() {
+            expression.push_str(&format!(" ADD {}", add.join(", ")));
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(stats_pk(&key.account_id)))
+            .key("sk", s(stats_sk(&key.subscription_id, key.start)))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| storage_error(e.into_service_error()))?;
+        Ok(())
+    }
+}
+
+fn slot_from_item(item: &Item) -> Result<StatsSlot> {
+    let corrupt = |what: &str| Error::storage(format!("corrupt stats item: {what}"));
+    let count = |name: &str| opt_n::<u64>(item, name).unwrap_or(0);
+    let mut stats = SlotStats {
+        succeeded: count("succeeded"),
+        failed: count("failed"),
+        dead: count("dead"),
+        latency: LatencyHistogram::default(),
+        causes: Default::default(),
+    };
+    for (name, value) in item {
+        if let Some(bin) = name
+            .strip_prefix(HISTOGRAM_PREFIX)
+            .and_then(|b| b.parse::<u16>().ok())
+        {
+            let n = value.as_n().ok().and_then(|n| n.parse().ok());
+            stats
+                .latency
+                .add_count(bin, n.ok_or_else(|| corrupt(name))?);
+        } else if let Some(key) = name.strip_prefix(CAUSE_COUNT_PREFIX) {
+            let cause = FailureCause::parse(key).ok_or_else(|| corrupt(name))?;
+            let examples = item
+                .get(&format!("{CAUSE_EXAMPLES_PREFIX}{key}"))
+                .and_then(|v| v.as_l().ok())
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| id.as_s().ok())
+                        .map(|id| DeliveryId::parse(id.as_str()).map_err(|_| corrupt(name)))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
+            stats.causes.insert(
+                cause,
+                CauseStats {
+                    count: count(name),
+                    last_seen: opt_ms(item, &format!("{CAUSE_LAST_PREFIX}{key}"))
+                        .unwrap_or_default(),
+                    examples,
+                },
+            );
+        }
+    }
+    Ok(StatsSlot {
+        subscription_id: get_id(item, "subscription_id")?,
+        start: get_ms(item, "slot")?,
+        stats,
+    })
 }

@@ -13,7 +13,7 @@ use app::ports::{DeliveryLog, Page};
 use app::Result;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::DeliveryStats;
+use domain::stats::{slot_deltas, SlotKey, SlotStats, StatsSlot};
 use domain::time::Timestamp;
 
 struct Stored {
@@ -27,6 +27,8 @@ struct Stored {
 #[derive(Default)]
 pub struct MemoryDeliveryLog {
     records: Mutex<BTreeMap<DeliveryId, Stored>>,
+    /// Taken while `records` is held, so a reader never sees an outcome without its stats.
+    slots: Mutex<BTreeMap<SlotKey, SlotStats>>,
 }
 
 impl MemoryDeliveryLog {
@@ -96,9 +98,13 @@ impl DeliveryLog for MemoryDeliveryLog {
             .collect())
     }
 
-    /// All or nothing: an update of an unknown delivery fails the whole batch unapplied.
+    /// Every attempt counts in the stats, its delivery found or not: the request was made.
     async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>> {
         let mut records = lock(&self.records)?;
+        let mut slots = lock(&self.slots)?;
+        for (key, delta) in slot_deltas(updates) {
+            slots.entry(key).or_default().merge(&delta);
+        }
         Ok(updates
             .iter()
             .map(|u| match records.get_mut(&u.delivery_id) {
@@ -224,21 +230,25 @@ impl DeliveryLog for MemoryDeliveryLog {
         })
     }
 
-    async fn stats(
+    async fn stats_slots(
         &self,
         account_id: &AccountId,
-        subscription_id: &SubscriptionId,
+        subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
-    ) -> Result<DeliveryStats> {
-        let records = lock(&self.records)?;
-        let mut window: Vec<&Delivery> = of_account(&records, account_id)
-            .filter(|d| &d.subscription_id == subscription_id && d.created_at >= since)
-            .collect();
-        window.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let mut stats = DeliveryStats::default();
-        for d in window {
-            stats.add(d.status, d.last_latency_ms);
-        }
-        Ok(stats)
+    ) -> Result<Vec<StatsSlot>> {
+        let slots = lock(&self.slots)?;
+        Ok(slots
+            .iter()
+            .filter(|(key, _)| {
+                &key.account_id == account_id
+                    && subscription_id.is_none_or(|s| s == &key.subscription_id)
+                    && key.start >= since
+            })
+            .map(|(key, stats)| StatsSlot {
+                subscription_id: key.subscription_id.clone(),
+                start: key.start,
+                stats: stats.clone(),
+            })
+            .collect())
     }
 }

@@ -2,13 +2,13 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::columns::{ms, Columns};
-use super::{decode_cursor, from_json, page, placeholders, to_json, Db};
+use super::{decode_cursor, from_json, page, placeholders, to_json, Db, DbResult};
 use app::ports::DeliveryLog;
 use app::ports::Page;
 use app::{Error, Result};
-use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureCause};
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::DeliveryStats;
+use domain::stats::{slot_deltas, CauseStats, LatencyHistogram, SlotStats, StatsSlot};
 use domain::time::Timestamp;
 
 pub struct SqliteDeliveryLog {
@@ -101,9 +101,11 @@ impl DeliveryLog for SqliteDeliveryLog {
                 Ok((u.clone(), headers))
             })
             .collect::<Result<Vec<_>>>()?;
+        let deltas = slot_deltas(updates);
         self.db
             .call(move |c| {
                 let tx = c.savepoint()?;
+                add_to_slots(&tx, deltas)?;
                 let mut found = Vec::with_capacity(rows.len());
                 {
                     let mut update = tx.prepare_cached(
@@ -381,35 +383,168 @@ impl DeliveryLog for SqliteDeliveryLog {
         })
     }
 
-    async fn stats(
+    async fn stats_slots(
         &self,
         account_id: &AccountId,
-        subscription_id: &SubscriptionId,
+        subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
-    ) -> Result<DeliveryStats> {
-        let since_ms = since.as_millis();
-        let (account, sub) = (account_id.to_string(), subscription_id.to_string());
-        let rows: Vec<(String, Option<i64>)> = self
-            .db
+    ) -> Result<Vec<StatsSlot>> {
+        let account = account_id.to_string();
+        let sub = subscription_id.map(ToString::to_string);
+        let since = since.as_millis();
+        self.db
             .read(move |c| {
-                let rows = c
-                    .prepare_cached(
-                        "SELECT status, last_latency_ms FROM deliveries
-                         WHERE account_id = ?1 AND subscription_id = ?2 AND created_at >= ?3",
-                    )?
-                    .query_map(params![account, sub, since_ms], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                let mut stmt = c.prepare_cached(
+                    "SELECT subscription_id, slot, succeeded, failed, dead, latency, causes
+                     FROM delivery_stats
+                     WHERE account_id = ?1 AND (?2 IS NULL OR subscription_id = ?2)
+                       AND slot >= ?3",
+                )?;
+                let rows = stmt
+                    .query_map(params![account, sub, since], |r| {
+                        Ok((
+                            r.id(0)?,
+                            r.time(1)?,
+                            SlotCounts(r.get(2)?, r.get(3)?, r.get(4)?),
+                            r.get::<_, String>(5)?,
+                            r.get::<_, String>(6)?,
+                        ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(rows)
             })
-            .await?;
-        let mut stats = DeliveryStats::default();
-        for (status, latency) in rows {
-            let status = DeliveryStatus::parse(&status)
-                .ok_or_else(|| Error::storage(format!("unknown delivery status {status}")))?;
-            stats.add(status, latency.map(|l| l as u64));
-        }
-        Ok(stats)
+            .await?
+            .into_iter()
+            .map(|(subscription_id, start, counts, latency, causes)| {
+                Ok(StatsSlot {
+                    subscription_id,
+                    start,
+                    stats: decode_slot(counts, &latency, &causes)?,
+                })
+            })
+            .collect()
     }
+}
+
+/// The three counters of a stored slot: succeeded, failed, dead.
+struct SlotCounts(i64, i64, i64);
+
+/// Adds each delta to its stored slot (read, merged, written back: the writer is the only
+/// one, so nothing changes the row in between).
+fn add_to_slots(
+    tx: &rusqlite::Savepoint,
+    deltas: std::collections::BTreeMap<domain::stats::SlotKey, SlotStats>,
+) -> DbResult<()> {
+    let mut read = tx.prepare_cached(
+        "SELECT succeeded, failed, dead, latency, causes FROM delivery_stats
+         WHERE account_id = ?1 AND subscription_id = ?2 AND slot = ?3",
+    )?;
+    let mut write = tx.prepare_cached(
+        "INSERT OR REPLACE INTO delivery_stats
+         (account_id, subscription_id, slot, succeeded, failed, dead, latency, causes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (key, delta) in deltas {
+        let keys = params![
+            key.account_id.as_str(),
+            key.subscription_id.as_str(),
+            key.start.as_millis()
+        ];
+        let stored = read
+            .query_row(keys, |r| {
+                Ok((
+                    SlotCounts(r.get(0)?, r.get(1)?, r.get(2)?),
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .optional()?;
+        let mut slot = match stored {
+            Some((counts, latency, causes)) => decode_slot(counts, &latency, &causes)?,
+            None => SlotStats::default(),
+        };
+        slot.merge(&delta);
+        let (latency, causes) = encode_slot(&slot)?;
+        write.execute(params![
+            key.account_id.as_str(),
+            key.subscription_id.as_str(),
+            key.start.as_millis(),
+            slot.succeeded as i64,
+            slot.failed as i64,
+            slot.dead as i64,
+            latency,
+            causes
+        ])?;
+    }
+    Ok(())
+}
+
+/// A stored cause: how many, when last, and example deliveries.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredCause {
+    count: u64,
+    last_seen: i64,
+    examples: Vec<String>,
+}
+
+fn encode_slot(slot: &SlotStats) -> Result<(String, String)> {
+    let latency = slot
+        .latency
+        .bins()
+        .map(|(bin, count)| format!("{bin}:{count}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let causes: std::collections::BTreeMap<String, StoredCause> = slot
+        .causes
+        .iter()
+        .map(|(cause, c)| {
+            (
+                cause.key(),
+                StoredCause {
+                    count: c.count,
+                    last_seen: c.last_seen.as_millis(),
+                    examples: c.examples.iter().map(ToString::to_string).collect(),
+                },
+            )
+        })
+        .collect();
+    Ok((latency, to_json(&causes)?))
+}
+
+fn decode_slot(counts: SlotCounts, latency: &str, causes: &str) -> Result<SlotStats> {
+    let corrupt = |what: &str| Error::storage(format!("corrupt stats slot: {what}"));
+    let mut histogram = LatencyHistogram::default();
+    for pair in latency.split(',').filter(|p| !p.is_empty()) {
+        let (bin, count) = pair.split_once(':').ok_or_else(|| corrupt(pair))?;
+        histogram.add_count(
+            bin.parse().map_err(|_| corrupt(pair))?,
+            count.parse().map_err(|_| corrupt(pair))?,
+        );
+    }
+    let stored: std::collections::BTreeMap<String, StoredCause> = from_json(causes)?;
+    let mut decoded = std::collections::BTreeMap::new();
+    for (key, c) in stored {
+        let cause = FailureCause::parse(&key).ok_or_else(|| corrupt(&key))?;
+        let examples = c
+            .examples
+            .into_iter()
+            .map(|id| DeliveryId::parse(id).map_err(|_| corrupt("an example id")))
+            .collect::<Result<Vec<_>>>()?;
+        decoded.insert(
+            cause,
+            CauseStats {
+                count: c.count,
+                last_seen: Timestamp::from_millis(c.last_seen),
+                examples,
+            },
+        );
+    }
+    let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("a negative count"));
+    Ok(SlotStats {
+        succeeded: count(counts.0)?,
+        failed: count(counts.1)?,
+        dead: count(counts.2)?,
+        latency: histogram,
+        causes: decoded,
+    })
 }

@@ -123,6 +123,20 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
 
+-- Pre-aggregated stats, one row per subscription and five-minute slot (`domain::stats`):
+-- `latency` is the histogram as `bin:count` pairs, `causes` a JSON object by cause key.
+CREATE TABLE IF NOT EXISTS delivery_stats (
+    account_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    dead INTEGER NOT NULL,
+    latency TEXT NOT NULL,
+    causes TEXT NOT NULL,
+    PRIMARY KEY (account_id, subscription_id, slot)
+) WITHOUT ROWID;
+
 -- The columns after `created_at` came later: `migrate` adds them to an older file.
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY,

@@ -4,7 +4,7 @@ use super::Page;
 use crate::Result;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::DeliveryStats;
+use domain::stats::StatsSlot;
 use domain::time::Timestamp;
 
 #[async_trait]
@@ -66,11 +66,14 @@ pub trait DeliveryLog: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>>;
-    /// Counts and last-attempt latencies of a subscription's deliveries created since.
-    async fn stats(
+    /// The stats slots (see `domain::stats`) of an account, or of one of its subscriptions,
+    /// that start at or after `since`, in any order. `record` keeps them: each batch adds
+    /// `domain::stats::slot_deltas` of its outcomes, in the same write where the backend
+    /// allows it.
+    async fn stats_slots(
         &self,
         account_id: &AccountId,
-        subscription_id: &SubscriptionId,
+        subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
-    ) -> Result<DeliveryStats>;
+    ) -> Result<Vec<StatsSlot>>;
 }

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use domain::delivery::FailureCause;
 
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
@@ -15,16 +16,39 @@ pub struct OutboundRequest {
 pub enum SendError {
     /// No complete response within the timeout.
     Timeout(String),
-    /// Could not connect, or the connection broke.
+    /// The host name did not resolve.
+    Dns(String),
+    /// Nothing accepted the connection.
+    ConnectionRefused(String),
+    /// The TLS handshake failed.
+    Tls(String),
+    /// Any other failure to connect, or the connection broke.
     Network(String),
     /// The destination is not allowed (SSRF guard); retrying cannot help.
     Refused(String),
+}
+
+impl SendError {
+    /// How error analysis groups it.
+    pub fn cause(&self) -> FailureCause {
+        match self {
+            SendError::Timeout(_) => FailureCause::Timeout,
+            SendError::Dns(_) => FailureCause::Dns,
+            SendError::ConnectionRefused(_) => FailureCause::ConnectionRefused,
+            SendError::Tls(_) => FailureCause::Tls,
+            SendError::Network(_) => FailureCause::Connection,
+            SendError::Refused(_) => FailureCause::BlockedAddress,
+        }
+    }
 }
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Timeout(m) => write!(f, "timeout: {m}"),
+            SendError::Dns(m) => write!(f, "DNS error: {m}"),
+            SendError::ConnectionRefused(m) => write!(f, "connection refused: {m}"),
+            SendError::Tls(m) => write!(f, "TLS error: {m}"),
             SendError::Network(m) => write!(f, "network error: {m}"),
             SendError::Refused(m) => write!(f, "destination refused: {m}"),
         }
