@@ -12,7 +12,9 @@ design/console.md), never by CSS class:
   attempts;
 - a receiver answering markup (`<img onerror>`, `<script>`) has it shown as text: no
   element is made of it and no script runs;
-- the dashboard counts the failure under `HTTP 500`; the events page lists the events; the
+- the dashboard's counts and chart move when events are posted with the platform key; its
+  error analysis groups the failure under `HTTP 500` and links to the delivery, account-wide
+  and for the one endpoint; the events page lists the events; the
   exhausted delivery is redriven from the dead letters and attempted again;
 - revoking the session's own key returns to sign-in with a message; sign-out forgets the
   key (nothing in sessionStorage or localStorage);
@@ -214,7 +216,14 @@ def journey(page, base, receiver, shots):
     expect(page.get_by_role("button", name="Copy")).to_be_visible()
     expect(page.get_by_text(re.compile(r"whsec_"))).to_be_visible()
 
-    # Events posted with the platform key become deliveries; the inspector shows one.
+    # The dashboard before more events: its counts, to see them move.
+    nav.get_by_role("link", name="Dashboard").click()
+    total_before = dashboard_total(page)
+    chart_before = chart_succeeded(page)
+    assert chart_before == total_before == 2, (chart_before, total_before)
+
+    # Events posted with the platform key become deliveries, counted on the dashboard and
+    # drawn on its chart; the inspector shows one.
     for i in range(3):
         status, answer = api(base, "POST", "/v1/events", {
             "id": f"evt_console_{i}", "type": "call.ended", "account_id": ACCOUNT,
@@ -225,7 +234,15 @@ def journey(page, base, receiver, shots):
     wait_until(lambda: sum(
         1 for d in api(base, "GET", f"/v1/accounts/{ACCOUNT}/webhooks/{webhook_id}/deliveries")[1]["data"]
         if d["status"] == "succeeded") >= 4, "four deliveries to succeed")
-    page.reload()
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.get_by_text(re.compile(r"^\d+ attempts? in the last"))).to_have_text(
+        re.compile(rf"^{total_before + 3} attempts? in the last 24 h"))
+    assert chart_succeeded(page) == chart_before + 3, "the chart did not move"
+    expect(page.get_by_role("img", name=re.compile(r"^Outcomes per 1h"))).to_be_visible()
+    expect(page.get_by_role("img", name=re.compile(r"^Latency per 1h"))).to_be_visible()
+    shot("dashboard-moving")
+    nav.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("row").get_by_role("link", name=ok_url).click()
     deliveries = page.get_by_role("link", name=re.compile(r"^msg_"))
     expect(deliveries.first).to_be_visible()
     assert deliveries.count() >= 4, deliveries.count()
@@ -256,13 +273,24 @@ def journey(page, base, receiver, shots):
     assert page.locator('img[src="x"]').count() == 0, "the response body became an element"
     shot("inspector-markup")
 
-    # The dashboard: the failure is counted under its cause.
+    # The dashboard: the failure is grouped under its cause, with a link to the delivery.
     nav.get_by_role("link", name="Dashboard").click()
     expect(page.get_by_label("Window")).to_be_visible()
-    for heading in ["Deliveries", "Success rate", "Latency", "Error analysis"]:
+    for heading in ["Deliveries", "Success rate", "Latency", "Error analysis", "Per endpoint"]:
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
-    expect(page.get_by_role("row").filter(has_text="HTTP 500")).to_be_visible()
+    errors = page.get_by_role("table", name=re.compile(r"^Failures by cause"))
+    http_500 = errors.get_by_role("row").filter(has_text="HTTP 500")
+    expect(http_500).to_have_count(1)
+    expect(http_500.get_by_role("cell").nth(1)).to_have_text("1")
+    page.get_by_label("Window").select_option("1h")
+    expect(page.get_by_text(re.compile(r"^\d+ attempts? in the last 1 h"))).to_be_visible()
+    page.get_by_label("Endpoint", exact=True).select_option(label=markup_url)
+    expect(page.get_by_text(re.compile(r"^1 attempt in the last 1 h"))).to_be_visible()
+    expect(page.get_by_role("heading", name="Per endpoint")).to_have_count(0)
     shot("dashboard")
+    http_500.get_by_role("link", name=re.compile(r"^msg_")).click()
+    expect(page.get_by_role("heading", name="Attempts")).to_be_visible()
+    expect(page.get_by_text(MARKUP).first).to_be_visible()
     nav.get_by_role("link", name="Events").click()
     expect(page.get_by_text("evt_console_markup").first).to_be_visible()
     shot("events")
@@ -301,6 +329,25 @@ def journey(page, base, receiver, shots):
     expect(page.get_by_label("API key")).to_be_visible()
     left = page.evaluate("JSON.stringify([Object.values(sessionStorage), Object.values(localStorage)])")
     assert PLATFORM_KEY not in left, f"the key outlived sign-out: {left}"
+
+
+def dashboard_total(page):
+    """The dashboard's attempt count, as the page says it."""
+    text = page.get_by_text(re.compile(r"^\d+ attempts? in the last")).inner_text()
+    return int(text.split()[0])
+
+
+def chart_succeeded(page):
+    """The succeeded attempts the outcomes chart draws, summed from its table of numbers."""
+    numbers = page.get_by_role("table", name=re.compile(r"^Outcomes per"))
+    if not numbers.is_visible():
+        page.get_by_text("Show the numbers").first.click()
+    rows = numbers.get_by_role("row")
+    expect(rows.first).to_be_visible()
+    total = 0
+    for i in range(1, rows.count()):
+        total += int(rows.nth(i).get_by_role("cell").nth(1).inner_text())
+    return total
 
 
 def main():

@@ -23,6 +23,7 @@ const ROUTES = [
   [/^#\/dead-letters$/, deadLettersPage, 'Dead letters', '#/dead-letters'],
   [/^#\/api-keys$/, apiKeysPage, 'API keys', '#/api-keys'],
   [/^#\/dashboard$/, dashboardPage, 'Dashboard', '#/dashboard'],
+  [/^#\/dashboard\/([^/]+)$/, dashboardPage, 'Dashboard', '#/dashboard'],
 ];
 
 function route(hash) {

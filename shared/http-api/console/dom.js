@@ -220,18 +220,16 @@ export function shownOnce(label, value) {
     h('p', { class: 'once-value' }, h('code', { id: codeId }, value), ' ', copy, ' ', note));
 }
 
-/** Names a delivery error the way the dashboard's error analysis does. */
-export function causeOf(error) {
-  const text = String(error || '');
-  const http = /answered (\d{3})/.exec(text);
-  if (http) return `HTTP ${http[1]}`;
-  if (/^timeout|timed out/i.test(text)) return 'Timeout';
-  if (/destination refused|may not reach|blocked/i.test(text)) return 'Blocked address';
-  if (/dns|resolve|lookup/i.test(text)) return 'DNS';
-  if (/tls|ssl|certificate/i.test(text)) return 'TLS';
-  if (/refused|\(Connect\)/i.test(text)) return 'Connection refused';
-  return text || 'Unknown';
-}
+// The failure causes the stats API names, as a person reads them.
+const CAUSES = {
+  timeout: 'Timeout',
+  connection_refused: 'Connection refused',
+  tls: 'TLS',
+  dns: 'DNS',
+  blocked_address: 'Blocked by the address guard',
+  connection: 'Connection failed',
+};
+export const causeName = (c) => CAUSES[c] || (/^http_(\d{3})$/.exec(c) ? `HTTP ${c.slice(5)}` : c);
 
 /**
  * A table filled page by page from a cursor-paginated listing, with a "Load more" button.

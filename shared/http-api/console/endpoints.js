@@ -4,7 +4,7 @@ import { acct, seg, get, post, patch, del, query, eventTypes, endpoints } from '
 import {
   h, uid, button, field, checkbox, option, time, ms, percent, pretty, pre, dl,
   alertRegion, statusRegion, showError, showStatus, clear, errorBox, shownOnce,
-  pagedTable, badge, flashNext,
+  pagedTable, badge, flashNext, causeName,
 } from './dom.js';
 
 const MASK = '********'; // what reads show for a stored credential; sent back, it keeps it
@@ -31,20 +31,28 @@ export async function endpointsPage(root) {
   async function loadList() {
     list.replaceChildren(h('p', { class: 'loading' }, 'Loading…'));
     try {
-      const subs = await endpoints();
+      // The 24 h success rate of every endpoint, from one account-wide stats call; the list
+      // shows without it when that call fails.
+      const [subs, rates] = await Promise.all([
+        endpoints(),
+        get(acct('/stats') + query({ window: '24h', bucket: '1d' })).then(
+          (st) => new Map(st.webhooks.map((w) => [w.webhook_id, w.success_rate])),
+          () => new Map()),
+      ]);
       if (!subs.length) {
         list.replaceChildren(h('p', { class: 'empty' }, 'No endpoints yet. Add one to start receiving events.'));
         return;
       }
       list.replaceChildren(h('table', {},
         h('caption', {}, 'Your endpoints'),
-        h('thead', {}, h('tr', {}, ['URL', 'Description', 'Event types', 'State', 'Failing since']
+        h('thead', {}, h('tr', {}, ['URL', 'Description', 'Event types', 'State', 'Success (24 h)', 'Failing since']
           .map((x) => h('th', { scope: 'col' }, x)))),
         h('tbody', {}, subs.map((sub) => h('tr', {},
           h('th', { scope: 'row' }, endpointLink(sub)),
           h('td', {}, sub.description || '—'),
           h('td', {}, sub.event_types.join(', ')),
           h('td', {}, stateOf(sub)),
+          h('td', {}, percent(rates.get(sub.id))),
           h('td', {}, time(sub.failing_since)))))));
     } catch (err) {
       list.replaceChildren(errorBox(err));
@@ -461,7 +469,7 @@ export async function endpointPage(root, id) {
   // Stats
   const stats = h('div', {}, h('p', { class: 'loading' }, 'Loading…'));
   const loadStats = () => get(`${base}/stats${query({ window: '24h' })}`).then(
-    (st) => stats.replaceChildren(statsView(st)),
+    (st) => stats.replaceChildren(statsView(st, current.id)),
     (err) => stats.replaceChildren(errorBox(err)));
   loadStats();
 
@@ -521,12 +529,17 @@ function testOutcome(res) {
     pre(res.response_body ? pretty(res.response_body) : '(empty)'));
 }
 
-export function statsView(st) {
-  const counts = Object.entries(st.counts || {});
-  return dl([
-    ['Deliveries', String(st.total ?? 0)],
-    ['By status', counts.length ? counts.map(([k, v]) => `${k}: ${v}`).join(', ') : '—'],
-    ['Success rate', percent(st.success_rate)],
-    ['Latency', `p50 ${ms(st.latency_ms?.p50)}, p95 ${ms(st.latency_ms?.p95)}, p99 ${ms(st.latency_ms?.p99)}`],
-  ]);
+export function statsView(st, id) {
+  const c = st.counts;
+  return h('div', {},
+    dl([
+      ['Attempts', `${st.total}: ${c.succeeded} succeeded, ${c.failed} failed`],
+      ['Dead deliveries', String(c.dead)],
+      ['Success rate', percent(st.success_rate)],
+      ['Latency', `p50 ${ms(st.latency_ms.p50)}, p95 ${ms(st.latency_ms.p95)}, p99 ${ms(st.latency_ms.p99)}`],
+      ['Failures by cause', st.errors.length
+        ? st.errors.map((g) => `${causeName(g.cause)}: ${g.count}`).join(', ')
+        : 'none'],
+    ]),
+    h('p', {}, h('a', { href: `#/dashboard/${seg(id)}` }, 'Charts and error analysis in the dashboard')));
 }
