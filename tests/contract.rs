@@ -746,6 +746,10 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         at: first_sent.plus_millis(if code == 500 { 0 } else { 1000 }),
         url: "https://example.com/hook".into(),
         request_headers: vec![("webhook-id".into(), "msg_1".into())],
+        response_headers: vec![
+            ("content-type".into(), "text/plain".into()),
+            ("x-request-id".into(), format!("req-{code}")),
+        ],
         status_code: Some(code),
         latency_ms: 7,
         response_body: Some("body".into()),
@@ -786,6 +790,7 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         [(1, Some(500)), (2, Some(200))]
     );
     assert_eq!(attempts[0].request_headers, attempt(500).request_headers);
+    assert_eq!(attempts[1].response_headers, attempt(200).response_headers);
     assert!(
         d.attempts(&acct("other"), &msg_id("msg_1"))
             .await
@@ -979,6 +984,7 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
         at,
         url: "https://example.com".into(),
         request_headers: vec![],
+        response_headers: vec![],
         status_code: code,
         latency_ms: latency,
         response_body: None,
@@ -1332,6 +1338,7 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
             at,
             url: "https://example.com/hook".into(),
             request_headers: vec![("webhook-id".into(), "msg_seen".into())],
+            response_headers: vec![],
             status_code: Some(if n == OUTCOMES { 200 } else { 500 }),
             latency_ms: 3,
             response_body: None,
@@ -1436,6 +1443,7 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
             at,
             url: "https://example.com/hook".into(),
             request_headers: vec![],
+            response_headers: vec![],
             status_code: Some(code),
             latency_ms: 5,
             response_body: None,

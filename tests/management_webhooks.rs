@@ -164,6 +164,14 @@ async fn test_endpoint_sends_a_signed_test_event_now_and_logs_it() {
         .await;
     assert_eq!(logged["status"], "succeeded");
     assert_eq!(logged["attempts"].as_array().unwrap().len(), 1);
+    // The response's headers are in the attempt, as pairs in the order received.
+    let headers = logged["attempts"][0]["response_headers"]
+        .as_array()
+        .unwrap();
+    assert!(
+        headers.contains(&json!(["content-type", "text/plain; charset=utf-8"])),
+        "{headers:?}"
+    );
 
     let failing = t
         .create_webhook(

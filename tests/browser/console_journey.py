@@ -43,6 +43,7 @@ from playwright.sync_api import expect, sync_playwright
 PLATFORM_KEY = "whp_console_journey_platform_key"
 ACCOUNT = "acct_console"
 MARKUP = '<img src=x onerror=alert(1)><script>alert(2)</script>'
+HEADER_MARKUP = "<b>bold</b>"
 DESCRIPTION = "CRM <b>sync</b>"
 # What the console says when the API refuses a key (`REFUSED` in console/api.js).
 REFUSED = "Your key was refused (revoked or wrong). Sign in again."
@@ -63,7 +64,7 @@ RECEIVED = []
 
 
 class Receiver(BaseHTTPRequestHandler):
-    """`/ok…` answers 200; `/markup…` answers 500 with a body of markup."""
+    """`/ok…` answers 200; `/markup…` answers 500 with markup in its body and a header."""
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -76,6 +77,8 @@ class Receiver(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", "text/html")
         self.send_header("content-length", str(len(body)))
+        if self.path.startswith("/markup"):
+            self.send_header("x-markup", HEADER_MARKUP)
         self.end_headers()
         self.wfile.write(body)
 
@@ -271,6 +274,9 @@ def journey(page, base, receiver, shots):
     expect(page.get_by_role("heading", name="Attempts")).to_be_visible()
     expect(page.get_by_text(MARKUP).first).to_be_visible()
     assert page.locator('img[src="x"]').count() == 0, "the response body became an element"
+    response_headers = page.get_by_role("table", name=re.compile(r"^Response headers of attempt 1"))
+    expect(response_headers.get_by_role("row").filter(has_text="x-markup")).to_contain_text(HEADER_MARKUP)
+    assert page.locator("main b").filter(has_text="bold").count() == 0, "a response header became markup"
     shot("inspector-markup")
 
     # The dashboard: the failure is grouped under its cause, with a link to the delivery.

@@ -577,6 +577,7 @@ pub async fn send_once(
         url: sub.url.clone(),
         request_headers: logged_headers,
         status_code: result.status,
+        response_headers: result.headers.clone(),
         latency_ms: result.latency.as_millis() as u64,
         response_body: result.body.clone(),
         error,
@@ -661,8 +662,8 @@ mod tests {
         }
     }
 
-    /// An attempt as large as the limits let it be: 20 headers of 1 KiB, and a 4 KiB
-    /// response of quotes (each escaped).
+    /// An attempt as large as the limits let it be: 20 headers of 1 KiB, as many response
+    /// headers as are kept at their longest, and a 4 KiB response of quotes (each escaped).
     fn attempt(n: u32) -> Attempt {
         Attempt {
             attempt: n,
@@ -670,6 +671,12 @@ mod tests {
             url: "https://example.com/hook".into(),
             request_headers: (0..20)
                 .map(|i| (format!("x-h{i}"), "v".repeat(1024)))
+                .collect(),
+            response_headers: (0..domain::delivery::MAX_LOGGED_RESPONSE_HEADERS)
+                .map(|i| {
+                    let value = "\"".repeat(domain::delivery::MAX_LOGGED_HEADER_VALUE_CHARS);
+                    (format!("x-r{i}"), value)
+                })
                 .collect(),
             status_code: Some(500),
             latency_ms: 1,

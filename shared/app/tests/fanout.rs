@@ -178,6 +178,7 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
                 at: h.now(),
                 url: "https://wh_tried.example.com/hook".into(),
                 request_headers: vec![],
+                response_headers: vec![],
                 status_code: Some(500),
                 latency_ms: 5,
                 response_body: None,

@@ -96,9 +96,39 @@ pub struct Attempt {
     /// The request headers as sent, with secrets masked.
     pub request_headers: Vec<(String, String)>,
     pub status_code: Option<u16>,
+    /// The response's headers, as many as `MAX_LOGGED_RESPONSE_HEADERS` (see
+    /// `logged_response_headers`); none without a response.
+    #[serde(default)]
+    pub response_headers: Vec<(String, String)>,
     pub latency_ms: u64,
     pub response_body: Option<String>,
     pub error: Option<String>,
+}
+
+/// Response headers kept per attempt, and the longest value kept of each.
+pub const MAX_LOGGED_RESPONSE_HEADERS: usize = 32;
+pub const MAX_LOGGED_HEADER_VALUE_CHARS: usize = 256;
+
+/// The response headers an attempt keeps: the first `MAX_LOGGED_RESPONSE_HEADERS`, names in
+/// lower case, each value cut to `MAX_LOGGED_HEADER_VALUE_CHARS` characters, and a cookie
+/// the endpoint sets masked (it may be a session of the customer's, and the log is read by
+/// everyone with a key of the account).
+pub fn logged_response_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .take(MAX_LOGGED_RESPONSE_HEADERS)
+        .map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let value = if name == "set-cookie" {
+                "********".to_string()
+            } else {
+                value.chars().take(MAX_LOGGED_HEADER_VALUE_CHARS).collect()
+            };
+            (name, value)
+        })
+        .collect()
 }
 
 /// The outcome of handling one delivery message, written to the log in one batch per
@@ -355,6 +385,23 @@ pub fn truncate_body(body: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_headers_are_kept_bounded_and_a_cookie_masked() {
+        let long = "v".repeat(1000);
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Set-Cookie", "session=secret"),
+        ];
+        headers.push(("X-Long", long.as_str()));
+        let many: Vec<String> = (0..50).map(|i| format!("x-{i}")).collect();
+        headers.extend(many.iter().map(|n| (n.as_str(), "1")));
+        let kept = logged_response_headers(headers);
+        assert_eq!(kept.len(), MAX_LOGGED_RESPONSE_HEADERS);
+        assert_eq!(kept[0], ("content-type".into(), "application/json".into()));
+        assert_eq!(kept[1], ("set-cookie".into(), "********".into()));
+        assert_eq!(kept[2].1.chars().count(), MAX_LOGGED_HEADER_VALUE_CHARS);
+    }
 
     #[test]
     fn statuses_round_trip() {

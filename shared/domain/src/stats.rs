@@ -439,6 +439,7 @@ mod tests {
                 at: Timestamp::from_millis(at),
                 url: "https://example.com/".into(),
                 request_headers: vec![],
+                response_headers: vec![],
                 status_code: code,
                 latency_ms: 7,
                 response_body: None,

@@ -21,8 +21,7 @@ function attemptView(a) {
       ['Latency', ms(a.latency_ms)],
       a.error ? ['Error', a.error] : null,
     ]),
-    // Shown when the API records them (not all deployments do yet).
-    a.response_headers ? [h('h4', {}, 'Response headers'), headerTable(`Response headers of attempt ${a.attempt}`, a.response_headers)] : null,
+    a.status_code ? [h('h4', {}, 'Response headers'), headerTable(`Response headers of attempt ${a.attempt}`, a.response_headers)] : null,
     h('h4', {}, 'Response body'),
     a.response_body ? pre(a.response_body) : h('p', { class: 'empty' }, '(empty)'));
 }

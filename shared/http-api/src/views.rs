@@ -112,6 +112,9 @@ pub struct AttemptView {
     pub at: String,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
+    /// As received: names in lower case, at most 32, values cut to 256 characters, a
+    /// `set-cookie` masked.
+    pub response_headers: Vec<(String, String)>,
     pub response_body: Option<String>,
     pub error: Option<String>,
 }
@@ -123,6 +126,7 @@ impl From<&Attempt> for AttemptView {
             at: a.at.to_rfc3339(),
             status_code: a.status_code,
             latency_ms: a.latency_ms,
+            response_headers: a.response_headers.clone(),
             response_body: a.response_body.clone(),
             error: a.error.clone(),
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use app::ports::{HttpSender, OutboundRequest, SendError, SendResult};
-use domain::delivery::{truncate_body, MAX_LOGGED_RESPONSE_BYTES};
+use domain::delivery::{logged_response_headers, truncate_body, MAX_LOGGED_RESPONSE_BYTES};
 use domain::destination::DestinationPolicy;
 
 pub use guard::{GuardedResolver, RefusedDestination, UnresolvedHost};
@@ -130,6 +130,7 @@ impl HttpSender for ReqwestSender {
         let started = Instant::now();
         let failed = |error: SendError| SendResult {
             status: None,
+            headers: Vec::new(),
             latency: started.elapsed(),
             body: None,
             retry_after: None,
@@ -156,6 +157,12 @@ impl HttpSender for ReqwestSender {
             Err(e) => return failed(classify_error(e)),
         };
         let status = response.status().as_u16();
+        let headers = logged_response_headers(
+            response
+                .headers()
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        );
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -181,6 +188,7 @@ impl HttpSender for ReqwestSender {
         let text = String::from_utf8_lossy(&body);
         SendResult {
             status: Some(status),
+            headers,
             latency: started.elapsed(),
             body: Some(truncate_body(&text, MAX_LOGGED_RESPONSE_BYTES)),
             retry_after,

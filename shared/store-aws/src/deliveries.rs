@@ -285,6 +285,11 @@ impl DynamoDeliveryLog {
         if let Some(e) = &a.error {
             item.insert("error".into(), s(e));
         }
+        if !a.response_headers.is_empty() {
+            let json = serde_json::to_string(&a.response_headers)
+                .map_err(|e| Error::storage(e.to_string()))?;
+            item.insert("response_headers".into(), s(json));
+        }
         Ok(item)
     }
 
@@ -405,6 +410,11 @@ fn attempt_from_item(item: &Item, number: u32) -> Result<Attempt> {
         request_headers: serde_json::from_str(&get_s(item, "request_headers")?)
             .map_err(|e| Error::storage(format!("corrupt attempt: {e}")))?,
         status_code: opt_n(item, "status_code"),
+        response_headers: opt_s(item, "response_headers")
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| Error::storage(format!("corrupt attempt: {e}")))?
+            .unwrap_or_default(),
         latency_ms: get_n(item, "latency_ms")?,
         response_body: opt_s(item, "response_body"),
         error: opt_s(item, "error"),

@@ -98,7 +98,14 @@ impl DeliveryLog for SqliteDeliveryLog {
                     .as_ref()
                     .map(|a| to_json(&a.request_headers))
                     .transpose()?;
-                Ok((u.clone(), headers))
+                // NULL for none: most attempts' rows stay as small as before.
+                let response_headers = u
+                    .attempt
+                    .as_ref()
+                    .filter(|a| !a.response_headers.is_empty())
+                    .map(|a| to_json(&a.response_headers))
+                    .transpose()?;
+                Ok((u.clone(), headers, response_headers))
             })
             .collect::<Result<Vec<_>>>()?;
         let deltas = slot_deltas(updates);
@@ -124,10 +131,10 @@ impl DeliveryLog for SqliteDeliveryLog {
                     )?;
                     let mut insert = tx.prepare_cached(
                         "INSERT INTO attempts (delivery_id, attempt, at, url, request_headers,
-                         status_code, latency_ms, response_body, error)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         status_code, latency_ms, response_body, error, response_headers)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )?;
-                    for (u, headers) in rows {
+                    for (u, headers, response_headers) in rows {
                         let attempt_count: Option<u32> = update
                             .query_row(
                                 params![
@@ -158,7 +165,8 @@ impl DeliveryLog for SqliteDeliveryLog {
                                 a.status_code,
                                 a.latency_ms as i64,
                                 a.response_body,
-                                a.error
+                                a.error,
+                                response_headers
                             ])?;
                         }
                     }
@@ -222,7 +230,7 @@ impl DeliveryLog for SqliteDeliveryLog {
                 let rows = c
                     .prepare_cached(
                         "SELECT a.attempt, a.at, a.url, a.request_headers, a.status_code,
-                         a.latency_ms, a.response_body, a.error
+                         a.latency_ms, a.response_body, a.error, a.response_headers
                          FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
                          WHERE a.delivery_id = ?1 AND d.account_id = ?2 ORDER BY a.attempt",
                     )?
@@ -236,6 +244,7 @@ impl DeliveryLog for SqliteDeliveryLog {
                             r.get::<_, i64>(5)?,
                             r.get::<_, Option<String>>(6)?,
                             r.get::<_, Option<String>>(7)?,
+                            r.get::<_, Option<String>>(8)?,
                         ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -244,13 +253,18 @@ impl DeliveryLog for SqliteDeliveryLog {
             .await?;
         rows.into_iter()
             .map(
-                |(attempt, at, url, headers, status_code, latency, body, error)| {
+                |(attempt, at, url, headers, status_code, latency, body, error, response)| {
                     Ok(Attempt {
                         attempt,
                         at: Timestamp::from_millis(at),
                         url,
                         request_headers: from_json(&headers)?,
                         status_code,
+                        response_headers: response
+                            .as_deref()
+                            .map(from_json)
+                            .transpose()?
+                            .unwrap_or_default(),
                         latency_ms: latency as u64,
                         response_body: body,
                         error,
@@ -547,4 +561,77 @@ fn decode_slot(counts: SlotCounts, latency: &str, causes: &str) -> Result<SlotSt
         latency: histogram,
         causes: decoded,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::delivery::FailureCause;
+
+    /// A database file whose attempts were logged before response headers were kept opens,
+    /// reads its old attempts without headers, and keeps the headers of new ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attempts_logged_before_response_headers_read_back_and_new_ones_keep_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = rusqlite::Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE deliveries (
+                     id TEXT PRIMARY KEY, account_id TEXT NOT NULL,
+                     subscription_id TEXT NOT NULL, event_id TEXT NOT NULL,
+                     event_type TEXT NOT NULL, status TEXT NOT NULL,
+                     attempt_count INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
+                     updated_at INTEGER NOT NULL, next_attempt_at INTEGER, last_error TEXT,
+                     last_latency_ms INTEGER
+                 ) WITHOUT ROWID;
+                 CREATE TABLE attempts (
+                     delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, at INTEGER NOT NULL,
+                     url TEXT NOT NULL, request_headers TEXT NOT NULL, status_code INTEGER,
+                     latency_ms INTEGER NOT NULL, response_body TEXT, error TEXT,
+                     PRIMARY KEY (delivery_id, attempt)
+                 ) WITHOUT ROWID;
+                 INSERT INTO deliveries VALUES ('msg_1', 'acct', 'wh_1', 'evt_1', 'call.ended',
+                     'pending', 1, 5, 5, NULL, 'endpoint answered 500', 3);
+                 INSERT INTO attempts VALUES ('msg_1', 1, 5, 'https://example.com/', '[]', 500,
+                     3, 'no', NULL);",
+            )
+            .unwrap();
+        }
+        let log = SqliteDeliveryLog::new(Db::open(&path).unwrap());
+        let (account, id) = (
+            AccountId::from_static("acct"),
+            DeliveryId::from_static("msg_1"),
+        );
+        let old = log.attempts(&account, &id).await.unwrap();
+        assert_eq!(old.len(), 1);
+        assert!(old[0].response_headers.is_empty());
+        let headers = vec![("content-type".to_string(), "text/plain".to_string())];
+        log.record(&[DeliveryUpdate {
+            delivery_id: id.clone(),
+            account_id: account.clone(),
+            subscription_id: SubscriptionId::from_static("wh_1"),
+            status: DeliveryStatus::Succeeded,
+            attempt: Some(Attempt {
+                attempt: 0,
+                at: Timestamp::from_millis(10),
+                url: "https://example.com/".into(),
+                request_headers: vec![],
+                status_code: Some(200),
+                response_headers: headers.clone(),
+                latency_ms: 2,
+                response_body: None,
+                error: None,
+            }),
+            next_attempt_at: None,
+            error: None,
+            cause: None::<FailureCause>,
+            at: Timestamp::from_millis(10),
+        }])
+        .await
+        .unwrap();
+        let both = log.attempts(&account, &id).await.unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1].response_headers, headers);
+    }
 }

@@ -120,6 +120,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     latency_ms INTEGER NOT NULL,
     response_body TEXT,
     error TEXT,
+    response_headers TEXT,
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
 
@@ -158,6 +159,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("api_keys", "last_used_at", "INTEGER"),
     ("api_keys", "revoked_at", "INTEGER"),
     ("api_keys", "expires_at", "INTEGER"),
+    // JSON pairs; NULL in attempts logged before it was kept.
+    ("attempts", "response_headers", "TEXT"),
 ];
 
 /// Brings the tables of a database file `SCHEMA` has run on up to date (run at open, after

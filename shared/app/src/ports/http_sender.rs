@@ -58,6 +58,8 @@ impl std::fmt::Display for SendError {
 #[derive(Debug, Clone)]
 pub struct SendResult {
     pub status: Option<u16>,
+    /// The response's headers as the attempt log keeps them (`logged_response_headers`).
+    pub headers: Vec<(String, String)>,
     pub latency: Duration,
     /// The start of the response body, already cut to the logged size.
     pub body: Option<String>,
@@ -83,6 +85,7 @@ impl HttpSender for NoOutboundHttp {
         tracing::error!(url = %request.url, "this process was built to send no webhooks");
         SendResult {
             status: None,
+            headers: Vec::new(),
             latency: Duration::ZERO,
             body: None,
             retry_after: None,

@@ -83,6 +83,7 @@ impl HttpSender for ScriptedSender {
         self.sent.lock().unwrap().push(request);
         SendResult {
             status: Some(status),
+            headers: vec![("content-type".into(), "text/plain".into())],
             latency: Duration::from_millis(12),
             body: Some(format!("answered {status}")),
             retry_after: None,
