@@ -504,7 +504,7 @@ fn dollars(v: f64) -> String {
 pub async fn cost(quick: bool) -> Res {
     let events = if quick { 20 } else { 300 };
     let moto = Moto::get().await?;
-    let cases = [
+    let mut cases = vec![
         Case {
             ingest: Ingest::Single,
             retry: false,
@@ -522,6 +522,12 @@ pub async fn cost(quick: bool) -> Res {
             retry: true,
         },
     ];
+    if quick {
+        // A retry case takes about 90 s whatever the event count (the endpoints are cold:
+        // their first attempts fail, so later ones wait behind the probes): one is enough
+        // to keep the harness working.
+        cases.pop();
+    }
     let mut measured = Vec::new();
     for (tag, case) in cases.iter().enumerate() {
         let m = run_case(&moto.endpoint, case, events, tag).await?;
