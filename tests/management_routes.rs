@@ -49,6 +49,7 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
         ),
         (Method::DELETE, format!("{base}/webhooks/{wh}"), None),
         (Method::POST, format!("{base}/webhooks/{wh}/test"), None),
+        (Method::POST, format!("{base}/webhooks/{wh}/diagnose"), None),
         (
             Method::POST,
             format!("{base}/webhooks/{wh}/rotate-secret"),
@@ -132,6 +133,10 @@ async fn the_openapi_document_lists_every_route() {
         ("/v1/accounts/{account_id}/webhooks/{webhook_id}", "delete"),
         (
             "/v1/accounts/{account_id}/webhooks/{webhook_id}/test",
+            "post",
+        ),
+        (
+            "/v1/accounts/{account_id}/webhooks/{webhook_id}/diagnose",
             "post",
         ),
         (

@@ -36,6 +36,10 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allowed_cidrs: Vec<IpNet>,
+    /// The addresses deliveries leave from, comma-separated, reported by a diagnosis so
+    /// customers can allow them through their firewalls (none when unset).
+    #[arg(long = "egress-ip", env = "WEBHOOKS_EGRESS_IPS", value_delimiter = ',')]
+    pub egress_ips: Vec<std::net::IpAddr>,
     /// Deliver only to the `--allow-cidr` ranges, never to public addresses (a sandbox).
     #[arg(long, env = "WEBHOOKS_ONLY_ALLOWED_CIDRS", default_value_t = false)]
     pub only_allowed_cidrs: bool,

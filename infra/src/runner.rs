@@ -64,6 +64,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
         max_subscriptions_per_account: config.max_subscriptions_per_account as usize,
         sweep_grace: Duration::from_secs(config.sweep_grace_seconds),
+        egress_ips: config.egress_ips.clone(),
     }
 }
 

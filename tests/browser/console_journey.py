@@ -214,6 +214,15 @@ def journey(page, base, receiver, shots):
     sent_types = [json.loads(body)["type"] for body in RECEIVED]
     assert sent_types == ["webhook.test", "call.ended"], sent_types
 
+    # Diagnose: every step of the path passes, each with its time.
+    page.get_by_role("button", name="Diagnose").click()
+    diagnosis = page.get_by_role("status").filter(has_text="Every step passed.")
+    expect(diagnosis).to_be_visible()
+    for step in ["DNS", "Address guard", "TCP connect", "HTTP"]:
+        expect(diagnosis.get_by_role("heading", name=re.compile(step))).to_be_visible()
+    expect(diagnosis).to_contain_text("HTTP 200")
+    del RECEIVED[2:]  # the diagnosis sent one more webhook.test
+
     # A new secret, shown once beside Copy.
     page.get_by_role("button", name="Rotate secret").click()
     expect(page.get_by_role("button", name="Copy")).to_be_visible()

@@ -16,9 +16,12 @@ use crate::limiter::{Refusal, IN_FLIGHT_DEFERRAL};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
-use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
+use domain::catalog::EventType;
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryTask, DeliveryUpdate, Payload};
+use domain::diagnosis::Diagnosis;
+use domain::event::Event;
 use domain::health::Observed;
-use domain::ids::{AccountId, SubscriptionId};
+use domain::ids::{AccountId, EventId, SubscriptionId};
 use domain::retry::{
     classify_status, parking_delay, unproven_wait, visibility_left, Failure, RetryPolicy, Verdict,
     MAX_RETRY_HORIZON,
@@ -541,6 +544,39 @@ fn verdict_of(result: &SendResult) -> Verdict {
         (None, Some(SendError::Timeout(_))) => Verdict::Retry(Failure::Timeout),
         (None, _) => Verdict::Retry(Failure::Network),
     }
+}
+
+/// Takes `sub`'s endpoint apart phase by phase (see `HttpSender::diagnose`) with what a
+/// delivery would send: a signed `webhook.test` event with the subscription's headers and
+/// credentials. Nothing is logged: it is a probe, not a delivery.
+pub async fn diagnose(services: &Services, sub: &Subscription) -> Diagnosis {
+    let now = services.clock.now();
+    let event = Event {
+        id: EventId::generate(now, &*services.random),
+        event_type: EventType::known("webhook.test").expect("webhook.test is in the catalog"),
+        account_id: sub.account_id.clone(),
+        occurred_at: now.to_rfc3339(),
+        received_at: now,
+        data: serde_json::json!({
+            "message": "This is a diagnosis of your endpoint by the webhook service.",
+            "webhook_id": sub.id,
+        }),
+    };
+    let task = Delivery::new(&event, sub, now).task(Payload::of(&event));
+    let (headers, _) = request_headers(sub, &task, now);
+    let request = OutboundRequest {
+        url: sub.url.clone(),
+        headers,
+        body: Bytes::from_owner(task.payload.clone()),
+        timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
+    };
+    let egress = services
+        .settings
+        .egress_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    services.http.diagnose(request, egress).await
 }
 
 /// Signs and sends one request for `task` to `sub` now, and describes the attempt as a

@@ -38,6 +38,9 @@ pub struct Settings {
     /// How long past its due time a pending delivery waits before the sweep sends it again
     /// (see `sweep`).
     pub sweep_grace: Duration,
+    /// The addresses deliveries leave from, when the operator knows them (a NAT's elastic
+    /// IPs): a diagnosis reports them for the customer's firewall.
+    pub egress_ips: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
                 "WEBHOOKS_SWEEP_GRACE_SECONDS",
                 crate::sweep::DEFAULT_GRACE.as_secs(),
             )?),
+            egress_ips: vars.list("WEBHOOKS_EGRESS_IPS")?,
         })
     }
 }

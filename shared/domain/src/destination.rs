@@ -29,8 +29,40 @@ impl Default for DestinationPolicy {
 
 impl DestinationPolicy {
     pub fn allows(&self, ip: IpAddr) -> bool {
-        self.allowed.iter().any(|net| net.contains(&ip)) || (self.public && is_public(ip))
+        self.decide(ip).allowed
     }
+
+    /// Whether deliveries may reach `ip`, and why, in words a customer can act on.
+    pub fn decide(&self, ip: IpAddr) -> Decision {
+        if let Some(net) = self.allowed.iter().find(|net| net.contains(&ip)) {
+            return Decision {
+                allowed: true,
+                reason: format!("in {net}, which this deployment allows"),
+            };
+        }
+        match blocked_range(ip) {
+            Some((net, why)) => Decision {
+                allowed: false,
+                reason: format!("in {net}: {why}"),
+            },
+            None if self.public => Decision {
+                allowed: true,
+                reason: "a public address".into(),
+            },
+            None => Decision {
+                allowed: false,
+                reason: "a public address, and this deployment reaches only its allowed ranges"
+                    .into(),
+            },
+        }
+    }
+}
+
+/// The address guard's verdict on one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
 }
 
 const fn v4(a: u8, b: u8, c: u8, d: u8, prefix_len: u8) -> Ipv4Net {
@@ -45,68 +77,103 @@ const fn v6(segments: [u16; 8], prefix_len: u8) -> Ipv6Net {
 /// IPv4 ranges deliveries never reach: private, shared, loopback, link-local, reserved,
 /// documentation, benchmarking, multicast and broadcast (RFC 6890's special-purpose
 /// registry, minus the few entries that are globally reachable).
-const BLOCKED_V4: &[Ipv4Net] = &[
-    // 0.0.0.0/8: "this network"; 0.0.0.0 reaches the local host on Linux (RFC 791, RFC 1122 §3.2.1.3)
-    v4(0, 0, 0, 0, 8),
-    // 10.0.0.0/8: private use (RFC 1918)
-    v4(10, 0, 0, 0, 8),
-    // 100.64.0.0/10: shared address space, carrier-grade NAT (RFC 6598)
-    v4(100, 64, 0, 0, 10),
-    // 127.0.0.0/8: loopback (RFC 1122 §3.2.1.3)
-    v4(127, 0, 0, 0, 8),
-    // 169.254.0.0/16: link-local, home of cloud metadata services at 169.254.169.254 (RFC 3927)
-    v4(169, 254, 0, 0, 16),
-    // 172.16.0.0/12: private use (RFC 1918)
-    v4(172, 16, 0, 0, 12),
-    // 192.0.0.0/24: IETF protocol assignments, incl. DS-Lite 192.0.0.0/29 (RFC 6890, RFC 6333)
-    v4(192, 0, 0, 0, 24),
-    // 192.0.2.0/24: documentation, TEST-NET-1 (RFC 5737)
-    v4(192, 0, 2, 0, 24),
-    // 192.88.99.0/24: 6to4 relay anycast, deprecated (RFC 3068, RFC 7526)
-    v4(192, 88, 99, 0, 24),
-    // 192.168.0.0/16: private use (RFC 1918)
-    v4(192, 168, 0, 0, 16),
-    // 198.18.0.0/15: network benchmarking (RFC 2544)
-    v4(198, 18, 0, 0, 15),
-    // 198.51.100.0/24: documentation, TEST-NET-2 (RFC 5737)
-    v4(198, 51, 100, 0, 24),
-    // 203.0.113.0/24: documentation, TEST-NET-3 (RFC 5737)
-    v4(203, 0, 113, 0, 24),
-    // 224.0.0.0/4: multicast (RFC 5771)
-    v4(224, 0, 0, 0, 4),
-    // 240.0.0.0/4: reserved, incl. limited broadcast 255.255.255.255 (RFC 1112 §4, RFC 919)
-    v4(240, 0, 0, 0, 4),
+const BLOCKED_V4: &[(Ipv4Net, &str)] = &[
+    (
+        v4(0, 0, 0, 0, 8),
+        "\"this network\"; 0.0.0.0 reaches the local host on Linux (RFC 791, RFC 1122 §3.2.1.3)",
+    ),
+    (v4(10, 0, 0, 0, 8), "private use (RFC 1918)"),
+    (
+        v4(100, 64, 0, 0, 10),
+        "shared address space, carrier-grade NAT (RFC 6598)",
+    ),
+    (v4(127, 0, 0, 0, 8), "loopback (RFC 1122 §3.2.1.3)"),
+    (
+        v4(169, 254, 0, 0, 16),
+        "link-local, home of cloud metadata services at 169.254.169.254 (RFC 3927)",
+    ),
+    (v4(172, 16, 0, 0, 12), "private use (RFC 1918)"),
+    (
+        v4(192, 0, 0, 0, 24),
+        "IETF protocol assignments, incl. DS-Lite 192.0.0.0/29 (RFC 6890, RFC 6333)",
+    ),
+    (v4(192, 0, 2, 0, 24), "documentation, TEST-NET-1 (RFC 5737)"),
+    (
+        v4(192, 88, 99, 0, 24),
+        "6to4 relay anycast, deprecated (RFC 3068, RFC 7526)",
+    ),
+    (v4(192, 168, 0, 0, 16), "private use (RFC 1918)"),
+    (v4(198, 18, 0, 0, 15), "network benchmarking (RFC 2544)"),
+    (
+        v4(198, 51, 100, 0, 24),
+        "documentation, TEST-NET-2 (RFC 5737)",
+    ),
+    (
+        v4(203, 0, 113, 0, 24),
+        "documentation, TEST-NET-3 (RFC 5737)",
+    ),
+    (v4(224, 0, 0, 0, 4), "multicast (RFC 5771)"),
+    (
+        v4(240, 0, 0, 0, 4),
+        "reserved, incl. limited broadcast 255.255.255.255 (RFC 1112 §4, RFC 919)",
+    ),
 ];
 
 /// IPv6 ranges deliveries never reach. The forms that embed an IPv4 address (see
 /// `embedded_v4`) are not listed: they are judged by `BLOCKED_V4`.
-const BLOCKED_V6: &[Ipv6Net] = &[
-    // ::/128: unspecified (RFC 4291 §2.5.2)
-    v6([0, 0, 0, 0, 0, 0, 0, 0], 128),
-    // ::1/128: loopback (RFC 4291 §2.5.3)
-    v6([0, 0, 0, 0, 0, 0, 0, 1], 128),
-    // ::ffff:0:0:0/96: IPv4-translated addresses (RFC 2765 §2.1)
-    v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),
-    // 64:ff9b:1::/48: local-use IPv4/IPv6 translation, i.e. an operator's own NAT64 (RFC 8215)
-    v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
-    // 100::/64: discard-only (RFC 6666)
-    v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
-    // 2001::/23: IETF protocol assignments, incl. Teredo 2001::/32 (RFC 2928, RFC 4380)
-    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
-    // 2001:db8::/32: documentation (RFC 3849)
-    v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
-    // 3fff::/20: documentation (RFC 9637)
-    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),
-    // 5f00::/16: segment routing (SRv6) SIDs (RFC 9602)
-    v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),
-    // fc00::/7: unique local (RFC 4193)
-    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
-    // fe80::/10: link-local unicast (RFC 4291 §2.5.6)
-    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
-    // fec0::/10: site-local unicast, deprecated (RFC 3879)
-    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
-    // ff00::/8: multicast (RFC 4291 §2.7)
-    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
+const BLOCKED_V6: &[(Ipv6Net, &str)] = &[
+    (
+        v6([0, 0, 0, 0, 0, 0, 0, 0], 128),
+        "unspecified (RFC 4291 §2.5.2)",
+    ),
+    (
+        v6([0, 0, 0, 0, 0, 0, 0, 1], 128),
+        "loopback (RFC 4291 §2.5.3)",
+    ),
+    (
+        v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),
+        "IPv4-translated addresses (RFC 2765 §2.1)",
+    ),
+    (
+        v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+        "local-use IPv4/IPv6 translation, i.e. an operator's own NAT64 (RFC 8215)",
+    ),
+    (
+        v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
+        "discard-only (RFC 6666)",
+    ),
+    (
+        v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+        "IETF protocol assignments, incl. Teredo 2001::/32 (RFC 2928, RFC 4380)",
+    ),
+    (
+        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+        "documentation (RFC 3849)",
+    ),
+    (
+        v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),
+        "documentation (RFC 9637)",
+    ),
+    (
+        v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),
+        "segment routing (SRv6) SIDs (RFC 9602)",
+    ),
+    (
+        v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+        "unique local (RFC 4193)",
+    ),
+    (
+        v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
+        "link-local unicast (RFC 4291 §2.5.6)",
+    ),
+    (
+        v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
+        "site-local unicast, deprecated (RFC 3879)",
+    ),
+    (
+        v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
+        "multicast (RFC 4291 §2.7)",
+    ),
 ];
 
 /// ::ffff:a.b.c.d, IPv4-mapped (RFC 4291 §2.5.5.2): the IPv4 address in the last 32 bits.
@@ -118,8 +185,12 @@ const NAT64_WELL_KNOWN: Ipv6Net = v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96);
 /// 2002:AABB:CCDD::/48, 6to4 (RFC 3056 §2): the IPv4 address in bits 16..48.
 const SIX_TO_FOUR: Ipv6Net = v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16);
 
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    !BLOCKED_V4.iter().any(|net| net.contains(&ip))
+/// The blocked range `ip` is in, with what it is for.
+fn blocked_v4(ip: Ipv4Addr) -> Option<(IpNet, &'static str)> {
+    BLOCKED_V4
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(net, why)| (IpNet::V4(*net), *why))
 }
 
 /// The IPv4 address an IPv6 address stands for, where it stands for one: such an address
@@ -136,21 +207,24 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if BLOCKED_V6.iter().any(|net| net.contains(&ip)) {
-        return false;
+fn blocked_v6(ip: Ipv6Addr) -> Option<(IpNet, &'static str)> {
+    if let Some((net, why)) = BLOCKED_V6.iter().find(|(net, _)| net.contains(&ip)) {
+        return Some((IpNet::V6(*net), why));
     }
-    match embedded_v4(ip) {
-        Some(v4) => is_public_v4(v4),
-        None => true,
+    embedded_v4(ip).and_then(blocked_v4)
+}
+
+/// The blocked range `ip` is in (judged through the IPv4 address an IPv6 form carries),
+/// with what that range is for; `None` for a public address.
+pub fn blocked_range(ip: IpAddr) -> Option<(IpNet, &'static str)> {
+    match ip {
+        IpAddr::V4(v4) => blocked_v4(v4),
+        IpAddr::V6(v6) => blocked_v6(v6),
     }
 }
 
 pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
+    blocked_range(ip).is_none()
 }
 
 #[cfg(test)]
@@ -350,15 +424,44 @@ mod tests {
     fn the_cases_cover_exactly_the_blocked_tables() {
         let listed_v4: Vec<Ipv4Net> = V4_CASES.iter().map(|c| c.0.parse().unwrap()).collect();
         let listed_v6: Vec<Ipv6Net> = V6_CASES.iter().map(|c| c.0.parse().unwrap()).collect();
-        assert_eq!(BLOCKED_V4, listed_v4.as_slice());
-        assert_eq!(BLOCKED_V6, listed_v6.as_slice());
-        // Each range is written in canonical form (no host bits set).
-        for net in BLOCKED_V4 {
+        let v4: Vec<Ipv4Net> = BLOCKED_V4.iter().map(|(net, _)| *net).collect();
+        let v6: Vec<Ipv6Net> = BLOCKED_V6.iter().map(|(net, _)| *net).collect();
+        assert_eq!(v4, listed_v4);
+        assert_eq!(v6, listed_v6);
+        // Each range is written in canonical form (no host bits set) and says what it is.
+        for (net, why) in BLOCKED_V4 {
             assert_eq!(*net, net.trunc(), "{net} has host bits set");
+            assert!(why.contains("RFC"), "{net}: {why}");
         }
-        for net in BLOCKED_V6 {
+        for (net, why) in BLOCKED_V6 {
             assert_eq!(*net, net.trunc(), "{net} has host bits set");
+            assert!(why.contains("RFC"), "{net}: {why}");
         }
+    }
+
+    #[test]
+    fn a_decision_says_why() {
+        let open = DestinationPolicy::default();
+        let d = open.decide(ip("169.254.169.254"));
+        assert!(!d.allowed);
+        assert!(
+            d.reason.contains("169.254.0.0/16") && d.reason.contains("metadata"),
+            "{}",
+            d.reason
+        );
+        assert!(open
+            .decide(ip("::ffff:10.1.2.3"))
+            .reason
+            .contains("10.0.0.0/8"));
+        assert_eq!(open.decide(ip("8.8.8.8")).reason, "a public address");
+        let local = DestinationPolicy {
+            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            public: false,
+        };
+        assert!(local.decide(ip("127.0.0.1")).allowed);
+        assert!(local.decide(ip("127.0.0.1")).reason.contains("127.0.0.0/8"));
+        let public = local.decide(ip("8.8.8.8"));
+        assert!(!public.allowed && public.reason.contains("only its allowed ranges"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod catalog;
 pub mod delivery;
 pub mod destination;
+pub mod diagnosis;
 pub mod event;
 pub mod health;
 pub mod ids;

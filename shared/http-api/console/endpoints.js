@@ -466,6 +466,22 @@ export async function endpointPage(root, id) {
     }
   });
 
+  // Diagnose
+  const diagnosis = h('div', { role: 'status', class: 'result' });
+  const runDiagnosis = button('Diagnose', async () => {
+    clear(alert);
+    runDiagnosis.disabled = true;
+    diagnosis.replaceChildren(h('p', {}, 'Diagnosing…'));
+    try {
+      diagnosis.replaceChildren(diagnosisView(await post(`${base}/diagnose`)));
+    } catch (err) {
+      diagnosis.replaceChildren();
+      showError(alert, err);
+    } finally {
+      runDiagnosis.disabled = false;
+    }
+  });
+
   // Stats
   const stats = h('div', {}, h('p', { class: 'loading' }, 'Loading…'));
   const loadStats = () => get(`${base}/stats${query({ window: '24h' })}`).then(
@@ -507,11 +523,60 @@ export async function endpointPage(root, id) {
       h('div', { class: 'inline' }, field('Event type', testType), sendTest),
       h('p', { class: 'hint' }, 'Sends one signed event now, even while paused, and logs it as a delivery.'),
       testResult),
+    h('section', { 'aria-labelledby': 'ep-diagnose' }, h('h2', { id: 'ep-diagnose' }, 'Diagnose'),
+      runDiagnosis,
+      h('p', { class: 'hint' }, 'Follows the path a delivery takes (DNS, address guard, TCP, TLS, HTTP) and times each step. Sends one signed webhook.test; nothing is logged.'),
+      diagnosis),
     h('section', { 'aria-labelledby': 'ep-stats' }, h('h2', { id: 'ep-stats' }, 'Last 24 hours'), stats),
     h('section', { 'aria-labelledby': 'ep-deliveries' }, h('h2', { id: 'ep-deliveries' }, 'Deliveries'),
       field('Status', statusFilter), deliveries),
     h('section', { 'aria-labelledby': 'ep-edit' }, h('h2', { id: 'ep-edit' }, 'Edit endpoint'), saved, form));
   await deliveries.reload();
+}
+
+/** A diagnosis, phase by phase; everything in it is text. */
+function diagnosisView(d) {
+  const mark = (failed) => (failed ? '✗ ' : '✓ ');
+  const phase = (name, failed, rows) => h('li', {},
+    h('h3', {}, mark(failed), name),
+    dl(rows));
+  const phases = [];
+  if (d.dns) {
+    phases.push(phase('DNS', Boolean(d.dns.error), [
+      ['Time', ms(d.dns.duration_ms)],
+      ['Addresses', d.dns.addresses.join(', ') || '—'],
+      d.dns.error ? ['Error', d.dns.error] : null]));
+  }
+  if (d.address_guard.length) {
+    phases.push(phase('Address guard', d.failed_phase === 'address_guard',
+      d.address_guard.map((v) => [v.address, `${v.allowed ? 'allowed' : 'refused'}: ${v.reason}`])));
+  }
+  if (d.connect) {
+    phases.push(phase('TCP connect', Boolean(d.connect.error), [
+      ['Address', d.connect.address], ['Time', ms(d.connect.duration_ms)],
+      d.connect.error ? ['Error', d.connect.error] : null]));
+  }
+  if (d.tls) {
+    const c = d.tls.certificate;
+    phases.push(phase('TLS', Boolean(d.tls.error), [
+      ['Time', ms(d.tls.duration_ms)],
+      ['Protocol', d.tls.protocol || '—'],
+      c ? ['Certificate', `${c.subject}, issued by ${c.issuer}`] : null,
+      c ? ['Valid for', c.dns_names.join(', ') || '—'] : null,
+      c ? ['Expires', `${c.not_after} (${c.days_left} days left)`] : null,
+      d.tls.error ? ['Error', d.tls.error] : null]));
+  }
+  if (d.http) {
+    phases.push(phase('HTTP', d.failed_phase === 'http', [
+      ['Status', d.http.status_code ? `HTTP ${d.http.status_code}` : 'no answer'],
+      ['Time to first byte', ms(d.http.time_to_first_byte_ms)],
+      d.http.error ? ['Error', d.http.error] : null]));
+  }
+  return h('div', { class: d.ok ? 'panel done' : 'panel failed' },
+    h('p', {}, h('strong', {}, d.ok ? 'Every step passed.' : `Failed at: ${d.failed_phase}.`)),
+    d.hint ? h('p', {}, d.hint) : null,
+    h('ol', { class: 'plain' }, phases),
+    d.egress_ips.length ? h('p', {}, `Deliveries leave from ${d.egress_ips.join(', ')}.`) : null);
 }
 
 export const deliveryLink = (id) => h('a', { href: `#/deliveries/${seg(id)}` }, id);

@@ -45,6 +45,7 @@ fn management_routes() -> OpenApiRouter<Services> {
             webhooks::delete_webhook
         ))
         .routes(routes!(webhook_tools::test_webhook))
+        .routes(routes!(webhook_tools::diagnose_webhook))
         .routes(routes!(webhook_tools::rotate_secret))
         .routes(routes!(webhook_tools::expire_previous_secrets))
         .routes(routes!(webhook_tools::list_webhook_deliveries))

@@ -29,6 +29,9 @@ use domain::time::Timestamp;
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// A test send waits at most this long for the endpoint.
 pub const MAX_TEST_TIMEOUT_SECONDS: u32 = 25;
+/// A diagnosis phase (DNS, connect, TLS, HTTP) waits at most this long: four of them fit
+/// in API Gateway's 29 s.
+pub const MAX_DIAGNOSE_PHASE_SECONDS: u32 = 6;
 /// The most deliveries one recover call requeues.
 pub const MAX_RECOVER: usize = 1000;
 
@@ -121,6 +124,28 @@ pub async fn test_webhook(
         error: result.error.map(|e| e.to_string()),
         delivery_id: delivery.id.into_string(),
     }))
+}
+
+/// Takes the endpoint's path apart phase by phase, with what a delivery would send (a
+/// signed `webhook.test`): DNS answers, the address guard's decision on each address, TCP
+/// connect, TLS (protocol, certificate, verification error), HTTP status and time to first
+/// byte. A refused address is reported as refused, never connected to. Nothing is logged.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/webhooks/{webhook_id}/diagnose", tag = "webhooks",
+    params(("account_id" = String, Path), ("webhook_id" = String, Path)),
+    responses((status = 200, body = domain::diagnosis::Diagnosis), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn diagnose_webhook(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((account_id, webhook_id)): Path<(String, String)>,
+) -> Result<Json<domain::diagnosis::Diagnosis>, ApiError> {
+    let account = caller.account(&account_id)?;
+    let webhook_id = parse_webhook_id(&webhook_id)?;
+    let mut sub = load(&services, &account, &webhook_id).await?;
+    // The answer must fit in API Gateway's 29 s: each phase has at most this long.
+    sub.timeout_seconds = sub.timeout_seconds.min(MAX_DIAGNOSE_PHASE_SECONDS);
+    Ok(Json(app::deliver::diagnose(&services, &sub).await))
 }
 
 /// The test event's type and data (`None`: the `webhook.test` message), checked as ingest

@@ -11,9 +11,11 @@ use async_trait::async_trait;
 use app::ports::{HttpSender, OutboundRequest, SendError, SendResult};
 use domain::delivery::{logged_response_headers, truncate_body, MAX_LOGGED_RESPONSE_BYTES};
 use domain::destination::DestinationPolicy;
+use domain::diagnosis::Diagnosis;
 
 pub use guard::{GuardedResolver, RefusedDestination, UnresolvedHost};
 
+mod diagnose;
 mod guard;
 
 /// Bytes of a response body read at most; the rest is never read, so an endless body costs
@@ -126,6 +128,10 @@ fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
 
 #[async_trait]
 impl HttpSender for ReqwestSender {
+    async fn diagnose(&self, request: OutboundRequest, egress_ips: Vec<String>) -> Diagnosis {
+        diagnose::diagnose(&self.policy, request, egress_ips).await
+    }
+
     async fn send(&self, request: OutboundRequest) -> SendResult {
         let started = Instant::now();
         let failed = |error: SendError| SendResult {

@@ -3,6 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use domain::delivery::FailureCause;
+use domain::diagnosis::Diagnosis;
 
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
@@ -72,6 +73,18 @@ pub struct SendResult {
 #[async_trait]
 pub trait HttpSender: Send + Sync {
     async fn send(&self, request: OutboundRequest) -> SendResult;
+
+    /// Sends `request` as `send` would, one phase at a time (DNS, the address guard, TCP,
+    /// TLS, HTTP), and reports each. A sender that cannot take the path apart says so.
+    async fn diagnose(&self, request: OutboundRequest, egress_ips: Vec<String>) -> Diagnosis {
+        let mut diagnosis = Diagnosis {
+            url: request.url,
+            egress_ips,
+            ..Diagnosis::default()
+        };
+        diagnosis.fail("url", "this process cannot diagnose endpoints");
+        diagnosis
+    }
 }
 
 /// The sender of a process that sends no webhooks (ingest, fan-out): those functions then

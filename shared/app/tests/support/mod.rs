@@ -122,6 +122,7 @@ impl Harness {
             auto_disable_after: Duration::from_secs(DEFAULT_AUTO_DISABLE_AFTER_SECONDS),
             max_subscriptions_per_account: 100,
             sweep_grace: app::sweep::DEFAULT_GRACE,
+            egress_ips: Vec::new(),
         };
         let mut stores = store_memory::stores(clock.clone());
         adjust(&mut stores);
