@@ -26,16 +26,26 @@ fi
 export PATH="$PWD/$VENV/bin:$PATH"
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
 
-step "chromium from Debian's packages (the console's browser tests)"
-if ! command -v chromium > /dev/null; then
-  # As root, or through sudo (which would drop an exported DEBIAN_FRONTEND: passed by env).
-  as_root="env DEBIAN_FRONTEND=noninteractive"
+# Debian packages, as root or through sudo (which would drop an exported DEBIAN_FRONTEND:
+# passed by env); the package lists are refreshed only when an install fails.
+apt_install() {
+  local as_root="env DEBIAN_FRONTEND=noninteractive"
   [ "$(id -u)" = 0 ] || as_root="sudo $as_root"
-  $as_root apt-get install -y -q --no-install-recommends chromium > /dev/null \
+  $as_root apt-get install -y -q --no-install-recommends "$@" > /dev/null \
     || { $as_root apt-get update -q > /dev/null \
-         && $as_root apt-get install -y -q --no-install-recommends chromium > /dev/null; }
-fi
+         && $as_root apt-get install -y -q --no-install-recommends "$@" > /dev/null; }
+}
+
+step "chromium from Debian's packages (the console's browser tests)"
+command -v chromium > /dev/null || apt_install chromium
 chromium --version
+
+step "node and npm (the Node example), from Debian's packages when missing"
+{ command -v node && command -v npm; } > /dev/null || apt_install nodejs npm
+node --version
+# The example's locked dependencies; npm's cache stays inside the repo's ignored folders.
+npm_cache="$PWD/.tools/npm-cache"
+(cd examples/node-notify && npm ci --no-audit --no-fund --silent --cache "$npm_cache")
 
 step "format"
 cargo fmt --all -- --check
@@ -103,6 +113,10 @@ kill "$runner_pid"
 step "browser: the console's journey in Chromium (Playwright), with screenshots"
 python3 tests/browser/console_journey.py --runner ./target/debug/webhooks \
   --screenshots target/console-screenshots
+
+step "examples: the Python, Node and Rust receivers end to end against the runner"
+python3 tests/examples/run_examples.py --runner ./target/debug/webhooks \
+  --rust-receiver ./target/debug/example-axum-receiver
 
 step "fuzz: a short bounded run of each target (tests/fuzz)"
 if [ ! -x .tools/bin/cargo-fuzz ]; then
