@@ -336,5 +336,5 @@ async fn bad_events_are_refused_and_nothing_is_stored() {
     assert_eq!(body["error"]["code"], "invalid_json");
     let (status, body) = t.call(Method::GET, "/v1/event-types", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(body["data"].as_array().unwrap().len(), 18);
+    assert_eq!(body["data"].as_array().unwrap().len(), 21);
 }

@@ -311,6 +311,8 @@ fn subscription(account: &str, id: &str) -> Subscription {
         disabled_reason: None,
         disabled_at: None,
         failing_since: None,
+        consecutive_failures: 0,
+        failing_announced_at: None,
         version: 0,
         created_at: at(1),
         updated_at: at(1),

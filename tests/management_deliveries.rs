@@ -325,13 +325,13 @@ async fn account_stats_count_outcomes_over_time_and_group_failures_by_cause() {
     let ok = t
         .create_webhook(
             "acct_s",
-            json!({"url": r.url("ok", Behavior::Status(204)), "event_types": ["*"]}),
+            json!({"url": r.url("ok", Behavior::Status(204)), "event_types": ["call.*"]}),
         )
         .await;
     let failing = t
         .create_webhook(
             "acct_s",
-            json!({"url": r.url("bad", Behavior::Status(500)), "event_types": ["*"], "max_attempts": 1}),
+            json!({"url": r.url("bad", Behavior::Status(500)), "event_types": ["call.*"], "max_attempts": 1}),
         )
         .await;
     // Nothing listens on a port that was just freed.

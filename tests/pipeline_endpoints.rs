@@ -160,6 +160,30 @@ async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunne
 
 /// The auto-disable period these runners use.
 const AUTO_DISABLE_AFTER_SECONDS: u64 = 2;
+/// The failing threshold these runners use: the first failure, so that it is announced
+/// before the short auto-disable period can end (counting up to a higher threshold is the
+/// app's unit tests' business).
+const FAILING_AFTER_FAILURES: u32 = 1;
+
+/// The operational events `ops` received, as (type, the endpoint it is about).
+fn kinds(notes: &[e2e::Received]) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = notes
+        .iter()
+        .map(|n| {
+            let body = n.json();
+            (
+                body["type"].as_str().unwrap_or_default().to_string(),
+                body["data"]["webhook_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
 
 async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: TestRunner) {
     let r = Receiver::start().await;
@@ -193,7 +217,47 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     if !t.may_duplicate {
         assert_eq!(flaky_seen.len(), 2);
     }
-    let announced = r.wait_for("ops", 1, WAIT).await;
+    // Both are announced failing at their first failure; the flaky one recovered,
+    // the other was disabled. Nothing about an endpoint goes to that endpoint.
+    let flaky_id = flaky["id"].as_str().unwrap();
+    let expected = {
+        let mut e = vec![
+            ("webhook.disabled".to_string(), failing_id.to_string()),
+            ("webhook.failing".to_string(), failing_id.to_string()),
+            ("webhook.failing".to_string(), flaky_id.to_string()),
+            ("webhook.recovered".to_string(), flaky_id.to_string()),
+        ];
+        e.sort();
+        e
+    };
+    let announced = eventually("ops to hear of both endpoints", WAIT, || async {
+        let got = r.received("ops");
+        if kinds(&got) == expected {
+            Ok(got)
+        } else {
+            Err(format!("{:?}", kinds(&got)))
+        }
+    })
+    .await;
+    let of = |kind: &str, about: &str| {
+        announced
+            .iter()
+            .find(|n| n.json()["type"] == kind && n.json()["data"]["webhook_id"] == about)
+            .unwrap()
+            .clone()
+    };
+    let failing_note = of("webhook.failing", failing_id).json();
+    assert_eq!(
+        failing_note["data"]["consecutive_failures"],
+        FAILING_AFTER_FAILURES
+    );
+    assert_eq!(failing_note["data"]["threshold"], FAILING_AFTER_FAILURES);
+    assert_eq!(failing_note["data"]["cause"], "http_500");
+    let recovered = of("webhook.recovered", flaky_id).json();
+    assert!(
+        recovered["data"]["failing_since"].is_string(),
+        "{recovered}"
+    );
     let disabled = t.get_webhook(acct, failing_id).await;
     assert_eq!(disabled["enabled"], false, "{disabled}");
     let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
@@ -225,7 +289,7 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
         "disabled after failures over {span_ms} ms"
     );
 
-    let note = &announced[0];
+    let note = &of("webhook.disabled", failing_id);
     assert!(verify_signature(ops["secret"].as_str().unwrap(), note));
     let body = note.json();
     assert_eq!(body["type"], "webhook.disabled");
@@ -237,7 +301,6 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     assert_eq!(body["data"]["disabled_at"], disabled["disabled_at"]);
 
     // Its success recorded (just after the endpoint answered), the flaky one is healthy.
-    let flaky_id = flaky["id"].as_str().unwrap();
     eventually("the flaky endpoint to be healthy", WAIT, || async {
         let healthy = t.get_webhook(acct, flaky_id).await;
         if healthy["enabled"] == true && healthy["failing_since"].is_null() {
@@ -253,16 +316,15 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(r.received("down").len(), calls);
     let notes = r.received("ops");
+    assert_eq!(kinds(&notes), expected);
     if t.may_duplicate {
         // Delivered at least once: a second copy is the same announcement.
-        assert!(
-            notes
-                .iter()
-                .all(|n| n.header("webhook-id") == note.header("webhook-id")),
-            "announced twice"
-        );
+        let mut ids: Vec<&str> = notes.iter().map(|n| n.header("webhook-id")).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), expected.len(), "announced twice");
     } else {
-        assert_eq!(notes.len(), 1);
+        assert_eq!(notes.len(), expected.len(), "announced twice");
     }
 
     // Re-enabled, it starts afresh.
@@ -286,15 +348,19 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_auto_disable() {
-    let t =
-        TestRunner::start_with(|c| c.auto_disable_after_seconds = AUTO_DISABLE_AFTER_SECONDS).await;
+    let t = TestRunner::start_with(|c| {
+        c.auto_disable_after_seconds = AUTO_DISABLE_AFTER_SECONDS;
+        c.failing_after_failures = FAILING_AFTER_FAILURES;
+    })
+    .await;
     an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_auto_disable() {
     let t = TestRunner::start_moto_with("auto_disable", |c| {
-        c.auto_disable_after_seconds = AUTO_DISABLE_AFTER_SECONDS
+        c.auto_disable_after_seconds = AUTO_DISABLE_AFTER_SECONDS;
+        c.failing_after_failures = FAILING_AFTER_FAILURES;
     })
     .await;
     an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t).await;

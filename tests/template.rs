@@ -168,6 +168,7 @@ fn variables_read() -> HashSet<String> {
             | "MAX_IN_FLIGHT_PER_SUBSCRIPTION"
             | "AUTO_DISABLE_AFTER_SECONDS" => return None,
             "WEBHOOKS_ALLOWED_CIDRS" => "10.0.0.0/8",
+            "WEBHOOKS_EGRESS_IPS" => "203.0.113.1",
             n if n.contains("ALLOW") => "false",
             _ => "1",
         };

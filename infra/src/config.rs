@@ -56,6 +56,15 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub auto_disable_after_seconds: u64,
+    /// Announce an endpoint as failing (`webhook.failing`) after this many failed attempts
+    /// in a row, and as recovered (`webhook.recovered`) at its next success.
+    #[arg(
+        long,
+        env = "WEBHOOKS_FAILING_AFTER_FAILURES",
+        default_value_t = domain::health::DEFAULT_FAILING_AFTER_FAILURES,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub failing_after_failures: u32,
     /// Seconds a client has to send a request's headers (and an idle keep-alive connection
     /// lives): a client trickling bytes is cut off instead of holding a connection.
     #[arg(

@@ -62,6 +62,7 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         max_in_flight_per_subscription: config.max_in_flight_per_subscription as usize,
         metrics_stage: None,
         auto_disable_after: std::time::Duration::from_secs(config.auto_disable_after_seconds),
+        failing_after_failures: config.failing_after_failures,
         max_subscriptions_per_account: config.max_subscriptions_per_account as usize,
         sweep_grace: Duration::from_secs(config.sweep_grace_seconds),
         egress_ips: config.egress_ips.clone(),

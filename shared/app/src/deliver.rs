@@ -16,8 +16,11 @@ use crate::limiter::{Refusal, IN_FLIGHT_DEFERRAL};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
+use domain::catalog::is_operational;
 use domain::catalog::EventType;
-use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryTask, DeliveryUpdate, Payload};
+use domain::delivery::{
+    Attempt, Delivery, DeliveryStatus, DeliveryTask, DeliveryUpdate, FailureCause, Payload,
+};
 use domain::diagnosis::Diagnosis;
 use domain::event::Event;
 use domain::health::Observed;
@@ -247,7 +250,13 @@ fn observed(handled: &[Handled]) -> HashMap<(AccountId, SubscriptionId), Observe
         match u.status {
             _ if h.gone => o.gone(&a.url, a.at),
             DeliveryStatus::Succeeded => o.success(),
-            _ => o.failure(a.at),
+            _ => {
+                if o.last_failure_at.is_none_or(|last| a.at >= last) {
+                    let error = u.error.clone().unwrap_or_default();
+                    o.last_error = Some((error, FailureCause::of(a, u.cause).key()));
+                }
+                o.failure(a.at);
+            }
         }
     }
     by_subscription
@@ -328,7 +337,14 @@ async fn settle(
                 retries.push((h.receipt_handle, delay.min(longest)));
                 response.add_failure(h.message_id);
             }
-            Next::DeadLetter => dead.push((h.message_id, h.receipt_handle, h.task)),
+            Next::DeadLetter => {
+                // Spent by this attempt (not a re-log of one already dead): announced.
+                let spent = h
+                    .update
+                    .filter(|u| u.attempt.is_some())
+                    .map(|u| (u, h.attempt_number));
+                dead.push((h.message_id, h.receipt_handle, h.task, spent));
+            }
         }
     }
     if !retries.is_empty() {
@@ -344,10 +360,18 @@ async fn settle(
     if !deferred.is_empty() {
         defer(services, deferred, response).await;
     }
-    for (message_id, receipt_handle, task) in dead {
+    for (message_id, receipt_handle, task, spent) in dead {
         if let Err(e) = dead_letter(services, &task, receipt_handle).await {
             tracing::warn!(delivery_id = %task.delivery_id, error = %e, "dead-lettering failed; will try again");
             response.add_failure(message_id);
+            continue;
+        }
+        // Never about the delivery of an operational event: a `delivery.dead` about a dead
+        // `delivery.dead` could go on for ever.
+        if let Some((update, attempts)) =
+            spent.filter(|_| !is_operational(task.event_type.as_str()))
+        {
+            health::announce(services, dead_event(&task, &update, attempts, services)).await;
         }
     }
 }
@@ -413,6 +437,41 @@ async fn dead_letter(
         "delivery dead: attempts exhausted"
     );
     Ok(())
+}
+
+/// `delivery.dead`: `task`'s attempts ran out with `update`'s.
+fn dead_event(
+    task: &DeliveryTask,
+    update: &DeliveryUpdate,
+    attempts: u32,
+    services: &Services,
+) -> Event {
+    let now = services.clock.now();
+    let attempt = update.attempt.as_ref();
+    Event {
+        // One per delivery and attempt: a redelivered batch announces the same event, which
+        // the event store takes once.
+        id: EventId::derived(&[
+            task.delivery_id.as_str(),
+            &update.at.as_millis().to_string(),
+        ]),
+        event_type: EventType::known(health::DEAD_EVENT_TYPE)
+            .expect("delivery.dead is in the catalog"),
+        account_id: task.account_id.clone(),
+        occurred_at: update.at.to_rfc3339(),
+        received_at: now,
+        data: serde_json::json!({
+            "delivery_id": task.delivery_id,
+            "webhook_id": task.subscription_id,
+            "url": attempt.map(|a| a.url.clone()),
+            "event_id": task.event_id,
+            "event_type": task.event_type.as_str(),
+            "attempts": attempts.max(1),
+            "last_error": update.error,
+            "cause": attempt.map(|a| FailureCause::of(a, update.cause).key()),
+            "dead_at": update.at.to_rfc3339(),
+        }),
+    }
 }
 
 fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> DeliveryUpdate {

@@ -65,9 +65,10 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
     for (_, _, event) in work {
         // One copy for all of the event's tasks; each message embeds it as it is.
         let payload = Payload::of(event);
+        let about = event.about_webhook();
         for sub in subscriptions[&event.account_id]
             .iter()
-            .filter(|s| s.wants(&event.event_type))
+            .filter(|s| s.wants(&event.event_type) && about != Some(s.id.as_str()))
         {
             let delivery = Delivery::new(event, sub, now);
             let mut task = delivery.task(payload.clone());

@@ -1,6 +1,7 @@
 //! After a batch is logged: keeps each endpoint's health on its subscription, disables an
-//! endpoint that is gone or has failed for too long, and announces it as a
-//! `webhook.disabled` event to the account's subscriptions that want it.
+//! endpoint that is gone or has failed for too long, and announces what changed as an
+//! operational event (`webhook.failing`, `webhook.recovered`, `webhook.disabled`) to the
+//! account's subscriptions that want it, never to the endpoint it is about.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,13 +13,16 @@ use crate::Services;
 use domain::backoff::Backoff;
 use domain::catalog::EventType;
 use domain::event::Event;
-use domain::health::{self, DisableCause, HealthChange, Observed};
+use domain::health::{self, DisableCause, HealthChange, HealthPolicy, Observed};
 use domain::ids::{AccountId, EventId, SubscriptionId};
 use domain::random::Random;
 use domain::subscription::Subscription;
 use domain::time::Timestamp;
 
 pub const DISABLED_EVENT_TYPE: &str = "webhook.disabled";
+pub const FAILING_EVENT_TYPE: &str = "webhook.failing";
+pub const RECOVERED_EVENT_TYPE: &str = "webhook.recovered";
+pub const DEAD_EVENT_TYPE: &str = "delivery.dead";
 
 /// Conditional writes lost to concurrent edits before giving up until the next batch.
 const MAX_CONFLICTS: usize = 5;
@@ -31,15 +35,18 @@ pub async fn track(
     observed: &HashMap<(AccountId, SubscriptionId), Observed>,
 ) {
     let now = services.clock.now();
-    let period = services.settings.auto_disable_after;
+    let policy = HealthPolicy {
+        failing_after_failures: services.settings.failing_after_failures,
+        auto_disable_after: services.settings.auto_disable_after,
+    };
     for (key, seen) in observed {
         let Some(known) = snapshot.get(key) else {
             continue;
         };
-        if health::apply(&mut known.clone(), seen, now, period).is_none() {
+        if health::apply(&mut known.clone(), seen, now, policy).is_none() {
             continue;
         }
-        update(services, &key.0, &key.1, seen, now, period).await;
+        update(services, &key.0, &key.1, seen, now, policy).await;
     }
 }
 
@@ -51,7 +58,7 @@ async fn update(
     id: &SubscriptionId,
     seen: &Observed,
     now: Timestamp,
-    period: Duration,
+    policy: HealthPolicy,
 ) {
     for _ in 0..MAX_CONFLICTS {
         let mut sub = match services.subscriptions.get(account_id, id).await {
@@ -63,7 +70,8 @@ async fn update(
             }
         };
         let expected = sub.version;
-        let Some(change) = health::apply(&mut sub, seen, now, period) else {
+        let failing_since = sub.failing_since;
+        let Some(change) = health::apply(&mut sub, seen, now, policy) else {
             return;
         };
         sub.version += 1;
@@ -72,8 +80,36 @@ async fn update(
         }
         match services.subscriptions.put_if_version(&sub, expected).await {
             Ok(true) => {
-                if let HealthChange::Disabled(cause) = change {
-                    announce(services, &sub, cause).await;
+                let event = match change {
+                    HealthChange::Disabled(cause) => {
+                        tracing::warn!(
+                            subscription_id = %sub.id,
+                            account_id = %sub.account_id,
+                            reason = cause.code(),
+                            "endpoint disabled: {}",
+                            sub.disabled_reason.as_deref().unwrap_or_default()
+                        );
+                        Some(disabled_event(&sub, cause, now, &*services.random))
+                    }
+                    HealthChange::Failing { consecutive } => {
+                        tracing::warn!(subscription_id = %sub.id, account_id = %sub.account_id, consecutive, "endpoint failing");
+                        Some(failing_event(
+                            &sub,
+                            consecutive,
+                            policy,
+                            seen,
+                            now,
+                            &*services.random,
+                        ))
+                    }
+                    HealthChange::Recovered { announced: true } => {
+                        tracing::info!(subscription_id = %sub.id, account_id = %sub.account_id, "endpoint recovered");
+                        Some(recovered_event(&sub, failing_since, now, &*services.random))
+                    }
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    announce(services, event).await;
                 }
                 return;
             }
@@ -88,6 +124,75 @@ async fn update(
         subscription_id = %id,
         "endpoint health not recorded: the subscription kept changing; the next batch will"
     );
+}
+
+/// An operational event of the account's, about `sub`, made now.
+fn operational(
+    sub: &Subscription,
+    event_type: &str,
+    occurred_at: Timestamp,
+    now: Timestamp,
+    random: &dyn Random,
+    data: serde_json::Value,
+) -> Event {
+    Event {
+        id: EventId::generate(now, random),
+        event_type: EventType::known(event_type).expect("operational types are in the catalog"),
+        account_id: sub.account_id.clone(),
+        occurred_at: occurred_at.to_rfc3339(),
+        received_at: now,
+        data,
+    }
+}
+
+/// `webhook.failing`: the endpoint crossed the threshold of failures in a row.
+pub fn failing_event(
+    sub: &Subscription,
+    consecutive: u32,
+    policy: HealthPolicy,
+    seen: &Observed,
+    now: Timestamp,
+    random: &dyn Random,
+) -> Event {
+    let (last_error, cause) = seen.last_error.clone().unzip();
+    operational(
+        sub,
+        FAILING_EVENT_TYPE,
+        now,
+        now,
+        random,
+        json!({
+            "webhook_id": sub.id,
+            "url": sub.url,
+            "consecutive_failures": consecutive,
+            "threshold": policy.failing_after_failures,
+            "failing_since": sub.failing_since.unwrap_or(now).to_rfc3339(),
+            "last_error": last_error,
+            "cause": cause,
+        }),
+    )
+}
+
+/// `webhook.recovered`: the first success after a run announced as failing.
+pub fn recovered_event(
+    sub: &Subscription,
+    failing_since: Option<Timestamp>,
+    now: Timestamp,
+    random: &dyn Random,
+) -> Event {
+    operational(
+        sub,
+        RECOVERED_EVENT_TYPE,
+        now,
+        now,
+        random,
+        json!({
+            "webhook_id": sub.id,
+            "url": sub.url,
+            "failing_since": failing_since.map(Timestamp::to_rfc3339),
+            "recovered_at": now.to_rfc3339(),
+        }),
+    )
 }
 
 /// The operational event telling the account an endpoint was disabled.
@@ -116,33 +221,27 @@ pub fn disabled_event(
     }
 }
 
-#[tracing::instrument(skip_all, fields(subscription_id = %sub.id, account_id = %sub.account_id))]
-async fn announce(services: &Services, sub: &Subscription, cause: DisableCause) {
-    tracing::warn!(
-        subscription_id = %sub.id,
-        account_id = %sub.account_id,
-        reason = cause.code(),
-        "endpoint disabled: {}",
-        sub.disabled_reason.as_deref().unwrap_or_default()
-    );
-    let event = disabled_event(sub, cause, services.clock.now(), &*services.random);
-    // The disable is already written; the announcement is worth a few tries of its own.
+/// Stores and queues an operational event for fan-out. What it announces is already
+/// written, so the announcement is worth a few tries of its own.
+#[tracing::instrument(skip_all, fields(event_type = %event.event_type, account_id = %event.account_id))]
+pub async fn announce(services: &Services, event: Event) {
+    let about = event.about_webhook().unwrap_or_default().to_string();
     let mut delays = Backoff::new(Duration::from_millis(50), 4, Duration::from_secs(5), 3);
     loop {
         match store_and_enqueue(services, std::slice::from_ref(&event)).await {
             Ok(_) => return,
             Err(e) if e.retryable() => match delays.next() {
                 Some(delay) => {
-                    tracing::warn!(subscription_id = %sub.id, error = %e, "could not announce a disabled endpoint; trying again");
+                    tracing::warn!(webhook_id = %about, error = %e, "could not announce; trying again");
                     tokio::time::sleep(delay).await;
                 }
                 None => break,
             },
             Err(e) => {
-                tracing::warn!(subscription_id = %sub.id, error = %e, "could not announce a disabled endpoint");
+                tracing::warn!(webhook_id = %about, error = %e, "could not announce");
                 break;
             }
         }
     }
-    tracing::error!(subscription_id = %sub.id, event = %serde_json::to_string(&event).unwrap_or_default(), "a disabled endpoint was not announced");
+    tracing::error!(webhook_id = %about, event = %serde_json::to_string(&event).unwrap_or_default(), "an operational event was not announced");
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics_stage: Option<String>,
     /// An endpoint failing without a single success for this long is disabled.
     pub auto_disable_after: Duration,
+    /// This many failed attempts in a row make an endpoint `failing` (`webhook.failing`).
+    pub failing_after_failures: u32,
     /// Subscriptions one account may have; creating one more is refused.
     pub max_subscriptions_per_account: usize,
     /// How long past its due time a pending delivery waits before the sweep sends it again
@@ -73,6 +75,12 @@ impl Settings {
                 "WEBHOOKS_AUTO_DISABLE_AFTER_SECONDS",
                 DEFAULT_AUTO_DISABLE_AFTER_SECONDS,
             )?),
+            failing_after_failures: vars
+                .positive(
+                    "WEBHOOKS_FAILING_AFTER_FAILURES",
+                    domain::health::DEFAULT_FAILING_AFTER_FAILURES as u64,
+                )?
+                .min(u32::MAX as u64) as u32,
             max_subscriptions_per_account: vars.positive(
                 "WEBHOOKS_MAX_SUBSCRIPTIONS_PER_ACCOUNT",
                 DEFAULT_MAX_SUBSCRIPTIONS_PER_ACCOUNT,

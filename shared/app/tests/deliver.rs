@@ -513,3 +513,131 @@ async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time
     assert!(failed.is_empty());
     assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
 }
+
+/// The events the service announced, oldest first.
+async fn announced(h: &Harness) -> Vec<Event> {
+    let mut events: Vec<Event> = receive_all(&h.services.events_queue)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    events.sort_by_key(|e| e.received_at);
+    events
+}
+
+#[tokio::test]
+async fn a_run_of_failures_is_announced_once_as_failing_then_as_recovered() {
+    let mut h = Harness::new(&[500, 500, 500, 200]);
+    h.services.settings.failing_after_failures = 2;
+    let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
+    sub.retry_schedule = Some(vec![1, 1, 1]);
+    let task = enqueue(&h, &sub).await;
+
+    deliver_visible(&h).await;
+    assert!(
+        announced(&h).await.is_empty(),
+        "one failure is under the threshold"
+    );
+    for _ in 0..2 {
+        h.clock.advance(Duration::from_secs(2));
+        deliver_visible(&h).await;
+    }
+    let failing = announced(&h).await;
+    assert_eq!(
+        failing.len(),
+        1,
+        "announced once, not at every failure past the threshold: {failing:#?}"
+    );
+    assert_eq!(failing[0].event_type.as_str(), "webhook.failing");
+    assert_eq!(failing[0].about_webhook(), Some("wh_1"));
+    let data = &failing[0].data;
+    assert_eq!(
+        (&data["consecutive_failures"], &data["threshold"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(data["cause"], "http_500");
+    assert_eq!(data["last_error"], "endpoint answered 500");
+    assert_eq!(data["failing_since"], json!(at(START_MS).to_rfc3339()));
+
+    h.clock.advance(Duration::from_secs(2));
+    deliver_visible(&h).await;
+    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
+    let recovered = announced(&h).await;
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].event_type.as_str(), "webhook.recovered");
+    assert_eq!(
+        recovered[0].data["failing_since"],
+        json!(at(START_MS).to_rfc3339())
+    );
+    let sub = h
+        .services
+        .subscriptions
+        .get(&account("acct_a"), &SubscriptionId::from_static("wh_1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            sub.failing_since,
+            sub.consecutive_failures,
+            sub.failing_announced_at
+        ),
+        (None, 0, None)
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_whose_attempts_run_out_is_announced_dead_but_never_one_of_an_announcement() {
+    let h = Harness::new(&[500, 500]);
+    let mut sub = subscription("acct_a", "wh_1", &["*"]);
+    sub.max_attempts = Some(1);
+    let task = enqueue(&h, &sub).await;
+    deliver_visible(&h).await;
+    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Dead);
+    let dead = announced(&h).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].event_type.as_str(), "delivery.dead");
+    let data = &dead[0].data;
+    assert_eq!(data["delivery_id"], json!(task.delivery_id));
+    assert_eq!(data["webhook_id"], "wh_1");
+    assert_eq!(data["event_type"], "call.ended");
+    assert_eq!(data["attempts"], 1);
+    assert_eq!(data["cause"], "http_500");
+    assert_eq!(data["url"], json!(sub.url));
+    assert_eq!(dead[0].about_webhook(), Some("wh_1"));
+
+    // The delivery of an announcement that runs out is not announced in turn.
+    let mut op = event("acct_a", "evt_op", "delivery.dead");
+    op.data = data.clone();
+    op.data["webhook_id"] = json!("wh_elsewhere");
+    let delivery = Delivery::new(&op, &sub, h.now());
+    h.services
+        .deliveries
+        .create_batch(std::slice::from_ref(&delivery))
+        .await
+        .unwrap();
+    h.services
+        .deliveries_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body: serde_json::to_string(&delivery.task(Payload::of(&op))).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+    deliver_visible(&h).await;
+    assert_eq!(
+        h.services
+            .deliveries
+            .get(&account("acct_a"), &delivery.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Dead
+    );
+    assert!(
+        announced(&h).await.is_empty(),
+        "a dead announcement was announced"
+    );
+}

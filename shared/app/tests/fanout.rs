@@ -338,3 +338,33 @@ async fn a_failing_endpoints_new_deliveries_start_parked() {
         .unwrap();
     assert_eq!(d.status, DeliveryStatus::Pending);
 }
+
+#[tokio::test]
+async fn an_operational_event_never_goes_to_the_endpoint_it_is_about() {
+    let h = Harness::new(&[]);
+    for (id, types) in [("wh_about", &["*"][..]), ("wh_other", &["webhook.*"][..])] {
+        h.services
+            .subscriptions
+            .put(&subscription("acct_a", id, types))
+            .await
+            .unwrap();
+    }
+    let mut failing = event("acct_a", "evt_op", "webhook.failing");
+    failing.data = serde_json::json!({
+        "webhook_id": "wh_about", "url": "https://wh_about.example.com/hook",
+        "consecutive_failures": 5, "threshold": 5, "failing_since": "2026-11-21T12:00:00Z"
+    });
+    assert!(fan_out(&h, "m1", &failing, 1).await.is_empty());
+    let to: Vec<String> = queued_tasks(&h)
+        .await
+        .iter()
+        .map(|t| t.subscription_id.to_string())
+        .collect();
+    assert_eq!(to, ["wh_other"]);
+
+    // Any other event names no endpoint: both that want it get it.
+    let mut test = event("acct_a", "evt_test", "webhook.test");
+    test.data = serde_json::json!({"message": "m", "webhook_id": "wh_about"});
+    fan_out(&h, "m2", &test, 1).await;
+    assert_eq!(queued_tasks(&h).await.len(), 2);
+}

@@ -32,6 +32,20 @@ pub fn catalog() -> &'static [EventTypeSpec] {
     })
 }
 
+/// The service's own events, about an account's endpoints and deliveries. Each names the
+/// endpoint it is about in `data.webhook_id`, and is never delivered there: an endpoint
+/// that is failing would not receive it, and one told of its own failure could fail again.
+pub const OPERATIONAL: [&str; 4] = [
+    "webhook.failing",
+    "webhook.recovered",
+    "webhook.disabled",
+    "delivery.dead",
+];
+
+pub fn is_operational(name: &str) -> bool {
+    OPERATIONAL.contains(&name)
+}
+
 pub fn find(name: &str) -> Option<&'static EventTypeSpec> {
     catalog().iter().find(|t| t.name == name)
 }
@@ -151,10 +165,21 @@ mod tests {
                 "user.action",
                 "system.maintenance",
                 "webhook.test",
-                // The service's own: an endpoint it disabled.
+                // The service's own (`OPERATIONAL`).
                 "webhook.disabled",
+                "webhook.failing",
+                "webhook.recovered",
+                "delivery.dead",
             ]
         );
+        for name in OPERATIONAL {
+            assert!(find(name).is_some(), "{name}");
+            let schema = &find(name).unwrap().schema;
+            assert!(
+                schema["properties"]["webhook_id"].is_object(),
+                "{name} names its endpoint"
+            );
+        }
     }
 
     #[test]

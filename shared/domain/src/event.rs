@@ -45,6 +45,15 @@ pub struct Event {
 }
 
 impl Event {
+    /// The endpoint an operational event is about (its `data.webhook_id`), which fan-out
+    /// never sends it to; `None` for every other event.
+    pub fn about_webhook(&self) -> Option<&str> {
+        if !super::catalog::is_operational(self.event_type.as_str()) {
+            return None;
+        }
+        self.data.get("webhook_id")?.as_str()
+    }
+
     /// The exact body every endpoint receives for this event.
     pub fn payload(&self) -> String {
         #[derive(Serialize)]

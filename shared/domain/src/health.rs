@@ -9,11 +9,24 @@ use super::time::Timestamp;
 
 /// The default period of unbroken failure after which an endpoint is disabled.
 pub const DEFAULT_AUTO_DISABLE_AFTER_SECONDS: u64 = 5 * 24 * 3600;
+/// The default number of failed attempts in a row that makes an endpoint `failing`.
+pub const DEFAULT_FAILING_AFTER_FAILURES: u32 = 5;
+
+/// When the service steps in: the failing threshold and the auto-disable period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthPolicy {
+    pub failing_after_failures: u32,
+    pub auto_disable_after: Duration,
+}
 
 /// What one batch of attempts showed about one subscription's endpoint.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     pub succeeded: bool,
+    /// Failed attempts in the batch.
+    pub failures: u32,
+    /// The error of the latest failed attempt, and its cause's key (`http_500`, …).
+    pub last_error: Option<(String, String)>,
     /// The earliest failed attempt of the batch.
     pub first_failure_at: Option<Timestamp>,
     /// The latest failed attempt of the batch.
@@ -28,6 +41,7 @@ impl Observed {
     }
 
     pub fn failure(&mut self, at: Timestamp) {
+        self.failures = self.failures.saturating_add(1);
         self.first_failure_at = Some(self.first_failure_at.map_or(at, |t| t.min(at)));
         self.last_failure_at = Some(self.last_failure_at.map_or(at, |t| t.max(at)));
     }
@@ -57,10 +71,19 @@ impl DisableCause {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum HealthChange {
-    /// A success ended a run of failures.
-    Recovered,
+    /// A success ended a run of failures; `announced`: the run had been announced as
+    /// failing, so its end is announced too.
+    Recovered {
+        announced: bool,
+    },
     /// The first failure after a success (or ever).
     StartedFailing(Timestamp),
+    /// More failures in a row, still under the threshold: counted, nothing to announce.
+    CountedFailures,
+    /// The run of failures crossed the threshold: announce it (once per run).
+    Failing {
+        consecutive: u32,
+    },
     Disabled(DisableCause),
 }
 
@@ -73,7 +96,7 @@ pub fn apply(
     sub: &mut Subscription,
     observed: &Observed,
     now: Timestamp,
-    auto_disable_after: Duration,
+    policy: HealthPolicy,
 ) -> Option<HealthChange> {
     if !sub.enabled {
         return None;
@@ -83,25 +106,46 @@ pub fn apply(
         return Some(HealthChange::Disabled(DisableCause::Gone));
     }
     if observed.succeeded {
-        return sub.failing_since.take().map(|_| HealthChange::Recovered);
+        if sub.failing_since.is_none() && sub.consecutive_failures == 0 {
+            return None;
+        }
+        let announced = sub.failing_announced_at.take().is_some();
+        sub.failing_since = None;
+        sub.consecutive_failures = 0;
+        return Some(HealthChange::Recovered { announced });
     }
     let (first_failure, last_failure) = (observed.first_failure_at?, observed.last_failure_at?);
-    match sub.failing_since {
+    let started = match sub.failing_since {
         None => {
             sub.failing_since = Some(first_failure);
-            Some(HealthChange::StartedFailing(first_failure))
+            true
         }
-        Some(since) if last_failure.since(since) >= auto_disable_after => {
+        Some(since) if last_failure.since(since) >= policy.auto_disable_after => {
             let reason = format!(
                 "every attempt failed for {} (since {})",
                 describe_period(last_failure.since(since)),
                 since.to_rfc3339()
             );
             disable(sub, now, reason);
-            Some(HealthChange::Disabled(DisableCause::FailingTooLong))
+            return Some(HealthChange::Disabled(DisableCause::FailingTooLong));
         }
-        Some(_) => None,
+        Some(_) => false,
+    };
+    // Counted only until the run is announced: an endpoint known to be failing costs no
+    // write per failed attempt.
+    if sub.failing_announced_at.is_none() {
+        sub.consecutive_failures = sub.consecutive_failures.saturating_add(observed.failures);
+        if sub.consecutive_failures >= policy.failing_after_failures.max(1) {
+            sub.failing_announced_at = Some(now);
+            return Some(HealthChange::Failing {
+                consecutive: sub.consecutive_failures,
+            });
+        }
+        if !started {
+            return Some(HealthChange::CountedFailures);
+        }
     }
+    started.then_some(HealthChange::StartedFailing(first_failure))
 }
 
 fn disable(sub: &mut Subscription, now: Timestamp, reason: String) {
@@ -116,6 +160,8 @@ pub fn reenable(sub: &mut Subscription) {
     sub.disabled_reason = None;
     sub.disabled_at = None;
     sub.failing_since = None;
+    sub.consecutive_failures = 0;
+    sub.failing_announced_at = None;
 }
 
 /// "5 days", "3 hours", "2 minutes", "40 seconds": the largest whole unit.
@@ -156,46 +202,92 @@ mod tests {
         o
     }
 
-    fn period() -> Duration {
-        Duration::from_millis(PERIOD as u64)
+    /// The 5-day period, and a threshold no test of the period reaches.
+    fn period() -> HealthPolicy {
+        HealthPolicy {
+            failing_after_failures: u32::MAX,
+            auto_disable_after: Duration::from_millis(PERIOD as u64),
+        }
+    }
+
+    fn threshold(failures: u32) -> HealthPolicy {
+        HealthPolicy {
+            failing_after_failures: failures,
+            ..period()
+        }
     }
 
     #[test]
     fn a_first_failure_starts_the_clock_and_a_success_stops_it() {
         let mut s = sub();
+        let policy = threshold(3);
         assert_eq!(
-            apply(&mut s, &failed(10), at(20), period()),
+            apply(&mut s, &failed(10), at(20), policy),
             Some(HealthChange::StartedFailing(at(10)))
         );
         assert_eq!(s.failing_since, Some(at(10)));
+        assert_eq!(s.consecutive_failures, 1);
+        assert_eq!(
+            apply(&mut s, &failed(20), at(20), policy),
+            Some(HealthChange::CountedFailures)
+        );
+        // The third in a row crosses the threshold: announced once.
+        assert_eq!(
+            apply(&mut s, &failed(30), at(30), policy),
+            Some(HealthChange::Failing { consecutive: 3 })
+        );
+        assert_eq!(s.failing_announced_at, Some(at(30)));
         // Later failures inside the period change nothing: no write per failed attempt.
-        assert_eq!(apply(&mut s, &failed(DAY), at(DAY), period()), None);
+        assert_eq!(apply(&mut s, &failed(DAY), at(DAY), policy), None);
+        assert_eq!(s.consecutive_failures, 3);
         let mut ok = failed(DAY);
         ok.success();
         assert_eq!(
-            apply(&mut s, &ok, at(DAY), period()),
-            Some(HealthChange::Recovered)
+            apply(&mut s, &ok, at(DAY), policy),
+            Some(HealthChange::Recovered { announced: true })
         );
         assert_eq!(s.failing_since, None);
-        assert_eq!(apply(&mut s, &ok, at(DAY), period()), None);
+        assert_eq!((s.consecutive_failures, s.failing_announced_at), (0, None));
+        assert_eq!(apply(&mut s, &ok, at(DAY), policy), None);
+        // A run that never reached the threshold ends quietly.
+        apply(&mut s, &failed(DAY + 1), at(DAY + 1), policy);
+        assert_eq!(
+            apply(&mut s, &ok, at(DAY + 2), policy),
+            Some(HealthChange::Recovered { announced: false })
+        );
+    }
+
+    #[test]
+    fn a_batch_of_failures_counts_each_and_may_cross_the_threshold_at_once() {
+        let mut s = sub();
+        let mut o = failed(1);
+        o.failure(at(2));
+        o.failure(at(3));
+        assert_eq!(o.failures, 3);
+        assert_eq!(
+            apply(&mut s, &o, at(4), threshold(2)),
+            Some(HealthChange::Failing { consecutive: 3 })
+        );
+        assert_eq!(s.failing_since, Some(at(1)));
     }
 
     #[test]
     fn failing_for_the_whole_period_disables_with_a_reason() {
+        // Announced failing at its first failure: no write after, until the period ends.
         let mut s = sub();
-        apply(&mut s, &failed(0), at(0), period());
+        apply(&mut s, &failed(0), at(0), threshold(1));
         assert_eq!(
-            apply(&mut s, &failed(PERIOD - 1), at(PERIOD - 1), period()),
+            apply(&mut s, &failed(PERIOD - 1), at(PERIOD - 1), threshold(1)),
             None
         );
         // Handled late, an attempt still counts at the time it was made.
         assert_eq!(
-            apply(&mut s, &failed(PERIOD - 1), at(PERIOD + 500), period()),
+            apply(&mut s, &failed(PERIOD - 1), at(PERIOD + 500), threshold(1)),
             None
         );
         assert!(s.enabled);
         assert_eq!(
-            apply(&mut s, &failed(PERIOD), at(PERIOD), period()),
+            apply(&mut s, &failed(PERIOD), at(PERIOD), threshold(1)),
             Some(HealthChange::Disabled(DisableCause::FailingTooLong))
         );
         assert!(!s.enabled);
@@ -206,7 +298,7 @@ mod tests {
         );
         // Already disabled: nothing more to do, nothing announced twice.
         assert_eq!(
-            apply(&mut s, &failed(PERIOD + 1), at(PERIOD + 1), period()),
+            apply(&mut s, &failed(PERIOD + 1), at(PERIOD + 1), threshold(1)),
             None
         );
         reenable(&mut s);

@@ -218,6 +218,17 @@ impl EventId {
     pub fn generate(now: Timestamp, random: &dyn Random) -> Self {
         EventId(time_ordered("evt", now, random))
     }
+
+    /// The id of an event the service derives from `parts` (the same parts, the same id),
+    /// so an announcement made twice is stored once.
+    pub fn derived(parts: &[&str]) -> Self {
+        let mut h = Sha256::new();
+        for part in parts {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        EventId(format!("evt_{}", base32(&h.finalize()[..16])))
+    }
 }
 
 impl ApiKeyId {

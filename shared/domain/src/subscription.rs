@@ -146,6 +146,13 @@ pub struct Subscription {
     /// attempt succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
+    /// Failed attempts in a row, counted until the failure threshold is crossed (then it
+    /// stops: no write per failed attempt of an endpoint already announced as failing).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
+    /// When `webhook.failing` was sent for the current run of failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_announced_at: Option<Timestamp>,
     /// Bumped by every write, so a write based on a stale read can be refused.
     #[serde(default)]
     pub version: u64,
@@ -208,6 +215,10 @@ impl Subscription {
         self.updated_at = now;
         before - self.secrets.len()
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `*` matches everything, `family.*` every type below that prefix, anything else exactly.
@@ -745,6 +756,8 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             failing_since: None,
+            consecutive_failures: 0,
+            failing_announced_at: None,
             version: 0,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
@@ -812,6 +825,8 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             failing_since: None,
+            consecutive_failures: 0,
+            failing_announced_at: None,
             version: 0,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,

@@ -230,6 +230,8 @@ pub async fn create_webhook(
         disabled_reason: None,
         disabled_at: None,
         failing_since: None,
+        consecutive_failures: 0,
+        failing_announced_at: None,
         version: 0,
         created_at: now,
         updated_at: now,
@@ -350,6 +352,8 @@ fn apply_update(sub: &mut Subscription, req: UpdateWebhook) {
         if url != sub.url {
             // The failures were another endpoint's.
             sub.failing_since = None;
+            sub.consecutive_failures = 0;
+            sub.failing_announced_at = None;
         }
         sub.url = url;
     }
