@@ -35,6 +35,7 @@ async fn main() -> ExitCode {
             "memory",
             "coldstart",
             "stats-under-load",
+            "stats-30d",
             // Not in `all` yet: with A's backlog churning through the one deliveries queue,
             // B's deliveries still starve (BENCHMARKS.md); run it by name.
             "cost",
@@ -51,10 +52,11 @@ async fn main() -> ExitCode {
             "memory" => scenarios::memory(quick).await,
             "coldstart" => scenarios::coldstart(quick).await,
             "stats-under-load" => scenarios::stats_under_load(quick).await,
+            "stats-30d" => scenarios::stats_30d(quick).await,
             "fairness" => scenarios::fairness(quick).await,
             "cost" => cost::cost(quick).await,
             other => {
-                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, stats-under-load, fairness, cost, all");
+                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, stats-under-load, stats-30d, fairness, cost, all");
                 return ExitCode::FAILURE;
             }
         };

@@ -56,12 +56,19 @@ pub struct Runner {
 
 impl Runner {
     pub async fn start() -> Result<Runner, String> {
-        let process = RunnerProcess::builder()
+        Self::start_in(None).await
+    }
+
+    /// The runner on `data_dir` (a fresh one when `None`).
+    pub async fn start_in(data_dir: Option<&std::path::Path>) -> Result<Runner, String> {
+        let mut builder = RunnerProcess::builder()
             .binary(release_binary("webhooks")?)
             .platform_key(KEY)
-            .ready_within(Duration::from_secs(20))
-            .start()
-            .await?;
+            .ready_within(Duration::from_secs(20));
+        if let Some(dir) = data_dir {
+            builder = builder.data_dir(dir);
+        }
+        let process = builder.start().await?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()

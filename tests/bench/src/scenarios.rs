@@ -528,3 +528,145 @@ pub async fn fairness(quick: bool) -> Res {
         noisy * 40,
     ))
 }
+
+/// Stats over 30 days of a busy account: `deliveries` outcomes (3 subscriptions, 2 % failed
+/// with one of three causes, latencies of 1–200 ms) recorded through the embedded store
+/// spread evenly over the last 30 days, then `GET /v1/accounts/{a}/stats?window=30d` and one
+/// webhook's, each timed over HTTP against the release runner on that data.
+pub async fn stats_30d(quick: bool) -> Res {
+    use app::ports::DeliveryLog;
+    use domain::delivery::{Attempt, DeliveryStatus, DeliveryUpdate};
+    use domain::ids::{AccountId, DeliveryId, SubscriptionId};
+    use domain::time::Timestamp;
+
+    let (deliveries, runs) = if quick { (20_000, 3) } else { (1_000_000, 20) };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The subscriptions, made through the API (their secrets sealed as usual); the runner
+    // then stops while the outcomes are written beside it.
+    let ids = {
+        let runner = Runner::start_in(Some(dir.path())).await?;
+        let mut ids = Vec::new();
+        for p in ["a", "b", "c"] {
+            ids.push(
+                runner
+                    .subscribe(
+                        "acct_bench",
+                        &format!("https://{p}.example.com/hook"),
+                        json!({}),
+                    )
+                    .await?,
+            );
+        }
+        ids
+    };
+    let prefill = Instant::now();
+    {
+        let db =
+            store_sqlite::Db::open(&dir.path().join("webhooks.db")).map_err(|e| e.to_string())?;
+        let log = store_sqlite::SqliteDeliveryLog::new(db);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let span = 30 * 86_400_000i64;
+        let account = AccountId::parse("acct_bench").unwrap();
+        let subs: Vec<SubscriptionId> = ids
+            .iter()
+            .map(|s| SubscriptionId::parse(s.as_str()).unwrap())
+            .collect();
+        let mut batch = Vec::with_capacity(1000);
+        for i in 0..deliveries {
+            // Oldest first, as they would have happened.
+            let at = Timestamp::from_millis(now - span + (i as i64 * span) / deliveries as i64);
+            let failed = i % 50 == 0;
+            let code = if failed {
+                [500, 503, 404][i / 50 % 3]
+            } else {
+                204
+            };
+            batch.push(DeliveryUpdate {
+                delivery_id: DeliveryId::parse(format!("msg_bench{i}")).unwrap(),
+                account_id: account.clone(),
+                subscription_id: subs[i % 3].clone(),
+                status: if failed {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::Succeeded
+                },
+                attempt: Some(Attempt {
+                    attempt: 0,
+                    at,
+                    url: "https://example.com/hook".into(),
+                    request_headers: vec![],
+                    response_headers: vec![],
+                    status_code: Some(code),
+                    latency_ms: 1 + (i as u64 * 7919) % 200,
+                    response_body: None,
+                    error: None,
+                }),
+                next_attempt_at: None,
+                error: None,
+                cause: None,
+                at,
+            });
+            if batch.len() == 1000 {
+                // The deliveries are not in the log: only their stats are kept, which is
+                // what a stats read touches.
+                log.record(&batch).await.map_err(|e| e.to_string())?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            log.record(&batch).await.map_err(|e| e.to_string())?;
+        }
+    }
+    let prefill = prefill.elapsed();
+    let runner = Runner::start_in(Some(dir.path())).await?;
+    let timed = |path: String| {
+        let runner = &runner;
+        async move {
+            let mut took = Vec::with_capacity(runs);
+            let mut last = Value::Null;
+            for _ in 0..runs {
+                let started = Instant::now();
+                last = runner.get(&path).await?;
+                took.push(started.elapsed());
+            }
+            took.sort();
+            Ok::<_, String>((took, last))
+        }
+    };
+    let (account, body) = timed("/v1/accounts/acct_bench/stats?window=30d".into()).await?;
+    let counted = body["counts"]["succeeded"].as_u64().unwrap_or(0)
+        + body["counts"]["failed"].as_u64().unwrap_or(0);
+    if counted < deliveries as u64 * 99 / 100 {
+        return Err(format!(
+            "the stats counted {counted} of {deliveries}: {body}"
+        ));
+    }
+    let (one, _) = timed(format!(
+        "/v1/accounts/acct_bench/webhooks/{}/stats?window=30d",
+        ids[0]
+    ))
+    .await?;
+    let (hourly, _) = timed("/v1/accounts/acct_bench/stats?window=7d&bucket=1h".into()).await?;
+    let row = |name: &str, took: &[Duration]| {
+        format!(
+            "| {name} | {} | {} | {} |",
+            ms(took[0]),
+            ms(percentile(took, 50.0)),
+            ms(*took.last().unwrap())
+        )
+    };
+    Ok(format!(
+        "### Stats over 30 days: {deliveries} outcomes of 3 subscriptions spread over the last 30 days (recorded in {:.1} s), {runs} requests each, over HTTP (ms)\n\n\
+         | request | min | median | max |\n| --- | --- | --- | --- |\n{}\n{}\n{}\n\n\
+         The account's report counted {counted} attempts in {} buckets and {} error groups.",
+        prefill.as_secs_f64(),
+        row("account, `window=30d` (1-day buckets)", &account),
+        row("one webhook, `window=30d`", &one),
+        row("account, `window=7d&bucket=1h`", &hourly),
+        body["series"].as_array().map_or(0, Vec::len),
+        body["errors"].as_array().map_or(0, Vec::len),
+    ))
+}
