@@ -307,7 +307,9 @@ def journey(page, base, receiver, shots):
     expect(page.get_by_role("heading", name="Attempts")).to_be_visible()
     expect(page.get_by_text(MARKUP).first).to_be_visible()
     nav.get_by_role("link", name="Events").click()
-    expect(page.get_by_text("evt_console_markup").first).to_be_visible()
+    expect(page.get_by_text("evt_console_markup", exact=True).first).to_be_visible()
+    # The dead delivery was announced to the account, as an event of its own.
+    expect(page.get_by_role("cell", name="delivery.dead", exact=True).first).to_be_visible()
     shot("events")
 
     # Dead letters: the exhausted delivery is listed; redriven, it is attempted again.

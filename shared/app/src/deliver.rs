@@ -360,6 +360,7 @@ async fn settle(
     if !deferred.is_empty() {
         defer(services, deferred, response).await;
     }
+    let mut announcements = Vec::new();
     for (message_id, receipt_handle, task, spent) in dead {
         if let Err(e) = dead_letter(services, &task, receipt_handle).await {
             tracing::warn!(delivery_id = %task.delivery_id, error = %e, "dead-lettering failed; will try again");
@@ -371,9 +372,14 @@ async fn settle(
         if let Some((update, attempts)) =
             spent.filter(|_| !is_operational(task.event_type.as_str()))
         {
-            health::announce(services, dead_event(&task, &update, attempts, services)).await;
+            announcements.push(dead_event(&task, &update, attempts, services));
         }
     }
+    // At once, not one after another: each may take a few tries of its own.
+    let announcing = announcements
+        .into_iter()
+        .map(|event| health::announce(services, event));
+    futures::future::join_all(announcing).await;
 }
 
 /// Sends deferred deliveries back as new messages after their wait, then deletes the

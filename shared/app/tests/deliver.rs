@@ -576,14 +576,9 @@ async fn a_run_of_failures_is_announced_once_as_failing_then_as_recovered() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (
-            sub.failing_since,
-            sub.consecutive_failures,
-            sub.failing_announced_at
-        ),
-        (None, 0, None)
-    );
+    assert_eq!((sub.failing_since, sub.consecutive_failures), (None, 0));
+    // Kept past the run: the next run is announced only an hour after this one was.
+    assert!(sub.failing_announced_at.is_some());
 }
 
 #[tokio::test]

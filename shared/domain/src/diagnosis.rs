@@ -15,7 +15,8 @@ pub struct Diagnosis {
     pub failed_phase: Option<String>,
     pub dns: Option<DnsPhase>,
     /// The guard's verdict on each address, in the order resolved. A refused address is
-    /// never connected to, so a diagnosis says nothing of what listens there.
+    /// neither shown nor connected to: a diagnosis says nothing of what a delivery may not
+    /// reach.
     pub address_guard: Vec<AddressVerdict>,
     pub connect: Option<ConnectPhase>,
     /// Only for `https` URLs.
@@ -32,7 +33,10 @@ pub struct Diagnosis {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DnsPhase {
     pub duration_ms: u64,
+    /// The addresses deliveries may reach.
     pub addresses: Vec<String>,
+    /// How many other addresses the name resolved to (refused, not shown).
+    pub refused: usize,
     pub error: Option<String>,
 }
 

@@ -11,6 +11,10 @@ use super::time::Timestamp;
 pub const DEFAULT_AUTO_DISABLE_AFTER_SECONDS: u64 = 5 * 24 * 3600;
 /// The default number of failed attempts in a row that makes an endpoint `failing`.
 pub const DEFAULT_FAILING_AFTER_FAILURES: u32 = 5;
+/// An endpoint announced failing is not announced failing again (nor recovered from the
+/// runs in between) until this long after: one that flaps is told of once an hour, not at
+/// every other batch.
+pub const FAILING_REANNOUNCE_AFTER: Duration = Duration::from_secs(3600);
 
 /// When the service steps in: the failing threshold and the auto-disable period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +113,11 @@ pub fn apply(
         if sub.failing_since.is_none() && sub.consecutive_failures == 0 {
             return None;
         }
-        let announced = sub.failing_announced_at.take().is_some();
+        // Announced during this run (the announcement is kept after it, for the cooldown).
+        let announced = matches!(
+            (sub.failing_announced_at, sub.failing_since),
+            (Some(at), Some(since)) if at >= since
+        );
         sub.failing_since = None;
         sub.consecutive_failures = 0;
         return Some(HealthChange::Recovered { announced });
@@ -131,17 +139,28 @@ pub fn apply(
         }
         Some(_) => false,
     };
-    // Counted only until the run is announced: an endpoint known to be failing costs no
-    // write per failed attempt.
-    if sub.failing_announced_at.is_none() {
-        sub.consecutive_failures = sub.consecutive_failures.saturating_add(observed.failures);
-        if sub.consecutive_failures >= policy.failing_after_failures.max(1) {
+    // Counted only up to the threshold: past it, an endpoint costs no write per failed
+    // attempt, announced or not.
+    let threshold = policy.failing_after_failures.max(1);
+    let announced_this_run = matches!(
+        (sub.failing_announced_at, sub.failing_since),
+        (Some(at), Some(since)) if at >= since
+    );
+    if !announced_this_run {
+        let counted = sub.consecutive_failures < threshold;
+        if counted {
+            sub.consecutive_failures = sub.consecutive_failures.saturating_add(observed.failures);
+        }
+        let cooled = sub
+            .failing_announced_at
+            .is_none_or(|at| now.since(at) >= FAILING_REANNOUNCE_AFTER);
+        if sub.consecutive_failures >= threshold && cooled {
             sub.failing_announced_at = Some(now);
             return Some(HealthChange::Failing {
                 consecutive: sub.consecutive_failures,
             });
         }
-        if !started {
+        if counted && !started {
             return Some(HealthChange::CountedFailures);
         }
     }
@@ -247,13 +266,59 @@ mod tests {
             Some(HealthChange::Recovered { announced: true })
         );
         assert_eq!(s.failing_since, None);
-        assert_eq!((s.consecutive_failures, s.failing_announced_at), (0, None));
+        assert_eq!(s.consecutive_failures, 0);
         assert_eq!(apply(&mut s, &ok, at(DAY), policy), None);
         // A run that never reached the threshold ends quietly.
         apply(&mut s, &failed(DAY + 1), at(DAY + 1), policy);
         assert_eq!(
             apply(&mut s, &ok, at(DAY + 2), policy),
             Some(HealthChange::Recovered { announced: false })
+        );
+    }
+
+    #[test]
+    fn a_flapping_endpoint_is_announced_failing_at_most_once_an_hour() {
+        let mut s = sub();
+        let policy = threshold(2);
+        let mut ok = Observed::default();
+        ok.success();
+        let run = |s: &mut Subscription, start: i64| {
+            apply(s, &failed(start), at(start), policy);
+            apply(s, &failed(start + 1), at(start + 1), policy)
+        };
+        assert_eq!(
+            run(&mut s, 0),
+            Some(HealthChange::Failing { consecutive: 2 })
+        );
+        assert_eq!(
+            apply(&mut s, &ok, at(10), policy),
+            Some(HealthChange::Recovered { announced: true })
+        );
+        // Failing again within the hour: counted, not announced; nor is its recovery.
+        assert_eq!(run(&mut s, 1_000), Some(HealthChange::CountedFailures));
+        assert_eq!(
+            apply(&mut s, &failed(1_002), at(1_002), policy),
+            None,
+            "no write past the threshold"
+        );
+        assert_eq!(
+            apply(&mut s, &ok, at(2_000), policy),
+            Some(HealthChange::Recovered { announced: false })
+        );
+        // An hour after the last announcement, a run is announced again, and so is its end.
+        let later = FAILING_REANNOUNCE_AFTER.as_millis() as i64 + 10;
+        assert_eq!(
+            run(&mut s, later),
+            Some(HealthChange::Failing { consecutive: 2 })
+        );
+        // Still failing when the cooldown ends: announced at its next failure.
+        let mut t = sub();
+        run(&mut t, 0);
+        apply(&mut t, &ok, at(10), policy);
+        run(&mut t, 20);
+        assert_eq!(
+            apply(&mut t, &failed(later), at(later), policy),
+            Some(HealthChange::Failing { consecutive: 2 })
         );
     }
 

@@ -27,8 +27,9 @@ const SLOT_MS: i64 = 300_000;
 /// Example deliveries kept per failure cause.
 pub const MAX_EXAMPLES: usize = 3;
 
-/// The most buckets one report may have (a week of five-minute buckets).
-pub const MAX_BUCKETS: u64 = 2016;
+/// The most buckets one report may have (a week of five-minute buckets, and the one the
+/// week's start falls in).
+pub const MAX_BUCKETS: u64 = 2017;
 
 /// The start of the slot `at` falls in.
 pub fn slot_of(at: Timestamp) -> Timestamp {
@@ -42,6 +43,9 @@ pub fn slot_of(at: Timestamp) -> Timestamp {
 pub struct LatencyHistogram(BTreeMap<u16, u64>);
 
 impl LatencyHistogram {
+    /// The highest bin (`u64::MAX` ms); a stored bin above it is corrupt.
+    pub const MAX_BIN: u16 = 495;
+
     pub fn bin_of(ms: u64) -> u16 {
         if ms < 16 {
             return ms as u16;
@@ -53,6 +57,7 @@ impl LatencyHistogram {
 
     /// The smallest and largest latency of a bin.
     pub fn bounds(bin: u16) -> (u64, u64) {
+        let bin = bin.min(Self::MAX_BIN);
         if bin < 16 {
             return (bin as u64, bin as u64);
         }
@@ -114,7 +119,8 @@ impl LatencyHistogram {
 pub struct CauseStats {
     pub count: u64,
     pub last_seen: Timestamp,
-    /// Deliveries that failed so, most recent first, at most `MAX_EXAMPLES`, no repeats.
+    /// Deliveries that failed so, at most `MAX_EXAMPLES`, no repeats: of two sums merged,
+    /// the examples of the one seen last come first (within a slot, most recent first).
     pub examples: Vec<DeliveryId>,
 }
 
@@ -273,7 +279,9 @@ impl StatsPlan {
                 "must be a whole number of 5-minute slots, at most 1 day (`5m`, `15m`, `1h`, `6h`, `1d`)".into(),
             ));
         }
-        let buckets = window.as_millis() as u64 / bucket.as_millis() as u64;
+        // As many as `bucket_starts` yields: the window's start is rounded down to a bucket,
+        // so a window of whole buckets touches one more.
+        let buckets = window.as_millis() as u64 / bucket.as_millis() as u64 + 1;
         if buckets > MAX_BUCKETS {
             return Err(refuse(format!(
                 "gives {buckets} buckets for this window; at most {MAX_BUCKETS}: choose a longer bucket"

@@ -152,7 +152,7 @@ function render(st, label, longWindow, urls) {
         st.webhooks.map((w) => [
           urls.has(w.webhook_id)
             ? h('a', { href: `#/endpoints/${seg(w.webhook_id)}` }, urls.get(w.webhook_id))
-            : `${w.webhook_id} (deleted)`,
+            : `${w.webhook_id}${urls.loaded ? ' (deleted)' : ''}`,
           String(w.succeeded), String(w.failed), String(w.dead), percent(w.success_rate)]))
       : h('p', { class: 'empty' }, `No attempts in the last ${label}.`))
     : null;
@@ -206,6 +206,7 @@ export async function dashboardPage(root, endpointId) {
   try {
     const subs = await endpoints();
     urls = new Map(subs.map((sub) => [sub.id, sub.url]));
+    urls.loaded = true;
     endpointSelect.append(...subs.map((sub) => option(sub.id, sub.url, sub.id === endpointId)));
   } catch {
     // The account-wide view works without the list; the per-endpoint rows show ids.

@@ -23,7 +23,7 @@ pub struct StatsQuery {
     /// `90m`, `24h`, `7d`… up to `30d`; default `24h`.
     pub window: Option<String>,
     /// The series' bucket: a whole number of 5-minute slots up to `1d` (`5m`, `15m`, `1h`,
-    /// `6h`, `1d`), at most 2016 buckets. Default: `5m` up to 2 h, `1h` up to 2 days, `6h`
+    /// `6h`, `1d`), at most a week of 5-minute buckets. Default: `5m` up to 2 h, `1h` up to 2 days, `6h`
     /// up to 7 days, `1d` beyond.
     pub bucket: Option<String>,
 }

@@ -29,8 +29,8 @@ use domain::time::Timestamp;
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// A test send waits at most this long for the endpoint.
 pub const MAX_TEST_TIMEOUT_SECONDS: u32 = 25;
-/// A diagnosis phase (DNS, connect, TLS, HTTP) waits at most this long: four of them fit
-/// in API Gateway's 29 s.
+/// A diagnosis phase (DNS, connect, TLS, HTTP) waits at most this long (and the whole
+/// diagnosis at most `http_client::TOTAL_DIAGNOSIS_BUDGET`, within API Gateway's 29 s).
 pub const MAX_DIAGNOSE_PHASE_SECONDS: u32 = 6;
 /// The most deliveries one recover call requeues.
 pub const MAX_RECOVER: usize = 1000;

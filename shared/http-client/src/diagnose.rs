@@ -3,6 +3,10 @@
 //! (the same root certificates) and reaches only what they may reach (the same address
 //! guard, applied before any connection), so it can neither probe a refused address nor
 //! succeed where a delivery would fail.
+//!
+//! Nor may it tell more than a delivery would about what it may not reach: a refused
+//! address is reported as refused, never shown (a name a customer controls could point at
+//! our own network, and its answers would map it), and a non-HTTP answer is not echoed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,12 @@ use domain::diagnosis::{
 use domain::time::Timestamp;
 
 use super::USER_AGENT;
+
+/// The most a whole diagnosis takes, within API Gateway's 29 s.
+pub const TOTAL_BUDGET: Duration = Duration::from_secs(24);
+
+/// What a refused address shows instead of itself.
+const HIDDEN: &str = "not shown";
 
 /// Runs the diagnosis; every phase is bounded by the request's timeout.
 pub async fn diagnose(
@@ -47,6 +57,10 @@ pub async fn diagnose(
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
     let host = url.host_str().unwrap_or_default().to_string();
+    // Each phase waits at most the request's timeout, and all of them together at most
+    // `TOTAL_BUDGET` (a host with many addresses that drop packets must not outlast the API).
+    let deadline = Instant::now() + TOTAL_BUDGET;
+    let budget = |phase: Duration| phase.min(deadline.saturating_duration_since(Instant::now()));
     let timeout = request.timeout;
 
     // DNS (a literal address resolves to itself).
@@ -58,14 +72,18 @@ pub async fn diagnose(
     };
     let addresses: Vec<SocketAddr> = match literal {
         Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
-            .await
+        None => match tokio::time::timeout(
+            budget(timeout),
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
         {
             Ok(Ok(found)) => dedup(found.collect()),
             Ok(Err(e)) => {
                 d.dns = Some(DnsPhase {
                     duration_ms: ms(started),
                     addresses: vec![],
+                    refused: 0,
                     error: Some(e.to_string()),
                 });
                 d.fail(
@@ -78,6 +96,7 @@ pub async fn diagnose(
                 d.dns = Some(DnsPhase {
                     duration_ms: ms(started),
                     addresses: vec![],
+                    refused: 0,
                     error: Some(format!("no answer within {} s", timeout.as_secs())),
                 });
                 d.fail("dns", "the name servers did not answer in time");
@@ -85,11 +104,7 @@ pub async fn diagnose(
             }
         },
     };
-    d.dns = Some(DnsPhase {
-        duration_ms: ms(started),
-        addresses: addresses.iter().map(|a| a.ip().to_string()).collect(),
-        error: None,
-    });
+    let dns_ms = ms(started);
 
     // The address guard, on every address: only allowed ones are ever connected to.
     let mut allowed = Vec::new();
@@ -97,13 +112,25 @@ pub async fn diagnose(
         let decision = policy.decide(address.ip());
         if decision.allowed {
             allowed.push(*address);
+            d.address_guard.push(AddressVerdict {
+                address: address.ip().to_string(),
+                allowed: true,
+                reason: decision.reason,
+            });
+        } else {
+            d.address_guard.push(AddressVerdict {
+                address: HIDDEN.into(),
+                allowed: false,
+                reason: "not an address deliveries may reach (private, reserved, or outside this deployment's ranges)".into(),
+            });
         }
-        d.address_guard.push(AddressVerdict {
-            address: address.ip().to_string(),
-            allowed: decision.allowed,
-            reason: decision.reason,
-        });
     }
+    d.dns = Some(DnsPhase {
+        duration_ms: dns_ms,
+        addresses: allowed.iter().map(|a| a.ip().to_string()).collect(),
+        refused: addresses.len() - allowed.len(),
+        error: None,
+    });
     if allowed.is_empty() {
         d.fail(
             "address_guard",
@@ -116,7 +143,7 @@ pub async fn diagnose(
     let mut connected = None;
     for &target in &allowed {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(timeout, TcpStream::connect(target)).await;
+        let outcome = tokio::time::timeout(budget(timeout), TcpStream::connect(target)).await;
         let (error, hint) = match outcome {
             Ok(Ok(tcp)) => {
                 d.connect = Some(ConnectPhase {
@@ -156,7 +183,7 @@ pub async fn diagnose(
     let _ = tcp.set_nodelay(true);
 
     if !https {
-        http_phase(&mut d, tcp, &url, &request).await;
+        http_phase(&mut d, tcp, &url, &request, budget(timeout)).await;
         return d;
     }
 
@@ -204,7 +231,8 @@ pub async fn diagnose(
         },
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let handshake = tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await;
+    let handshake =
+        tokio::time::timeout(budget(timeout), connector.connect(server_name, tcp)).await;
     let certificate = recorder.certificate();
     match handshake {
         Ok(Ok(tls)) => {
@@ -220,7 +248,7 @@ pub async fn diagnose(
                 certificate,
                 error: None,
             });
-            http_phase(&mut d, tls, &url, &request).await;
+            http_phase(&mut d, tls, &url, &request, budget(timeout)).await;
         }
         Ok(Err(e)) => {
             let error = tls_error(&e);
@@ -249,8 +277,13 @@ pub async fn diagnose(
 }
 
 /// Sends the request over the connection and reads up to the status line.
-async fn http_phase<S>(d: &mut Diagnosis, mut stream: S, url: &url::Url, request: &OutboundRequest)
-where
+async fn http_phase<S>(
+    d: &mut Diagnosis,
+    mut stream: S,
+    url: &url::Url,
+    request: &OutboundRequest,
+    timeout: Duration,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut path = url.path().to_string();
@@ -299,7 +332,7 @@ where
         }
         Ok::<_, std::io::Error>((ttfb, String::from_utf8_lossy(&line).to_string()))
     };
-    match tokio::time::timeout(request.timeout, exchange).await {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok((ttfb, line))) => {
             let status = line
                 .split_whitespace()
@@ -311,7 +344,7 @@ where
                 time_to_first_byte_ms: Some(ttfb.as_millis() as u64),
                 error: status
                     .is_none()
-                    .then(|| format!("not an HTTP answer: {:?}", line.trim_end())),
+                    .then(|| "the answer is not HTTP".to_string()),
             });
             match status {
                 Some(code) if (200..300).contains(&code) => {
@@ -336,7 +369,7 @@ where
             d.http = Some(HttpPhase {
                 status_code: None,
                 time_to_first_byte_ms: None,
-                error: Some(format!("no answer within {} s", request.timeout.as_secs())),
+                error: Some(format!("no answer within {} s", timeout.as_secs())),
             });
             d.fail(
                 "http",

@@ -16,6 +16,7 @@ use domain::diagnosis::Diagnosis;
 pub use guard::{GuardedResolver, RefusedDestination, UnresolvedHost};
 
 mod diagnose;
+pub use diagnose::TOTAL_BUDGET as TOTAL_DIAGNOSIS_BUDGET;
 mod guard;
 
 /// Bytes of a response body read at most; the rest is never read, so an endless body costs

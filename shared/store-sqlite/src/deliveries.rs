@@ -530,10 +530,12 @@ fn decode_slot(counts: SlotCounts, latency: &str, causes: &str) -> Result<SlotSt
     let mut histogram = LatencyHistogram::default();
     for pair in latency.split(',').filter(|p| !p.is_empty()) {
         let (bin, count) = pair.split_once(':').ok_or_else(|| corrupt(pair))?;
-        histogram.add_count(
-            bin.parse().map_err(|_| corrupt(pair))?,
-            count.parse().map_err(|_| corrupt(pair))?,
-        );
+        let bin: u16 = bin
+            .parse()
+            .ok()
+            .filter(|b| *b <= LatencyHistogram::MAX_BIN)
+            .ok_or_else(|| corrupt(pair))?;
+        histogram.add_count(bin, count.parse().map_err(|_| corrupt(pair))?);
     }
     let stored: std::collections::BTreeMap<String, StoredCause> = from_json(causes)?;
     let mut decoded = std::collections::BTreeMap::new();

@@ -14,7 +14,8 @@ pub trait DeliveryLog: Send + Sync {
     /// Applies a batch of outcomes. An update's attempt is appended with the next attempt
     /// number (the number it carries is ignored) and counted on the delivery. Says, for each
     /// update, whether its delivery was found: one missing (expired, or never created)
-    /// changes nothing and does not fail the others.
+    /// changes no delivery and does not fail the others; its attempt still counts in the
+    /// stats (the request was made).
     async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>>;
     /// Moves a delivery from the status it was read in to `to`, only if nothing changed it
     /// since: still `from` with the same attempt count. Says whether it moved. The status
