@@ -537,7 +537,12 @@ fn decode_slot(counts: SlotCounts, latency: &str, causes: &str) -> Result<SlotSt
             .ok_or_else(|| corrupt(pair))?;
         histogram.add_count(bin, count.parse().map_err(|_| corrupt(pair))?);
     }
-    let stored: std::collections::BTreeMap<String, StoredCause> = from_json(causes)?;
+    // Most slots had no failure: no JSON to read (a 30-day report reads tens of thousands).
+    let stored: std::collections::BTreeMap<String, StoredCause> = if causes == "{}" {
+        Default::default()
+    } else {
+        from_json(causes)?
+    };
     let mut decoded = std::collections::BTreeMap::new();
     for (key, c) in stored {
         let cause = FailureCause::parse(&key).ok_or_else(|| corrupt(&key))?;
