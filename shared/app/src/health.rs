@@ -202,23 +202,22 @@ pub fn disabled_event(
     now: Timestamp,
     random: &dyn Random,
 ) -> Event {
-    let occurred_at = sub.disabled_at.unwrap_or(now).to_rfc3339();
-    Event {
-        id: EventId::generate(now, random),
-        event_type: EventType::known(DISABLED_EVENT_TYPE)
-            .expect("the disabled event's type is in the catalog"),
-        account_id: sub.account_id.clone(),
-        occurred_at: occurred_at.clone(),
-        received_at: now,
-        data: json!({
+    let disabled_at = sub.disabled_at.unwrap_or(now);
+    operational(
+        sub,
+        DISABLED_EVENT_TYPE,
+        disabled_at,
+        now,
+        random,
+        json!({
             "webhook_id": sub.id,
             "url": sub.url,
             "reason": cause.code(),
             "message": sub.disabled_reason,
             "failing_since": sub.failing_since.map(Timestamp::to_rfc3339),
-            "disabled_at": occurred_at,
+            "disabled_at": disabled_at.to_rfc3339(),
         }),
-    }
+    )
 }
 
 /// Stores and queues an operational event for fan-out. What it announces is already
