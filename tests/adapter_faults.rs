@@ -29,7 +29,7 @@ use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
 use http_client::ReqwestSender;
 use serde_json::{json, Value};
 use store_sqlite::{
-    Db, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
+    Db, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
     SqliteSubscriptionStore,
 };
 
@@ -279,6 +279,7 @@ fn services(faults: &Faults) -> Services {
             faults: faults.clone(),
         }),
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
+        alerts: Arc::new(SqliteAlertStore::new(db.clone())),
         events_queue: queue("events", "events_queue.send", "events_queue.delete"),
         deliveries_queue: queue(
             "deliveries",
@@ -290,6 +291,7 @@ fn services(faults: &Faults) -> Services {
         http: Arc::new(
             ReqwestSender::new(DestinationPolicy::clone(&settings.destinations)).unwrap(),
         ),
+        mailer: None,
         clock,
         random: Arc::new(OsRandom),
         limiter: Limiter::new(settings.max_in_flight_per_subscription),

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::ports::{
-    ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue, QueueMessage,
-    SubscriptionStore, SystemClock,
+    AlertStore, ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue,
+    QueueMessage, SubscriptionStore, SystemClock,
 };
+use domain::alerts::{claim as alert_claim, digested as alert_digested, AlertSettings, AlertTopic};
 use domain::api_key::ApiKeyRecord;
 use domain::catalog::EventType;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureCause};
@@ -19,8 +20,8 @@ use domain::subscription::{SigningSecret, Subscription};
 use domain::time::Timestamp;
 use serde_json::json;
 use store_sqlite::{
-    Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
-    SqliteSubscriptionStore,
+    Db, Redrive, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore,
+    SqliteQueue, SqliteSubscriptionStore,
 };
 
 /// The visibility timeout of `Ports::queue`.
@@ -32,6 +33,7 @@ pub struct Ports {
     pub events: Arc<dyn EventStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
+    pub alerts: Arc<dyn AlertStore>,
     /// A work queue with a 1 s visibility timeout, redriven after 2 receives to `dlq`.
     pub queue: Arc<dyn Queue>,
     pub dlq: Arc<dyn Queue>,
@@ -57,6 +59,7 @@ async fn embedded() -> Ports {
         deliveries_with_slow_writes: deliveries.clone(),
         deliveries,
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
+        alerts: Arc::new(SqliteAlertStore::new(db.clone())),
         queue: Arc::new(SqliteQueue::new(
             db.clone(),
             "work",
@@ -81,7 +84,8 @@ async fn embedded() -> Ports {
 async fn moto() -> Ports {
     use aws_sdk_sqs::types::QueueAttributeName;
     use store_aws::{
-        DynamoApiKeyStore, DynamoDeliveryLog, DynamoEventStore, DynamoSubscriptionStore, SqsQueue,
+        DynamoAlertStore, DynamoApiKeyStore, DynamoDeliveryLog, DynamoEventStore,
+        DynamoSubscriptionStore, SqsQueue,
     };
     let (clients, r) = e2e::moto::deployment("contract").await;
     let prefix = e2e::moto::unique_prefix("work");
@@ -155,6 +159,7 @@ async fn moto() -> Ports {
             &r.deliveries_table,
             r.retention,
         )),
+        alerts: Arc::new(DynamoAlertStore::new(ddb.clone(), &r.deliveries_table)),
         api_keys: Arc::new(DynamoApiKeyStore::new(ddb, &r.api_keys_table)),
         queue: Arc::new(SqsQueue::new(clients.sqs.clone(), url)),
         dlq: Arc::new(SqsQueue::new(clients.sqs.clone(), dlq_url)),
@@ -164,7 +169,7 @@ async fn moto() -> Ports {
 /// The same ports in process memory.
 async fn memory() -> Ports {
     use store_memory::{
-        MemoryApiKeyStore, MemoryDeliveryLog, MemoryEventStore, MemoryQueue,
+        MemoryAlertStore, MemoryApiKeyStore, MemoryDeliveryLog, MemoryEventStore, MemoryQueue,
         MemorySubscriptionStore,
     };
     let clock = Arc::new(SystemClock);
@@ -183,6 +188,7 @@ async fn memory() -> Ports {
         deliveries_with_slow_writes: deliveries.clone(),
         deliveries,
         api_keys: Arc::new(MemoryApiKeyStore::new()),
+        alerts: Arc::new(MemoryAlertStore::new()),
         queue: Arc::new(MemoryQueue::new(
             "work",
             VISIBILITY,
@@ -1703,6 +1709,116 @@ pub async fn overdue_lists_pending_deliveries_due_before_a_time(p: Ports) {
     assert!(all(100, t.plus_millis(-10_000)).await.is_empty());
 }
 
+pub async fn alert_settings_are_kept_per_account(p: Ports) {
+    assert_eq!(p.alerts.settings(&acct("acct_a")).await.unwrap(), None);
+    let settings = AlertSettings {
+        emails: vec!["ops@example.com".into()],
+        events: vec!["delivery.dead".into()],
+        failing_after_failures: Some(3),
+    };
+    p.alerts
+        .put_settings(&acct("acct_a"), &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.alerts.settings(&acct("acct_a")).await.unwrap(),
+        Some(settings.clone())
+    );
+    assert_eq!(p.alerts.settings(&acct("acct_b")).await.unwrap(), None);
+    let replaced = AlertSettings::default();
+    p.alerts
+        .put_settings(&acct("acct_a"), &replaced)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.alerts.settings(&acct("acct_a")).await.unwrap(),
+        Some(replaced)
+    );
+}
+
+/// A throttle is written only on the version read, and a topic holding alerts is listed
+/// as due from its digest's due time until a write leaves nothing held.
+pub async fn alert_throttles_are_written_on_the_version_read_and_listed_when_due(p: Ports) {
+    let topic = |webhook: &str| AlertTopic {
+        webhook_id: webhook.into(),
+        event_type: "webhook.failing".into(),
+        cause: "http_500".into(),
+    };
+    let (a, b) = (acct("acct_a"), acct("acct_b"));
+    let t0 = at(1_800_000_000_000);
+    let minutes = |m: u64| t0 + Duration::from_secs(60 * m);
+    let (t1, t2) = (topic("wh_1"), topic("wh_2"));
+    let (k1, k2) = (t1.key(), t2.key());
+
+    let (_, sent) = alert_claim(None, &t1, "evt_1", Some("https://x.example"), t0);
+    let sent = sent.unwrap();
+    assert!(p.alerts.put_throttle(&a, &k1, None, &sent).await.unwrap());
+    assert!(
+        !p.alerts.put_throttle(&a, &k1, None, &sent).await.unwrap(),
+        "a second first write loses"
+    );
+    assert_eq!(
+        p.alerts.throttle(&a, &k1).await.unwrap(),
+        Some(sent.clone())
+    );
+    assert_eq!(p.alerts.throttle(&b, &k1).await.unwrap(), None);
+
+    let (_, held) = alert_claim(Some(&sent), &t1, "evt_2", None, minutes(5));
+    let held = held.unwrap();
+    assert!(p
+        .alerts
+        .put_throttle(&a, &k1, Some(&sent), &held)
+        .await
+        .unwrap());
+    assert!(
+        !p.alerts
+            .put_throttle(&a, &k1, Some(&sent), &held)
+            .await
+            .unwrap(),
+        "a write on a version read before is refused"
+    );
+    // Another account's topic, held later.
+    let (_, other) = alert_claim(None, &t2, "evt_3", None, minutes(10));
+    let other = other.unwrap();
+    assert!(p.alerts.put_throttle(&b, &k2, None, &other).await.unwrap());
+    let (_, other_held) = alert_claim(Some(&other), &t2, "evt_4", None, minutes(11));
+    let other_held = other_held.unwrap();
+    assert!(p
+        .alerts
+        .put_throttle(&b, &k2, Some(&other), &other_held)
+        .await
+        .unwrap());
+
+    assert!(p
+        .alerts
+        .due_digests(minutes(59), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        p.alerts.due_digests(minutes(60), 10).await.unwrap(),
+        [(a.clone(), k1.clone())]
+    );
+    assert_eq!(
+        p.alerts.due_digests(minutes(75), 10).await.unwrap(),
+        [(a.clone(), k1.clone()), (b.clone(), k2.clone())],
+        "earliest first"
+    );
+    assert_eq!(p.alerts.due_digests(minutes(75), 1).await.unwrap().len(), 1);
+
+    let digested = alert_digested(&held, minutes(61));
+    assert!(p
+        .alerts
+        .put_throttle(&a, &k1, Some(&held), &digested)
+        .await
+        .unwrap());
+    assert_eq!(
+        p.alerts.due_digests(minutes(75), 10).await.unwrap(),
+        [(b, k2)],
+        "nothing held is nothing due"
+    );
+}
+
 /// The size cap on one message, the same on every backend (SQS's, with the queues'
 /// `MaximumMessageSize` at 1 MiB): a message at the cap is carried whole, one byte more is
 /// refused as invalid input (not a failure worth retrying) and a batch holding it is
@@ -1809,5 +1925,7 @@ contract_tests! {
         a_status_moves_only_from_the_state_it_was_read_in,
         queue_carries_messages_up_to_the_size_cap_and_splits_large_batches,
         overdue_lists_pending_deliveries_due_before_a_time,
+        alert_settings_are_kept_per_account,
+        alert_throttles_are_written_on_the_version_read_and_listed_when_due,
     ],
 }

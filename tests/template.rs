@@ -392,3 +392,23 @@ fn iam_patterns_match_as_iam_reads_them() {
         false
     ));
 }
+
+/// Alert e-mail goes out from fan-out only, and only as the configured sender: no other
+/// function can send e-mail, and fan-out cannot send as anyone else.
+#[test]
+fn only_fanout_sends_alert_email_and_only_as_the_configured_sender() {
+    let t = template();
+    for (id, r) in resources(&t) {
+        let policies = format!("{:?}", r["Properties"]["Policies"]);
+        let sends = policies.contains("ses:SendEmail");
+        assert_eq!(sends, id == "FanoutFunction", "{id}: {policies}");
+        if sends {
+            assert!(policies.contains("ses:FromAddress"), "{policies}");
+            assert!(policies.contains("AlertSender"), "{policies}");
+            assert!(policies.contains("HasAlertSender"), "{policies}");
+        }
+    }
+    let fanout = &t["Resources"]["FanoutFunction"]["Properties"];
+    let schedule = format!("{:?}", fanout["Events"]["AlertDigests"]);
+    assert!(schedule.contains("Schedule"), "{schedule}");
+}

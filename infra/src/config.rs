@@ -141,6 +141,22 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub sweep_interval_seconds: u64,
+    /// The SMTP server alert e-mail goes through: `smtp://host:port` (plain),
+    /// `smtp://host?tls=required` (STARTTLS), `smtps://host`; a user and password in the
+    /// URL log in. Alert e-mail is off when unset.
+    #[arg(long, env = "WEBHOOKS_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of alert e-mail.
+    #[arg(
+        long,
+        env = "WEBHOOKS_SMTP_FROM",
+        default_value = "Webhooks <webhooks@localhost.localdomain>"
+    )]
+    pub smtp_from: String,
+    /// The base that links in alert e-mail point to (`https://hooks.example.com`); the
+    /// runner's own address when unset.
+    #[arg(long, env = "WEBHOOKS_CONSOLE_URL")]
+    pub console_url: Option<String>,
 }
 
 impl Config {

@@ -9,8 +9,8 @@ use app::topology::{self, QueueSpec};
 use app::{Result, Services, Settings, Stores};
 use domain::sealing::Sealer;
 use store_sqlite::{
-    Db, Redrive, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
-    SqliteSubscriptionStore,
+    Db, Redrive, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore,
+    SqliteQueue, SqliteSubscriptionStore,
 };
 
 pub const EVENTS_QUEUE: &str = topology::EVENTS.name;
@@ -58,6 +58,7 @@ pub fn open(data_dir: &Path, settings: Settings, sealer: Arc<Sealer>) -> Result<
         events: Arc::new(SqliteEventStore::new(db.clone())),
         deliveries: Arc::new(SqliteDeliveryLog::new(db.clone())),
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
+        alerts: Arc::new(SqliteAlertStore::new(db.clone())),
         events_queue: events_queue.clone(),
         deliveries_queue: deliveries_queue.clone(),
         stranded_queue: stranded_queue.clone(),

@@ -9,6 +9,7 @@ use domain::api_key::hash_key;
 use domain::destination::DestinationPolicy;
 use domain::subscription::UrlPolicy;
 use http_client::ReqwestSender;
+use mail_smtp::SmtpMailer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -66,6 +67,13 @@ pub fn settings(config: &Config, platform_key: &str) -> Settings {
         max_subscriptions_per_account: config.max_subscriptions_per_account as usize,
         sweep_grace: Duration::from_secs(config.sweep_grace_seconds),
         egress_ips: config.egress_ips.clone(),
+        // Known once the listener is bound, when unset (see `start_with`).
+        console_url: config.console_url.clone().unwrap_or_default(),
+        alert_sender: config
+            .smtp_url
+            .as_ref()
+            .filter(|u| !u.is_empty())
+            .map(|_| config.smtp_from.clone()),
     }
 }
 
@@ -114,9 +122,17 @@ impl Runner {
     /// Runs the pollers and the API over services built elsewhere (any backend).
     pub async fn start_with(
         config: &Config,
-        services: Services,
+        mut services: Services,
         platform_key: String,
     ) -> Result<Runner, BoxError> {
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
+        if services.settings.console_url.is_empty() {
+            services.settings.console_url = format!("http://{addr}");
+        }
+        if let Some(url) = config.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+            services = services.with_mailer(Arc::new(SmtpMailer::new(url, &config.smtp_from)?));
+        }
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -174,8 +190,14 @@ impl Runner {
             )));
         }
 
-        let listener = tokio::net::TcpListener::bind(config.addr).await?;
-        let addr = listener.local_addr()?;
+        if services.mailer.is_some() {
+            tasks.push(tokio::spawn(digests_every(
+                services.clone(),
+                app::alerts::DIGEST_INTERVAL,
+                stop_rx.clone(),
+            )));
+        }
+
         let app = http_api::router(services.clone());
         let limits = server::Limits {
             header_timeout: Duration::from_secs(config.http_header_timeout_seconds),
@@ -213,6 +235,19 @@ async fn sweep_every(services: Services, interval: Duration, mut stop: watch::Re
         if let Err(e) = app::sweep::sweep(&services, services.settings.sweep_grace, interval).await
         {
             tracing::warn!(error = %e, "the sweep failed; it runs again in one interval");
+        }
+    }
+}
+
+/// Alert digests (see `app::alerts::send_digests`), every `interval` until told to stop.
+async fn digests_every(services: Services, interval: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = app::alerts::send_digests(&services).await {
+            tracing::warn!(error = %e, "alert digests failed; they run again in one interval");
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod lambda_api;
 pub mod moto;
 pub mod process;
 pub mod server;
+pub mod smtp;
 
 pub use runner::{Config, Runner};
 

@@ -16,15 +16,19 @@ pub fn endpoint() -> String {
 
 /// SDK clients pointed at moto with test credentials.
 pub async fn clients() -> Clients {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    Clients::new(&config().await)
+}
+
+/// The SDK configuration that points at moto with test credentials.
+pub async fn config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "moto",
         ))
         .load()
-        .await;
-    Clients::new(&config)
+        .await
 }
 
 /// A unique prefix, so tests running at once never share a queue or table.

@@ -254,6 +254,7 @@ fn observed(handled: &[Handled]) -> HashMap<(AccountId, SubscriptionId), Observe
                 if o.last_failure_at.is_none_or(|last| a.at >= last) {
                     let error = u.error.clone().unwrap_or_default();
                     o.last_error = Some((error, FailureCause::of(a, u.cause).key()));
+                    o.last_failed_delivery = Some(u.delivery_id.to_string());
                 }
                 o.failure(a.at);
             }

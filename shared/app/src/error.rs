@@ -26,6 +26,15 @@ pub enum Error {
     InvalidCursor,
     #[error("configuration: {0}")]
     Config(String),
+    /// Sending an e-mail failed. `permanent`: the mail service refused it in a way that
+    /// will not change (a sender it does not know, an address it rejects).
+    #[error("e-mail failure: {message}")]
+    Mail {
+        message: String,
+        permanent: bool,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Over a size limit (a queue message, a batch): the same input is refused every time.
     /// The message names the limit.
     #[error("too large: {0}")]
@@ -50,6 +59,12 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Storage { .. } | Error::Queue { .. } => ErrorKind::Transient,
+            Error::Mail {
+                permanent: false, ..
+            } => ErrorKind::Transient,
+            Error::Mail {
+                permanent: true, ..
+            } => ErrorKind::Permanent,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::NotFound => ErrorKind::NotFound,
             Error::InvalidCursor | Error::TooLarge(_) => ErrorKind::Invalid,
@@ -88,6 +103,16 @@ impl Error {
         let cause = cause.into();
         Error::Queue {
             message: format!("{context}: {}", chain(&*cause)),
+            cause: Some(cause),
+        }
+    }
+
+    /// An e-mail the mail service did not take, caused by `cause`.
+    pub fn mail_caused_by(context: &str, permanent: bool, cause: impl Into<Cause>) -> Error {
+        let cause = cause.into();
+        Error::Mail {
+            message: format!("{context}: {}", chain(&*cause)),
+            permanent,
             cause: Some(cause),
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::sqs::{set_aside, Record};
+use crate::alerts;
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
 #[cfg(test)]
@@ -15,6 +16,31 @@ use domain::event::Event;
 use domain::ids::{AccountId, DeliveryId};
 use domain::retry::parking_delay;
 use domain::subscription::Subscription;
+
+/// What the fan-out function is invoked with: batches of the events queue, and the alert
+/// digests' schedule (fan-out is the function that sends alert e-mail).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    Scheduled(crate::deliver_function::ScheduledEvent),
+    Queue(SqsEvent),
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Batch(SqsBatchResponse),
+    Digests(alerts::DigestReport),
+}
+
+/// Runs what `invocation` asks. Only the digest run can fail as a whole, and is then
+/// retried by its schedule's asynchronous invocation.
+pub async fn handle_invocation(services: &Services, invocation: Invocation) -> Result<Response> {
+    Ok(match invocation {
+        Invocation::Scheduled(_) => Response::Digests(alerts::send_digests(services).await?),
+        Invocation::Queue(batch) => Response::Batch(handle_events(services, batch).await),
+    })
+}
 
 /// Handles one batch from the events queue. A message whose work did not complete is
 /// reported in `batchItemFailures` and comes back; nothing else fails the batch.
@@ -41,6 +67,21 @@ pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResp
     if let Err(e) = fan_out(services, &work).await {
         tracing::warn!(error = %e, events = work.len(), "fan-out failed; the batch will be retried");
         for (message_id, _, _) in &work {
+            response.add_failure(message_id.clone());
+        }
+        return response;
+    }
+    // Alert e-mail, once the event's deliveries are made; all at once, so a slow mail
+    // server costs the batch one timeout, not one per event.
+    let alerts = work
+        .iter()
+        .filter(|(_, _, event)| event.about_webhook().is_some())
+        .map(|(message_id, _, event)| async move {
+            (message_id, alerts::notify(services, event).await)
+        });
+    for (message_id, outcome) in futures::future::join_all(alerts).await {
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, message_id = %message_id, "alert e-mail not sent; the event will be tried again");
             response.add_failure(message_id.clone());
         }
     }

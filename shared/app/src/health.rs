@@ -35,18 +35,40 @@ pub async fn track(
     observed: &HashMap<(AccountId, SubscriptionId), Observed>,
 ) {
     let now = services.clock.now();
-    let policy = HealthPolicy {
+    let deployment = HealthPolicy {
         failing_after_failures: services.settings.failing_after_failures,
         auto_disable_after: services.settings.auto_disable_after,
     };
+    let mut thresholds: HashMap<&AccountId, u32> = HashMap::new();
     for (key, seen) in observed {
         let Some(known) = snapshot.get(key) else {
             continue;
         };
+        let mut policy = deployment;
+        if seen.failures > 0 {
+            // Read only for a batch with failures: a healthy endpoint costs no extra call.
+            if !thresholds.contains_key(&key.0) {
+                let own = account_threshold(services, &key.0).await;
+                thresholds.insert(&key.0, own.unwrap_or(deployment.failing_after_failures));
+            }
+            policy.failing_after_failures = thresholds[&key.0];
+        }
         if health::apply(&mut known.clone(), seen, now, policy).is_none() {
             continue;
         }
         update(services, &key.0, &key.1, seen, now, policy).await;
+    }
+}
+
+/// The account's own `webhook.failing` threshold (its alert settings), if it set one. A
+/// failed read falls back to the deployment's: health is tracked either way.
+async fn account_threshold(services: &Services, account_id: &AccountId) -> Option<u32> {
+    match services.alerts.settings(account_id).await {
+        Ok(settings) => settings?.failing_after_failures,
+        Err(e) => {
+            tracing::warn!(account_id = %account_id, error = %e, "could not read the account's failure threshold; using the deployment's");
+            None
+        }
     }
 }
 
@@ -169,6 +191,7 @@ pub fn failing_event(
             "failing_since": sub.failing_since.unwrap_or(now).to_rfc3339(),
             "last_error": last_error,
             "cause": cause,
+            "delivery_id": seen.last_failed_delivery,
         }),
     )
 }

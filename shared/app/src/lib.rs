@@ -3,6 +3,7 @@
 //! domain and nothing of SQLite, AWS, axum or reqwest; the adapters and the HTTP layer
 //! depend on it, never the reverse.
 
+pub mod alerts;
 pub mod config;
 pub mod deliver;
 pub mod deliver_function;

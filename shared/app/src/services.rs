@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::config::Vars;
 use crate::limiter::Limiter;
 use crate::ports::{
-    ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, OsRandom, Queue, SubscriptionStore,
+    AlertStore, ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, Mailer, OsRandom, Queue,
+    SubscriptionStore,
 };
 use domain::destination::DestinationPolicy;
 use domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
@@ -43,6 +44,12 @@ pub struct Settings {
     /// The addresses deliveries leave from, when the operator knows them (a NAT's elastic
     /// IPs): a diagnosis reports them for the customer's firewall.
     pub egress_ips: Vec<std::net::IpAddr>,
+    /// The console's base (`https://host`): alert e-mails link to its pages. Empty: the
+    /// links are relative.
+    pub console_url: String,
+    /// Who alert e-mail is sent from; `None`: alert e-mail is off on this deployment.
+    /// Fan-out sends it (through SES on AWS); the API only reports whether it is on.
+    pub alert_sender: Option<String>,
 }
 
 impl Settings {
@@ -90,6 +97,8 @@ impl Settings {
                 crate::sweep::DEFAULT_GRACE.as_secs(),
             )?),
             egress_ips: vars.list("WEBHOOKS_EGRESS_IPS")?,
+            console_url: vars.get("WEBHOOKS_CONSOLE_URL").unwrap_or_default(),
+            alert_sender: vars.get("WEBHOOKS_ALERT_SENDER").filter(|s| !s.is_empty()),
         })
     }
 }
@@ -101,6 +110,7 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
+    pub alerts: Arc<dyn AlertStore>,
     pub events_queue: Arc<dyn Queue>,
     pub deliveries_queue: Arc<dyn Queue>,
     /// What the deliveries queue itself gave up on (see `stranded`).
@@ -114,6 +124,7 @@ pub struct Services {
     pub events: Arc<dyn EventStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
+    pub alerts: Arc<dyn AlertStore>,
     pub events_queue: Arc<dyn Queue>,
     pub deliveries_queue: Arc<dyn Queue>,
     /// What the deliveries queue itself gave up on after too many receives; the runner
@@ -122,6 +133,8 @@ pub struct Services {
     /// Where deliveries whose attempts ran out are moved, with their history.
     pub dead_letter_queue: Arc<dyn Queue>,
     pub http: Arc<dyn HttpSender>,
+    /// Where alert e-mail goes out; `None`: e-mail is off on this deployment.
+    pub mailer: Option<Arc<dyn Mailer>>,
     pub clock: Arc<dyn Clock>,
     /// Where ids, secrets and retry jitter get their randomness.
     pub random: Arc<dyn Random>,
@@ -143,15 +156,23 @@ impl Services {
             events: stores.events,
             deliveries: stores.deliveries,
             api_keys: stores.api_keys,
+            alerts: stores.alerts,
             events_queue: stores.events_queue,
             deliveries_queue: stores.deliveries_queue,
             stranded_queue: stores.stranded_queue,
             dead_letter_queue: stores.dead_letter_queue,
             http,
+            mailer: None,
             clock,
             random: Arc::new(OsRandom),
             limiter: Limiter::new(settings.max_in_flight_per_subscription),
             settings,
         }
+    }
+
+    /// The same services, sending alert e-mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Services {
+        self.mailer = Some(mailer);
+        self
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use app::handle_deliveries;
 use app::ports::{OsRandom, OutgoingMessage, Queue, QueueMessage};
+use domain::alerts::AlertSettings;
 use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
 use domain::ids::{DeliveryId, SubscriptionId};
@@ -579,6 +580,36 @@ async fn a_run_of_failures_is_announced_once_as_failing_then_as_recovered() {
     assert_eq!((sub.failing_since, sub.consecutive_failures), (None, 0));
     // Kept past the run: the next run is announced only an hour after this one was.
     assert!(sub.failing_announced_at.is_some());
+}
+
+#[tokio::test]
+async fn an_accounts_own_threshold_decides_when_its_endpoint_is_failing() {
+    let h = Harness::new(&[500, 500]);
+    assert_eq!(h.services.settings.failing_after_failures, 5);
+    let own = AlertSettings {
+        failing_after_failures: Some(2),
+        ..AlertSettings::default()
+    };
+    h.services
+        .alerts
+        .put_settings(&account("acct_a"), &own)
+        .await
+        .unwrap();
+    let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
+    sub.retry_schedule = Some(vec![1, 1, 1]);
+    let task = enqueue(&h, &sub).await;
+    deliver_visible(&h).await;
+    assert!(announced(&h).await.is_empty());
+    h.clock.advance(Duration::from_secs(2));
+    deliver_visible(&h).await;
+    let failing = announced(&h).await;
+    assert_eq!(
+        failing.len(),
+        1,
+        "two failures cross the account's threshold of 2"
+    );
+    assert_eq!(failing[0].data["threshold"], 2);
+    assert_eq!(failing[0].data["delivery_id"], json!(task.delivery_id));
 }
 
 #[tokio::test]

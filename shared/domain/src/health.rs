@@ -31,6 +31,8 @@ pub struct Observed {
     pub failures: u32,
     /// The error of the latest failed attempt, and its cause's key (`http_500`, …).
     pub last_error: Option<(String, String)>,
+    /// The delivery of the latest failed attempt.
+    pub last_failed_delivery: Option<String>,
     /// The earliest failed attempt of the batch.
     pub first_failure_at: Option<Timestamp>,
     /// The latest failed attempt of the batch.

@@ -1,5 +1,6 @@
 //! The pure domain: no I/O, no clocks, no randomness that the caller does not pass in.
 
+pub mod alerts;
 pub mod api_key;
 pub mod backoff;
 pub mod catalog;

@@ -2,6 +2,7 @@
 //! Lambda functions run through `lambda_http`, so every environment answers alike. Routes
 //! are registered from their OpenAPI annotations, so the document cannot drift from them.
 
+mod alerts;
 mod catalog;
 pub mod console;
 mod dead_letters;
@@ -51,6 +52,7 @@ fn management_routes() -> OpenApiRouter<Services> {
         .routes(routes!(webhook_tools::list_webhook_deliveries))
         .routes(routes!(stats::webhook_stats))
         .routes(routes!(stats::account_stats))
+        .routes(routes!(alerts::get_alerts, alerts::put_alerts))
         .routes(routes!(webhook_tools::recover_webhook))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))

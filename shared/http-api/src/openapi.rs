@@ -22,6 +22,7 @@ use app::Services;
         (name = "dead letters", description = "Deliveries whose attempts ran out"),
         (name = "accounts", description = "Account keys"),
         (name = "stats", description = "Outcomes over time and failures by cause"),
+        (name = "alerts", description = "Alert e-mail: addresses, events and the failure threshold"),
         (name = "catalog", description = "Event types"),
     )
 )]

@@ -3,6 +3,7 @@
 //! `aws-config` (region, credentials, and `AWS_ENDPOINT_URL` for a local moto server) and
 //! the resource names in the environment.
 
+mod alerts;
 mod api_keys;
 mod attributes;
 mod deliveries;
@@ -16,6 +17,7 @@ mod subscriptions;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use alerts::DynamoAlertStore;
 pub use api_keys::{DynamoApiKeyStore, BY_ACCOUNT_INDEX as API_KEYS_BY_ACCOUNT_INDEX};
 pub use deliveries::DynamoDeliveryLog;
 pub use events::DynamoEventStore;
@@ -136,6 +138,10 @@ pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
         api_keys: Arc::new(DynamoApiKeyStore::new(
             ddb.clone(),
             &resources.api_keys_table,
+        )),
+        alerts: Arc::new(DynamoAlertStore::new(
+            ddb.clone(),
+            &resources.deliveries_table,
         )),
         events_queue: queue(&resources.events_queue_url, topology::EVENTS),
         deliveries_queue: queue(&resources.deliveries_queue_url, topology::DELIVERIES),

@@ -9,6 +9,7 @@
 //! (never across an await): a call sees and leaves a consistent state, as one SQLite
 //! transaction does.
 
+mod alerts;
 mod api_keys;
 mod deliveries;
 mod events;
@@ -18,6 +19,7 @@ mod subscriptions;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use alerts::MemoryAlertStore;
 pub use api_keys::MemoryApiKeyStore;
 pub use deliveries::MemoryDeliveryLog;
 pub use events::MemoryEventStore;
@@ -56,6 +58,7 @@ pub fn stores(clock: Arc<dyn Clock>) -> Stores {
         events: Arc::new(MemoryEventStore::new()),
         deliveries: Arc::new(MemoryDeliveryLog::new()),
         api_keys: Arc::new(MemoryApiKeyStore::new()),
+        alerts: Arc::new(MemoryAlertStore::new()),
         events_queue: queue(topology::EVENTS, redrive(topology::EVENTS, events_dlq)),
         deliveries_queue: queue(
             topology::DELIVERIES,

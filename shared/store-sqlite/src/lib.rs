@@ -5,6 +5,7 @@
 //! few. One connection on its own thread serialises writers, which SQLite does anyway, and
 //! commits concurrent calls together (see `db`).
 
+mod alerts;
 mod api_keys;
 mod columns;
 mod db;
@@ -15,6 +16,7 @@ mod subscriptions;
 
 use std::path::Path;
 
+pub use alerts::SqliteAlertStore;
 pub use api_keys::SqliteApiKeyStore;
 pub use db::Db;
 pub use deliveries::SqliteDeliveryLog;
@@ -137,6 +139,25 @@ CREATE TABLE IF NOT EXISTS delivery_stats (
     causes TEXT NOT NULL,
     PRIMARY KEY (account_id, subscription_id, slot)
 ) WITHOUT ROWID;
+
+-- Each account's alert settings (`domain::alerts::AlertSettings`), as JSON.
+CREATE TABLE IF NOT EXISTS alert_settings (
+    account_id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One alert topic's throttle (`domain::alerts::ThrottleState`), as JSON; `digest_due` is
+-- set while it holds alerts, for the digest run to find them.
+CREATE TABLE IF NOT EXISTS alert_throttles (
+    account_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    digest_due INTEGER,
+    state TEXT NOT NULL,
+    PRIMARY KEY (account_id, topic)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_throttles_due ON alert_throttles (digest_due)
+    WHERE digest_due IS NOT NULL;
 
 -- The columns after `created_at` came later: `migrate` adds them to an older file.
 CREATE TABLE IF NOT EXISTS api_keys (

@@ -1,6 +1,7 @@
 //! Ports: the narrow interfaces the handlers need from the outside world. Each has an
 //! embedded (SQLite) adapter and an AWS adapter; both must behave alike.
 
+mod alerts;
 mod api_keys;
 mod clock;
 mod deliveries;
@@ -10,6 +11,7 @@ mod queue;
 mod sealing_keys;
 mod subscriptions;
 
+pub use alerts::{AlertStore, Mailer};
 pub use api_keys::ApiKeyStore;
 pub use clock::{Clock, OsRandom, SystemClock};
 pub use deliveries::DeliveryLog;

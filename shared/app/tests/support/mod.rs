@@ -124,6 +124,8 @@ impl Harness {
             max_subscriptions_per_account: 100,
             sweep_grace: app::sweep::DEFAULT_GRACE,
             egress_ips: Vec::new(),
+            console_url: "https://hooks.example.com".into(),
+            alert_sender: None,
         };
         let mut stores = store_memory::stores(clock.clone());
         adjust(&mut stores);
