@@ -184,7 +184,7 @@ def journey(page, base, receiver, shots):
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     nav = page.get_by_role("navigation")
-    for link in ["Endpoints", "Dashboard", "Events", "Dead letters", "API keys"]:
+    for link in ["Endpoints", "Dashboard", "Events", "Dead letters", "Alerts", "API keys"]:
         expect(nav.get_by_role("link", name=link)).to_be_visible()
 
     # An endpoint for every call event; its secret is shown once, beside Copy.
@@ -324,6 +324,25 @@ def journey(page, base, receiver, shots):
     expect(page.get_by_role("status").filter(has_text="Redriven")).to_be_visible()
     wait_until(lambda: len(api(base, "GET", f"/v1/accounts/{ACCOUNT}/deliveries/{dead_id}")[1]["attempts"])
                > before, "the redriven delivery to be attempted again")
+
+    # Alerts: a bad address is refused and named; good settings are saved and kept.
+    nav.get_by_role("link", name="Alerts").click()
+    expect(page.get_by_role("heading", name="Alerts")).to_be_visible()
+    emails = page.get_by_label("E-mail addresses")
+    emails.fill("ops@example.com\nnot an address")
+    page.get_by_role("button", name="Save alerts").click()
+    expect(page.get_by_role("alert")).to_contain_text("E-mail addresses (1)")
+    emails.fill("ops@example.com\noncall@example.com")
+    page.get_by_role("checkbox", name="webhook.recovered").uncheck()
+    page.get_by_label("Failing after (failures in a row)").fill("3")
+    page.get_by_role("button", name="Save alerts").click()
+    expect(page.get_by_role("status").filter(has_text="Alerts saved")).to_be_visible()
+    status, saved = api(base, "GET", f"/v1/accounts/{ACCOUNT}/alerts")
+    assert status == 200, saved
+    assert saved["emails"] == ["ops@example.com", "oncall@example.com"], saved
+    assert "webhook.recovered" not in saved["events"] and "delivery.dead" in saved["events"], saved
+    assert saved["failing_after_failures"] == 3, saved
+    shot("alerts")
 
     # Revoking the session's own key: the next call is refused, back to sign-in.
     nav.get_by_role("link", name="API keys").click()

@@ -8,6 +8,7 @@ import { eventsPage } from './events.js';
 import { deadLettersPage } from './dead-letters.js';
 import { apiKeysPage } from './api-keys.js';
 import { dashboardPage } from './dashboard.js';
+import { alertsPage } from './alerts.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -24,6 +25,7 @@ const ROUTES = [
   [/^#\/api-keys$/, apiKeysPage, 'API keys', '#/api-keys'],
   [/^#\/dashboard$/, dashboardPage, 'Dashboard', '#/dashboard'],
   [/^#\/dashboard\/([^/]+)$/, dashboardPage, 'Dashboard', '#/dashboard'],
+  [/^#\/alerts$/, alertsPage, 'Alerts', '#/alerts'],
 ];
 
 function route(hash) {

@@ -155,6 +155,9 @@ const POINTER_NAMES = {
   until: 'Until',
   expires_at: 'Expires',
   account_id: 'Account',
+  emails: 'E-mail addresses',
+  events: 'E-mail me about',
+  failing_after_failures: 'Failing after',
 };
 
 function pointerName(pointer) {
