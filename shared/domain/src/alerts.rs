@@ -716,6 +716,51 @@ mod tests {
     }
 
     #[test]
+    fn disabled_and_recovered_endpoints_are_told_as_such() {
+        let links = ConsoleLinks("https://hooks.example.com");
+        let to = ["ops@example.com".to_string()];
+        let mut disabled = failing_event("evt_2");
+        disabled.event_type = EventType::known("webhook.disabled").unwrap();
+        disabled.data = json!({"webhook_id": "wh_1", "url": "https://crm.example.com/hooks",
+                               "reason": "gone", "message": "the endpoint answered 410 Gone"});
+        let topic = AlertTopic::of(&disabled).unwrap();
+        let mail = alert_mail(&disabled, &topic, 0, &links, &to);
+        assert_eq!(
+            mail.subject,
+            "[Webhooks] Endpoint disabled: https://crm.example.com/hooks"
+        );
+        assert!(
+            mail.text
+                .contains("Cause:    the endpoint answered 410 Gone"),
+            "{}",
+            mail.text
+        );
+        assert!(mail
+            .text
+            .contains("Nothing is sent to it until it is enabled again."));
+        assert!(
+            !mail.text.contains("more alert"),
+            "nothing held, nothing said"
+        );
+
+        let mut recovered = failing_event("evt_3");
+        recovered.event_type = EventType::known("webhook.recovered").unwrap();
+        recovered.data = json!({"webhook_id": "wh_1", "url": "https://crm.example.com/hooks",
+                                "failing_since": "2026-11-29T10:00:00Z"});
+        let topic = AlertTopic::of(&recovered).unwrap();
+        assert_eq!(topic.cause, "recovered");
+        let mail = alert_mail(&recovered, &topic, 0, &links, &to);
+        assert_eq!(
+            mail.subject,
+            "[Webhooks] Endpoint recovered: https://crm.example.com/hooks"
+        );
+        assert!(mail.text.contains("Failing since: 2026-11-29T10:00:00Z"));
+        assert!(mail
+            .text
+            .contains("Endpoint page: https://hooks.example.com/console/#/endpoints/wh_1"));
+    }
+
+    #[test]
     fn the_digest_lists_each_topic_with_its_count() {
         let t = topic();
         let (_, s) = claim(
