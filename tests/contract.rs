@@ -319,6 +319,7 @@ fn subscription(account: &str, id: &str) -> Subscription {
         failing_since: None,
         consecutive_failures: 0,
         failing_announced_at: None,
+        signature: Default::default(),
         version: 0,
         created_at: at(1),
         updated_at: at(1),
@@ -1806,7 +1807,7 @@ pub async fn alert_throttles_are_written_on_the_version_read_and_listed_when_due
     );
     assert_eq!(p.alerts.due_digests(minutes(75), 1).await.unwrap().len(), 1);
 
-    let digested = alert_digested(&held, minutes(61));
+    let digested = alert_digested(&held, &held, minutes(61)).unwrap();
     assert!(p
         .alerts
         .put_throttle(&a, &k1, Some(&held), &digested)

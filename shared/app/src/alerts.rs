@@ -20,8 +20,13 @@ use domain::alerts::{
 use domain::event::Event;
 use domain::ids::AccountId;
 
-/// Conditional writes lost to concurrent fan-out batches before the event is given back.
-const MAX_CONFLICTS: usize = 5;
+/// Conditional writes lost to concurrent fan-out batches before the event is given back
+/// (one batch's events about one topic are handled one after the other, see `fanout`).
+const MAX_CONFLICTS: usize = 10;
+/// Receives of an events-queue message after which a failed alert e-mail is given up
+/// rather than the message given back: a mail outage must not hold operational events
+/// until they reach the dead-letter queue.
+pub const MAX_ALERT_RECEIVES: u32 = 3;
 /// Due topics one digest run reads; the rest wait for the next run.
 pub const DIGEST_PAGE: usize = 500;
 /// How often the runner looks for due digests. On AWS a schedule in the template says it.
@@ -75,6 +80,9 @@ async fn try_notify(services: &Services, event: &Event) -> Result<Notified> {
                 .put_throttle(account, &key, prior.as_ref(), next)
                 .await?
             {
+                // Another instance's batch wrote first: a moment, then read again.
+                let jitter = 5 + (services.random.unit() * 20.0) as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
                 continue;
             }
         }
@@ -171,24 +179,22 @@ pub async fn send_digests(services: &Services) -> Result<DigestReport> {
                 let states: Vec<ThrottleState> = wanted.iter().map(|(_, s)| s.clone()).collect();
                 let links = ConsoleLinks(&services.settings.console_url);
                 let mail = digest_mail(account.as_str(), &states, &links, &settings.emails);
+                let held = states.iter().map(|s| s.held).sum::<u64>();
                 match mailer.send(&mail).await {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        report.sent += 1;
+                        report.reported += held;
+                    }
                     Err(e) if e.retryable() => return Err(e),
                     Err(e) => {
-                        tracing::error!(account_id = %account, error = %e, "digest e-mail refused; its alerts are dropped")
+                        tracing::error!(account_id = %account, error = %e, "digest e-mail refused; its alerts are dropped");
+                        report.dropped += held;
                     }
                 }
-                report.sent += 1;
-                report.reported += states.iter().map(|s| s.held).sum::<u64>();
             }
             report.dropped += unwanted.iter().map(|(_, s)| s.held).sum::<u64>();
             for (key, state) in chunk {
-                let next = alerts::digested(state, now);
-                // Lost to an alert claimed meanwhile: that alert reports the held count.
-                services
-                    .alerts
-                    .put_throttle(&account, key, Some(state), &next)
-                    .await?;
+                settle_digest(services, &account, key, state, now).await?;
             }
         }
     }
@@ -196,4 +202,35 @@ pub async fn send_digests(services: &Services) -> Result<DigestReport> {
         tracing::info!(?report, "alert digests");
     }
     Ok(report)
+}
+
+/// Records that the held alerts of `reported` (the state the digest read) went out,
+/// keeping what was held after that read. An alert sent meanwhile reported them itself.
+async fn settle_digest(
+    services: &Services,
+    account: &AccountId,
+    key: &str,
+    reported: &ThrottleState,
+    now: domain::time::Timestamp,
+) -> Result<()> {
+    let mut current = reported.clone();
+    for _ in 0..MAX_CONFLICTS {
+        let Some(next) = alerts::digested(reported, &current, now) else {
+            return Ok(());
+        };
+        if services
+            .alerts
+            .put_throttle(account, key, Some(&current), &next)
+            .await?
+        {
+            return Ok(());
+        }
+        match services.alerts.throttle(account, key).await? {
+            Some(read) => current = read,
+            None => return Ok(()),
+        }
+    }
+    Err(Error::storage(
+        "the alert throttle kept changing under the digest; the next run settles it",
+    ))
 }

@@ -9,6 +9,7 @@ use super::sqs::{set_aside, Record};
 use crate::alerts;
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
+use domain::alerts::AlertTopic;
 #[cfg(test)]
 use domain::delivery::DeliveryTask;
 use domain::delivery::{Delivery, DeliveryStatus, Payload};
@@ -71,18 +72,38 @@ pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResp
         }
         return response;
     }
-    // Alert e-mail, once the event's deliveries are made; all at once, so a slow mail
-    // server costs the batch one timeout, not one per event.
-    let alerts = work
-        .iter()
-        .filter(|(_, _, event)| event.about_webhook().is_some())
-        .map(|(message_id, _, event)| async move {
-            (message_id, alerts::notify(services, event).await)
-        });
-    for (message_id, outcome) in futures::future::join_all(alerts).await {
-        if let Err(e) = outcome {
+    // Alert e-mail, once the event's deliveries are made. Events about one topic one after
+    // the other (they would only race for its throttle), topics all at once (a slow mail
+    // server costs the batch one timeout, not one per event).
+    let mut by_topic: HashMap<String, Vec<&(String, u32, Event)>> = HashMap::new();
+    for item in &work {
+        if let Some(topic) = AlertTopic::of(&item.2) {
+            let key = format!("{}/{}", item.2.account_id, topic.key());
+            by_topic.entry(key).or_default().push(item);
+        }
+    }
+    let groups = by_topic.into_values().map(|items| async move {
+        let mut outcomes = Vec::new();
+        for (message_id, receive_count, event) in items {
+            outcomes.push((
+                message_id,
+                *receive_count,
+                alerts::notify(services, event).await,
+            ));
+        }
+        outcomes
+    });
+    for (message_id, receive_count, outcome) in futures::future::join_all(groups)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        let Err(e) = outcome else { continue };
+        if receive_count < alerts::MAX_ALERT_RECEIVES {
             tracing::warn!(error = %e, message_id = %message_id, "alert e-mail not sent; the event will be tried again");
             response.add_failure(message_id.clone());
+        } else {
+            tracing::error!(error = %e, message_id = %message_id, receive_count, "alert e-mail not sent after several tries; given up");
         }
     }
     response

@@ -233,13 +233,73 @@ async fn a_refusal_that_will_not_change_is_dropped_not_retried() {
         failures(&response).is_empty(),
         "not received again and again"
     );
+    assert_eq!(
+        mailer.fail_next.load(Ordering::SeqCst),
+        0,
+        "the mail server was asked"
+    );
+    assert!(mailer.sent().is_empty());
 }
 
 #[tokio::test]
-async fn an_alert_not_about_an_endpoint_of_the_account_is_never_an_email() {
+async fn a_mail_outage_gives_the_event_back_a_few_times_then_gives_up() {
     let (h, mailer) = harness();
     want_alerts(&h, &["webhook.failing"]).await;
-    // An event a producer sent with an operational-looking body but another type.
+    mailer.fail_next.store(usize::MAX, Ordering::SeqCst);
+    let body = serde_json::to_string(&failing("evt_1", "wh_1", "http_500")).unwrap();
+    for receive in 1..app::alerts::MAX_ALERT_RECEIVES {
+        let response =
+            handle_events(&h.services, sqs_event(vec![record("m1", &body, receive)])).await;
+        assert_eq!(failures(&response), ["m1"], "receive {receive}");
+    }
+    let last = app::alerts::MAX_ALERT_RECEIVES;
+    let response = handle_events(&h.services, sqs_event(vec![record("m1", &body, last)])).await;
+    assert!(
+        failures(&response).is_empty(),
+        "not held until the dead-letter queue"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_alerts_about_one_endpoint_sends_one_and_holds_the_rest() {
+    let (h, mailer) = harness();
+    want_alerts(&h, &["webhook.failing"]).await;
+    let records = |receive_count: u32| -> Vec<serde_json::Value> {
+        (1..=10)
+            .map(|i| {
+                let event = failing(&format!("evt_{i}"), "wh_1", "http_500");
+                let body = serde_json::to_string(&event).unwrap();
+                record(&format!("m{i}"), &body, receive_count)
+            })
+            .collect()
+    };
+    let held = |h: &Harness| {
+        let alerts = h.services.alerts.clone();
+        async move {
+            alerts
+                .throttle(&account("acct_a"), "wh_1/webhook.failing/http_500")
+                .await
+                .unwrap()
+                .unwrap()
+                .held
+        }
+    };
+    let response = handle_events(&h.services, sqs_event(records(1))).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(mailer.sent().len(), 1);
+    assert_eq!(held(&h).await, 9);
+    // The whole batch again (a fan-out retry): nothing sent, nothing counted twice.
+    let response = handle_events(&h.services, sqs_event(records(2))).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(mailer.sent().len(), 1);
+    assert_eq!(held(&h).await, 9);
+}
+
+#[tokio::test]
+async fn a_producers_event_with_an_operational_looking_body_is_never_an_email() {
+    let (h, mailer) = harness();
+    want_alerts(&h, &["webhook.failing"]).await;
+    // Only the service's own operational types are alerts, whatever the data says.
     let mut e = failing("evt_1", "wh_1", "http_500");
     e.event_type = EventType::known("call.failed").unwrap();
     e.id = EventId::parse("evt_9").unwrap();

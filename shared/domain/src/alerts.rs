@@ -192,9 +192,14 @@ pub struct ThrottleState {
     pub reported: u64,
     pub first_held_at: Option<Timestamp>,
     pub last_held_at: Option<Timestamp>,
-    /// The last held event, so a fan-out retry of it does not count it twice.
-    pub last_held_event_id: Option<String>,
+    /// The latest held events (at most `REMEMBERED_HELD`), so a fan-out retry of a batch
+    /// does not count them twice.
+    #[serde(default)]
+    pub held_event_ids: Vec<String>,
 }
+
+/// Held events a throttle remembers, newest last: more than one fan-out batch.
+pub const REMEMBERED_HELD: usize = 32;
 
 impl ThrottleState {
     /// When the held alerts are reported by a digest, if no alert reports them first.
@@ -235,7 +240,7 @@ pub fn claim(
             reported: held,
             first_held_at: None,
             last_held_at: None,
-            last_held_event_id: None,
+            held_event_ids: Vec::new(),
         }
     };
     let Some(s) = state else {
@@ -253,7 +258,7 @@ pub fn claim(
             )
         };
     }
-    if s.last_held_event_id.as_deref() == Some(event_id) {
+    if s.held_event_ids.iter().any(|id| id == event_id) {
         return (Claim::Duplicate, None);
     }
     if now >= s.last_sent_at + THROTTLE_WINDOW {
@@ -269,7 +274,10 @@ pub fn claim(
     next.held += 1;
     next.first_held_at = Some(s.first_held_at.unwrap_or(now));
     next.last_held_at = Some(now);
-    next.last_held_event_id = Some(event_id.to_string());
+    next.held_event_ids.push(event_id.to_string());
+    if next.held_event_ids.len() > REMEMBERED_HELD {
+        next.held_event_ids.remove(0);
+    }
     if let Some(url) = url {
         next.url = Some(url.to_string());
     }
@@ -288,18 +296,32 @@ pub fn confirmed(state: &ThrottleState, event_id: &str) -> Option<ThrottleState>
     Some(next)
 }
 
-/// The state once a digest reported its held alerts: the digest counts as the topic's
-/// e-mail for the next window.
-pub fn digested(state: &ThrottleState, now: Timestamp) -> ThrottleState {
-    let mut next = state.clone();
+/// The state once a digest reported the alerts held in `reported` (the state it read),
+/// written over `current` (the state now stored, which may have held more since): the
+/// digest counts as the topic's e-mail for the next window, and what was held after the
+/// read stays held. `None` when an alert was sent meanwhile: it reported the held count
+/// itself, and the state is left to it. Whether the last alert went out is kept as it
+/// was, so an alert whose send failed is still sent when its event comes back.
+pub fn digested(
+    reported: &ThrottleState,
+    current: &ThrottleState,
+    now: Timestamp,
+) -> Option<ThrottleState> {
+    if current.last_sent_at != reported.last_sent_at {
+        return None;
+    }
+    let mut next = current.clone();
     next.version += 1;
     next.last_sent_at = now;
-    next.confirmed = true;
-    next.held = 0;
+    next.held = current.held.saturating_sub(reported.held);
     next.reported = 0;
-    next.first_held_at = None;
-    next.last_held_at = None;
-    next
+    if next.held == 0 {
+        next.first_held_at = None;
+        next.last_held_at = None;
+    } else {
+        next.first_held_at = current.last_held_at;
+    }
+    Some(next)
 }
 
 /// An e-mail to send: plain text, to every address of the account.
@@ -659,6 +681,43 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_keeps_what_was_held_after_its_read_and_yields_to_an_alert() {
+        let t = topic();
+        let (_, s) = claim(None, &t, "evt_1", None, at(0));
+        let (_, read) = claim(Some(&s.unwrap()), &t, "evt_2", None, at(5));
+        let read = read.unwrap();
+        let (_, later) = claim(Some(&read), &t, "evt_3", None, at(50));
+        let later = later.unwrap();
+        let next = digested(&read, &later, at(60)).unwrap();
+        assert_eq!(
+            next.held, 1,
+            "evt_3 was held after the digest read: still to report"
+        );
+        assert_eq!(next.digest_due(), Some(at(120)));
+        let (_, sent) = claim(Some(&later), &t, "evt_4", None, at(61));
+        assert_eq!(digested(&read, &sent.unwrap(), at(62)), None);
+    }
+
+    #[test]
+    fn a_batch_of_held_events_coming_back_is_not_counted_again() {
+        let t = topic();
+        let (_, s) = claim(None, &t, "evt_0", None, at(0));
+        let mut s = s.unwrap();
+        for i in 1..=10 {
+            let (c, next) = claim(Some(&s), &t, &format!("evt_{i}"), None, at(i));
+            assert_eq!(c, Claim::Hold);
+            s = next.unwrap();
+        }
+        for i in 1..=10 {
+            assert_eq!(
+                claim(Some(&s), &t, &format!("evt_{i}"), None, at(20)).0,
+                Claim::Duplicate
+            );
+        }
+        assert_eq!(s.held, 10);
+    }
+
+    #[test]
     fn an_alert_whose_send_failed_is_sent_again_and_a_sent_one_is_not() {
         let t = topic();
         let (_, s) = claim(None, &t, "evt_1", None, at(0));
@@ -680,8 +739,13 @@ mod tests {
         let t = topic();
         let (_, s) = claim(None, &t, "evt_1", None, at(0));
         let (_, s) = claim(Some(&s.unwrap()), &t, "evt_2", None, at(5));
-        let s = digested(&s.unwrap(), at(60));
+        let held = s.unwrap();
+        let s = digested(&held, &held, at(60)).unwrap();
         assert_eq!((s.held, s.digest_due(), s.last_sent_at), (0, None, at(60)));
+        assert!(
+            !s.confirmed,
+            "the first alert's send is still unconfirmed: it may come back"
+        );
         // The window restarts at the digest.
         assert_eq!(claim(Some(&s), &t, "evt_3", None, at(90)).0, Claim::Hold);
         assert_eq!(

@@ -118,8 +118,8 @@ impl AlertStore for DynamoAlertStore {
     ) -> Result<bool> {
         let prior_due = prior.and_then(ThrottleState::digest_due);
         let next_due = next.digest_due();
-        // The marker first: one left behind by a failed write below finds a state with
-        // nothing due, and is removed by the digest run.
+        // The marker first: one left behind by a failed write below points at a state
+        // with nothing due at its time, and `due_digests` removes it.
         if let (Some(due), None) = (next_due, prior_due) {
             let (pk, sk) = Self::due_key(due, account_id, key);
             self.client
@@ -161,8 +161,8 @@ impl AlertStore for DynamoAlertStore {
         }
         if let (Some(due), None) = (prior_due, next_due) {
             let (pk, sk) = Self::due_key(due, account_id, key);
-            // Best effort: a marker left behind is skipped by the digest run (nothing is
-            // due on the state it points at) and expires.
+            // Best effort: a marker left behind is removed by `due_digests` (nothing is
+            // due on the state it points at at its time).
             if let Err(e) = self
                 .client
                 .delete_item()
@@ -197,7 +197,30 @@ impl AlertStore for DynamoAlertStore {
                 .await
                 .map_err(storage_error)?;
             for item in out.items() {
-                due.push((get_id(item, "account_id")?, get_s(item, "topic")?));
+                let (account, topic): (AccountId, String) =
+                    (get_id(item, "account_id")?, get_s(item, "topic")?);
+                // A marker whose state holds nothing due at its time is left over (a
+                // best-effort delete that failed, a write that lost its condition): it
+                // goes now, so leftovers never crowd out the digests that are due.
+                let marker_due = get_s(item, "sk")?
+                    .get(..13)
+                    .and_then(|ms| ms.parse::<i64>().ok());
+                let state = self.throttle(&account, &topic).await?;
+                let live = state
+                    .and_then(|s| s.digest_due())
+                    .is_some_and(|d| Some(d.as_millis()) == marker_due);
+                if live {
+                    due.push((account, topic));
+                } else {
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .key("pk", s(DUE_PARTITION))
+                        .key("sk", item["sk"].clone())
+                        .send()
+                        .await
+                        .map_err(storage_error)?;
+                }
             }
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() && due.len() < limit => start = Some(k.clone()),
