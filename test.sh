@@ -137,7 +137,8 @@ done
 
 step "sam build: the four Lambda bootstrap binaries"
 if rustup target add aarch64-unknown-linux-gnu; then
-  sam build --beta-features --template template.yaml
+  # In source: the functions' Makefiles build from the workspace (see functions/lambda.mk).
+  sam build --build-in-source --template template.yaml
   for f in IngestFunction ApiFunction FanoutFunction DeliverFunction; do
     printf '%-16s %s bytes (arm64)\n' "$f" "$(stat -c %s ".aws-sam/build/$f/bootstrap")"
   done
