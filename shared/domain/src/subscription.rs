@@ -43,6 +43,28 @@ pub enum EndpointAuth {
     Bearer { token: String },
 }
 
+/// How deliveries are signed (Standard Webhooks): `hmac` with a shared `whsec_` secret
+/// (`v1,`), or `ed25519` with a key pair whose private half never leaves the service and
+/// whose public half (`whpk_`) the receiver verifies with (`v1a,`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureScheme {
+    #[default]
+    Hmac,
+    Ed25519,
+}
+
+impl SignatureScheme {
+    /// A new secret of this scheme: a `whsec_` secret, or a `whsk_` private key.
+    pub fn generate_secret(self, random: &dyn crate::random::Random) -> String {
+        match self {
+            SignatureScheme::Hmac => super::signing::generate_secret(random),
+            SignatureScheme::Ed25519 => super::signing::generate_ed25519_secret(random),
+        }
+    }
+}
+
 /// What reads show in place of a credential, a signing secret or a custom header's value.
 pub const MASKED: &str = "********";
 
@@ -136,6 +158,9 @@ pub struct Subscription {
     pub rate_limit_per_second: Option<u32>,
     /// The current secret first, then rotated-out ones still in their overlap.
     pub secrets: Vec<SigningSecret>,
+    /// How its secrets sign: every secret in `secrets` is of this scheme.
+    #[serde(default)]
+    pub signature: SignatureScheme,
     /// Why the service disabled it (e.g. the endpoint answered 410 Gone).
     #[serde(default)]
     pub disabled_reason: Option<String>,
@@ -165,6 +190,11 @@ impl Subscription {
         self.event_types
             .iter()
             .any(|f| filter_matches(f, event_type))
+    }
+
+    /// The public key receivers verify with (`whpk_…`), for an Ed25519 subscription.
+    pub fn public_key(&self) -> Option<String> {
+        super::signing::public_key(&self.secrets.first()?.secret)
     }
 
     /// Secrets that sign a delivery made at `now`.
@@ -758,6 +788,7 @@ mod tests {
             failing_since: None,
             consecutive_failures: 0,
             failing_announced_at: None,
+            signature: SignatureScheme::Hmac,
             version: 0,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
@@ -827,6 +858,7 @@ mod tests {
             failing_since: None,
             consecutive_failures: 0,
             failing_announced_at: None,
+            signature: SignatureScheme::Hmac,
             version: 0,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,

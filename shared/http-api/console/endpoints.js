@@ -87,6 +87,9 @@ export async function endpointsPage(root) {
         h('p', {}, 'Endpoint created: ', endpointLink(sub)),
         sub.secret && !sub.secret.includes(MASK)
           ? shownOnce('Its signing secret (verify each delivery\'s webhook-signature with it).', sub.secret)
+          : null,
+        sub.public_key
+          ? shownOnce('Its public key (verify each delivery\'s v1a webhook-signature with it; the private key never leaves the service).', sub.public_key)
           : null));
       created.querySelector('button')?.focus();
       loadList();
@@ -132,6 +135,10 @@ export function endpointForm(catalog, sub, onSave, onCancel) {
   const attempts = numberInput(sub?.max_attempts);
   const rate = numberInput(sub?.rate_limit_per_second);
   const retry = h('input', { type: 'text', autocomplete: 'off', value: (sub?.retry_schedule ?? []).join(', ') });
+  // Chosen when the endpoint is created: a new scheme needs new keys.
+  const signature = editing ? null : h('select', {},
+    option('hmac', 'HMAC-SHA256 with a shared secret (v1)', true),
+    option('ed25519', 'Ed25519 with a public key (v1a)', false));
   const save = h('button', { type: 'submit' }, 'Save');
 
   const form = h('form', { class: 'endpoint-form', novalidate: true },
@@ -139,6 +146,7 @@ export function endpointForm(catalog, sub, onSave, onCancel) {
     field('URL', url),
     field('Description', description),
     types.element,
+    signature ? field('Signature', signature, 'How deliveries are signed; Ed25519 receivers need only the public key.') : null,
     auth.element,
     headers.element,
     h('fieldset', {}, h('legend', {}, 'Delivery settings'),
@@ -151,6 +159,7 @@ export function endpointForm(catalog, sub, onSave, onCancel) {
   function collect() {
     for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
     const body = { url: url.value.trim(), event_types: types.value() };
+    if (signature && signature.value !== 'hmac') body.signature = signature.value;
     // Empty clears a setting on edit (null) and is left out on create; undefined is left out.
     const nullable = (name, value) => {
       if (value === undefined) return;
@@ -374,6 +383,8 @@ export async function endpointPage(root, id) {
     current.failing_since ? ['Failing since', time(current.failing_since)] : null,
     current.disabled_at ? ['Disabled at', time(current.disabled_at)] : null,
     ['Event types', current.event_types.join(', ')],
+    ['Signature', current.signature === 'ed25519' ? 'Ed25519 (v1a)' : 'HMAC-SHA256 (v1)'],
+    current.public_key ? ['Public key', h('code', {}, current.public_key)] : null,
     ['Authentication', current.auth ? current.auth.type : 'none'],
     ['Custom headers', Object.keys(current.headers || {}).join(', ') || '—'],
     ['Timeout', `${current.timeout_seconds} s`],
@@ -408,8 +419,9 @@ export async function endpointPage(root, id) {
     rotate.disabled = true;
     try {
       const res = await post(`${base}/rotate-secret`);
-      secretSlot.replaceChildren(shownOnce(
-        'New signing secret. The previous one keeps signing beside it for 24 hours.', res.secret));
+      secretSlot.replaceChildren(res.public_key
+        ? shownOnce('New public key. The previous key keeps signing beside it for 24 hours.', res.public_key)
+        : shownOnce('New signing secret. The previous one keeps signing beside it for 24 hours.', res.secret));
     } catch (err) {
       showError(alert, err);
     } finally {

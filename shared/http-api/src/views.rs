@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use domain::delivery::{Attempt, Delivery, DeliveryStatus};
-use domain::subscription::{EndpointAuth, Subscription};
+use domain::subscription::{EndpointAuth, SignatureScheme, Subscription};
 use domain::time::Timestamp;
 
 use domain::subscription::MASKED as MASK;
@@ -47,8 +47,14 @@ pub struct SubscriptionView {
     pub retry_schedule: Option<Vec<u32>>,
     pub timeout_seconds: u32,
     pub rate_limit_per_second: Option<u32>,
-    /// Shown in full only when created (or rotated); masked on every read.
-    pub secret: String,
+    /// `hmac` or `ed25519`.
+    pub signature: SignatureScheme,
+    /// The HMAC secret: shown in full only when created (or rotated); masked on every
+    /// read. Null for an `ed25519` subscription, whose private key is never shown.
+    pub secret: Option<String>,
+    /// An `ed25519` subscription's current public key (`whpk_…`), to verify `v1a`
+    /// signatures with; null for `hmac`.
+    pub public_key: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -88,20 +94,23 @@ impl SubscriptionView {
             retry_schedule: sub.retry_schedule.clone(),
             timeout_seconds: sub.timeout_seconds,
             rate_limit_per_second: sub.rate_limit_per_second,
-            secret: format!("whsec_{MASK}"),
+            signature: sub.signature,
+            secret: (sub.signature == SignatureScheme::Hmac).then(|| format!("whsec_{MASK}")),
+            public_key: sub.public_key(),
             created_at: sub.created_at.to_rfc3339(),
             updated_at: sub.updated_at.to_rfc3339(),
         }
     }
 
     pub fn with_secret(sub: &Subscription) -> Self {
+        let masked = Self::masked(sub);
         SubscriptionView {
-            secret: sub
-                .secrets
-                .first()
-                .map(|s| s.secret.clone())
-                .unwrap_or_default(),
-            ..Self::masked(sub)
+            secret: masked
+                .secret
+                .is_some()
+                .then(|| sub.secrets.first().map(|s| s.secret.clone()))
+                .flatten(),
+            ..masked
         }
     }
 }

@@ -22,7 +22,7 @@ use domain::delivery::{Delivery, DeliveryStatus, Payload};
 use domain::event::{data_violations, parse_rfc3339, Event};
 use domain::ids::EventId;
 use domain::schema::Violation;
-use domain::signing::generate_secret;
+use domain::subscription::SignatureScheme;
 use domain::time::Timestamp;
 
 /// How long a rotated-out secret keeps signing.
@@ -172,8 +172,11 @@ fn test_event(req: TestRequest) -> Result<(EventType, Option<serde_json::Value>)
 
 #[derive(Serialize, ToSchema)]
 pub struct RotatedSecret {
-    /// The new secret, shown only here. The previous one keeps signing for 24 hours.
-    pub secret: String,
+    /// The new HMAC secret, shown only here; null for an `ed25519` subscription. The
+    /// previous secret or key keeps signing for 24 hours.
+    pub secret: Option<String>,
+    /// The new public key of an `ed25519` subscription (`whpk_…`); null for `hmac`.
+    pub public_key: Option<String>,
 }
 
 /// Replaces the signing secret. For 24 h deliveries carry both signatures. At most three
@@ -191,14 +194,23 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let account = caller.account(&account_id)?;
     let webhook_id = parse_webhook_id(&webhook_id)?;
-    let secret = generate_secret(&*services.random);
     let mut conflicts = 0;
     loop {
         let mut sub = load(&services, &account, &webhook_id).await?;
         let expected = sub.version;
+        let secret = sub.signature.generate_secret(&*services.random);
         sub.rotate_secret(&secret, services.clock.now(), ROTATION_OVERLAP);
         if save(&services, &mut sub, expected, &mut conflicts).await? {
-            return Ok(Json(RotatedSecret { secret }));
+            return Ok(Json(match sub.signature {
+                SignatureScheme::Hmac => RotatedSecret {
+                    secret: Some(secret),
+                    public_key: None,
+                },
+                SignatureScheme::Ed25519 => RotatedSecret {
+                    secret: None,
+                    public_key: sub.public_key(),
+                },
+            }));
         }
     }
 }

@@ -170,6 +170,7 @@ pub fn subscription(account_id: &str, id: &str, event_types: &[&str]) -> Subscri
         failing_since: None,
         consecutive_failures: 0,
         failing_announced_at: None,
+        signature: Default::default(),
         version: 0,
         created_at: at(START_MS),
         updated_at: at(START_MS),
