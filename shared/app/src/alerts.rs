@@ -156,13 +156,11 @@ pub async fn send_digests(services: &Services) -> Result<DigestReport> {
     };
     let now = services.clock.now();
     let mut by_account: BTreeMap<AccountId, Vec<(String, ThrottleState)>> = BTreeMap::new();
-    for (account, key) in services.alerts.due_digests(now, DIGEST_PAGE).await? {
-        let Some(state) = services.alerts.throttle(&account, &key).await? else {
-            continue;
-        };
-        if state.digest_due().is_some_and(|due| due <= now) {
-            by_account.entry(account).or_default().push((key, state));
-        }
+    for (account, state) in services.alerts.due_digests(now, DIGEST_PAGE).await? {
+        by_account
+            .entry(account)
+            .or_default()
+            .push((state.topic.key(), state));
     }
     for (account, topics) in by_account {
         report.due += topics.len();

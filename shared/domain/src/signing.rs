@@ -112,6 +112,16 @@ pub enum VerifyError {
     NoMatch,
 }
 
+/// Whether any signature of the header's space-separated list with this version prefix
+/// (`v1,`, `v1a,`) decodes from base64 and passes `check`.
+fn any_listed(header: &str, version: &str, check: impl Fn(&[u8]) -> bool) -> bool {
+    header
+        .split(' ')
+        .filter_map(|sig| sig.strip_prefix(version))
+        .filter_map(|b64| STANDARD.decode(b64).ok())
+        .any(|bytes| check(&bytes))
+}
+
 /// Verifies a `webhook-signature` header as a receiver would: any listed `v1` signature
 /// that matches (compared in constant time) within `tolerance_secs` of `now_secs`.
 pub fn verify(
@@ -127,14 +137,8 @@ pub fn verify(
     if (now_secs - timestamp).abs() > tolerance_secs {
         return Err(VerifyError::TimestampOutOfTolerance);
     }
-    let matches = header.split(' ').any(|sig| {
-        sig.strip_prefix("v1,")
-            .and_then(|b64| STANDARD.decode(b64).ok())
-            .is_some_and(|tag| {
-                mac(&key, msg_id, timestamp, body)
-                    .verify_slice(&tag)
-                    .is_ok()
-            })
+    let matches = any_listed(header, "v1,", |tag| {
+        mac(&key, msg_id, timestamp, body).verify_slice(tag).is_ok()
     });
     matches.then_some(()).ok_or(VerifyError::NoMatch)
 }
@@ -161,11 +165,9 @@ pub fn verify_ed25519(
         return Err(VerifyError::TimestampOutOfTolerance);
     }
     let content = signed_content(msg_id, timestamp, body);
-    let matches = header.split(' ').any(|sig| {
-        sig.strip_prefix("v1a,")
-            .and_then(|b64| STANDARD.decode(b64).ok())
-            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-            .is_some_and(|signature| key.verify_strict(&content, &signature).is_ok())
+    let matches = any_listed(header, "v1a,", |bytes| {
+        ed25519_dalek::Signature::from_slice(bytes)
+            .is_ok_and(|signature| key.verify_strict(&content, &signature).is_ok())
     });
     matches.then_some(()).ok_or(VerifyError::NoMatch)
 }

@@ -178,7 +178,11 @@ impl AlertStore for DynamoAlertStore {
         Ok(true)
     }
 
-    async fn due_digests(&self, now: Timestamp, limit: usize) -> Result<Vec<(AccountId, String)>> {
+    async fn due_digests(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, ThrottleState)>> {
         let mut due = Vec::new();
         let mut start = None;
         let upper = format!("{:013}~", now.as_millis().max(0));
@@ -205,12 +209,12 @@ impl AlertStore for DynamoAlertStore {
                 let marker_due = get_s(item, "sk")?
                     .get(..13)
                     .and_then(|ms| ms.parse::<i64>().ok());
-                let state = self.throttle(&account, &topic).await?;
-                let live = state
-                    .and_then(|s| s.digest_due())
-                    .is_some_and(|d| Some(d.as_millis()) == marker_due);
-                if live {
-                    due.push((account, topic));
+                let live = self
+                    .throttle(&account, &topic)
+                    .await?
+                    .filter(|s| s.digest_due().map(|d| d.as_millis()) == marker_due);
+                if let Some(state) = live {
+                    due.push((account, state));
                 } else {
                     self.client
                         .delete_item()

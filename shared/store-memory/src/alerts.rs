@@ -57,20 +57,28 @@ impl AlertStore for MemoryAlertStore {
         Ok(true)
     }
 
-    async fn due_digests(&self, now: Timestamp, limit: usize) -> Result<Vec<(AccountId, String)>> {
+    async fn due_digests(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, ThrottleState)>> {
         let throttles = lock(&self.throttles)?;
-        let mut due: Vec<(Timestamp, &AccountId, &String)> = throttles
+        let mut due: Vec<(Timestamp, &AccountId, &ThrottleState)> = throttles
             .iter()
-            .filter_map(|((account, key), s)| {
+            .filter_map(|((account, _), s)| {
                 let at = s.digest_due()?;
-                (at <= now).then_some((at, account, key))
+                (at <= now).then_some((at, account, s))
             })
             .collect();
-        due.sort();
+        due.sort_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| a.2.topic.key().cmp(&b.2.topic.key()))
+        });
         Ok(due
             .into_iter()
             .take(limit)
-            .map(|(_, a, k)| (a.clone(), k.clone()))
+            .map(|(_, a, s)| (a.clone(), s.clone()))
             .collect())
     }
 }

@@ -110,11 +110,15 @@ impl AlertStore for SqliteAlertStore {
             .await
     }
 
-    async fn due_digests(&self, now: Timestamp, limit: usize) -> Result<Vec<(AccountId, String)>> {
+    async fn due_digests(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, ThrottleState)>> {
         self.db
             .read(move |c| {
                 let mut statement = c.prepare_cached(
-                    "SELECT account_id, topic FROM alert_throttles
+                    "SELECT account_id, state FROM alert_throttles
                      WHERE digest_due IS NOT NULL AND digest_due <= ?1
                      ORDER BY digest_due, account_id, topic LIMIT ?2",
                 )?;
@@ -123,11 +127,11 @@ impl AlertStore for SqliteAlertStore {
                 })?;
                 let mut due = Vec::new();
                 for row in rows {
-                    let (account, topic) = row?;
+                    let (account, state) = row?;
                     let account = AccountId::parse(&account).map_err(|e| {
                         DbError::Port(Error::storage_caused_by("a stored account id", e))
                     })?;
-                    due.push((account, topic));
+                    due.push((account, from_json(&state)?));
                 }
                 Ok(due)
             })

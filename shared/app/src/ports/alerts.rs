@@ -24,9 +24,14 @@ pub trait AlertStore: Send + Sync {
         prior: Option<&ThrottleState>,
         next: &ThrottleState,
     ) -> Result<bool>;
-    /// Topics holding alerts whose digest is due at or before `now`
-    /// (`ThrottleState::digest_due`), earliest first, at most `limit`.
-    async fn due_digests(&self, now: Timestamp, limit: usize) -> Result<Vec<(AccountId, String)>>;
+    /// The states of topics holding alerts whose digest is due at or before `now`
+    /// (`ThrottleState::digest_due`), earliest first, at most `limit`. A state's key is
+    /// `state.topic.key()`.
+    async fn due_digests(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, ThrottleState)>>;
 }
 
 /// Sends an e-mail. A failure says whether it may succeed later (`Error::Mail`).
