@@ -29,8 +29,8 @@ use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
 use http_client::ReqwestSender;
 use serde_json::{json, Value};
 use store_sqlite::{
-    Db, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore, SqliteQueue,
-    SqliteSubscriptionStore,
+    Db, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore,
+    SqliteJwtKeyStore, SqliteQueue, SqliteSubscriptionStore,
 };
 
 /// The calls that fail right now, by name ("deliveries.record", "events_queue.send", ...),
@@ -280,6 +280,7 @@ fn services(faults: &Faults) -> Services {
         }),
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
         alerts: Arc::new(SqliteAlertStore::new(db.clone())),
+        jwt_keys: Arc::new(SqliteJwtKeyStore::new(db.clone())),
         events_queue: queue("events", "events_queue.send", "events_queue.delete"),
         deliveries_queue: queue(
             "deliveries",
@@ -295,6 +296,8 @@ fn services(faults: &Faults) -> Services {
         clock,
         random: Arc::new(OsRandom),
         limiter: Limiter::new(settings.max_in_flight_per_subscription),
+        oauth_tokens: Arc::default(),
+        jwt_ring: Arc::default(),
         settings,
     }
 }

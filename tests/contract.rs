@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::ports::{
-    AlertStore, ApiKeyStore, DeliveryLog, EventInsert, EventStore, OutgoingMessage, Page, Queue,
-    QueueMessage, SubscriptionStore, SystemClock,
+    AlertStore, ApiKeyStore, DeliveryLog, EventInsert, EventStore, JwtKeyStore, OsRandom,
+    OutgoingMessage, Page, Queue, QueueMessage, SubscriptionStore, SystemClock,
 };
 use domain::alerts::{claim as alert_claim, digested as alert_digested, AlertSettings, AlertTopic};
 use domain::api_key::ApiKeyRecord;
@@ -15,13 +15,14 @@ use domain::catalog::EventType;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureCause};
 use domain::event::Event;
 use domain::ids::{AccountId, ApiKeyId, DeliveryId, EventId, SubscriptionId};
+use domain::jwt::KeyRing;
 use domain::stats::slot_of;
 use domain::subscription::{SigningSecret, Subscription};
 use domain::time::Timestamp;
 use serde_json::json;
 use store_sqlite::{
     Db, Redrive, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore,
-    SqliteQueue, SqliteSubscriptionStore,
+    SqliteJwtKeyStore, SqliteQueue, SqliteSubscriptionStore,
 };
 
 /// The visibility timeout of `Ports::queue`.
@@ -34,6 +35,7 @@ pub struct Ports {
     pub deliveries: Arc<dyn DeliveryLog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub alerts: Arc<dyn AlertStore>,
+    pub jwt_keys: Arc<dyn JwtKeyStore>,
     /// A work queue with a 1 s visibility timeout, redriven after 2 receives to `dlq`.
     pub queue: Arc<dyn Queue>,
     pub dlq: Arc<dyn Queue>,
@@ -60,6 +62,7 @@ async fn embedded() -> Ports {
         deliveries,
         api_keys: Arc::new(SqliteApiKeyStore::new(db.clone())),
         alerts: Arc::new(SqliteAlertStore::new(db.clone())),
+        jwt_keys: Arc::new(SqliteJwtKeyStore::new(db.clone())),
         queue: Arc::new(SqliteQueue::new(
             db.clone(),
             "work",
@@ -85,7 +88,7 @@ async fn moto() -> Ports {
     use aws_sdk_sqs::types::QueueAttributeName;
     use store_aws::{
         DynamoAlertStore, DynamoApiKeyStore, DynamoDeliveryLog, DynamoEventStore,
-        DynamoSubscriptionStore, SqsQueue,
+        DynamoJwtKeyStore, DynamoSubscriptionStore, SqsQueue,
     };
     let (clients, r) = e2e::moto::deployment("contract").await;
     let prefix = e2e::moto::unique_prefix("work");
@@ -160,6 +163,7 @@ async fn moto() -> Ports {
             r.retention,
         )),
         alerts: Arc::new(DynamoAlertStore::new(ddb.clone(), &r.deliveries_table)),
+        jwt_keys: Arc::new(DynamoJwtKeyStore::new(ddb.clone(), &r.subscriptions_table)),
         api_keys: Arc::new(DynamoApiKeyStore::new(ddb, &r.api_keys_table)),
         queue: Arc::new(SqsQueue::new(clients.sqs.clone(), url)),
         dlq: Arc::new(SqsQueue::new(clients.sqs.clone(), dlq_url)),
@@ -169,8 +173,8 @@ async fn moto() -> Ports {
 /// The same ports in process memory.
 async fn memory() -> Ports {
     use store_memory::{
-        MemoryAlertStore, MemoryApiKeyStore, MemoryDeliveryLog, MemoryEventStore, MemoryQueue,
-        MemorySubscriptionStore,
+        MemoryAlertStore, MemoryApiKeyStore, MemoryDeliveryLog, MemoryEventStore,
+        MemoryJwtKeyStore, MemoryQueue, MemorySubscriptionStore,
     };
     let clock = Arc::new(SystemClock);
     let deliveries: Arc<dyn DeliveryLog> = Arc::new(MemoryDeliveryLog::new());
@@ -189,6 +193,7 @@ async fn memory() -> Ports {
         deliveries,
         api_keys: Arc::new(MemoryApiKeyStore::new()),
         alerts: Arc::new(MemoryAlertStore::new()),
+        jwt_keys: Arc::new(MemoryJwtKeyStore::new()),
         queue: Arc::new(MemoryQueue::new(
             "work",
             VISIBILITY,
@@ -1884,6 +1889,26 @@ pub async fn queue_carries_messages_up_to_the_size_cap_and_splits_large_batches(
         .unwrap();
 }
 
+pub async fn jwt_key_rings_are_written_only_from_the_version_before(p: Ports) {
+    let random = OsRandom;
+    assert_eq!(p.jwt_keys.key_ring().await.unwrap(), None);
+    let first = KeyRing::default().rotated(at(1_000), &random).unwrap();
+    assert!(p.jwt_keys.put_key_ring(&first).await.unwrap());
+    assert!(
+        !p.jwt_keys.put_key_ring(&first).await.unwrap(),
+        "a second first ring loses"
+    );
+    assert_eq!(p.jwt_keys.key_ring().await.unwrap(), Some(first.clone()));
+    let later = at(1_000) + Duration::from_secs(29 * 86_400);
+    let second = first.rotated(later, &random).unwrap();
+    assert_eq!(second.version, 2);
+    // Another process's rotation, decided on the same read, is refused.
+    let rival = first.rotated(later, &random).unwrap();
+    assert!(p.jwt_keys.put_key_ring(&second).await.unwrap());
+    assert!(!p.jwt_keys.put_key_ring(&rival).await.unwrap());
+    assert_eq!(p.jwt_keys.key_ring().await.unwrap(), Some(second));
+}
+
 /// Every case as a test of every backend: `contract_tests!(backends: [..], cases: [..])`
 /// makes a module per backend holding one test per case.
 macro_rules! contract_tests {
@@ -1931,5 +1956,6 @@ contract_tests! {
         overdue_lists_pending_deliveries_due_before_a_time,
         alert_settings_are_kept_per_account,
         alert_throttles_are_written_on_the_version_read_and_listed_when_due,
+        jwt_key_rings_are_written_only_from_the_version_before,
     ],
 }

@@ -4,13 +4,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use app::ports::{Clock, FixedSealingKey, OsRandom, SystemClock};
-use app::sealed::SealedSubscriptions;
+use app::sealed::{SealedJwtKeys, SealedSubscriptions};
 use app::topology::{self, QueueSpec};
 use app::{Result, Services, Settings, Stores};
 use domain::sealing::Sealer;
 use store_sqlite::{
     Db, Redrive, SqliteAlertStore, SqliteApiKeyStore, SqliteDeliveryLog, SqliteEventStore,
-    SqliteQueue, SqliteSubscriptionStore,
+    SqliteJwtKeyStore, SqliteQueue, SqliteSubscriptionStore,
 };
 
 pub const EVENTS_QUEUE: &str = topology::EVENTS.name;
@@ -49,10 +49,16 @@ pub fn open(data_dir: &Path, settings: Settings, sealer: Arc<Sealer>) -> Result<
     let deliveries_queue = queue(topology::DELIVERIES);
     let stranded_queue = queue(topology::DELIVERIES_STRANDED);
     let dead_letter_queue = queue(topology::DELIVERIES_DLQ);
+    let sealing_key = Arc::new(FixedSealingKey::new(sealer));
     let stores = Stores {
         subscriptions: Arc::new(SealedSubscriptions::new(
             Arc::new(SqliteSubscriptionStore::new(db.clone())),
-            Arc::new(FixedSealingKey::new(sealer)),
+            sealing_key.clone(),
+            Arc::new(OsRandom),
+        )),
+        jwt_keys: Arc::new(SealedJwtKeys::new(
+            Arc::new(SqliteJwtKeyStore::new(db.clone())),
+            sealing_key,
             Arc::new(OsRandom),
         )),
         events: Arc::new(SqliteEventStore::new(db.clone())),

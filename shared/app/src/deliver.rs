@@ -607,6 +607,7 @@ fn verdict_of(result: &SendResult) -> Verdict {
     match (&result.status, &result.error) {
         (Some(status), _) => classify_status(*status),
         (None, Some(SendError::Refused(_))) => Verdict::Permanent,
+        (None, Some(SendError::OAuthToken { refused: true, .. })) => Verdict::Permanent,
         (None, Some(SendError::Timeout(_))) => Verdict::Retry(Failure::Timeout),
         (None, _) => Verdict::Retry(Failure::Network),
     }
@@ -629,7 +630,13 @@ pub async fn diagnose(services: &Services, sub: &Subscription) -> Diagnosis {
         }),
     };
     let task = Delivery::new(&event, sub, now).task(Payload::of(&event));
-    let (headers, _) = request_headers(sub, &task, now);
+    // The probe goes out as a delivery would, credentials included: a token endpoint that
+    // fails shows in the HTTP phase as the endpoint's 401 would.
+    let bearer = bearer_for(services, sub, &task, now, None)
+        .await
+        .ok()
+        .flatten();
+    let (headers, _) = request_headers(sub, &task, now, bearer.as_deref());
     let request = OutboundRequest {
         url: sub.url.clone(),
         headers,
@@ -654,17 +661,48 @@ pub async fn send_once(
     attempt_number: u32,
 ) -> (DeliveryUpdate, SendResult) {
     let now = services.clock.now();
-    let (headers, logged_headers) = request_headers(sub, task, now);
-    let result = services
-        .http
-        .send(OutboundRequest {
-            url: sub.url.clone(),
-            headers,
-            // The payload's bytes as carried, shared rather than copied.
-            body: Bytes::from_owner(task.payload.clone()),
-            timeout: Duration::from_secs(sub.timeout_seconds.max(1) as u64),
-        })
-        .await;
+    let started = std::time::Instant::now();
+    let timeout = Duration::from_secs(sub.timeout_seconds.max(1) as u64);
+    let request = |headers: Headers, timeout: Duration| OutboundRequest {
+        url: sub.url.clone(),
+        headers,
+        // The payload's bytes as carried, shared rather than copied.
+        body: Bytes::from_owner(task.payload.clone()),
+        timeout,
+    };
+    let (logged_headers, result) = match bearer_for(services, sub, task, now, None).await {
+        Ok(bearer) => {
+            let (headers, logged) = request_headers(sub, task, now, bearer.as_deref());
+            let mut result = services.http.send(request(headers, timeout)).await;
+            // A 401 to an OAuth token: the token may have been revoked before its expiry.
+            // One new token and one more request, within the same timeout, before the
+            // attempt counts as failed.
+            let left = timeout.saturating_sub(started.elapsed());
+            if result.status == Some(401) && is_oauth(sub) && !left.is_zero() {
+                if let Ok(Some(fresh)) =
+                    bearer_for(services, sub, task, now, bearer.as_deref()).await
+                {
+                    let (headers, _) = request_headers(sub, task, now, Some(&fresh));
+                    result = services.http.send(request(headers, left)).await;
+                }
+            }
+            (logged, result)
+        }
+        // No token, so the endpoint is not called: the attempt fails with the token
+        // endpoint's reason, and is retried like any failure.
+        Err(error) => (
+            request_headers(sub, task, now, None).1,
+            SendResult {
+                status: None,
+                headers: Vec::new(),
+                latency: started.elapsed(),
+                body: None,
+                retry_after: None,
+                error: Some(error),
+            },
+        ),
+    };
+
     let verdict = verdict_of(&result);
     let error = result.error.as_ref().map(ToString::to_string);
     let mut u = update(task, DeliveryStatus::Pending, now);
@@ -698,8 +736,43 @@ pub async fn send_once(
     (u, result)
 }
 
-/// The headers to send, and the same with credentials masked for the log.
-fn request_headers(sub: &Subscription, task: &DeliveryTask, now: Timestamp) -> (Headers, Headers) {
+fn is_oauth(sub: &Subscription) -> bool {
+    matches!(sub.auth, Some(EndpointAuth::OAuth2ClientCredentials { .. }))
+}
+
+/// The bearer token of a delivery whose credentials are made per request: an OAuth access
+/// token (kept, or fetched; `rejected` is one the endpoint has just refused) or a JWT.
+/// `None` for static credentials.
+async fn bearer_for(
+    services: &Services,
+    sub: &Subscription,
+    task: &DeliveryTask,
+    now: Timestamp,
+    rejected: Option<&str>,
+) -> Result<Option<String>, SendError> {
+    match &sub.auth {
+        Some(EndpointAuth::OAuth2ClientCredentials { .. }) => {
+            crate::oauth::token_for(services, sub, rejected)
+                .await
+                .transpose()
+        }
+        Some(EndpointAuth::Jwt { audience }) => {
+            crate::jwt::token_for(services, sub, audience.as_deref(), task, now)
+                .await
+                .map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The headers to send, and the same with credentials masked for the log. `bearer`: the
+/// token of per-request credentials (see `bearer_for`).
+fn request_headers(
+    sub: &Subscription,
+    task: &DeliveryTask,
+    now: Timestamp,
+    bearer: Option<&str>,
+) -> (Headers, Headers) {
     let timestamp = now.as_secs();
     let signature = signing::signature_header(
         sub.active_secrets(now),
@@ -737,6 +810,16 @@ fn request_headers(sub: &Subscription, task: &DeliveryTask, now: Timestamp) -> (
             format!("Bearer {token}"),
             format!("Bearer {MASK}"),
         ),
+        Some(EndpointAuth::OAuth2ClientCredentials { .. } | EndpointAuth::Jwt { .. }) => {
+            match bearer {
+                Some(token) => (
+                    "authorization".to_string(),
+                    format!("Bearer {token}"),
+                    format!("Bearer {MASK}"),
+                ),
+                None => return (sent, logged),
+            }
+        }
     };
     sent.push((name.clone(), value));
     logged.push((name, masked));

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use crate::ports::{SealingKeys, SubscriptionStore};
+use crate::ports::{JwtKeyStore, SealingKeys, SubscriptionStore};
 use crate::{Error, Result};
 use domain::ids::{AccountId, SubscriptionId};
+use domain::jwt::KeyRing;
 use domain::random::Random;
 use domain::sealing::{self, Sealer};
 use domain::subscription::Subscription;
@@ -143,6 +144,63 @@ impl SubscriptionStore for SealedSubscriptions {
 
     async fn delete(&self, account_id: &AccountId, id: &SubscriptionId) -> Result<bool> {
         self.inner.delete(account_id, id).await
+    }
+}
+
+/// The JWT key ring, its private keys sealed on the way in and opened on the way out, as
+/// `SealedSubscriptions` does for subscriptions. Each key is sealed in its own place
+/// (`jwt/<kid>`), so a sealed key copied into another key's slot does not open.
+pub struct SealedJwtKeys {
+    inner: Arc<dyn JwtKeyStore>,
+    keys: Arc<dyn SealingKeys>,
+    random: Arc<dyn Random>,
+}
+
+impl SealedJwtKeys {
+    pub fn new(
+        inner: Arc<dyn JwtKeyStore>,
+        keys: Arc<dyn SealingKeys>,
+        random: Arc<dyn Random>,
+    ) -> Self {
+        SealedJwtKeys {
+            inner,
+            keys,
+            random,
+        }
+    }
+}
+
+fn jwt_place(kid: &str) -> String {
+    format!("jwt/{kid}")
+}
+
+#[async_trait]
+impl JwtKeyStore for SealedJwtKeys {
+    async fn key_ring(&self) -> Result<Option<KeyRing>> {
+        let Some(mut ring) = self.inner.key_ring().await? else {
+            return Ok(None);
+        };
+        let sealer = self.keys.sealer().await?;
+        for key in &mut ring.keys {
+            key.private_key = sealer
+                .open(&key.private_key, &jwt_place(&key.kid))
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "JWT signing key {}: {e} (was the sealing key changed?)",
+                        key.kid
+                    ))
+                })?;
+        }
+        Ok(Some(ring))
+    }
+
+    async fn put_key_ring(&self, ring: &KeyRing) -> Result<bool> {
+        let sealer = self.keys.sealer().await?;
+        let mut sealed = ring.clone();
+        for key in &mut sealed.keys {
+            key.private_key = sealer.seal(&key.private_key, &jwt_place(&key.kid), &*self.random);
+        }
+        self.inner.put_key_ring(&sealed).await
     }
 }
 

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Vars;
+use crate::jwt::JwtRingCache;
 use crate::limiter::Limiter;
+use crate::oauth::OAuthTokens;
 use crate::ports::{
-    AlertStore, ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, Mailer, OsRandom, Queue,
-    SubscriptionStore,
+    AlertStore, ApiKeyStore, Clock, DeliveryLog, EventStore, HttpSender, JwtKeyStore, Mailer,
+    OsRandom, Queue, SubscriptionStore,
 };
 use domain::destination::DestinationPolicy;
 use domain::health::DEFAULT_AUTO_DISABLE_AFTER_SECONDS;
@@ -111,6 +113,8 @@ pub struct Stores {
     pub deliveries: Arc<dyn DeliveryLog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub alerts: Arc<dyn AlertStore>,
+    /// The service's JWT signing keys (see `jwt`).
+    pub jwt_keys: Arc<dyn JwtKeyStore>,
     pub events_queue: Arc<dyn Queue>,
     pub deliveries_queue: Arc<dyn Queue>,
     /// What the deliveries queue itself gave up on (see `stranded`).
@@ -125,6 +129,8 @@ pub struct Services {
     pub deliveries: Arc<dyn DeliveryLog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub alerts: Arc<dyn AlertStore>,
+    /// The service's JWT signing keys (see `jwt`).
+    pub jwt_keys: Arc<dyn JwtKeyStore>,
     pub events_queue: Arc<dyn Queue>,
     pub deliveries_queue: Arc<dyn Queue>,
     /// What the deliveries queue itself gave up on after too many receives; the runner
@@ -140,6 +146,10 @@ pub struct Services {
     pub random: Arc<dyn Random>,
     /// Per-subscription in-flight cap and rate limit, shared by every batch of the process.
     pub limiter: Arc<Limiter>,
+    /// OAuth access tokens kept for subscriptions with client credentials.
+    pub oauth_tokens: Arc<OAuthTokens>,
+    /// The JWT key ring as last read, shared by every delivery of the process.
+    pub jwt_ring: Arc<JwtRingCache>,
     pub settings: Settings,
 }
 
@@ -157,6 +167,7 @@ impl Services {
             deliveries: stores.deliveries,
             api_keys: stores.api_keys,
             alerts: stores.alerts,
+            jwt_keys: stores.jwt_keys,
             events_queue: stores.events_queue,
             deliveries_queue: stores.deliveries_queue,
             stranded_queue: stores.stranded_queue,
@@ -166,6 +177,8 @@ impl Services {
             clock,
             random: Arc::new(OsRandom),
             limiter: Limiter::new(settings.max_in_flight_per_subscription),
+            oauth_tokens: Arc::default(),
+            jwt_ring: Arc::default(),
             settings,
         }
     }

@@ -347,6 +347,7 @@ pub fn cause_name(cause: &str) -> String {
             Some(FailureCause::Dns) => "DNS".into(),
             Some(FailureCause::BlockedAddress) => "blocked by the address guard".into(),
             Some(FailureCause::Connection) => "connection failed".into(),
+            Some(FailureCause::OAuthToken) => "no OAuth token from the token endpoint".into(),
             None => key.to_string(),
         },
     }

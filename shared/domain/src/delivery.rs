@@ -166,6 +166,9 @@ pub enum FailureCause {
     BlockedAddress,
     /// Any other network failure: a connection reset, a broken response.
     Connection,
+    /// No OAuth access token: the token endpoint failed, refused or was unreachable, so the
+    /// endpoint itself was not called.
+    OAuthToken,
 }
 
 impl FailureCause {
@@ -195,6 +198,7 @@ impl FailureCause {
             FailureCause::Dns => "dns",
             FailureCause::BlockedAddress => "blocked_address",
             FailureCause::Connection => "connection",
+            FailureCause::OAuthToken => "oauth_token",
         }
     }
 
@@ -214,6 +218,7 @@ impl FailureCause {
             FailureCause::Dns,
             FailureCause::BlockedAddress,
             FailureCause::Connection,
+            FailureCause::OAuthToken,
         ]
         .into_iter()
         .find(|c| c.fixed_key() == key)

@@ -10,6 +10,8 @@ pub mod diagnosis;
 pub mod event;
 pub mod health;
 pub mod ids;
+pub mod jwt;
+pub mod oauth;
 pub mod random;
 pub mod retry;
 pub mod schema;

@@ -150,7 +150,8 @@ pub fn holds_sealed(sub: &Subscription) -> bool {
         Some(EndpointAuth::ApiKey { value, .. }) => Some(value),
         Some(EndpointAuth::Basic { password, .. }) => Some(password),
         Some(EndpointAuth::Bearer { token }) => Some(token),
-        None => None,
+        Some(EndpointAuth::OAuth2ClientCredentials { client_secret, .. }) => Some(client_secret),
+        Some(EndpointAuth::Jwt { .. }) | None => None,
     };
     sub.secrets
         .iter()
@@ -173,7 +174,10 @@ fn each_secret(
         Some(EndpointAuth::ApiKey { value, .. }) => f(value, format!("{place}/auth"))?,
         Some(EndpointAuth::Basic { password, .. }) => f(password, format!("{place}/auth"))?,
         Some(EndpointAuth::Bearer { token }) => f(token, format!("{place}/auth"))?,
-        None => {}
+        Some(EndpointAuth::OAuth2ClientCredentials { client_secret, .. }) => {
+            f(client_secret, format!("{place}/auth"))?
+        }
+        Some(EndpointAuth::Jwt { .. }) | None => {}
     }
     for (name, value) in &mut sub.headers {
         f(

@@ -538,6 +538,7 @@ mod tests {
             FailureCause::Dns,
             FailureCause::BlockedAddress,
             FailureCause::Connection,
+            FailureCause::OAuthToken,
         ] {
             assert_eq!(FailureCause::parse(&cause.key()), Some(cause));
         }

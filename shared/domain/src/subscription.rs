@@ -38,9 +38,53 @@ pub const MAX_ACTIVE_SECRETS: usize = 3;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EndpointAuth {
-    ApiKey { header: String, value: String },
-    Basic { username: String, password: String },
-    Bearer { token: String },
+    ApiKey {
+        header: String,
+        value: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): a token fetched from `token_url`
+    /// (through the address guard), cached until shortly before it expires, sent as
+    /// `Authorization: Bearer`.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// Sent as the `audience` parameter, which Auth0 and others require.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// How the client authenticates at the token endpoint.
+        #[serde(default)]
+        client_auth: ClientAuthMethod,
+    },
+    /// A short-lived ES256 JWT per delivery, signed with the service's key (published at
+    /// `/v1/.well-known/jwks.json`), sent as `Authorization: Bearer`.
+    Jwt {
+        /// The `aud` claim; the endpoint's URL when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
+}
+
+/// How an OAuth client presents its secret to the token endpoint (the names of RFC 7591's
+/// `token_endpoint_auth_method`): HTTP Basic, which RFC 6749 says every server supports,
+/// or in the form body, which some servers require instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
 }
 
 /// How deliveries are signed (Standard Webhooks): `hmac` with a shared `whsec_` secret
@@ -100,6 +144,33 @@ impl EndpointAuth {
                 if token == MASKED =>
             {
                 EndpointAuth::Bearer { token: old.clone() }
+            }
+            // The stored secret stays only for the same client at the same token endpoint:
+            // a masked secret sent with another endpoint must not follow it there.
+            (
+                EndpointAuth::OAuth2ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope,
+                    audience,
+                    client_auth,
+                },
+                Some(EndpointAuth::OAuth2ClientCredentials {
+                    token_url: old_url,
+                    client_id: old_id,
+                    client_secret: old,
+                    ..
+                }),
+            ) if client_secret == MASKED && token_url == *old_url && client_id == *old_id => {
+                EndpointAuth::OAuth2ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret: old.clone(),
+                    scope,
+                    audience,
+                    client_auth,
+                }
             }
             (auth, _) => auth,
         }
@@ -288,17 +359,22 @@ fn violation(pointer: &str, message: impl Into<String>) -> Violation {
 }
 
 pub fn check_url(url: &str, policy: UrlPolicy, out: &mut Vec<Violation>) {
+    check_url_at(url, policy, "/url", out)
+}
+
+/// `check_url` for a URL at `pointer` (an OAuth token endpoint is held to the same rules).
+fn check_url_at(url: &str, policy: UrlPolicy, pointer: &str, out: &mut Vec<Violation>) {
     if url.len() > MAX_URL_CHARS {
-        out.push(violation("/url", "must be at most 2048 characters"));
+        out.push(violation(pointer, "must be at most 2048 characters"));
         return;
     }
     match url::Url::parse(url) {
-        Err(e) => out.push(violation("/url", format!("is not a valid URL: {e}"))),
+        Err(e) => out.push(violation(pointer, format!("is not a valid URL: {e}"))),
         Ok(u) => {
             let scheme_ok = u.scheme() == "https" || (policy.allow_http && u.scheme() == "http");
             if !scheme_ok {
                 out.push(violation(
-                    "/url",
+                    pointer,
                     if policy.allow_http {
                         "must use https or http"
                     } else {
@@ -307,11 +383,11 @@ pub fn check_url(url: &str, policy: UrlPolicy, out: &mut Vec<Violation>) {
                 ));
             }
             if u.host_str().is_none_or(str::is_empty) {
-                out.push(violation("/url", "must name a host"));
+                out.push(violation(pointer, "must name a host"));
             }
             if !u.username().is_empty() || u.password().is_some() {
                 out.push(violation(
-                    "/url",
+                    pointer,
                     "must not carry credentials; use `auth` instead",
                 ));
             }
@@ -417,7 +493,7 @@ pub fn check_headers(headers: &BTreeMap<String, String>, out: &mut Vec<Violation
     }
 }
 
-pub fn check_auth(auth: &EndpointAuth, out: &mut Vec<Violation>) {
+pub fn check_auth(auth: &EndpointAuth, policy: UrlPolicy, out: &mut Vec<Violation>) {
     // No control character at all, tab included: credentials never need one.
     let printable =
         |s: &str| !s.is_empty() && s.len() <= MAX_CREDENTIAL_BYTES && !has_control(s, false);
@@ -455,6 +531,38 @@ pub fn check_auth(auth: &EndpointAuth, out: &mut Vec<Violation>) {
             if !printable(token) {
                 out.push(violation(
                     "/auth/token",
+                    "must be 1 to 1024 bytes, with no control characters",
+                ));
+            }
+        }
+        EndpointAuth::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            audience,
+            client_auth: _,
+        } => {
+            check_url_at(token_url, policy, "/auth/token_url", out);
+            let fields = [
+                ("/auth/client_id", Some(client_id)),
+                ("/auth/client_secret", Some(client_secret)),
+                ("/auth/scope", scope.as_ref()),
+                ("/auth/audience", audience.as_ref()),
+            ];
+            for (pointer, value) in fields {
+                if value.is_some_and(|v| !printable(v)) {
+                    out.push(violation(
+                        pointer,
+                        "must be 1 to 1024 bytes, with no control characters",
+                    ));
+                }
+            }
+        }
+        EndpointAuth::Jwt { audience } => {
+            if audience.as_ref().is_some_and(|a| !printable(a)) {
+                out.push(violation(
+                    "/auth/audience",
                     "must be 1 to 1024 bytes, with no control characters",
                 ));
             }
@@ -710,6 +818,7 @@ mod tests {
                     header: name.to_string(),
                     value: "k".into(),
                 },
+                UrlPolicy::default(),
                 &mut out,
             );
             assert_eq!(out.len(), 2, "{name} accepted as the api_key header");
@@ -721,12 +830,18 @@ mod tests {
     fn control_characters_are_refused_in_credentials_and_header_values() {
         for bad in ["tok\u{7f}en", "tok\u{85}en", "tok\ten", "tok\0", "tok\r\n"] {
             let mut out = vec![];
-            check_auth(&EndpointAuth::Bearer { token: bad.into() }, &mut out);
+            let policy = UrlPolicy::default();
+            check_auth(
+                &EndpointAuth::Bearer { token: bad.into() },
+                policy,
+                &mut out,
+            );
             check_auth(
                 &EndpointAuth::Basic {
                     username: bad.into(),
                     password: bad.into(),
                 },
+                policy,
                 &mut out,
             );
             check_auth(
@@ -734,6 +849,7 @@ mod tests {
                     header: "X-Key".into(),
                     value: bad.into(),
                 },
+                policy,
                 &mut out,
             );
             assert_eq!(
@@ -759,9 +875,116 @@ mod tests {
                 username: "crm".into(),
                 password: "p@ss wörd".into(),
             },
+            UrlPolicy::default(),
             &mut out,
         );
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    fn oauth(token_url: &str, client_id: &str, client_secret: &str) -> EndpointAuth {
+        EndpointAuth::OAuth2ClientCredentials {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scope: Some("webhooks:write".into()),
+            audience: None,
+            client_auth: ClientAuthMethod::ClientSecretBasic,
+        }
+    }
+
+    #[test]
+    fn oauth_and_jwt_credentials_are_checked_field_by_field() {
+        let mut out = vec![];
+        check_auth(
+            &oauth("https://idp.example.com/token", "crm", "s3cret"),
+            UrlPolicy::default(),
+            &mut out,
+        );
+        check_auth(
+            &EndpointAuth::Jwt {
+                audience: Some("https://crm.example.com".into()),
+            },
+            UrlPolicy::default(),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        // The token endpoint obeys the endpoint URL's rules: https, a host, no userinfo.
+        check_auth(
+            &oauth("http://idp.example.com/token", "", "a\u{7f}"),
+            UrlPolicy::default(),
+            &mut out,
+        );
+        check_auth(
+            &oauth("https://u:p@idp.example.com/token", "crm", "s"),
+            UrlPolicy::default(),
+            &mut out,
+        );
+        check_auth(
+            &EndpointAuth::Jwt {
+                audience: Some(String::new()),
+            },
+            UrlPolicy::default(),
+            &mut out,
+        );
+        assert_eq!(
+            pointers(&out),
+            [
+                "/auth/token_url",
+                "/auth/client_id",
+                "/auth/client_secret",
+                "/auth/token_url",
+                "/auth/audience"
+            ]
+        );
+        // http where the runner allows it, as for endpoints.
+        out.clear();
+        check_auth(
+            &oauth("http://127.0.0.1:9/token", "crm", "s"),
+            UrlPolicy { allow_http: true },
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_masked_client_secret_is_kept_only_for_the_same_client_and_token_endpoint() {
+        let stored = oauth("https://idp.example.com/token", "crm", "s3cret");
+        assert_eq!(
+            oauth("https://idp.example.com/token", "crm", MASKED).unmasked(Some(&stored)),
+            stored
+        );
+        for other in [
+            oauth("https://evil.example.net/token", "crm", MASKED),
+            oauth("https://idp.example.com/token", "other", MASKED),
+        ] {
+            assert_eq!(other.clone().unmasked(Some(&stored)), other);
+        }
+    }
+
+    #[test]
+    fn auth_reads_as_the_contract_spells_it() {
+        let auth: EndpointAuth = serde_json::from_value(serde_json::json!({
+            "type": "oauth2_client_credentials", "token_url": "https://idp/t",
+            "client_id": "c", "client_secret": "s"
+        }))
+        .unwrap();
+        assert_eq!(
+            auth,
+            EndpointAuth::OAuth2ClientCredentials {
+                token_url: "https://idp/t".into(),
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                scope: None,
+                audience: None,
+                client_auth: ClientAuthMethod::ClientSecretBasic,
+            }
+        );
+        let jwt: EndpointAuth = serde_json::from_value(serde_json::json!({"type": "jwt"})).unwrap();
+        assert_eq!(jwt, EndpointAuth::Jwt { audience: None });
+        assert!(serde_json::from_value::<EndpointAuth>(
+            serde_json::json!({"type": "jwt", "secret": "x"})
+        )
+        .is_err());
     }
 
     #[test]

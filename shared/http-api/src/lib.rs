@@ -76,6 +76,7 @@ fn meta_routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::openapi_json))
+        .routes(routes!(meta::jwks))
 }
 
 /// Ingest and management together, as API Gateway routes them to the two functions.

@@ -10,6 +10,8 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
+
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, or `unavailable` when the stores cannot be reached.
@@ -41,6 +43,22 @@ pub async fn healthz(State(services): State<Services>) -> (StatusCode, Json<Heal
 }
 
 const PROBE_HASH: &str = "healthz-probe";
+
+/// The public keys that sign the JWT of subscriptions with `"auth": {"type": "jwt"}` (a
+/// JWKS, RFC 7517): a receiver verifies each delivery's token with the key its `kid` names.
+/// A new key appears here a day before it signs; cache the set for minutes, not days, and
+/// fetch it again on an unknown `kid`.
+#[utoipa::path(get, path = "/v1/.well-known/jwks.json", tag = "meta", responses(
+    (status = 200, description = "The JWKS: `{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\", \"y\", \"kid\", \"use\": \"sig\", \"alg\": \"ES256\"}]}`", content_type = "application/json"),
+    (status = 503, body = crate::error::ErrorBody, description = "The key store cannot be reached"),
+))]
+pub async fn jwks(State(services): State<Services>) -> Result<impl IntoResponse, ApiError> {
+    let document = app::jwt::jwks(&services).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(document),
+    ))
+}
 
 /// This document: OpenAPI 3.1 of every route.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",

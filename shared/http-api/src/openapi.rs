@@ -11,7 +11,8 @@ use app::Services;
     info(
         title = "Webhooks",
         description = "Signed, retried, isolated webhook delivery for the voice-agent platform. \
-            Every route but /healthz and /openapi.json needs `Authorization: Bearer <key>`: \
+            Every route but /healthz, /openapi.json and /v1/.well-known/jwks.json needs \
+            `Authorization: Bearer <key>`: \
             the platform key, or an account key for that account's routes.",
     ),
     modifiers(&BearerAuth),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use domain::delivery::{Attempt, Delivery, DeliveryStatus};
-use domain::subscription::{EndpointAuth, SignatureScheme, Subscription};
+use domain::subscription::{ClientAuthMethod, EndpointAuth, SignatureScheme, Subscription};
 use domain::time::Timestamp;
 
 use domain::subscription::MASKED as MASK;
@@ -24,6 +24,19 @@ pub enum AuthView {
     },
     Bearer {
         token: &'static str,
+    },
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: &'static str,
+        scope: Option<String>,
+        audience: Option<String>,
+        client_auth: ClientAuthMethod,
+    },
+    Jwt {
+        /// The `aud` claim; null: the endpoint's URL.
+        audience: Option<String>,
     },
 }
 
@@ -71,6 +84,24 @@ impl SubscriptionView {
                 password: MASK,
             },
             EndpointAuth::Bearer { .. } => AuthView::Bearer { token: MASK },
+            EndpointAuth::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                scope,
+                audience,
+                client_auth,
+                ..
+            } => AuthView::OAuth2ClientCredentials {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: MASK,
+                scope: scope.clone(),
+                audience: audience.clone(),
+                client_auth: *client_auth,
+            },
+            EndpointAuth::Jwt { audience } => AuthView::Jwt {
+                audience: audience.clone(),
+            },
         });
         SubscriptionView {
             id: sub.id.to_string(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -68,6 +68,7 @@ pub struct TestRequest {
     security(("bearer" = [])))]
 pub async fn test_webhook(
     State(services): State<Services>,
+    headers: HeaderMap,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
     OptionalJsonBody(req): OptionalJsonBody<TestRequest>,
@@ -107,7 +108,7 @@ pub async fn test_webhook(
         .create_batch(std::slice::from_ref(&delivery))
         .await?;
     let task = delivery.task(Payload::of(&event));
-    let (mut update, result) = send_once(&services, &sub, &task, 1).await;
+    let (mut update, result) = send_once(&as_published(&services, &headers), &sub, &task, 1).await;
     let success = result.status.is_some_and(|s| (200..300).contains(&s));
     update.status = if success {
         DeliveryStatus::Succeeded
@@ -137,6 +138,7 @@ pub async fn test_webhook(
     security(("bearer" = [])))]
 pub async fn diagnose_webhook(
     State(services): State<Services>,
+    headers: HeaderMap,
     caller: Caller,
     Path((account_id, webhook_id)): Path<(String, String)>,
 ) -> Result<Json<domain::diagnosis::Diagnosis>, ApiError> {
@@ -145,7 +147,32 @@ pub async fn diagnose_webhook(
     let mut sub = load(&services, &account, &webhook_id).await?;
     // The answer must fit in API Gateway's 29 s: each phase has at most this long.
     sub.timeout_seconds = sub.timeout_seconds.min(MAX_DIAGNOSE_PHASE_SECONDS);
-    Ok(Json(app::deliver::diagnose(&services, &sub).await))
+    Ok(Json(
+        app::deliver::diagnose(&as_published(&services, &headers), &sub).await,
+    ))
+}
+
+/// The services with the public URL this request came in by, when the deployment names
+/// none: it is the `iss` of a JWT receiver's token. On AWS the api function cannot be told
+/// the HTTP API's URL (the API refers to the function, so the function may not refer to
+/// the API), while deliver is told it; API Gateway's `Host` is that same URL.
+fn as_published(services: &Services, headers: &HeaderMap) -> Services {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    match host {
+        Some(host) if services.settings.console_url.is_empty() => {
+            let mut services = services.clone();
+            services.settings.console_url = format!("https://{host}");
+            services
+        }
+        _ => services.clone(),
+    }
 }
 
 /// The test event's type and data (`None`: the `webhook.test` message), checked as ingest

@@ -102,7 +102,7 @@ async fn validate(services: &Services, sub: &Subscription) -> Result<(), ApiErro
     rules::check_event_types(&sub.event_types, &mut v);
     rules::check_headers(&sub.headers, &mut v);
     if let Some(auth) = &sub.auth {
-        rules::check_auth(auth, &mut v);
+        rules::check_auth(auth, services.settings.url_policy, &mut v);
     }
     rules::check_retry(sub.max_attempts, sub.retry_schedule.as_deref(), &mut v);
     if !(1..=rules::MAX_TIMEOUT_SECONDS).contains(&sub.timeout_seconds) {
@@ -130,7 +130,12 @@ async fn validate(services: &Services, sub: &Subscription) -> Result<(), ApiErro
     if !v.is_empty() {
         return Err(ApiError::validation(v));
     }
-    check_destination(services, &sub.url).await
+    check_destination(services, &sub.url).await?;
+    // The token endpoint is reached from our network as the endpoint is: the same guard.
+    if let Some(EndpointAuth::OAuth2ClientCredentials { token_url, .. }) = &sub.auth {
+        check_destination(services, token_url).await?;
+    }
+    Ok(())
 }
 
 /// Refuses a URL whose host resolves only to addresses deliveries may not reach. A host

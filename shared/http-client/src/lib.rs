@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use app::ports::{HttpSender, OutboundRequest, SendError, SendResult};
+use app::ports::{Fetched, HttpSender, OutboundRequest, SendError, SendResult};
 use domain::delivery::{logged_response_headers, truncate_body, MAX_LOGGED_RESPONSE_BYTES};
 use domain::destination::DestinationPolicy;
 use domain::diagnosis::Diagnosis;
@@ -134,8 +134,48 @@ impl HttpSender for ReqwestSender {
     }
 
     async fn send(&self, request: OutboundRequest) -> SendResult {
+        let exchange = self.exchange(request).await;
+        let text = exchange
+            .body
+            .as_deref()
+            .map(|body| truncate_body(&String::from_utf8_lossy(body), MAX_LOGGED_RESPONSE_BYTES));
+        SendResult {
+            status: exchange.status,
+            headers: exchange.headers,
+            latency: exchange.latency,
+            body: text,
+            retry_after: exchange.retry_after,
+            error: exchange.error,
+        }
+    }
+
+    async fn fetch(&self, request: OutboundRequest) -> Result<Fetched, SendError> {
+        let exchange = self.exchange(request).await;
+        match (exchange.status, exchange.error) {
+            (Some(status), None) => Ok(Fetched {
+                status,
+                body: String::from_utf8_lossy(&exchange.body.unwrap_or_default()).into_owned(),
+            }),
+            (_, Some(error)) => Err(error),
+            (None, None) => Err(SendError::Network("no response".into())),
+        }
+    }
+}
+
+/// One request's outcome, its body as read (up to `MAX_READ_RESPONSE_BYTES`).
+struct Exchange {
+    status: Option<u16>,
+    headers: Vec<(String, String)>,
+    latency: Duration,
+    body: Option<Vec<u8>>,
+    retry_after: Option<Duration>,
+    error: Option<SendError>,
+}
+
+impl ReqwestSender {
+    async fn exchange(&self, request: OutboundRequest) -> Exchange {
         let started = Instant::now();
-        let failed = |error: SendError| SendResult {
+        let failed = |error: SendError| Exchange {
             status: None,
             headers: Vec::new(),
             latency: started.elapsed(),
@@ -192,12 +232,12 @@ impl HttpSender for ReqwestSender {
                 }
             }
         }
-        let text = String::from_utf8_lossy(&body);
-        SendResult {
+        body.truncate(MAX_READ_RESPONSE_BYTES);
+        Exchange {
             status: Some(status),
             headers,
             latency: started.elapsed(),
-            body: Some(truncate_body(&text, MAX_LOGGED_RESPONSE_BYTES)),
+            body: Some(body),
             retry_after,
             error,
         }

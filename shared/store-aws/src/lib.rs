@@ -8,6 +8,7 @@ mod api_keys;
 mod attributes;
 mod deliveries;
 mod events;
+mod jwt_keys;
 mod paging;
 pub mod provision;
 mod sealing_key;
@@ -21,13 +22,14 @@ pub use alerts::DynamoAlertStore;
 pub use api_keys::{DynamoApiKeyStore, BY_ACCOUNT_INDEX as API_KEYS_BY_ACCOUNT_INDEX};
 pub use deliveries::DynamoDeliveryLog;
 pub use events::DynamoEventStore;
+pub use jwt_keys::DynamoJwtKeyStore;
 pub use sealing_key::SsmSealingKey;
 pub use sqs::SqsQueue;
 pub use subscriptions::DynamoSubscriptionStore;
 
 use app::config::Vars;
 use app::ports::{OsRandom, SealingKeys};
-use app::sealed::{CachedSealingKey, SealedSubscriptions};
+use app::sealed::{CachedSealingKey, SealedJwtKeys, SealedSubscriptions};
 use app::topology::{self, QueueSpec};
 use app::{Error, Result, Stores};
 use domain::backoff::Backoff;
@@ -143,6 +145,10 @@ pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
             ddb.clone(),
             &resources.deliveries_table,
         )),
+        jwt_keys: Arc::new(DynamoJwtKeyStore::new(
+            ddb.clone(),
+            &resources.subscriptions_table,
+        )),
         events_queue: queue(&resources.events_queue_url, topology::EVENTS),
         deliveries_queue: queue(&resources.deliveries_queue_url, topology::DELIVERIES),
         stranded_queue: queue(
@@ -171,9 +177,15 @@ pub fn sealing_keys(clients: &Clients, resources: &Resources) -> Result<Arc<dyn 
 /// processes that write secrets or sign with them.
 pub fn sealed_stores(clients: &Clients, resources: &Resources) -> Result<Stores> {
     let mut stores = stores(clients, resources);
+    let keys = sealing_keys(clients, resources)?;
     stores.subscriptions = Arc::new(SealedSubscriptions::new(
         stores.subscriptions,
-        sealing_keys(clients, resources)?,
+        keys.clone(),
+        Arc::new(OsRandom),
+    ));
+    stores.jwt_keys = Arc::new(SealedJwtKeys::new(
+        stores.jwt_keys,
+        keys,
         Arc::new(OsRandom),
     ));
     Ok(stores)

@@ -13,6 +13,7 @@ mod alerts;
 mod api_keys;
 mod deliveries;
 mod events;
+mod jwt_keys;
 mod paging;
 mod queue;
 mod subscriptions;
@@ -23,6 +24,7 @@ pub use alerts::MemoryAlertStore;
 pub use api_keys::MemoryApiKeyStore;
 pub use deliveries::MemoryDeliveryLog;
 pub use events::MemoryEventStore;
+pub use jwt_keys::MemoryJwtKeyStore;
 pub use queue::{MemoryQueue, Redrive};
 pub use subscriptions::MemorySubscriptionStore;
 
@@ -59,6 +61,7 @@ pub fn stores(clock: Arc<dyn Clock>) -> Stores {
         deliveries: Arc::new(MemoryDeliveryLog::new()),
         api_keys: Arc::new(MemoryApiKeyStore::new()),
         alerts: Arc::new(MemoryAlertStore::new()),
+        jwt_keys: Arc::new(MemoryJwtKeyStore::new()),
         events_queue: queue(topology::EVENTS, redrive(topology::EVENTS, events_dlq)),
         deliveries_queue: queue(
             topology::DELIVERIES,

@@ -11,6 +11,7 @@ mod columns;
 mod db;
 mod deliveries;
 mod events;
+mod jwt_keys;
 mod queue;
 mod subscriptions;
 
@@ -21,6 +22,7 @@ pub use api_keys::SqliteApiKeyStore;
 pub use db::Db;
 pub use deliveries::SqliteDeliveryLog;
 pub use events::SqliteEventStore;
+pub use jwt_keys::SqliteJwtKeyStore;
 pub use queue::{Redrive, SqliteQueue};
 pub use subscriptions::SqliteSubscriptionStore;
 
@@ -158,6 +160,13 @@ CREATE TABLE IF NOT EXISTS alert_throttles (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alert_throttles_due ON alert_throttles (digest_due)
     WHERE digest_due IS NOT NULL;
+
+-- The service's JWT signing keys (`domain::jwt::KeyRing`), one row, as JSON.
+CREATE TABLE IF NOT EXISTS jwt_keys (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    ring TEXT NOT NULL
+);
 
 -- The columns after `created_at` came later: `migrate` adds them to an older file.
 CREATE TABLE IF NOT EXISTS api_keys (

@@ -13,7 +13,7 @@ use domain::random::Random;
 use domain::sealing::Sealer;
 use domain::subscription::{
     check_auth, check_event_types, check_headers, check_retry, check_secret, check_url,
-    unmask_headers, EndpointAuth, UrlPolicy, MASKED,
+    unmask_headers, ClientAuthMethod, EndpointAuth, UrlPolicy, MASKED,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -21,6 +21,15 @@ enum Auth {
     ApiKey { header: String, value: String },
     Basic { username: String, password: String },
     Bearer { token: String },
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        audience: Option<String>,
+        post: bool,
+    },
+    Jwt { audience: Option<String> },
 }
 
 impl Auth {
@@ -29,6 +38,26 @@ impl Auth {
             Auth::ApiKey { header, value } => EndpointAuth::ApiKey { header, value },
             Auth::Basic { username, password } => EndpointAuth::Basic { username, password },
             Auth::Bearer { token } => EndpointAuth::Bearer { token },
+            Auth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+                post,
+            } => EndpointAuth::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+                client_auth: if post {
+                    ClientAuthMethod::ClientSecretPost
+                } else {
+                    ClientAuthMethod::ClientSecretBasic
+                },
+            },
+            Auth::Jwt { audience } => EndpointAuth::Jwt { audience },
         }
     }
 }
@@ -74,7 +103,21 @@ fuzz_target!(|body: Body| {
     check_headers(&body.headers, &mut out);
     if let Some(auth) = body.auth {
         let auth = auth.domain();
-        check_auth(&auth, &mut out);
+        check_auth(
+            &auth,
+            UrlPolicy {
+                allow_http: body.allow_http,
+            },
+            &mut out,
+        );
+        // The token request of any credentials is well formed: a form body, no header
+        // that could split.
+        if let Some(request) = domain::oauth::token_request(&auth) {
+            assert!(request.body.starts_with("grant_type=client_credentials"));
+            for (_, value) in &request.headers {
+                assert!(value.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+            }
+        }
         let stored = body.stored_auth.map(Auth::domain);
         let kept = auth.clone().unmasked(stored.as_ref());
         // A value other than the mask is taken as sent.
@@ -82,6 +125,10 @@ fuzz_target!(|body: Body| {
             EndpointAuth::ApiKey { value, .. } => value == MASKED,
             EndpointAuth::Basic { password, .. } => password == MASKED,
             EndpointAuth::Bearer { token } => token == MASKED,
+            EndpointAuth::OAuth2ClientCredentials { client_secret, .. } => {
+                client_secret == MASKED
+            }
+            EndpointAuth::Jwt { .. } => false,
         };
         if !masked_anything {
             assert_eq!(kept, auth);

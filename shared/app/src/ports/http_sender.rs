@@ -27,6 +27,9 @@ pub enum SendError {
     Network(String),
     /// The destination is not allowed (SSRF guard); retrying cannot help.
     Refused(String),
+    /// No OAuth access token, so the endpoint was not called. `refused`: the guard refused
+    /// the token endpoint, and retrying cannot help.
+    OAuthToken { detail: String, refused: bool },
 }
 
 impl SendError {
@@ -39,6 +42,7 @@ impl SendError {
             SendError::Tls(_) => FailureCause::Tls,
             SendError::Network(_) => FailureCause::Connection,
             SendError::Refused(_) => FailureCause::BlockedAddress,
+            SendError::OAuthToken { .. } => FailureCause::OAuthToken,
         }
     }
 }
@@ -52,6 +56,7 @@ impl std::fmt::Display for SendError {
             SendError::Tls(m) => write!(f, "TLS error: {m}"),
             SendError::Network(m) => write!(f, "network error: {m}"),
             SendError::Refused(m) => write!(f, "destination refused: {m}"),
+            SendError::OAuthToken { detail, .. } => write!(f, "OAuth token: {detail}"),
         }
     }
 }
@@ -68,11 +73,28 @@ pub struct SendResult {
     pub error: Option<SendError>,
 }
 
+/// A response read whole (see `HttpSender::fetch`).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub body: String,
+}
+
 /// Sends one webhook request. Never follows redirects; never returns an `Err`: every
 /// failure is an outcome to log.
 #[async_trait]
 pub trait HttpSender: Send + Sync {
     async fn send(&self, request: OutboundRequest) -> SendResult;
+
+    /// Sends `request` as `send` does (same guard, no redirects) and answers the status and
+    /// the body whole, up to the read cap: for an OAuth token endpoint, whose answer is
+    /// read, not logged. A sender that cannot reach the network says so.
+    async fn fetch(&self, request: OutboundRequest) -> Result<Fetched, SendError> {
+        let _ = request;
+        Err(SendError::Network(
+            "this process was built to send no requests".into(),
+        ))
+    }
 
     /// Sends `request` as `send` would, one phase at a time (DNS, the address guard, TCP,
     /// TLS, HTTP), and reports each. A sender that cannot take the path apart says so.

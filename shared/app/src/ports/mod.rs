@@ -7,6 +7,7 @@ mod clock;
 mod deliveries;
 mod events;
 mod http_sender;
+mod jwt_keys;
 mod queue;
 mod sealing_keys;
 mod subscriptions;
@@ -16,7 +17,10 @@ pub use api_keys::ApiKeyStore;
 pub use clock::{Clock, OsRandom, SystemClock};
 pub use deliveries::DeliveryLog;
 pub use events::{EventInsert, EventStore};
-pub use http_sender::{HttpSender, NoOutboundHttp, OutboundRequest, SendError, SendResult};
+pub use http_sender::{
+    Fetched, HttpSender, NoOutboundHttp, OutboundRequest, SendError, SendResult,
+};
+pub use jwt_keys::JwtKeyStore;
 pub use queue::{
     batch_calls, check_sizes, OutgoingMessage, Queue, QueueMessage, ENTRY_MARGIN_BYTES, MAX_BATCH,
     MAX_BATCH_BYTES, MAX_MESSAGE_BYTES,
