@@ -24,6 +24,7 @@ A screenshot of each page goes to --screenshots. Exits non-zero on the first fai
 """
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -61,21 +62,31 @@ CHROMIUM_ARGS = [
 
 # The bodies `/ok` received, in order.
 RECEIVED = []
+# The `authorization` headers `/auth…` received, and the form bodies `/token` received.
+AUTHS = []
+TOKEN_REQUESTS = []
+TOKEN = b'{"access_token": "tok-console", "token_type": "Bearer", "expires_in": 3600}'
 
 
 class Receiver(BaseHTTPRequestHandler):
-    """`/ok…` answers 200; `/markup…` answers 500 with markup in its body and a header."""
+    """`/ok…` answers 200; `/markup…` answers 500 with markup in its body and a header;
+    `/token` is an OAuth token endpoint; `/auth…` answers 200 and keeps the credentials."""
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.path.startswith("/ok"):
             RECEIVED.append(body)
+        if self.path.startswith("/auth"):
+            AUTHS.append(self.headers.get("authorization", ""))
         if self.path.startswith("/markup"):
             status, body = 500, MARKUP.encode()
+        elif self.path == "/token":
+            TOKEN_REQUESTS.append((body.decode(), self.headers.get("authorization", "")))
+            status, body = 200, TOKEN
         else:
             status, body = 200, b"ok"
         self.send_response(status)
-        self.send_header("content-type", "text/html")
+        self.send_header("content-type", "application/json" if self.path == "/token" else "text/html")
         self.send_header("content-length", str(len(body)))
         if self.path.startswith("/markup"):
             self.send_header("x-markup", HEADER_MARKUP)
@@ -324,6 +335,50 @@ def journey(page, base, receiver, shots):
     expect(page.get_by_role("status").filter(has_text="Redriven")).to_be_visible()
     wait_until(lambda: len(api(base, "GET", f"/v1/accounts/{ACCOUNT}/deliveries/{dead_id}")[1]["attempts"])
                > before, "the redriven delivery to be attempted again")
+
+    # Receivers that authenticate: OAuth client credentials, then a JWT per delivery, each
+    # chosen in the form; a test send from the endpoint's page carries the credentials.
+    auth_url = f"{receiver}/auth-oauth"
+    nav.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Add endpoint").click()
+    page.get_by_label("URL", exact=True).fill(auth_url)
+    page.get_by_role("checkbox", name="call.*", exact=True).check()
+    page.get_by_label("Authentication", exact=True).select_option("oauth2_client_credentials")
+    page.get_by_label("Token URL").fill(f"{receiver}/token")
+    page.get_by_label("Client ID").fill("crm")
+    page.get_by_label("Client secret").fill("s3cret")
+    page.get_by_label("Scope").fill("events:write")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    page.get_by_role("row").get_by_role("link", name=auth_url).click()
+    expect(page.get_by_text("OAuth 2.0 client credentials from")).to_be_visible()
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()
+    assert AUTHS == ["Bearer tok-console"], AUTHS
+    form, client = TOKEN_REQUESTS[-1]
+    assert form == "grant_type=client_credentials&scope=events%3Awrite", form
+    assert client == "Basic " + base64.b64encode(b"crm:s3cret").decode(), client
+    shot("endpoint-oauth")
+
+    jwt_url = f"{receiver}/auth-jwt"
+    nav.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Add endpoint").click()
+    page.get_by_label("URL", exact=True).fill(jwt_url)
+    page.get_by_role("checkbox", name="call.*", exact=True).check()
+    page.get_by_label("Authentication", exact=True).select_option("jwt")
+    expect(page.get_by_text("/v1/.well-known/jwks.json")).to_be_visible()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    page.get_by_role("row").get_by_role("link", name=jwt_url).click()
+    expect(page.get_by_text("JWT (ES256), audience the endpoint URL")).to_be_visible()
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()
+    token = AUTHS[-1].removeprefix("Bearer ")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert header["alg"] == "ES256" and claims["aud"] == jwt_url, (header, claims)
+    keys = json.loads(urllib.request.urlopen(f"{base}/v1/.well-known/jwks.json").read())["keys"]
+    assert header["kid"] in [k["kid"] for k in keys], keys
 
     # Alerts: a bad address is refused and named; good settings are saved and kept.
     nav.get_by_role("link", name="Alerts").click()

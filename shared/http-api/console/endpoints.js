@@ -286,7 +286,10 @@ function eventTypePicker(catalog, selected) {
 /** The Authentication select and the fields of the chosen kind. */
 function authFields(current) {
   const kind = current?.type ?? 'none';
-  const KINDS = { none: 'None', api_key: 'API key header', basic: 'Basic', bearer: 'Bearer' };
+  const KINDS = {
+    none: 'None', api_key: 'API key header', basic: 'Basic', bearer: 'Bearer',
+    oauth2_client_credentials: 'OAuth 2.0 client credentials', jwt: 'JWT (ES256, per delivery)',
+  };
   const select = h('select', { name: 'auth' },
     Object.entries(KINDS).map(([value, label]) => option(value, label, kind === value)),
     // A kind this form cannot edit is kept as it is stored.
@@ -299,11 +302,29 @@ function authFields(current) {
   const username = textInput(kind === 'basic' ? current.username : '');
   const password = secretInput(kind === 'basic' ? MASK : '');
   const token = secretInput(kind === 'bearer' ? MASK : '');
+  const oauth = kind === 'oauth2_client_credentials' ? current : {};
+  const tokenUrl = textInput(oauth.token_url, 'https://idp.example.com/oauth/token');
+  const clientId = textInput(oauth.client_id);
+  const clientSecret = secretInput(oauth.client_id ? MASK : '');
+  const scope = textInput(oauth.scope, 'optional');
+  const audience = textInput(oauth.audience, 'optional');
+  const clientAuth = h('select', {},
+    option('client_secret_basic', 'HTTP Basic (client_secret_basic)', oauth.client_auth !== 'client_secret_post'),
+    option('client_secret_post', 'In the form body (client_secret_post)', oauth.client_auth === 'client_secret_post'));
+  const jwtAudience = textInput(kind === 'jwt' ? current.audience : '', 'the endpoint URL');
+  const jwks = new URL('/v1/.well-known/jwks.json', location.href).href;
   const kept = editingHint(current);
   const parts = {
     api_key: h('div', { class: 'sub' }, field('Header', keyHeader), field('Value', keyValue, kept)),
     basic: h('div', { class: 'sub' }, field('Username', username), field('Password', password, kept)),
     bearer: h('div', { class: 'sub' }, field('Token', token, kept)),
+    oauth2_client_credentials: h('div', { class: 'sub' },
+      field('Token URL', tokenUrl, 'Fetched through the same address guard as the endpoint; the token is kept until a minute before it expires, and fetched again on a 401.'),
+      field('Client ID', clientId), field('Client secret', clientSecret, kept),
+      field('Scope', scope), field('Audience', audience, 'Sent as the audience parameter (Auth0 and others need it).'),
+      field('Client authentication', clientAuth)),
+    jwt: h('div', { class: 'sub' },
+      field('Audience', jwtAudience, `The aud claim. Receivers verify each token with the keys at ${jwks}.`)),
   };
   const sync = () => {
     for (const [k, el] of Object.entries(parts)) el.hidden = select.value !== k;
@@ -319,11 +340,29 @@ function authFields(current) {
       case 'api_key': return { type: 'api_key', header: keyHeader.value.trim(), value: keyValue.value };
       case 'basic': return { type: 'basic', username: username.value, password: password.value };
       case 'bearer': return { type: 'bearer', token: token.value };
+      case 'oauth2_client_credentials': return {
+        type: 'oauth2_client_credentials', token_url: tokenUrl.value.trim(), client_id: clientId.value,
+        client_secret: clientSecret.value, scope: scope.value.trim() || undefined,
+        audience: audience.value.trim() || undefined, client_auth: clientAuth.value,
+      };
+      case 'jwt': return { type: 'jwt', audience: jwtAudience.value.trim() || undefined };
       case 'none': return null;
       default: return undefined;
     }
   }
   return { element, value };
+}
+
+/** What the endpoint page says of a subscription's credentials (never their secret). */
+function authSummary(auth) {
+  switch (auth?.type) {
+    case undefined: return 'none';
+    case 'oauth2_client_credentials':
+      return h('span', {}, 'OAuth 2.0 client credentials from ', h('code', {}, auth.token_url),
+        ` as ${auth.client_id}`);
+    case 'jwt': return `JWT (ES256), audience ${auth.audience || 'the endpoint URL'}`;
+    default: return auth.type;
+  }
 }
 
 function editingHint(current) {
@@ -385,7 +424,7 @@ export async function endpointPage(root, id) {
     ['Event types', current.event_types.join(', ')],
     ['Signature', current.signature === 'ed25519' ? 'Ed25519 (v1a)' : 'HMAC-SHA256 (v1)'],
     current.public_key ? ['Public key', h('code', {}, current.public_key)] : null,
-    ['Authentication', current.auth ? current.auth.type : 'none'],
+    ['Authentication', authSummary(current.auth)],
     ['Custom headers', Object.keys(current.headers || {}).join(', ') || '—'],
     ['Timeout', `${current.timeout_seconds} s`],
     ['Max attempts', current.max_attempts ?? 'default'],
