@@ -412,3 +412,172 @@ fn only_fanout_sends_alert_email_and_only_as_the_configured_sender() {
     let schedule = format!("{:?}", fanout["Events"]["AlertDigests"]);
     assert!(schedule.contains("Schedule"), "{schedule}");
 }
+
+/// The tables and queues hold customer data: deleting the stack, or a change that would
+/// replace one, must keep them; the tables also refuse a delete outright.
+#[test]
+fn customer_data_survives_the_stack() {
+    let t = template();
+    let mut seen = 0;
+    for (id, r) in resources(&t) {
+        let kind = r["Type"].as_str().unwrap_or_default();
+        if kind != "AWS::DynamoDB::Table" && kind != "AWS::SQS::Queue" {
+            continue;
+        }
+        seen += 1;
+        assert_eq!(r["DeletionPolicy"].as_str(), Some("Retain"), "{id}");
+        assert_eq!(r["UpdateReplacePolicy"].as_str(), Some("Retain"), "{id}");
+        if kind == "AWS::DynamoDB::Table" {
+            assert_eq!(
+                r["Properties"]["DeletionProtectionEnabled"].as_bool(),
+                Some(true),
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(seen, 9, "four tables and five queues");
+}
+
+/// Every alarm notifies the alert topic, and that topic is encrypted with a key whose
+/// policy lets CloudWatch use it (the AWS-managed `alias/aws/sns` key cannot).
+#[test]
+fn every_alarm_can_publish_to_its_topic() {
+    let t = template();
+    let topic = &t["Resources"]["AlertTopic"]["Properties"];
+    let key_id = topic["KmsMasterKeyId"].as_str().unwrap();
+    assert_ne!(key_id, "alias/aws/sns");
+    let key = &t["Resources"][key_id];
+    assert_eq!(key["Type"].as_str(), Some("AWS::KMS::Key"), "{key_id}");
+    let grants_cloudwatch = key["Properties"]["KeyPolicy"]["Statement"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|s| {
+            let actions = strings(&s["Action"]);
+            s["Effect"].as_str() == Some("Allow")
+                && s["Principal"]["Service"].as_str() == Some("cloudwatch.amazonaws.com")
+                && actions.iter().any(|a| a == "kms:Decrypt")
+                && actions.iter().any(|a| a == "kms:GenerateDataKey*")
+        });
+    assert!(
+        grants_cloudwatch,
+        "the key's policy does not let CloudWatch use it"
+    );
+    let alarms: Vec<_> = resources(&t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .collect();
+    assert!(alarms.len() >= 10, "{}", alarms.len());
+    for (id, alarm) in alarms {
+        assert_eq!(
+            strings(&alarm["Properties"]["AlarmActions"]),
+            ["AlertTopic"],
+            "{id} notifies nobody"
+        );
+    }
+}
+
+/// A dead-letter queue's alarm fires on growth: one on "not empty" would stay red from the
+/// first dead letter until someone empties the queue, hiding every later one.
+#[test]
+fn dead_letter_alarms_fire_on_growth_not_on_a_reviewed_queue() {
+    let t = template();
+    let dead_letter_queues = ["EventsDeadLetterQueue", "DeliveriesDeadLetterQueue"];
+    for (id, alarm) in resources(&t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+    {
+        let p = &alarm["Properties"];
+        let on_queue = |metric: &Yaml| {
+            metric["Dimensions"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["Value"].as_str())
+                .any(|v| {
+                    dead_letter_queues
+                        .iter()
+                        .any(|q| v == format!("{q}.QueueName"))
+                })
+        };
+        assert!(!on_queue(p), "{id} alarms on a dead-letter queue's level");
+        let Some(metrics) = p["Metrics"].as_vec() else {
+            continue;
+        };
+        if metrics.iter().any(|m| on_queue(&m["MetricStat"]["Metric"])) {
+            let expression = metrics
+                .iter()
+                .find_map(|m| m["Expression"].as_str())
+                .unwrap_or_default();
+            assert!(expression.starts_with("DIFF("), "{id}: {expression}");
+        }
+    }
+    for queue in dead_letter_queues {
+        let watched = resources(&t).into_iter().any(|(_, r)| {
+            r["Properties"]["Metrics"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_vec())
+                .flatten()
+                .any(|d| d["Value"].as_str() == Some(&format!("{queue}.QueueName")))
+        });
+        assert!(watched, "no alarm watches {queue}");
+    }
+}
+
+/// SQS moves a message to the safety net only after more receives than any delivery's
+/// attempt budget, with room for throttles and whole-batch failures; and every queue
+/// hides a received message for at least six times its consumer's timeout.
+#[test]
+fn queues_leave_room_beyond_the_attempts_and_the_timeouts() {
+    let t = template();
+    let (_, deliveries) = queue_resource(&t, topology::DELIVERIES.name);
+    let max_receives = deliveries["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        max_receives >= domain::subscription::MAX_ATTEMPTS_LIMIT as i64 + 5,
+        "maxReceiveCount {max_receives}"
+    );
+    for (id, function) in resources(&t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+    {
+        let timeout = secs(&function["Properties"]["Timeout"]).unwrap();
+        for source in function["Properties"]["Events"]
+            .as_hash()
+            .into_iter()
+            .flat_map(|e| e.values())
+            .filter(|s| s["Type"].as_str() == Some("SQS"))
+        {
+            let arn = source["Properties"]["Queue"].as_str().unwrap();
+            let queue = &t["Resources"][arn.trim_end_matches(".Arn")];
+            let visibility = secs(&queue["Properties"]["VisibilityTimeout"]).unwrap();
+            assert!(visibility >= timeout * 6, "{id} on {arn}: {visibility:?}");
+        }
+    }
+}
+
+/// The "deliveries stuck" alarm reads a metric the deliver function writes.
+#[test]
+fn the_stuck_alarm_reads_the_deliver_functions_lag() {
+    let t = template();
+    let alarm = &t["Resources"]["DeliveriesStuckAlarm"]["Properties"];
+    let metric = alarm["MetricName"].as_str().unwrap();
+    assert_eq!(alarm["Namespace"].as_str(), Some(app::metrics::NAMESPACE));
+    let written = app::metrics::DeliveryMetrics {
+        succeeded: 1,
+        latencies_ms: vec![3],
+        attempt_numbers: vec![1],
+        first_try_lags_ms: vec![12],
+        ..Default::default()
+    }
+    .emf("prod", 0);
+    let line: serde_json::Value = serde_json::from_str(&written).unwrap();
+    let declared = line["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+    assert!(
+        declared.contains(&format!("\"{metric}\"")),
+        "{metric} is not in {declared}"
+    );
+}

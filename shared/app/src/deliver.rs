@@ -59,6 +59,8 @@ struct Handled {
     next: Next,
     /// The endpoint answered 410 Gone.
     gone: bool,
+    /// For a first try: how long after its message was sent the attempt was made.
+    first_try_lag_ms: Option<u64>,
 }
 
 /// The dead-letter message: the delivery and everything tried, for a human to review.
@@ -177,6 +179,13 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             );
             // Retries must end before the message expires from the queue.
             let retry_until = record.sent_at.map(|sent| sent + MAX_RETRY_HORIZON);
+            // A first try is due when fan-out sends it: the time since is the pipeline's
+            // lag, which SQS's own age metrics do not show (they ignore messages received
+            // more than twice, and a waiting retry is as old as its delivery).
+            let first_try_lag_ms = (task.prior_receives == 0 && receive_count == 1)
+                .then_some(record.sent_at)
+                .flatten()
+                .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
                 let (update, next, gone) =
@@ -190,6 +199,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     update,
                     next,
                     gone,
+                    first_try_lag_ms,
                 }
             }
         })
@@ -277,6 +287,7 @@ fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
         if let Some(a) = &update.attempt {
             m.latencies_ms.push(a.latency_ms);
             m.attempt_numbers.push(h.attempt_number);
+            m.first_try_lags_ms.extend(h.first_try_lag_ms);
         }
     }
     m

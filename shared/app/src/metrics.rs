@@ -21,6 +21,9 @@ pub struct DeliveryMetrics {
     pub latencies_ms: Vec<u64>,
     /// The attempt number of every attempt made (1 for first tries).
     pub attempt_numbers: Vec<u32>,
+    /// How long after fan-out sent it each first try was made, in milliseconds: the
+    /// "deliveries stuck" alarm's metric (`DeliveryLag`).
+    pub first_try_lags_ms: Vec<u64>,
 }
 
 impl DeliveryMetrics {
@@ -58,6 +61,9 @@ impl DeliveryMetrics {
             .collect();
         definitions.push(json!({"Name": "DeliveryLatency", "Unit": "Milliseconds"}));
         definitions.push(json!({"Name": "DeliveryAttempt", "Unit": "Count"}));
+        if !self.first_try_lags_ms.is_empty() {
+            definitions.push(json!({"Name": "DeliveryLag", "Unit": "Milliseconds"}));
+        }
         let mut line = Map::new();
         line.insert(
             "_aws".into(),
@@ -77,6 +83,9 @@ impl DeliveryMetrics {
         // EMF takes up to 100 values per metric in one line; a batch has at most 10.
         line.insert("DeliveryLatency".into(), json!(self.latencies_ms));
         line.insert("DeliveryAttempt".into(), json!(self.attempt_numbers));
+        if !self.first_try_lags_ms.is_empty() {
+            line.insert("DeliveryLag".into(), json!(self.first_try_lags_ms));
+        }
         Value::Object(line).to_string()
     }
 }
@@ -92,6 +101,7 @@ mod tests {
             dead: 1,
             latencies_ms: vec![3, 9, 12],
             attempt_numbers: vec![1, 1, 8],
+            first_try_lags_ms: vec![40, 1_200],
             ..Default::default()
         };
         let line: Value = serde_json::from_str(&m.emf("prod", 1_700_000_000_000)).unwrap();
@@ -106,6 +116,18 @@ mod tests {
         assert_eq!(line["DeliverySucceeded"], 2);
         assert_eq!(line["DeliveryDead"], 1);
         assert_eq!(line["DeliveryLatency"], json!([3, 9, 12]));
+        assert_eq!(line["DeliveryLag"], json!([40, 1_200]));
+        // A batch of retries only has no lag to report, and declares none.
+        let retries = DeliveryMetrics {
+            retried: 1,
+            latencies_ms: vec![5],
+            attempt_numbers: vec![2],
+            ..Default::default()
+        };
+        let retries_line: Value = serde_json::from_str(&retries.emf("prod", 0)).unwrap();
+        assert!(retries_line.get("DeliveryLag").is_none());
+        let names = retries_line["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(!names.contains("DeliveryLag"), "{names}");
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
         assert!(DeliveryMetrics::default().is_empty());
     }
