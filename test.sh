@@ -56,6 +56,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "template: cfn-lint and sam validate --lint"
 cfn-lint template.yaml
 sam validate --lint --template template.yaml
+# The same with the static egress option on: its resources exist only under that condition.
+mkdir -p target
+sed '/^  StaticEgressIps:/,/^  [A-Za-z]/ s/Default: "false"/Default: "true"/' template.yaml \
+  > target/template-static-egress.yaml
+grep -q 'Default: "true"' target/template-static-egress.yaml
+cfn-lint target/template-static-egress.yaml
+sam validate --lint --template target/template-static-egress.yaml
 
 step "moto server"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

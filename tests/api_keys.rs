@@ -348,3 +348,31 @@ on_backend!(moto, TestRunner::start_moto;
     an_account_has_a_bounded_number_of_keys_in_use,
     whoami_names_the_keys_kind_and_account
 );
+
+/// `GET /v1/egress-ips`: the addresses receivers allow-list, for any valid key; empty when
+/// the deployment has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_ips_are_published_to_any_key() {
+    let t = TestRunner::start().await;
+    let (status, body) = t.call(Method::GET, "/v1/egress-ips", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"egress_ips": []}));
+
+    let t = TestRunner::start_with(|c| {
+        c.egress_ips = vec![
+            "203.0.113.9".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ]
+    })
+    .await;
+    let (_, key, _) = create_key(&t, "acct_egress", None).await;
+    let (status, body) = t
+        .call(Method::GET, "/v1/egress-ips", Some(&key), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"egress_ips": ["203.0.113.9", "2001:db8::7"]}));
+    let (status, body) = t
+        .call(Method::GET, "/v1/egress-ips", Some("whp_not_a_key"), None)
+        .await;
+    assert_error(status, &body, 401, "unauthorized");
+}

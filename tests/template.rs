@@ -581,3 +581,73 @@ fn the_stuck_alarm_reads_the_deliver_functions_lag() {
         "{metric} is not in {declared}"
     );
 }
+
+/// Static egress exists only when asked for: every network resource is under the
+/// `HasStaticEgress` condition, api and deliver join the private subnets only then, and
+/// the addresses reach the api (which publishes them) and the outputs.
+#[test]
+fn static_egress_is_built_only_under_its_condition() {
+    let t = template();
+    assert_eq!(
+        t["Parameters"]["StaticEgressIps"]["Default"].as_str(),
+        Some("false")
+    );
+    let network: Vec<_> = resources(&t)
+        .into_iter()
+        .filter(|(_, r)| {
+            r["Type"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("AWS::EC2::"))
+        })
+        .collect();
+    let kinds: HashSet<&str> = network
+        .iter()
+        .filter_map(|(_, r)| r["Type"].as_str())
+        .collect();
+    for kind in [
+        "AWS::EC2::VPC",
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::EIP",
+        "AWS::EC2::VPCEndpoint",
+        "AWS::EC2::Subnet",
+    ] {
+        assert!(kinds.contains(kind), "no {kind}");
+    }
+    for (id, r) in &network {
+        assert_eq!(r["Condition"].as_str(), Some("HasStaticEgress"), "{id}");
+    }
+    let nat_zones: HashSet<String> = network
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::EC2::NatGateway"))
+        .map(|(_, r)| r["Properties"]["SubnetId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nat_zones.len(), 2, "a NAT gateway in each of two zones");
+    let endpoint = network
+        .iter()
+        .find(|(_, r)| r["Type"].as_str() == Some("AWS::EC2::VPCEndpoint"))
+        .unwrap();
+    assert!(endpoint.1["Properties"]["ServiceName"]
+        .as_str()
+        .unwrap()
+        .ends_with(".dynamodb"));
+    for function in ["ApiFunction", "DeliverFunction"] {
+        let vpc = t["Resources"][function]["Properties"]["VpcConfig"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{function}: VpcConfig is not conditional"));
+        assert_eq!(vpc[0].as_str(), Some("HasStaticEgress"), "{function}");
+        assert_eq!(vpc[2].as_str(), Some("AWS::NoValue"), "{function}");
+    }
+    for function in ["IngestFunction", "FanoutFunction"] {
+        assert!(
+            t["Resources"][function]["Properties"]["VpcConfig"].is_badvalue(),
+            "{function} sends nothing to endpoints"
+        );
+    }
+    let published = &t["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+        ["WEBHOOKS_EGRESS_IPS"];
+    assert_eq!(published[0].as_str(), Some("HasStaticEgress"));
+    assert_eq!(
+        t["Outputs"]["EgressIps"]["Condition"].as_str(),
+        Some("HasStaticEgress")
+    );
+}

@@ -123,6 +123,29 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     })
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct EgressIps {
+    /// The addresses deliveries and test sends leave from, for receivers' firewalls to
+    /// allow; empty when this deployment has no fixed egress addresses.
+    pub egress_ips: Vec<String>,
+}
+
+/// The addresses this deployment's requests to endpoints leave from (the stack's NAT
+/// gateways with `StaticEgressIps`, or what the operator configured). Any valid key may ask.
+#[utoipa::path(get, path = "/v1/egress-ips", tag = "accounts",
+    responses((status = 200, body = EgressIps), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn egress_ips(State(services): State<Services>, _caller: Caller) -> Json<EgressIps> {
+    Json(EgressIps {
+        egress_ips: services
+            .settings
+            .egress_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    })
+}
+
 /// Creates an account key (platform key only). It manages only its own account. The body
 /// is optional; `expires_at` sets when the key stops working. An account has at most 50 keys
 /// in use (neither revoked nor expired); one more answers 409 `limit_exceeded`. Of the keys

@@ -39,6 +39,7 @@ fn management_routes() -> OpenApiRouter<Services> {
         .routes(routes!(keys::list_api_keys, keys::create_api_key))
         .routes(routes!(keys::revoke_api_key))
         .routes(routes!(keys::whoami))
+        .routes(routes!(keys::egress_ips))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,
