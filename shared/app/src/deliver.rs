@@ -181,11 +181,13 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             let retry_until = record.sent_at.map(|sent| sent + MAX_RETRY_HORIZON);
             // A first try is due when fan-out sends it: the time since is the pipeline's
             // lag, which SQS's own age metrics do not show (they ignore messages received
-            // more than twice, and a waiting retry is as old as its delivery).
-            let first_try_lag_ms = (task.prior_receives == 0 && receive_count == 1)
-                .then_some(record.sent_at)
-                .flatten()
-                .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
+            // more than twice, and a waiting retry is as old as its delivery). A delivery
+            // sent parked (its endpoint failing) was meant to wait: it is not counted.
+            let first_try_lag_ms =
+                (task.prior_receives == 0 && task.parkings == 0 && receive_count == 1)
+                    .then_some(record.sent_at)
+                    .flatten()
+                    .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
                 let (update, next, gone) =
