@@ -198,6 +198,25 @@ async fn oauth_token_is_fetched_once_refreshed_on_expiry_and_on_401(t: TestRunne
         "{logged}"
     );
 
+    // The mask keeps the stored secret only for the same client at the same token URL;
+    // for another it is refused, never stored as the secret.
+    let (status, refused) = t
+        .call(
+            Method::PATCH,
+            &format!("/v1/accounts/{account}/webhooks/{id}"),
+            None,
+            Some(
+                json!({"auth": {"type": "oauth2_client_credentials", "token_url": token.url(),
+                                 "client_id": "crm-other", "client_secret": "********"}}),
+            ),
+        )
+        .await;
+    e2e::assert_error(status, &refused, 400, "validation_failed");
+    assert_eq!(
+        refused["error"]["details"][0]["pointer"],
+        "/auth/client_secret"
+    );
+
     // Tokens that expire at once are fetched again for the next delivery.
     token.answer(Answer::Token { expires_in: 2 });
     let (status, _) = t
@@ -362,23 +381,28 @@ async fn jwks(t: &TestRunner) -> JwkSet {
 async fn jwt_deliveries_verify_against_the_published_keys(t: TestRunner) {
     let receiver = Receiver::start().await;
     let account = "acct_jwt";
-    let url = receiver.url("jwt", Behavior::Status(204));
+    // The first try fails: its retry carries a token of its own.
+    let url = receiver.url("jwt", Behavior::Sequence(vec![503]));
     let created = t
         .create_webhook(
             account,
-            json!({"url": url, "event_types": ["call.ended"], "auth": {"type": "jwt"}}),
+            json!({"url": url, "event_types": ["call.ended"], "auth": {"type": "jwt"},
+                   "retry_schedule": [1]}),
         )
         .await;
     assert_eq!(created["auth"], json!({"type": "jwt", "audience": null}));
     let id = created["id"].as_str().unwrap().to_string();
     t.send_event(event("call.ended", account, Some("evt_j1")))
         .await;
-    let got = receiver.wait_for("jwt", 1, WAIT).await;
-    let token = got[0]
-        .header("authorization")
-        .strip_prefix("Bearer ")
-        .expect("a bearer token")
-        .to_string();
+    let got = receiver.wait_for("jwt", 2, WAIT).await;
+    let token_of = |i: usize| {
+        got[i]
+            .header("authorization")
+            .strip_prefix("Bearer ")
+            .expect("a bearer token")
+            .to_string()
+    };
+    let (token, retry_token) = (token_of(0), token_of(1));
 
     let keys = jwks(&t).await;
     let kid = decode_header(&token).unwrap().kid.expect("a kid");
@@ -392,7 +416,17 @@ async fn jwt_deliveries_verify_against_the_published_keys(t: TestRunner) {
         .expect("the token verifies")
         .claims;
     assert_eq!(claims["sub"], id.as_str());
-    assert_eq!(claims["jti"], got[0].header("webhook-id"));
+    assert_eq!(claims["webhook_id"], got[0].header("webhook-id"));
+    // Each request's token has a jti of its own; the webhook id stays.
+    let retry = decode::<Value>(
+        &retry_token,
+        &DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .expect("the retry's token verifies")
+    .claims;
+    assert_eq!(retry["webhook_id"], claims["webhook_id"]);
+    assert_ne!(retry["jti"], claims["jti"]);
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert!((1..=300).contains(&lifetime), "{claims}");
     // A changed token does not verify.
@@ -403,24 +437,38 @@ async fn jwt_deliveries_verify_against_the_published_keys(t: TestRunner) {
     let published = serde_json::to_string(&keys).unwrap();
     assert!(!published.contains("\"d\""), "{published}");
 
-    // The audience the subscription names; the log masks the token.
-    let (status, _) = t
+    // An audience of another origin would mint tokens for someone else's receiver.
+    let path = format!("/v1/accounts/{account}/webhooks/{id}");
+    let (status, refused) = t
         .call(
             Method::PATCH,
-            &format!("/v1/accounts/{account}/webhooks/{id}"),
+            &path,
             None,
-            Some(json!({"auth": {"type": "jwt", "audience": "crm-prod"}})),
+            Some(json!({"auth": {"type": "jwt", "audience": "https://victim.example.net/"}})),
         )
         .await;
-    assert_eq!(status, 200);
+    e2e::assert_error(status, &refused, 400, "validation_failed");
+    assert_eq!(refused["error"]["details"][0]["pointer"], "/auth/audience");
+    // One of its own origin is the audience; the log masks the token.
+    // The receiver's `http://127.0.0.1:<port>/jwt` with another path.
+    let audience = format!("{}/api", url.rsplit_once('/').unwrap().0);
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"auth": {"type": "jwt", "audience": audience}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     t.send_event(event("call.ended", account, Some("evt_j2")))
         .await;
-    let got = receiver.wait_for("jwt", 2, WAIT).await;
-    let token = got[1]
+    let got = receiver.wait_for("jwt", 3, WAIT).await;
+    let token = got[2]
         .header("authorization")
         .strip_prefix("Bearer ")
         .unwrap();
-    validation.set_audience(&["crm-prod"]);
+    validation.set_audience(&[&audience]);
     assert!(decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_ok());
     let delivery = delivery_id(account, "evt_j2", &id);
     let (_, read) = t

@@ -509,7 +509,7 @@ fn dead_letter_alarms_fire_on_growth_not_on_a_reviewed_queue() {
                 .iter()
                 .find_map(|m| m["Expression"].as_str())
                 .unwrap_or_default();
-            assert!(expression.starts_with("DIFF("), "{id}: {expression}");
+            assert!(expression.starts_with("DIFF(FILL("), "{id}: {expression}");
         }
     }
     for queue in dead_letter_queues {

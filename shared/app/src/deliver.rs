@@ -645,7 +645,7 @@ pub async fn diagnose(services: &Services, sub: &Subscription) -> Diagnosis {
     let task = Delivery::new(&event, sub, now).task(Payload::of(&event));
     // The probe goes out as a delivery would, credentials included: a token endpoint that
     // fails shows in the HTTP phase as the endpoint's 401 would.
-    let bearer = bearer_for(services, sub, &task, now, None)
+    let bearer = bearer_for(services, sub, &task, now, None, DIAGNOSIS_TOKEN_BUDGET)
         .await
         .ok()
         .flatten();
@@ -683,20 +683,21 @@ pub async fn send_once(
         body: Bytes::from_owner(task.payload.clone()),
         timeout,
     };
-    let (logged_headers, result) = match bearer_for(services, sub, task, now, None).await {
+    // The whole attempt, token requests included, keeps within the endpoint's timeout.
+    let left = || timeout.saturating_sub(started.elapsed());
+    let first_bearer = bearer_for(services, sub, task, now, None, left()).await;
+    let (logged_headers, result) = match first_bearer {
         Ok(bearer) => {
             let (headers, logged) = request_headers(sub, task, now, bearer.as_deref());
-            let mut result = services.http.send(request(headers, timeout)).await;
+            let mut result = services.http.send(request(headers, left())).await;
             // A 401 to an OAuth token: the token may have been revoked before its expiry.
             // One new token and one more request, within the same timeout, before the
             // attempt counts as failed.
-            let left = timeout.saturating_sub(started.elapsed());
-            if result.status == Some(401) && is_oauth(sub) && !left.is_zero() {
-                if let Ok(Some(fresh)) =
-                    bearer_for(services, sub, task, now, bearer.as_deref()).await
-                {
+            if result.status == Some(401) && is_oauth(sub) && !left().is_zero() {
+                let fresh = bearer_for(services, sub, task, now, bearer.as_deref(), left()).await;
+                if let (Ok(Some(fresh)), false) = (fresh, left().is_zero()) {
                     let (headers, _) = request_headers(sub, task, now, Some(&fresh));
-                    result = services.http.send(request(headers, left)).await;
+                    result = services.http.send(request(headers, left())).await;
                 }
             }
             (logged, result)
@@ -753,6 +754,9 @@ fn is_oauth(sub: &Subscription) -> bool {
     matches!(sub.auth, Some(EndpointAuth::OAuth2ClientCredentials { .. }))
 }
 
+/// A diagnosis's token request: its phases have 24 s in all, and API Gateway allows 29.
+const DIAGNOSIS_TOKEN_BUDGET: Duration = Duration::from_secs(4);
+
 /// The bearer token of a delivery whose credentials are made per request: an OAuth access
 /// token (kept, or fetched; `rejected` is one the endpoint has just refused) or a JWT.
 /// `None` for static credentials.
@@ -762,10 +766,11 @@ async fn bearer_for(
     task: &DeliveryTask,
     now: Timestamp,
     rejected: Option<&str>,
+    budget: Duration,
 ) -> Result<Option<String>, SendError> {
     match &sub.auth {
         Some(EndpointAuth::OAuth2ClientCredentials { .. }) => {
-            crate::oauth::token_for(services, sub, rejected)
+            crate::oauth::token_for(services, sub, rejected, budget)
                 .await
                 .transpose()
         }

@@ -72,8 +72,8 @@ pub fn issuer(services: &Services) -> String {
     }
 }
 
-/// The token of one request of `task` to `sub`: ES256, valid five minutes, `jti` the
-/// delivery's `webhook-id`.
+/// The token of one request of `task` to `sub`: ES256, valid five minutes, a `jti` of its
+/// own, and the delivery's `webhook-id`.
 pub async fn token_for(
     services: &Services,
     sub: &Subscription,
@@ -97,6 +97,7 @@ pub async fn token_for(
         audience.unwrap_or(&sub.url),
         task.delivery_id.as_str(),
         now,
+        &*services.random,
     );
     jwt::token(key, &claims).ok_or_else(|| unavailable(format!("key {} is damaged", key.kid)))
 }

@@ -6,6 +6,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -14,6 +15,7 @@ use crate::Services;
 use domain::ids::{AccountId, SubscriptionId};
 use domain::oauth::{self, AccessToken, TOKEN_TIMEOUT};
 use domain::subscription::{EndpointAuth, Subscription};
+use domain::time::Timestamp;
 
 /// Subscriptions whose tokens are kept at once; past it, tokens no longer fresh are dropped.
 const MAX_KEPT_TOKENS: usize = 10_000;
@@ -35,15 +37,17 @@ pub struct OAuthTokens {
 }
 
 impl OAuthTokens {
-    fn slot(&self, sub: &Subscription) -> Slot {
+    fn slot(&self, sub: &Subscription, now: Timestamp) -> Slot {
         let mut slots = self
             .slots
             .lock()
             .expect("the token slots are never poisoned");
         if slots.len() >= MAX_KEPT_TOKENS {
-            // A slot in use (locked) is kept; an idle one goes, its token fetched again
-            // when needed.
-            slots.retain(|_, slot| slot.try_lock().is_err());
+            // A slot in use (locked) or holding a fresh token is kept; the others go.
+            slots.retain(|_, slot| match slot.try_lock() {
+                Err(_) => true,
+                Ok(kept) => kept.as_ref().is_some_and(|k| k.token.is_fresh(now)),
+            });
         }
         slots
             .entry((sub.account_id.clone(), sub.id.clone()))
@@ -60,18 +64,20 @@ fn fingerprint(auth: &EndpointAuth) -> u64 {
     hasher.finish()
 }
 
-/// The token to send to `sub`'s endpoint: the kept one while fresh, else a new one.
-/// `rejected`: the endpoint answered 401 to this token, so it is not reused (unless another
-/// delivery has already replaced it). `None` when `sub` does not use client credentials.
+/// The token to send to `sub`'s endpoint: the kept one while fresh, else a new one fetched
+/// within `budget` (at most `TOKEN_TIMEOUT`). `rejected`: the endpoint answered 401 to this
+/// token, so it is not reused (unless another delivery has already replaced it). `None`
+/// when `sub` does not use client credentials.
 pub async fn token_for(
     services: &Services,
     sub: &Subscription,
     rejected: Option<&str>,
+    budget: Duration,
 ) -> Option<Result<String, SendError>> {
     let auth = sub.auth.as_ref()?;
     let request = oauth::token_request(auth)?;
     let credentials = fingerprint(auth);
-    let slot = services.oauth_tokens.slot(sub);
+    let slot = services.oauth_tokens.slot(sub, services.clock.now());
     let mut kept = slot.lock().await;
     let now = services.clock.now();
     if let Some(k) = kept.as_ref() {
@@ -89,7 +95,7 @@ pub async fn token_for(
             url: request.url,
             headers: request.headers,
             body: Bytes::from(request.body),
-            timeout: TOKEN_TIMEOUT,
+            timeout: TOKEN_TIMEOUT.min(budget),
         })
         .await;
     let fetched = match answer {

@@ -147,20 +147,34 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
-    /// The delivery's `webhook-id`: a receiver can refuse a token it has seen.
+    /// Unique to this token (RFC 7519): a receiver can refuse one it has seen, while every
+    /// retry of a delivery carries a token of its own.
     pub jti: String,
+    /// The delivery's `webhook-id`, the same on every retry: what a receiver deduplicates by.
+    pub webhook_id: String,
 }
 
 impl Claims {
-    pub fn new(iss: &str, sub: &str, aud: &str, jti: &str, now: Timestamp) -> Claims {
+    /// The claims of one request: `jti` drawn from `random`.
+    pub fn new(
+        iss: &str,
+        sub: &str,
+        aud: &str,
+        webhook_id: &str,
+        now: Timestamp,
+        random: &dyn Random,
+    ) -> Claims {
         let iat = now.as_secs();
+        let mut jti = [0u8; 16];
+        random.fill(&mut jti);
         Claims {
             iss: iss.to_string(),
             sub: sub.to_string(),
             aud: aud.to_string(),
             iat,
             exp: iat + TOKEN_LIFETIME.as_secs() as i64,
-            jti: jti.to_string(),
+            jti: URL_SAFE_NO_PAD.encode(jti),
+            webhook_id: webhook_id.to_string(),
         }
     }
 }
@@ -201,14 +215,24 @@ mod tests {
         let random = Counter::default();
         let ring = KeyRing::default().rotated(at(0), &random).unwrap();
         let key = ring.signing(at(0)).unwrap();
-        let claims = Claims::new(
-            "https://hooks.example.com",
-            "wh_1",
-            "https://crm",
-            "msg_1",
-            at(0),
-        );
+        let claims_of = || {
+            Claims::new(
+                "https://hooks.example.com",
+                "wh_1",
+                "https://crm",
+                "msg_1",
+                at(0),
+                &random,
+            )
+        };
+        let claims = claims_of();
         assert_eq!(claims.exp - claims.iat, 300);
+        let again = claims_of();
+        assert_ne!(
+            claims.jti, again.jti,
+            "a retry's token has a jti of its own"
+        );
+        assert_eq!(claims.webhook_id, again.webhook_id);
         let jwt = token(key, &claims).unwrap();
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
@@ -266,7 +290,7 @@ mod tests {
         let random = Counter::default();
         let mut key = JwtKey::generate(&random, at(0), at(0));
         key.private_key = "AAAA".into();
-        let claims = Claims::new("i", "s", "a", "j", at(0));
+        let claims = Claims::new("i", "s", "a", "j", at(0), &random);
         assert_eq!(token(&key, &claims), None);
     }
 }

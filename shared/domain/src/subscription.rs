@@ -497,6 +497,26 @@ pub fn check_auth(auth: &EndpointAuth, policy: UrlPolicy, out: &mut Vec<Violatio
     // No control character at all, tab included: credentials never need one.
     let printable =
         |s: &str| !s.is_empty() && s.len() <= MAX_CREDENTIAL_BYTES && !has_control(s, false);
+    // The mask is what reads show. Sent back, it keeps the stored secret only with the same
+    // credentials around it (`EndpointAuth::unmasked`); left here, it would be stored as
+    // the secret itself and every delivery would fail on it.
+    let secret = match auth {
+        EndpointAuth::ApiKey { value, .. } => Some(("/auth/value", value)),
+        EndpointAuth::Basic { password, .. } => Some(("/auth/password", password)),
+        EndpointAuth::Bearer { token } => Some(("/auth/token", token)),
+        EndpointAuth::OAuth2ClientCredentials { client_secret, .. } => {
+            Some(("/auth/client_secret", client_secret))
+        }
+        EndpointAuth::Jwt { .. } => None,
+    };
+    if let Some((pointer, _)) = secret.filter(|(_, v)| v.as_str() == MASKED) {
+        out.push(violation(
+            pointer,
+            "is the mask reads show; send the secret itself (the stored one is kept only \
+             when the rest of the credentials are unchanged)",
+        ));
+        return;
+    }
     match auth {
         EndpointAuth::ApiKey { header, value } => {
             if !is_token(header) || is_reserved(header) || header.len() > MAX_HEADER_NAME_BYTES {
@@ -567,6 +587,29 @@ pub fn check_auth(auth: &EndpointAuth, policy: UrlPolicy, out: &mut Vec<Violatio
                 ));
             }
         }
+    }
+}
+
+/// A JWT's audience must name the endpoint's own origin (`https://host[:port]`, any path):
+/// a token is handed to whatever the subscription's URL points at, so an audience of
+/// another origin would mint tokens for someone else's receiver.
+pub fn check_jwt_audience(url: &str, auth: &EndpointAuth, out: &mut Vec<Violation>) {
+    let EndpointAuth::Jwt {
+        audience: Some(audience),
+    } = auth
+    else {
+        return;
+    };
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    let same = match (origin(url), origin(audience)) {
+        (Some(endpoint), Some(aud)) => endpoint.is_tuple() && endpoint == aud,
+        _ => false,
+    };
+    if !same {
+        out.push(violation(
+            "/auth/audience",
+            "must be a URL of the endpoint's own origin (scheme, host and port of `url`)",
+        ));
     }
 }
 
@@ -944,6 +987,72 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn the_mask_is_never_taken_as_a_secret() {
+        let mut out = vec![];
+        for auth in [
+            oauth("https://idp.example.com/token", "crm", MASKED),
+            EndpointAuth::Basic {
+                username: "bob".into(),
+                password: MASKED.into(),
+            },
+            EndpointAuth::Bearer {
+                token: MASKED.into(),
+            },
+            EndpointAuth::ApiKey {
+                header: "X-Key".into(),
+                value: MASKED.into(),
+            },
+        ] {
+            check_auth(&auth, UrlPolicy::default(), &mut out);
+        }
+        assert_eq!(
+            pointers(&out),
+            [
+                "/auth/client_secret",
+                "/auth/password",
+                "/auth/token",
+                "/auth/value"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_jwt_audience_names_the_endpoints_own_origin() {
+        let check = |url: &str, audience: Option<&str>| {
+            let mut out = vec![];
+            check_jwt_audience(
+                url,
+                &EndpointAuth::Jwt {
+                    audience: audience.map(String::from),
+                },
+                &mut out,
+            );
+            out.is_empty()
+        };
+        assert!(check("https://crm.example.com/hooks", None));
+        assert!(check(
+            "https://crm.example.com/hooks",
+            Some("https://crm.example.com/")
+        ));
+        assert!(check(
+            "https://crm.example.com:443/hooks",
+            Some("https://crm.example.com/api/webhooks")
+        ));
+        // Another receiver's origin, another port or scheme, or no URL at all.
+        for other in [
+            "https://victim.example.net/hooks",
+            "https://crm.example.com:8443/",
+            "http://crm.example.com/",
+            "crm-prod",
+        ] {
+            assert!(
+                !check("https://crm.example.com/hooks", Some(other)),
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -314,6 +314,13 @@ function authFields(current) {
   const jwtAudience = textInput(kind === 'jwt' ? current.audience : '', 'the endpoint URL');
   const jwks = new URL('/v1/.well-known/jwks.json', location.href).href;
   const kept = editingHint(current);
+  // A stored secret is kept only for the same token URL and client: once either changes,
+  // the mask would be refused, so the secret must be typed again.
+  for (const input of [tokenUrl, clientId]) {
+    input.addEventListener('input', () => {
+      if (clientSecret.value === MASK) clientSecret.value = '';
+    });
+  }
   const parts = {
     api_key: h('div', { class: 'sub' }, field('Header', keyHeader), field('Value', keyValue, kept)),
     basic: h('div', { class: 'sub' }, field('Username', username), field('Password', password, kept)),
@@ -324,7 +331,7 @@ function authFields(current) {
       field('Scope', scope), field('Audience', audience, 'Sent as the audience parameter (Auth0 and others need it).'),
       field('Client authentication', clientAuth)),
     jwt: h('div', { class: 'sub' },
-      field('Audience', jwtAudience, `The aud claim. Receivers verify each token with the keys at ${jwks}.`)),
+      field('Audience', jwtAudience, `The aud claim: a URL of the endpoint's own origin; empty: the endpoint URL. Receivers verify each token with the keys at ${jwks}, and check that its sub is this endpoint's ID.`)),
   };
   const sync = () => {
     for (const [k, el] of Object.entries(parts)) el.hidden = select.value !== k;

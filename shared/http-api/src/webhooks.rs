@@ -103,6 +103,7 @@ async fn validate(services: &Services, sub: &Subscription) -> Result<(), ApiErro
     rules::check_headers(&sub.headers, &mut v);
     if let Some(auth) = &sub.auth {
         rules::check_auth(auth, services.settings.url_policy, &mut v);
+        rules::check_jwt_audience(&sub.url, auth, &mut v);
     }
     rules::check_retry(sub.max_attempts, sub.retry_schedule.as_deref(), &mut v);
     if !(1..=rules::MAX_TIMEOUT_SECONDS).contains(&sub.timeout_seconds) {
