@@ -246,15 +246,7 @@ async fn oauth_token_is_fetched_once_refreshed_on_expiry_and_on_401(t: TestRunne
     assert_eq!(token.requests().len(), 4);
 
     // At rest the client secret is sealed like any secret.
-    if let Some((clients, resources)) = &t.aws {
-        let rows = clients
-            .dynamodb
-            .scan()
-            .table_name(&resources.subscriptions_table)
-            .send()
-            .await
-            .unwrap();
-        let raw = format!("{:?}", rows.items());
+    if let Some(raw) = t.raw_subscriptions_table().await {
         assert!(
             raw.contains("client_id") && !raw.contains("s3cret"),
             "{raw}"
@@ -327,32 +319,20 @@ async fn a_failing_token_endpoint_fails_the_attempt_with_its_cause_and_is_retrie
 
 async fn a_token_url_at_a_private_address_is_refused(t: TestRunner) {
     let receiver = Receiver::start().await;
-    let account = "acct_oauth_ssrf";
-    let (status, body) = t
-        .call(
+    let url = receiver.url("crm", Behavior::Status(204));
+    let create = |token_url: &str, client_secret: &str| {
+        t.call(
             Method::POST,
-            &format!("/v1/accounts/{account}/webhooks"),
+            "/v1/accounts/acct_oauth_ssrf/webhooks",
             None,
-            Some(json!({"url": receiver.url("crm", Behavior::Status(204)),
-                        "event_types": ["*"],
-                        "auth": {"type": "oauth2_client_credentials",
-                                 "token_url": "http://169.254.169.254/latest/token",
-                                 "client_id": "crm", "client_secret": "s"}})),
+            Some(json!({"url": url, "event_types": ["*"],
+                        "auth": {"type": "oauth2_client_credentials", "token_url": token_url,
+                                 "client_id": "crm", "client_secret": client_secret}})),
         )
-        .await;
+    };
+    let (status, body) = create("http://169.254.169.254/latest/token", "s").await;
     e2e::assert_error(status, &body, 400, "destination_not_allowed");
-    let (status, body) = t
-        .call(
-            Method::POST,
-            &format!("/v1/accounts/{account}/webhooks"),
-            None,
-            Some(json!({"url": receiver.url("crm", Behavior::Status(204)),
-                        "event_types": ["*"],
-                        "auth": {"type": "oauth2_client_credentials",
-                                 "token_url": "ftp://idp.example.com/token",
-                                 "client_id": "crm", "client_secret": ""}})),
-        )
-        .await;
+    let (status, body) = create("ftp://idp.example.com/token", "").await;
     e2e::assert_error(status, &body, 400, "validation_failed");
     let pointers: HashSet<&str> = body["error"]["details"]
         .as_array()
@@ -486,15 +466,7 @@ async fn jwt_deliveries_verify_against_the_published_keys(t: TestRunner) {
     );
 
     // At rest the signing key is sealed.
-    if let Some((clients, resources)) = &t.aws {
-        let rows = clients
-            .dynamodb
-            .scan()
-            .table_name(&resources.subscriptions_table)
-            .send()
-            .await
-            .unwrap();
-        let raw = format!("{:?}", rows.items());
+    if let Some(raw) = t.raw_subscriptions_table().await {
         assert!(
             raw.contains("jwt-keys") && raw.contains("sealed:v1:"),
             "{raw}"

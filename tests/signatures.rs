@@ -109,15 +109,7 @@ async fn ed25519_deliveries_verify_with_the_public_key_alone(t: TestRunner) {
     assert_eq!(refused["error"]["details"][0]["pointer"], "/secret");
 
     // At rest the private key is sealed like any secret.
-    if let Some((clients, resources)) = &t.aws {
-        let rows = clients
-            .dynamodb
-            .scan()
-            .table_name(&resources.subscriptions_table)
-            .send()
-            .await
-            .unwrap();
-        let raw = format!("{:?}", rows.items());
+    if let Some(raw) = t.raw_subscriptions_table().await {
         assert!(
             !raw.contains("whsk_"),
             "a private key is stored in clear: {raw}"

@@ -338,19 +338,25 @@ def journey(page, base, receiver, shots):
 
     # Receivers that authenticate: OAuth client credentials, then a JWT per delivery, each
     # chosen in the form; a test send from the endpoint's page carries the credentials.
-    auth_url = f"{receiver}/auth-oauth"
-    nav.get_by_role("link", name="Endpoints").click()
-    page.get_by_role("button", name="Add endpoint").click()
-    page.get_by_label("URL", exact=True).fill(auth_url)
-    page.get_by_role("checkbox", name="call.*", exact=True).check()
-    page.get_by_label("Authentication", exact=True).select_option("oauth2_client_credentials")
-    page.get_by_label("Token URL").fill(f"{receiver}/token")
-    page.get_by_label("Client ID").fill("crm")
-    page.get_by_label("Client secret").fill("s3cret")
-    page.get_by_label("Scope").fill("events:write")
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("button", name="Copy")).to_be_visible()
-    page.get_by_role("row").get_by_role("link", name=auth_url).click()
+    def add_endpoint_with_auth(url, kind, fill_auth):
+        """Adds an endpoint for call.* with this kind of authentication, and opens it."""
+        nav.get_by_role("link", name="Endpoints").click()
+        page.get_by_role("button", name="Add endpoint").click()
+        page.get_by_label("URL", exact=True).fill(url)
+        page.get_by_role("checkbox", name="call.*", exact=True).check()
+        page.get_by_label("Authentication", exact=True).select_option(kind)
+        fill_auth()
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("button", name="Copy")).to_be_visible()
+        page.get_by_role("row").get_by_role("link", name=url).click()
+
+    def fill_oauth():
+        page.get_by_label("Token URL").fill(f"{receiver}/token")
+        page.get_by_label("Client ID").fill("crm")
+        page.get_by_label("Client secret").fill("s3cret")
+        page.get_by_label("Scope").fill("events:write")
+
+    add_endpoint_with_auth(f"{receiver}/auth-oauth", "oauth2_client_credentials", fill_oauth)
     expect(page.get_by_text("OAuth 2.0 client credentials from")).to_be_visible()
     page.get_by_role("button", name="Send test").click()
     expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()
@@ -361,15 +367,8 @@ def journey(page, base, receiver, shots):
     shot("endpoint-oauth")
 
     jwt_url = f"{receiver}/auth-jwt"
-    nav.get_by_role("link", name="Endpoints").click()
-    page.get_by_role("button", name="Add endpoint").click()
-    page.get_by_label("URL", exact=True).fill(jwt_url)
-    page.get_by_role("checkbox", name="call.*", exact=True).check()
-    page.get_by_label("Authentication", exact=True).select_option("jwt")
-    expect(page.get_by_text("/v1/.well-known/jwks.json")).to_be_visible()
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("button", name="Copy")).to_be_visible()
-    page.get_by_role("row").get_by_role("link", name=jwt_url).click()
+    add_endpoint_with_auth(jwt_url, "jwt", lambda: expect(
+        page.get_by_text("/v1/.well-known/jwks.json")).to_be_visible())
     expect(page.get_by_text("JWT (ES256), audience the endpoint URL")).to_be_visible()
     page.get_by_role("button", name="Send test").click()
     expect(page.get_by_role("status").filter(has_text="200")).to_be_visible()

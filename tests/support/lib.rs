@@ -326,6 +326,20 @@ impl TestRunner {
         }
     }
 
+    /// On moto: every item of the subscriptions table, as the SDK prints them, for a test
+    /// that checks what is stored in clear. `None` on the embedded backend.
+    pub async fn raw_subscriptions_table(&self) -> Option<String> {
+        let (clients, resources) = self.aws.as_ref()?;
+        let rows = clients
+            .dynamodb
+            .scan()
+            .table_name(&resources.subscriptions_table)
+            .send()
+            .await
+            .unwrap();
+        Some(format!("{:?}", rows.items()))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.runner.addr)
     }

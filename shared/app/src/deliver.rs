@@ -706,14 +706,7 @@ pub async fn send_once(
         // endpoint's reason, and is retried like any failure.
         Err(error) => (
             request_headers(sub, task, now, None).1,
-            SendResult {
-                status: None,
-                headers: Vec::new(),
-                latency: started.elapsed(),
-                body: None,
-                retry_after: None,
-                error: Some(error),
-            },
+            SendResult::failed(error, started.elapsed()),
         ),
     };
 

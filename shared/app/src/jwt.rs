@@ -32,7 +32,7 @@ pub async fn ring(services: &Services) -> Result<Arc<KeyRing>> {
     let now = services.clock.now();
     let mut kept = services.jwt_ring.kept.lock().await;
     if let Some((read_at, ring)) = kept.as_ref() {
-        if now < *read_at + RING_KEPT && ring.rotated(now, &*services.random).is_none() {
+        if now < *read_at + RING_KEPT && !ring.rotation_due(now) {
             return Ok(ring.clone());
         }
     }

@@ -111,10 +111,23 @@ impl KeyRing {
         serde_json::json!({ "keys": keys })
     }
 
+    /// Whether `rotated` would change the ring at `now`: checked on every signing, so it
+    /// reads the ring without copying it.
+    pub fn rotation_due(&self, now: Timestamp) -> bool {
+        let next_due = self
+            .keys
+            .last()
+            .is_none_or(|newest| newest.signs_from + ROTATE_EVERY <= now + PUBLISH_AHEAD);
+        next_due || (0..self.keys.len()).any(|i| !self.published(i, now))
+    }
+
     /// The ring as it should be at `now`, when that differs from this one: a first key
     /// (signing at once: nobody can have cached an empty set), the next key a day ahead of
     /// its turn, retired keys dropped.
     pub fn rotated(&self, now: Timestamp, random: &dyn Random) -> Option<KeyRing> {
+        if !self.rotation_due(now) {
+            return None;
+        }
         let mut next = self.clone();
         match next.keys.last() {
             None => next.keys.push(JwtKey::generate(random, now, now)),
@@ -262,8 +275,10 @@ mod tests {
     #[test]
     fn keys_rotate_published_a_day_ahead_and_kept_a_day_after() {
         let random = Counter::default();
+        assert!(KeyRing::default().rotation_due(at(0)));
         let first = KeyRing::default().rotated(at(0), &random).unwrap();
         assert_eq!((first.keys.len(), first.version), (1, 1));
+        assert!(!first.rotation_due(at(28)) && first.rotation_due(at(29)));
         // Nothing to do for 29 days.
         assert_eq!(first.rotated(at(28), &random), None);
         // A day before its turn the next key is published, but does not sign yet.

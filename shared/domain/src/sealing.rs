@@ -146,13 +146,7 @@ pub fn is_sealed(stored: &str) -> bool {
 pub fn holds_sealed(sub: &Subscription) -> bool {
     // Read on every subscription a store returns: a borrowing walk over the same parts as
     // `each_secret`, without its copy and its context strings.
-    let auth = match &sub.auth {
-        Some(EndpointAuth::ApiKey { value, .. }) => Some(value),
-        Some(EndpointAuth::Basic { password, .. }) => Some(password),
-        Some(EndpointAuth::Bearer { token }) => Some(token),
-        Some(EndpointAuth::OAuth2ClientCredentials { client_secret, .. }) => Some(client_secret),
-        Some(EndpointAuth::Jwt { .. }) | None => None,
-    };
+    let auth = sub.auth.as_ref().and_then(|a| a.secret()).map(|(_, v)| v);
     sub.secrets
         .iter()
         .map(|s| &s.secret)
@@ -170,14 +164,8 @@ fn each_secret(
     for s in &mut sub.secrets {
         f(&mut s.secret, format!("{place}/secret"))?;
     }
-    match &mut sub.auth {
-        Some(EndpointAuth::ApiKey { value, .. }) => f(value, format!("{place}/auth"))?,
-        Some(EndpointAuth::Basic { password, .. }) => f(password, format!("{place}/auth"))?,
-        Some(EndpointAuth::Bearer { token }) => f(token, format!("{place}/auth"))?,
-        Some(EndpointAuth::OAuth2ClientCredentials { client_secret, .. }) => {
-            f(client_secret, format!("{place}/auth"))?
-        }
-        Some(EndpointAuth::Jwt { .. }) | None => {}
+    if let Some(secret) = sub.auth.as_mut().and_then(EndpointAuth::secret_mut) {
+        f(secret, format!("{place}/auth"))?;
     }
     for (name, value) in &mut sub.headers {
         f(

@@ -113,6 +113,31 @@ impl SignatureScheme {
 pub const MASKED: &str = "********";
 
 impl EndpointAuth {
+    /// The secret part of the credentials (masked on read, sealed at rest), with the JSON
+    /// pointer it is sent at; `None` for a JWT, whose key is the service's.
+    pub fn secret(&self) -> Option<(&'static str, &String)> {
+        match self {
+            EndpointAuth::ApiKey { value, .. } => Some(("/auth/value", value)),
+            EndpointAuth::Basic { password, .. } => Some(("/auth/password", password)),
+            EndpointAuth::Bearer { token } => Some(("/auth/token", token)),
+            EndpointAuth::OAuth2ClientCredentials { client_secret, .. } => {
+                Some(("/auth/client_secret", client_secret))
+            }
+            EndpointAuth::Jwt { .. } => None,
+        }
+    }
+
+    /// `secret`, to change in place (sealing and opening it).
+    pub fn secret_mut(&mut self) -> Option<&mut String> {
+        match self {
+            EndpointAuth::ApiKey { value, .. } => Some(value),
+            EndpointAuth::Basic { password, .. } => Some(password),
+            EndpointAuth::Bearer { token } => Some(token),
+            EndpointAuth::OAuth2ClientCredentials { client_secret, .. } => Some(client_secret),
+            EndpointAuth::Jwt { .. } => None,
+        }
+    }
+
     /// The credentials of an update, where a secret part sent back exactly as reads show it
     /// (`MASKED`) keeps the stored one: a read-modify-write round trip changes nothing, and
     /// never stores the mask as a password.
@@ -500,16 +525,7 @@ pub fn check_auth(auth: &EndpointAuth, policy: UrlPolicy, out: &mut Vec<Violatio
     // The mask is what reads show. Sent back, it keeps the stored secret only with the same
     // credentials around it (`EndpointAuth::unmasked`); left here, it would be stored as
     // the secret itself and every delivery would fail on it.
-    let secret = match auth {
-        EndpointAuth::ApiKey { value, .. } => Some(("/auth/value", value)),
-        EndpointAuth::Basic { password, .. } => Some(("/auth/password", password)),
-        EndpointAuth::Bearer { token } => Some(("/auth/token", token)),
-        EndpointAuth::OAuth2ClientCredentials { client_secret, .. } => {
-            Some(("/auth/client_secret", client_secret))
-        }
-        EndpointAuth::Jwt { .. } => None,
-    };
-    if let Some((pointer, _)) = secret.filter(|(_, v)| v.as_str() == MASKED) {
+    if let Some((pointer, _)) = auth.secret().filter(|(_, v)| v.as_str() == MASKED) {
         out.push(violation(
             pointer,
             "is the mask reads show; send the secret itself (the stored one is kept only \

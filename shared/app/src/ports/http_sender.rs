@@ -73,6 +73,20 @@ pub struct SendResult {
     pub error: Option<SendError>,
 }
 
+impl SendResult {
+    /// No response: `error` after `latency`.
+    pub fn failed(error: SendError, latency: Duration) -> SendResult {
+        SendResult {
+            status: None,
+            headers: Vec::new(),
+            latency,
+            body: None,
+            retry_after: None,
+            error: Some(error),
+        }
+    }
+}
+
 /// A response read whole (see `HttpSender::fetch`).
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -118,15 +132,9 @@ pub struct NoOutboundHttp;
 impl HttpSender for NoOutboundHttp {
     async fn send(&self, request: OutboundRequest) -> SendResult {
         tracing::error!(url = %request.url, "this process was built to send no webhooks");
-        SendResult {
-            status: None,
-            headers: Vec::new(),
-            latency: Duration::ZERO,
-            body: None,
-            retry_after: None,
-            error: Some(SendError::Network(
-                "this process sends no webhooks".to_string(),
-            )),
-        }
+        SendResult::failed(
+            SendError::Network("this process sends no webhooks".to_string()),
+            Duration::ZERO,
+        )
     }
 }
