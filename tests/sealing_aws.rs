@@ -1,5 +1,6 @@
 //! Secrets sealed at rest on AWS (a moto server): the key in SSM Parameter Store is created
-//! by whichever instance needs it first and is the same for all, a parameter that holds no
+//! by whichever api instance needs it first and is the same for all (the deliver function
+//! only opens with it), a parameter that holds no
 //! key is refused and left alone, and a subscription created through the API is stored
 //! sealed in DynamoDB yet still signs and authenticates its deliveries.
 
@@ -9,7 +10,7 @@ use aws_sdk_ssm::types::ParameterType;
 use domain::sealing::Sealer;
 use e2e::{moto, verify_signature, Behavior, Receiver, TestRunner, WAIT};
 use serde_json::json;
-use store_aws::SsmSealingKey;
+use store_aws::{SealingKeyAccess, SsmSealingKey};
 
 /// A parameter name no other test uses.
 fn parameter(name: &str) -> String {
@@ -63,6 +64,36 @@ async fn instances_racing_on_a_missing_parameter_end_with_the_same_key() {
     assert_eq!(
         later.open(&sealed, "acct/wh/secret").unwrap(),
         "whsec_c2VjcmV0"
+    );
+}
+
+/// The deliver function only opens what the api sealed: without the parameter it asks
+/// again later (a retryable error), and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_only_instance_never_creates_the_key() {
+    let name = parameter("open-only");
+    let ssm = moto::clients().await.ssm;
+    let opener = SsmSealingKey::with_access(ssm.clone(), &name, SealingKeyAccess::OpenOnly);
+    let err = opener.sealer().await.expect_err("no key yet");
+    assert!(err.retryable(), "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+    let missing = ssm.get_parameter().name(&name).send().await.unwrap_err();
+    assert!(
+        missing
+            .as_service_error()
+            .is_some_and(|e| e.is_parameter_not_found()),
+        "{missing:?}"
+    );
+    // Once the api has created it, the same instance opens with it.
+    let created = SsmSealingKey::new(ssm.clone(), &name)
+        .sealer()
+        .await
+        .unwrap();
+    let sealed = created.seal("whsec_c2VjcmV0", "acct/wh/secret", &OsRandom);
+    let opened = opener.sealer().await.unwrap();
+    assert_eq!(
+        opened.open(&sealed, "acct/wh/secret").as_deref(),
+        Ok("whsec_c2VjcmV0")
     );
 }
 

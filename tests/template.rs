@@ -6,21 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use app::topology::{self, ConsumerSpec, QueueSpec};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
+
+use e2e::template::{self as tpl, resources, strings};
 
 fn template() -> Yaml {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    YamlLoader::load_from_str(&text).unwrap().remove(0)
-}
-
-fn resources(t: &Yaml) -> Vec<(String, &Yaml)> {
-    t["Resources"]
-        .as_hash()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_string(), v))
-        .collect()
+    tpl::load()
 }
 
 /// The logical id of the queue `webhooks-${Stage}-<name>`.
@@ -278,67 +269,6 @@ fn the_api_keys_table_is_the_provisioned_one() {
 /// The sealing key's parameter, as the template names it.
 const SEALING_KEY_PARAMETER: &str = "/webhooks-${Stage}/sealing-key";
 
-/// Whether `pattern`, an IAM action or resource with `*` wildcards, matches `text`.
-fn iam_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
-    let (pattern, text) = if ignore_case {
-        (pattern.to_ascii_lowercase(), text.to_ascii_lowercase())
-    } else {
-        (pattern.to_string(), text.to_string())
-    };
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
-            Some(at) => rest = &rest[at + middle.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// A string, or each string of a list.
-fn strings(y: &Yaml) -> Vec<String> {
-    match y {
-        Yaml::Array(items) => items
-            .iter()
-            .filter_map(|i| i.as_str())
-            .map(String::from)
-            .collect(),
-        _ => y.as_str().map(String::from).into_iter().collect(),
-    }
-}
-
-/// Whether a function's policies may allow `action` on `resource`. A managed policy or a
-/// SAM policy template that mentions SSM counts as allowing it: only explicit statements
-/// can be read exactly.
-fn function_allows(function: &Yaml, action: &str, resource: &str) -> bool {
-    let policies = function["Properties"]["Policies"]
-        .as_vec()
-        .cloned()
-        .unwrap_or_default();
-    policies.iter().any(|policy| {
-        let Some(statements) = policy["Statement"].as_vec() else {
-            return format!("{policy:?}").to_ascii_lowercase().contains("ssm");
-        };
-        statements.iter().any(|s| {
-            s["Effect"].as_str() == Some("Allow")
-                && strings(&s["Action"])
-                    .iter()
-                    .any(|a| iam_match(a, action, true))
-                && strings(&s["Resource"])
-                    .iter()
-                    .any(|r| iam_match(r, resource, false))
-        })
-    })
-}
-
 #[test]
 fn only_the_functions_that_read_or_write_secrets_can_reach_the_sealing_key() {
     let t = template();
@@ -355,14 +285,13 @@ fn only_the_functions_that_read_or_write_secrets_can_reach_the_sealing_key() {
         if r["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
-        if function_allows(r, "ssm:GetParameter", &arn) {
+        let conditions = every_condition(&t, true);
+        let allows = |action: &str| tpl::function_allows(&t, &id, &conditions, action, &arn, &[]);
+        if allows("ssm:GetParameter") {
             readers.push(id.clone());
-            // The first to need the key creates it.
-            assert!(
-                function_allows(r, "ssm:PutParameter", &arn),
-                "{id} reads the sealing key but cannot create it"
-            );
         }
+        // The api seals the first secret (a subscription's), so it alone creates the key.
+        assert_eq!(allows("ssm:PutParameter"), id == "ApiFunction", "{id}");
         let name = &r["Properties"]["Environment"]["Variables"]["SEALING_KEY_PARAMETER"];
         if !name.is_badvalue() {
             assert_eq!(name.as_str(), Some(SEALING_KEY_PARAMETER), "{id}");
@@ -375,22 +304,14 @@ fn only_the_functions_that_read_or_write_secrets_can_reach_the_sealing_key() {
     assert_eq!(told, readers);
 }
 
-#[test]
-fn iam_patterns_match_as_iam_reads_them() {
-    assert!(iam_match("ssm:GetParameter", "ssm:getparameter", true));
-    assert!(iam_match("ssm:Get*", "ssm:GetParameter", true));
-    assert!(iam_match("*", "ssm:GetParameter", true));
-    assert!(!iam_match("ssm:GetParameters", "ssm:GetParameter", true));
-    assert!(iam_match(
-        "arn:*:parameter/*",
-        "arn:aws:ssm:parameter/x",
-        false
-    ));
-    assert!(!iam_match(
-        "arn:*:parameter/y*",
-        "arn:aws:ssm:parameter/x",
-        false
-    ));
+/// Each of the template's conditions, with one value.
+fn every_condition(t: &Yaml, value: bool) -> HashMap<&str, bool> {
+    t["Conditions"]
+        .as_hash()
+        .unwrap()
+        .keys()
+        .map(|k| (k.as_str().unwrap(), value))
+        .collect()
 }
 
 /// Alert e-mail goes out from fan-out only, and only as the configured sender: no other
@@ -398,8 +319,9 @@ fn iam_patterns_match_as_iam_reads_them() {
 #[test]
 fn only_fanout_sends_alert_email_and_only_as_the_configured_sender() {
     let t = template();
-    for (id, r) in resources(&t) {
-        let policies = format!("{:?}", r["Properties"]["Policies"]);
+    for id in tpl::functions(&t) {
+        let (_, role) = tpl::role_of(&t, &id);
+        let policies = format!("{:?}", role["Properties"]["Policies"]);
         let sends = policies.contains("ses:SendEmail");
         assert_eq!(sends, id == "FanoutFunction", "{id}: {policies}");
         if sends {
@@ -650,4 +572,52 @@ fn static_egress_is_built_only_under_its_condition() {
         t["Outputs"]["EgressIps"]["Condition"].as_str(),
         Some("HasStaticEgress")
     );
+}
+
+/// Each function runs with a role of its own, written out in the template: no SAM policy
+/// (whose SQS one allows receive and delete on every queue of the account), no wildcard
+/// action or resource, and the VPC access policy only where and when a function joins
+/// the VPC. What each role allows is checked against recorded calls by `least_privilege`.
+#[test]
+fn every_function_has_a_role_of_its_own_and_no_wildcard() {
+    let t = template();
+    let mut roles = HashSet::new();
+    for id in tpl::functions(&t) {
+        let function = &t["Resources"][id.as_str()]["Properties"];
+        assert!(
+            function["Policies"].is_badvalue(),
+            "{id}: SAM policies beside its role"
+        );
+        let (role_id, role) = tpl::role_of(&t, &id);
+        assert!(roles.insert(role_id.clone()), "{role_id} is shared");
+        let trust = format!("{:?}", role["Properties"]["AssumeRolePolicyDocument"]);
+        assert!(trust.contains("lambda.amazonaws.com"), "{role_id}: {trust}");
+        for egress in [false, true] {
+            let conditions = every_condition(&t, egress);
+            for grant in tpl::grants(&t, &id, &conditions) {
+                assert!(
+                    !grant.actions.iter().any(|a| a == "*" || a.ends_with(":*")),
+                    "{role_id}: {grant:?}"
+                );
+                assert!(
+                    !grant.resources.iter().any(|r| r == "*"),
+                    "{role_id}: {grant:?}"
+                );
+            }
+            let managed = tpl::managed_policies(&t, &id, &conditions);
+            let in_vpc = egress && matches!(id.as_str(), "ApiFunction" | "DeliverFunction");
+            if in_vpc {
+                assert_eq!(managed.len(), 1, "{role_id}: {managed:?}");
+                assert!(
+                    managed[0].ends_with("/AWSLambdaVPCAccessExecutionRole"),
+                    "{managed:?}"
+                );
+            } else {
+                assert!(
+                    managed.is_empty(),
+                    "{role_id} with egress {egress}: {managed:?}"
+                );
+            }
+        }
+    }
 }

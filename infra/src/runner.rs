@@ -273,7 +273,11 @@ async fn aws_services(settings: Settings) -> Result<Services, BoxError> {
     // Sealed with the key the api and deliver functions use, so either can read what the
     // other wrote.
     Ok(services(
-        aws::sealed_stores(&clients, &resources)?,
+        aws::sealed_stores(
+            &clients,
+            &resources,
+            aws::SealingKeyAccess::CreateOnFirstUse,
+        )?,
         settings,
     )?)
 }

@@ -20,11 +20,14 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+pub mod aws_recorder;
+pub mod functions;
 pub mod lambda_api;
 pub mod moto;
 pub mod process;
 pub mod server;
 pub mod smtp;
+pub mod template;
 
 pub use runner::{Config, Runner};
 
@@ -312,7 +315,12 @@ impl TestRunner {
         let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
         let (clients, resources) = moto::deployment(name).await;
         let services = runner::services(
-            store_aws::sealed_stores(&clients, &resources).unwrap(),
+            store_aws::sealed_stores(
+                &clients,
+                &resources,
+                store_aws::SealingKeyAccess::CreateOnFirstUse,
+            )
+            .unwrap(),
             runner::settings(&config, &key),
         )
         .unwrap();

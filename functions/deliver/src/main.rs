@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let http = http_client::ReqwestSender::new(settings.destinations.as_ref().clone())?;
     let services = Services::new(
-        store_aws::sealed_stores_from_env().await?,
+        store_aws::sealed_stores_from_env(store_aws::SealingKeyAccess::OpenOnly).await?,
         Arc::new(http),
         Arc::new(SystemClock),
         settings,

@@ -73,13 +73,11 @@ impl DynamoEventStore {
             Ok(_) => Ok(EventInsert::Created),
             Err(err) => match err.into_service_error() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
-                    let enqueued = match failed.item() {
-                        Some(old) => get_bool(old, "enqueued"),
-                        None => self
-                            .read(&event.account_id, &event.id)
-                            .await?
-                            .is_some_and(|old| get_bool(&old, "enqueued")),
-                    };
+                    // DynamoDB returns the item that failed the condition, as asked above,
+                    // so the writers (ingest, deliver) need no read grant. Without it the
+                    // event would be enqueued again: fan-out's delivery ids, derived from
+                    // the event and the subscription, make that a no-op.
+                    let enqueued = failed.item().is_some_and(|old| get_bool(old, "enqueued"));
                     Ok(EventInsert::Exists { enqueued })
                 }
                 other => Err(storage_error(other)),

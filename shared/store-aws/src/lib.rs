@@ -23,7 +23,7 @@ pub use api_keys::{DynamoApiKeyStore, BY_ACCOUNT_INDEX as API_KEYS_BY_ACCOUNT_IN
 pub use deliveries::DynamoDeliveryLog;
 pub use events::DynamoEventStore;
 pub use jwt_keys::DynamoJwtKeyStore;
-pub use sealing_key::SsmSealingKey;
+pub use sealing_key::{SealingKeyAccess, SsmSealingKey};
 pub use sqs::SqsQueue;
 pub use subscriptions::DynamoSubscriptionStore;
 
@@ -161,23 +161,33 @@ pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
 
 /// The key that seals secrets at rest, kept in the SSM parameter `resources` names: asked
 /// for on first need (sealing a value, or opening a sealed one), created then if the
-/// parameter does not exist yet, and kept for the life of the process.
-pub fn sealing_keys(clients: &Clients, resources: &Resources) -> Result<Arc<dyn SealingKeys>> {
+/// parameter does not exist yet and `access` allows it, and kept for the life of the
+/// process.
+pub fn sealing_keys(
+    clients: &Clients,
+    resources: &Resources,
+    access: SealingKeyAccess,
+) -> Result<Arc<dyn SealingKeys>> {
     let parameter = resources
         .sealing_key_parameter
         .as_deref()
         .ok_or_else(|| Error::Config("SEALING_KEY_PARAMETER is not set".into()))?;
-    Ok(Arc::new(CachedSealingKey::new(SsmSealingKey::new(
+    Ok(Arc::new(CachedSealingKey::new(SsmSealingKey::with_access(
         clients.ssm.clone(),
         parameter,
+        access,
     ))))
 }
 
 /// Every store, with the subscriptions' secrets sealed (see `sealing_keys`): for the
 /// processes that write secrets or sign with them.
-pub fn sealed_stores(clients: &Clients, resources: &Resources) -> Result<Stores> {
+pub fn sealed_stores(
+    clients: &Clients,
+    resources: &Resources,
+    access: SealingKeyAccess,
+) -> Result<Stores> {
     let mut stores = stores(clients, resources);
-    let keys = sealing_keys(clients, resources)?;
+    let keys = sealing_keys(clients, resources, access)?;
     stores.subscriptions = Arc::new(SealedSubscriptions::new(
         stores.subscriptions,
         keys.clone(),
@@ -203,8 +213,8 @@ pub async fn stores_from_env() -> Result<Stores> {
 /// What a Lambda function that writes secrets or signs with them (api, deliver) opens once
 /// at init: `stores_from_env` with the subscriptions sealed. Makes no call: the key is
 /// fetched when first needed.
-pub async fn sealed_stores_from_env() -> Result<Stores> {
+pub async fn sealed_stores_from_env(access: SealingKeyAccess) -> Result<Stores> {
     let resources = Resources::from_env()?;
     let clients = Clients::from_env().await;
-    sealed_stores(&clients, &resources)
+    sealed_stores(&clients, &resources, access)
 }

@@ -28,13 +28,32 @@ const DESCRIPTION: &str = "Seals the webhook service's signing secrets, endpoint
 pub struct SsmSealingKey {
     client: aws_sdk_ssm::Client,
     parameter: String,
+    access: SealingKeyAccess,
+}
+
+/// Whether a process may create the key. Only the one that seals the first secret needs
+/// to (the api, when a subscription is created); the others open what it sealed, and their
+/// roles are not granted `ssm:PutParameter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealingKeyAccess {
+    CreateOnFirstUse,
+    OpenOnly,
 }
 
 impl SsmSealingKey {
     pub fn new(client: aws_sdk_ssm::Client, parameter: impl Into<String>) -> Self {
+        Self::with_access(client, parameter, SealingKeyAccess::CreateOnFirstUse)
+    }
+
+    pub fn with_access(
+        client: aws_sdk_ssm::Client,
+        parameter: impl Into<String>,
+        access: SealingKeyAccess,
+    ) -> Self {
         SsmSealingKey {
             client,
             parameter: parameter.into(),
+            access,
         }
     }
 
@@ -85,6 +104,14 @@ impl SealingKeys for SsmSealingKey {
     async fn sealer(&self) -> Result<Arc<Sealer>> {
         if let Some(sealer) = self.read().await? {
             return Ok(sealer);
+        }
+        if self.access == SealingKeyAccess::OpenOnly {
+            // Retryable: whatever needed the key comes back, and finds it once created.
+            return Err(Error::storage(format!(
+                "the sealing key parameter {} does not exist yet; the api function creates \
+                 it when it seals the first secret, and this one only opens sealed values",
+                self.parameter
+            )));
         }
         let key = Sealer::generate_key(&OsRandom);
         let created = self
