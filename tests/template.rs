@@ -120,6 +120,12 @@ fn check_consumer(t: &Yaml, spec: ConsumerSpec) {
         Some(spec.function_timeout),
         "{id}: Timeout"
     );
+    // Measured (BENCHMARKS.md, Lambda sizing): a window would add its length to deliveries'
+    // latency at low traffic to save cents per million.
+    assert!(
+        source["MaximumBatchingWindowInSeconds"].is_badvalue(),
+        "{id}: a batching window"
+    );
 }
 
 #[test]
@@ -620,4 +626,32 @@ fn every_function_has_a_role_of_its_own_and_no_wildcard() {
             }
         }
     }
+}
+
+/// The deliver function's reserved concurrency covers every poller of its own and its
+/// sweep, so that none of its invocations is throttled by the account's other functions
+/// (a throttled batch goes back to the queue and spends a receive toward the dead letters).
+#[test]
+fn the_deliver_function_reserves_room_for_all_its_pollers() {
+    let t = template();
+    let deliver = &t["Resources"]["DeliverFunction"]["Properties"];
+    let mut needed = 0;
+    for (_, source) in deliver["Events"].as_hash().unwrap() {
+        needed += match source["Type"].as_str() {
+            Some("SQS") => source["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+                .as_i64()
+                .expect("a maximum concurrency on each queue source"),
+            _ => 1,
+        };
+    }
+    let reserved = &deliver["ReservedConcurrentExecutions"];
+    assert_eq!(reserved[0].as_str(), Some("HasDeliverReservation"));
+    assert_eq!(reserved[1].as_str(), Some("DeliverReservedConcurrency"));
+    let parameter = &t["Parameters"]["DeliverReservedConcurrency"];
+    let default: i64 = parameter["Default"].as_str().unwrap().parse().unwrap();
+    assert!(default >= needed, "{default} reserved for {needed} pollers");
+    // The pattern admits 0 (no reservation) and every value from `needed` on, nothing between.
+    let pattern = parameter["AllowedPattern"].as_str().unwrap();
+    assert_eq!(needed, 53, "the pattern {pattern} is written for 53");
+    assert_eq!(pattern, "^(0|5[3-9]|[6-9][0-9]|[1-9][0-9]{2,})$");
 }

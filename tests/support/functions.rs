@@ -34,8 +34,20 @@ impl Function {
         aws_endpoint: &str,
         extra: &[(&str, &str)],
     ) -> Function {
+        let command = Command::new(crate::workspace_binary(name));
+        Self::start_command(command, name, resources, key_hash, aws_endpoint, extra).await
+    }
+
+    /// `command` runs the function `name` (another build of it, or under a wrapper).
+    pub async fn start_command(
+        mut command: Command,
+        name: &str,
+        resources: &Resources,
+        key_hash: &str,
+        aws_endpoint: &str,
+        extra: &[(&str, &str)],
+    ) -> Function {
         let api = RuntimeApi::start().await;
-        let mut command = Command::new(crate::workspace_binary(name));
         // As in the template, only the functions that read or write secrets are told where
         // the sealing key is: fan-out and ingest start and work without it.
         if matches!(name, "api" | "deliver") {
@@ -83,6 +95,10 @@ impl Function {
             }
         });
         Function { api, child, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn invoke(&self, payload: Value) -> Value {

@@ -63,13 +63,13 @@ const DELIVER_MS: f64 = 20.0;
 const ENDPOINT_MS: f64 = 100.0;
 
 /// A moto server: the one `WEBHOOKS_TEST_MOTO_ENDPOINT` names, or one started here.
-struct Moto {
-    endpoint: String,
+pub(crate) struct Moto {
+    pub(crate) endpoint: String,
     child: Option<Child>,
 }
 
 impl Moto {
-    async fn get() -> Result<Moto, String> {
+    pub(crate) async fn get() -> Result<Moto, String> {
         if let Ok(endpoint) = std::env::var(e2e::moto::ENDPOINT_VAR) {
             let moto = Moto {
                 endpoint,

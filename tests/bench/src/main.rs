@@ -5,7 +5,8 @@
 //! and prints a Markdown table; `--write` appends it to BENCHMARKS.md with the command, the
 //! machine and the date. Scenarios: throughput, latency, isolation, memory, coldstart,
 //! stats-under-load, fairness, cost (the AWS backend against moto: calls and dollars per
-//! delivered webhook), all.
+//! delivered webhook), lambda-sizing (the function binaries at each Lambda memory size's
+//! CPU share), all.
 //! `--quick` runs a tiny version of each, to keep the harness working in CI.
 
 mod aws_proxy;
@@ -14,6 +15,7 @@ mod receiver;
 mod report;
 mod runner;
 mod scenarios;
+mod sizing;
 
 use std::process::ExitCode;
 
@@ -36,7 +38,8 @@ async fn main() -> ExitCode {
             "coldstart",
             "stats-under-load",
             "stats-30d",
-            // Not in `all` yet: with A's backlog churning through the one deliveries queue,
+            // Not in `all`: `lambda-sizing` (it needs root, to cap each function's CPU in a
+            // cgroup) and `fairness`: with A's backlog churning through the one deliveries queue,
             // B's deliveries still starve (BENCHMARKS.md); run it by name.
             "cost",
         ],
@@ -55,8 +58,9 @@ async fn main() -> ExitCode {
             "stats-30d" => scenarios::stats_30d(quick).await,
             "fairness" => scenarios::fairness(quick).await,
             "cost" => cost::cost(quick).await,
+            "lambda-sizing" => sizing::lambda_sizing(quick).await,
             other => {
-                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, stats-under-load, stats-30d, fairness, cost, all");
+                eprintln!("unknown scenario {other}: throughput, latency, isolation, memory, coldstart, stats-under-load, stats-30d, fairness, cost, lambda-sizing, all");
                 return ExitCode::FAILURE;
             }
         };
