@@ -44,6 +44,22 @@ const DYNAMODB_STORAGE: f64 = 0.25;
 const DYNAMODB_PITR: f64 = 0.20;
 /// API Gateway HTTP API, per request (first 300 million a month).
 const API_GATEWAY_REQUEST: f64 = 1.00 / 1e6;
+/// Data transfer out to the internet (the first 10 TB a month), per GB.
+const DATA_OUT_GB: f64 = 0.09;
+/// CloudWatch Logs ingestion (standard class), per GB.
+const LOGS_INGESTED_GB: f64 = 0.50;
+
+// Log bytes. Measured by `lambda-sizing` (BENCHMARKS.md): the deliver batch's EMF metrics
+// line, about 710 bytes. Estimated from the lines' JSON form: Lambda's own START, END and
+// REPORT lines per invocation, about 350 bytes; a failed attempt's WARN line, about 600.
+const LOG_BYTES_PER_INVOCATION: f64 = 350.0;
+const LOG_BYTES_PER_DELIVER_BATCH: f64 = 710.0;
+const LOG_BYTES_PER_FAILED_ATTEMPT: f64 = 600.0;
+/// What API Gateway sends back for one ingest call (a 202 with its small JSON body and
+/// headers), estimated.
+const INGEST_ANSWER_BYTES: f64 = 300.0;
+/// The realistic cases' steady rate of single-event ingest, events per second.
+const STEADY_RATE: f64 = 20.0;
 
 /// Every function's memory (template.yaml, `Globals.Function.MemorySize`).
 const LAMBDA_MEMORY_GB: f64 = 256.0 / 1024.0;
@@ -309,25 +325,52 @@ impl Pipeline {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Ingest {
+    /// Single-event posts, as fast as 4 at a time go.
     Single,
     Batched,
+    /// Single-event posts at `STEADY_RATE`, so batches fill as they do under a steady load.
+    Steady,
 }
 
 struct Case {
     ingest: Ingest,
     retry: bool,
+    /// Subscriptions each event goes to.
+    fanout: usize,
+    /// 1.5 KB events, and receivers answering 200 with 300 bytes; else tiny events and 204.
+    realistic: bool,
 }
 
 impl Case {
+    const fn flattering(ingest: Ingest, retry: bool) -> Case {
+        Case {
+            ingest,
+            retry,
+            fanout: 3,
+            realistic: false,
+        }
+    }
+
+    const fn realistic(fanout: usize, retry: bool) -> Case {
+        Case {
+            ingest: Ingest::Steady,
+            retry,
+            fanout,
+            realistic: true,
+        }
+    }
+
     fn name(&self) -> String {
-        format!(
-            "{}, {}",
-            match self.ingest {
-                Ingest::Single => "single-event ingest",
-                Ingest::Batched => "100-event batches",
-            },
-            if self.retry { "one retry" } else { "first try" }
-        )
+        let ingest = match self.ingest {
+            Ingest::Single => "single-event ingest",
+            Ingest::Batched => "100-event batches",
+            Ingest::Steady => "realistic: 1.5 KB events at 20/s, 300 B answers",
+        };
+        let retry = if self.retry { "one retry" } else { "first try" };
+        match self.realistic {
+            true => format!("{ingest}, fan-out {}, {retry}", self.fanout),
+            false => format!("{ingest}, {retry}"),
+        }
     }
 }
 
@@ -337,6 +380,8 @@ struct Measured {
     events: usize,
     ingest_calls: usize,
     attempts: usize,
+    /// Bytes of every request the receivers got.
+    sent_bytes: usize,
     ledger: Ledger,
     /// (table items, index entries) stored for the run's events and deliveries, bytes.
     stored: (usize, usize),
@@ -345,9 +390,13 @@ struct Measured {
     run_secs: f64,
 }
 
-fn event(id: &str) -> Value {
+fn event(id: &str, realistic: bool) -> Value {
     let mut e = e2e::event("call.ended", ACCOUNT, Some(id));
     e["data"]["call_id"] = json!(id);
+    if realistic {
+        // A call's summary, as the platform's call.ended carries: about 1.5 KB in all.
+        e["data"]["summary"] = json!("The caller asked to move their appointment. ".repeat(27));
+    }
     e
 }
 
@@ -368,9 +417,18 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
     let timings = Timings::default();
     let pipeline = Pipeline::start(&clients, &prefix, &timings).await?;
     let receiver = Receiver::start().await;
-    for path in PATHS {
+    for path in &PATHS[..case.fanout] {
         if case.retry {
             receiver.fail_first(path);
+        }
+        if case.realistic {
+            receiver.reply_with(
+                path,
+                axum::body::Bytes::from(format!(
+                    "{{\"ok\":true,\"note\":\"{}\"}}",
+                    "r".repeat(277)
+                )),
+            );
         }
         pipeline
             .post(
@@ -386,20 +444,40 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
     let started = Instant::now();
     let ids: Vec<String> = (0..events).map(|i| format!("evt_cost_{tag}_{i}")).collect();
     let bodies: Vec<Value> = match case.ingest {
-        Ingest::Single => ids.iter().map(|id| event(id)).collect(),
+        Ingest::Single | Ingest::Steady => ids.iter().map(|id| event(id, case.realistic)).collect(),
         Ingest::Batched => ids
             .chunks(100)
-            .map(|c| json!({"events": c.iter().map(|id| event(id)).collect::<Vec<_>>()}))
+            .map(|c| json!({"events": c.iter().map(|id| event(id, case.realistic)).collect::<Vec<_>>()}))
             .collect(),
     };
-    let results: Vec<Result<Value, String>> = futures::stream::iter(bodies.iter())
-        .map(|b| pipeline.post("/v1/events", b))
-        .buffer_unordered(4)
-        .collect()
-        .await;
+    let results: Vec<Result<Value, String>> = match case.ingest {
+        Ingest::Steady => {
+            // Each event posted at its time, whatever the previous answers took.
+            let pace = Duration::from_secs_f64(1.0 / STEADY_RATE);
+            futures::stream::iter(bodies.iter().enumerate())
+                .map(|(i, b)| {
+                    let at = tokio::time::Instant::from_std(started) + pace * i as u32;
+                    let pipeline = &pipeline;
+                    async move {
+                        tokio::time::sleep_until(at).await;
+                        pipeline.post("/v1/events", b).await
+                    }
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await
+        }
+        _ => {
+            futures::stream::iter(bodies.iter())
+                .map(|b| pipeline.post("/v1/events", b))
+                .buffer_unordered(4)
+                .collect()
+                .await
+        }
+    };
     results.into_iter().collect::<Result<Vec<_>, _>>()?;
 
-    let deliveries = events * PATHS.len();
+    let deliveries = events * case.fanout;
     let deadline = Instant::now() + Duration::from_secs(600);
     while receiver.succeeded() < deliveries {
         if Instant::now() > deadline {
@@ -421,6 +499,7 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
     let ledger = proxy.ledger();
     let stored = proxy.stored_bytes(&["events", "deliveries"]);
     let attempts = receiver.total();
+    let sent_bytes = receiver.request_bytes();
     pipeline.stop().await;
     if !ledger
         .calls
@@ -435,6 +514,7 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
         events,
         ingest_calls: bodies.len(),
         attempts,
+        sent_bytes,
         ledger,
         stored,
         wall_ms: ["ingest", "fanout", "deliver"].map(|f| timings.median_ms(f)),
@@ -450,6 +530,8 @@ struct Dollars {
     sqs: f64,
     writes: f64,
     reads: f64,
+    data_out: f64,
+    logs: f64,
     storage: f64,
 }
 
@@ -467,6 +549,12 @@ impl Dollars {
         let months = RETENTION_DAYS / DAYS_PER_MONTH;
         let gib = |bytes: usize| bytes as f64 / (1u64 << 30) as f64;
         let (table, index) = m.stored;
+        let gb = |bytes: f64| bytes / 1e9;
+        let out_bytes = m.sent_bytes as f64 + ingest_calls * INGEST_ANSWER_BYTES;
+        let failed_attempts = m.attempts.saturating_sub(m.deliveries) as f64;
+        let log_bytes = (ingest_calls + fanouts + delivers) * LOG_BYTES_PER_INVOCATION
+            + delivers * LOG_BYTES_PER_DELIVER_BATCH
+            + failed_attempts * LOG_BYTES_PER_FAILED_ATTEMPT;
         Dollars {
             api_gateway: ingest_calls * API_GATEWAY_REQUEST * per_million,
             lambda_requests: (ingest_calls + fanouts + delivers) * LAMBDA_REQUEST * per_million,
@@ -474,6 +562,8 @@ impl Dollars {
             sqs: m.ledger.sqs_total() as f64 * SQS_REQUEST * per_million,
             writes: m.ledger.wru_total() * DYNAMODB_WRU * per_million,
             reads: m.ledger.rru_total() * DYNAMODB_RRU * per_million,
+            data_out: gb(out_bytes) * DATA_OUT_GB * per_million,
+            logs: gb(log_bytes) * LOGS_INGESTED_GB * per_million,
             storage: (gib(table + index) * DYNAMODB_STORAGE + gib(table) * DYNAMODB_PITR)
                 * months
                 * per_million,
@@ -487,6 +577,8 @@ impl Dollars {
             + self.sqs
             + self.writes
             + self.reads
+            + self.data_out
+            + self.logs
     }
 }
 
@@ -504,30 +596,26 @@ fn dollars(v: f64) -> String {
 pub async fn cost(quick: bool) -> Res {
     let events = if quick { 20 } else { 300 };
     let moto = Moto::get().await?;
-    let mut cases = vec![
-        Case {
-            ingest: Ingest::Single,
-            retry: false,
-        },
-        Case {
-            ingest: Ingest::Batched,
-            retry: false,
-        },
-        Case {
-            ingest: Ingest::Single,
-            retry: true,
-        },
-        Case {
-            ingest: Ingest::Batched,
-            retry: true,
-        },
-    ];
-    if quick {
+    let cases = if quick {
         // A retry case takes about 90 s whatever the event count (the endpoints are cold:
         // their first attempts fail, so later ones wait behind the probes): one is enough
         // to keep the harness working.
-        cases.pop();
-    }
+        vec![
+            Case::flattering(Ingest::Single, false),
+            Case::realistic(1, false),
+            Case::flattering(Ingest::Single, true),
+        ]
+    } else {
+        vec![
+            Case::flattering(Ingest::Single, false),
+            Case::flattering(Ingest::Batched, false),
+            Case::flattering(Ingest::Single, true),
+            Case::flattering(Ingest::Batched, true),
+            Case::realistic(3, false),
+            Case::realistic(1, false),
+            Case::realistic(3, true),
+        ]
+    };
     let mut measured = Vec::new();
     for (tag, case) in cases.iter().enumerate() {
         let m = run_case(&moto.endpoint, case, events, tag).await?;
@@ -711,6 +799,16 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
             "$0.125 per million read request units",
             |d| d.reads,
         ),
+        priced(
+            "Data transfer out",
+            "$0.09 per GB: every request to the endpoints as received (request line, headers, body), and ~300 B per ingest answer",
+            |d| d.data_out,
+        ),
+        priced(
+            "CloudWatch Logs",
+            "$0.50 per GB ingested: Lambda's START/END/REPORT (~350 B per invocation), deliver's EMF line (~710 B per batch), ~600 B per failed attempt",
+            |d| d.logs,
+        ),
         row(
             "**total, requests and compute** | target ≤ $1 first try",
             d.iter()
@@ -745,6 +843,11 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
         })
         .collect();
     let idle_month = IDLE_RECEIVES_PER_MINUTE * 60.0 * 24.0 * DAYS_PER_MONTH * SQS_REQUEST;
+    // The case the "where it goes" note is about: the flattering batched first try, if run.
+    let focus = cases
+        .iter()
+        .position(|c| c.ingest == Ingest::Batched && !c.retry)
+        .unwrap_or(0);
     let mut notes = vec![
         format!(
             "Idle is left out: receives that came back empty ({empty} in {secs:.0} s of runs here) are in no \
@@ -760,15 +863,15 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
             walls.join("; ")
         ),
         format!(
-            "Where it goes, first try with batched ingest: DynamoDB writes are {:.0} % of the total \
-             for requests and compute; of their {:.2} write units per delivery, {:.2} are global \
-             secondary index writes.",
-            100.0 * d[1].writes / d[1].requests_and_compute().max(f64::MIN_POSITIVE),
-            per(&measured[1], measured[1].ledger.wru_total()),
-            per(&measured[1], measured[1].ledger.gsi_wru)
+            "Where it goes, {}: DynamoDB writes are {:.0} % of the total for requests and compute; \
+             of their {:.2} write units per delivery, {:.2} are global secondary index writes.",
+            cases[focus].name(),
+            100.0 * d[focus].writes / d[focus].requests_and_compute().max(f64::MIN_POSITIVE),
+            per(&measured[focus], measured[focus].ledger.wru_total()),
+            per(&measured[focus], measured[focus].ledger.gsi_wru)
         ),
-        "Not counted: CloudWatch Logs, data transfer, cold-start init time, the management API, \
-         and the free tiers."
+        "Not counted: cold-start init time, the management API, data transfer inside the \
+         region (free), and the free tiers."
             .to_string(),
     ];
     let extra: usize = cases
@@ -802,10 +905,13 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
 
     format!(
         "### Cost: AWS calls per delivered webhook, counted against moto, and $ per million deliveries\n\n\
-         {events} events × 3 subscriptions on one account per case; each case on fresh queues and tables, \
-         with the calls of provisioning and set-up left out. The receiver answers 204; in the one-retry \
-         cases it answers 500 to the first attempt of each `webhook-id` (retry schedule [1] s). Single-event \
-         ingest posts each event on its own, batched ingest 100 at a time. Pollers: {POLLERS} per queue, \
+         {events} events per case to 3 subscriptions (1 in the fan-out 1 case) on one account; each case on \
+         fresh queues and tables, with the calls of provisioning and set-up left out. The flattering cases \
+         (the first four) send tiny events as fast as they go, to receivers answering 204; the realistic \
+         ones send 1.5 KB events one at a time at a steady 20 a second, to receivers answering 200 with a \
+         300-byte JSON body. In the one-retry cases the receiver answers 500 to the first attempt of each \
+         `webhook-id` (retry schedule [1] s). Single-event ingest posts each event on its own, batched \
+         ingest 100 at a time. Pollers: {POLLERS} per queue, \
          batches of 10, as the template's event source mappings; one invocation per batch that held \
          messages. Moto's queues are not safe under concurrent calls, so the counting proxy serves one \
          call per queue at a time: batches fill as they would under steady load, and batch-bound \

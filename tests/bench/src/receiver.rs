@@ -1,5 +1,7 @@
 //! A fast local receiver: answers 204 and records when each event arrived. A path can be
-//! told to fail the first attempt of every webhook (500), so each delivery takes one retry.
+//! told to fail the first attempt of every webhook (500), so each delivery takes one retry,
+//! or to answer 200 with a body, as many receivers do. It counts the bytes each request
+//! carried (request line, headers, body): what the service sends out to the internet.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -17,8 +19,10 @@ pub struct Arrivals {
     /// (path, event id) → arrival times.
     pub by_event: HashMap<(String, String), Vec<Instant>>,
     pub total: usize,
-    /// Requests answered 204.
+    /// Requests answered 2xx.
     pub succeeded: usize,
+    /// Bytes of every request received: request line, headers and body.
+    pub request_bytes: usize,
 }
 
 #[derive(Default)]
@@ -28,6 +32,8 @@ struct Behaviour {
     fail_first: HashSet<String>,
     /// (path, webhook-id) already failed once.
     failed: HashSet<(String, String)>,
+    /// Paths that answer 200 with this body instead of 204.
+    reply: HashMap<String, Bytes>,
 }
 
 #[derive(Clone)]
@@ -76,6 +82,19 @@ impl Receiver {
             .insert(path.to_string());
     }
 
+    /// Makes `path` answer 200 with `body` (once it succeeds).
+    pub fn reply_with(&self, path: &str, body: Bytes) {
+        self.behaviour
+            .lock()
+            .unwrap()
+            .reply
+            .insert(path.to_string(), body);
+    }
+
+    pub fn request_bytes(&self) -> usize {
+        self.arrivals.lock().unwrap().request_bytes
+    }
+
     pub fn total(&self) -> usize {
         self.arrivals.lock().unwrap().total
     }
@@ -92,15 +111,26 @@ async fn receive(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, Bytes) {
     let at = Instant::now();
+    // "POST /path HTTP/1.1\r\n", each "name: value\r\n", the blank line, the body.
+    let size = 6
+        + path.len()
+        + 1
+        + 11
+        + headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+            .sum::<usize>()
+        + 2
+        + body.len();
     // The event id is the first field of every payload: `{"id":"…",`.
     let id = body
         .strip_prefix(b"{\"id\":\"")
         .and_then(|rest| rest.iter().position(|b| *b == b'"').map(|end| &rest[..end]))
         .map(|id| String::from_utf8_lossy(id).into_owned())
         .unwrap_or_default();
-    let (pause, status) = {
+    let (pause, status, reply) = {
         let mut b = behaviour.lock().unwrap();
         let fail = b.fail_first.contains(&path) && {
             let webhook_id = headers
@@ -110,20 +140,22 @@ async fn receive(
                 .to_string();
             b.failed.insert((path.clone(), webhook_id))
         };
-        let status = match fail {
-            true => StatusCode::INTERNAL_SERVER_ERROR,
-            false => StatusCode::NO_CONTENT,
+        let (status, reply) = match (fail, b.reply.get(&path)) {
+            (true, _) => (StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
+            (false, Some(body)) => (StatusCode::OK, body.clone()),
+            (false, None) => (StatusCode::NO_CONTENT, Bytes::new()),
         };
-        (b.sleep.get(&path).copied(), status)
+        (b.sleep.get(&path).copied(), status, reply)
     };
     {
         let mut a = arrivals.lock().unwrap();
         a.total += 1;
-        a.succeeded += usize::from(status == StatusCode::NO_CONTENT);
+        a.succeeded += usize::from(status.is_success());
+        a.request_bytes += size;
         a.by_event.entry((path.clone(), id)).or_default().push(at);
     }
     if let Some(d) = pause {
         tokio::time::sleep(d).await;
     }
-    status
+    (status, reply)
 }
