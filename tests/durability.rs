@@ -120,3 +120,33 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     .await;
     p.kill();
 }
+
+/// A data dir written by a newer version is never misread: the runner stops at start with
+/// a message naming the file and what to do, and leaves the file as it was.
+#[test]
+fn a_data_dir_of_a_newer_layout_stops_the_runner_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("webhooks.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE subscriptions (id TEXT); CREATE TABLE deliveries (id TEXT);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", store_sqlite::LAYOUT_VERSION + 1)
+            .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let out = std::process::Command::new(e2e::workspace_binary("webhooks"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--addr", "127.0.0.1:0", "--platform-key", KEY])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("newer version"), "{stderr}");
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(stderr.contains("another data dir"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file was changed");
+}

@@ -5,7 +5,15 @@ use runner::{Config, Runner};
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     init_tracing();
     let config = Config::parse();
-    let runner = Runner::start(config.clone()).await?;
+    let runner = match Runner::start(config.clone()).await {
+        Ok(runner) => runner,
+        // What stops a start (a data dir of a newer version, an unreadable key file) is
+        // said in words, not as a debug dump of the error.
+        Err(e) => {
+            eprintln!("webhooks: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(addr = %runner.addr, data_dir = %config.data_dir.display(), "webhooks runner started");
     if runner.platform_key_generated {
         println!(

@@ -78,7 +78,11 @@ impl Db {
             }));
             Ok(db)
         };
-        let db = open()?;
+        let db = open().map_err(|e| match Error::from(e) {
+            // Say which file: the runner stops on it.
+            Error::Config(why) => Error::Config(format!("{}: {why}", path.display())),
+            other => other,
+        })?;
         super::restrict_to_owner(path);
         Ok(db)
     }
@@ -90,6 +94,7 @@ impl Db {
     }
 
     fn start(conn: Connection, checkpointer: Option<Checkpointer>) -> DbResult<Self> {
+        super::check_layout(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
@@ -99,8 +104,7 @@ impl Db {
         // of being read back from the file on every batch.
         conn.pragma_update(None, "cache_size", -16_384)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        conn.execute_batch(super::SCHEMA)?;
-        super::migrate(&conn)?;
+        super::prepare(&conn)?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())

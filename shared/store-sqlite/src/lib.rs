@@ -193,6 +193,65 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("attempts", "response_headers", "TEXT"),
 ];
 
+/// The layout of the database file this build reads and writes, kept in the file's
+/// `PRAGMA user_version`. A file stamped with a later one was written by a newer build and
+/// is refused, untouched, rather than misread; one from before the stamp existed (0, with
+/// this layout's tables) is brought up to date and stamped. A change of layout that
+/// `ADDED_COLUMNS` cannot express raises this, with a step from the previous one in
+/// `prepare`.
+pub const LAYOUT_VERSION: i64 = 1;
+
+/// The tables `SCHEMA` creates: a file holding any other is not one of ours.
+fn our_tables() -> impl Iterator<Item = &'static str> {
+    SCHEMA
+        .split("CREATE TABLE IF NOT EXISTS ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+}
+
+/// Refuses a file this build would misread (run at open, before anything changes it, even
+/// its journal mode).
+fn check_layout(conn: &rusqlite::Connection) -> DbResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if version > LAYOUT_VERSION {
+        return Err(Error::Config(format!(
+            "the database was written by a newer version of the service (data layout \
+             {version}; this version reads layout {LAYOUT_VERSION} and older): run that \
+             version, or give this one another data dir. Nothing in it was changed"
+        ))
+        .into());
+    }
+    let foreign: Vec<&str> = tables
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !our_tables().any(|ours| ours == *t))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(Error::Config(format!(
+            "the database holds tables that are not this service's ({}): give the runner a \
+             data dir of its own. Nothing in it was changed",
+            foreign.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Creates the tables of a new file, or migrates an existing one `check_layout` accepted,
+/// and stamps it with this layout.
+fn prepare(conn: &rusqlite::Connection) -> DbResult<()> {
+    conn.execute_batch(SCHEMA)?;
+    migrate(conn)?;
+    conn.pragma_update(None, "user_version", LAYOUT_VERSION)?;
+    Ok(())
+}
+
 /// Brings the tables of a database file `SCHEMA` has run on up to date (run at open, after
 /// it). Each step is idempotent: a file left half-migrated is finished at the next start.
 fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
@@ -267,5 +326,117 @@ fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, &str)) -> a
     app::ports::Page {
         items: rows,
         next_cursor,
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use app::ports::ApiKeyStore;
+    use rusqlite::Connection;
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A file as a build from before the layout was stamped left it: its tables, the
+    /// api-keys table without the columns added since, a key in it, no stamp.
+    fn unstamped_file(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE api_keys (
+                 key_hash TEXT PRIMARY KEY,
+                 id TEXT NOT NULL,
+                 account_id TEXT NOT NULL,
+                 created_at INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             INSERT INTO api_keys VALUES ('aa11', 'key_old', 'acct_old', 1700000000000);",
+        )
+        .unwrap();
+        // The rest of that layout: what `SCHEMA` creates, the api-keys table excepted.
+        conn.execute_batch(SCHEMA).unwrap();
+        assert_eq!(user_version(path), 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_from_before_the_stamp_is_migrated_and_read_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks.db");
+        unstamped_file(&path);
+        let keys = SqliteApiKeyStore::new(Db::open(&path).unwrap());
+        let found = keys
+            .find_by_hash("aa11")
+            .await
+            .unwrap()
+            .expect("the old key");
+        assert_eq!(found.id.as_str(), "key_old");
+        assert_eq!(found.account_id.as_str(), "acct_old");
+        assert_eq!(found.prefix, "");
+        assert!(found.revoked_at.is_none() && found.expires_at.is_none());
+        assert_eq!(user_version(&path), LAYOUT_VERSION);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_layout_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks.db");
+        drop(Db::open(&path).unwrap());
+        let newer = LAYOUT_VERSION + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = Db::open(&path).err().expect("refused");
+        let text = err.to_string();
+        assert!(matches!(err, Error::Config(_)), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("newer version"), "{text}");
+        assert_eq!(user_version(&path), newer);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was changed"
+        );
+    }
+
+    #[test]
+    fn a_database_of_something_else_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE invoices (id TEXT PRIMARY KEY);")
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let text = Db::open(&path).err().expect("refused").to_string();
+        assert!(text.contains("invoices"), "{text}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was changed"
+        );
+    }
+
+    #[test]
+    fn every_table_of_the_schema_is_known_as_ours() {
+        let ours: Vec<&str> = our_tables().collect();
+        assert!(
+            ours.contains(&"subscriptions") && ours.contains(&"api_keys"),
+            "{ours:?}"
+        );
+        assert_eq!(ours.len(), SCHEMA.matches("CREATE TABLE").count());
+    }
+
+    #[test]
+    fn a_new_file_is_stamped_with_this_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks.db");
+        drop(Db::open(&path).unwrap());
+        assert_eq!(user_version(&path), LAYOUT_VERSION);
     }
 }
