@@ -480,64 +480,46 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
     ] {
         api.ok("GET", &path, &key, None).await;
     }
-    api.ok(
-        "POST",
-        &format!("{base}/deliveries/{}/retry", dead[0]),
-        &key,
-        None,
-    )
-    .await;
-    api.ok(
-        "POST",
-        &format!("{base}/dead-letters/redrive"),
-        &key,
-        Some(json!({"ids": [dead[1]]})),
-    )
-    .await;
-    api.ok(
-        "POST",
-        &format!("{base}/webhooks/{flaky}/recover"),
-        &key,
-        Some(json!({"since": "2026-01-01T00:00:00Z"})),
-    )
-    .await;
-    api.ok(
-        "POST",
-        &format!("{base}/webhooks/{ok}/test"),
-        &key,
-        Some(json!({})),
-    )
-    .await;
-    api.ok(
-        "POST",
-        &format!("{base}/webhooks/{ok}/diagnose"),
-        &key,
-        None,
-    )
-    .await;
-    api.ok(
-        "POST",
-        &format!("{base}/webhooks/{flaky}/rotate-secret"),
-        &key,
-        None,
-    )
-    .await;
-    api.ok(
-        "POST",
-        &format!("{base}/webhooks/{flaky}/expire-previous-secrets"),
-        &key,
-        None,
-    )
-    .await;
-    api.ok(
-        "PATCH",
-        &format!("{base}/webhooks/{flaky}"),
-        &key,
-        Some(json!({"description": "fails once"})),
-    )
-    .await;
-    api.ok("DELETE", &format!("{base}/webhooks/{gone}"), &key, None)
-        .await;
+    // In this order: the retry and the redrive need the dead letters as they are, the
+    // deletion comes last.
+    let writes = [
+        ("POST", format!("{base}/deliveries/{}/retry", dead[0]), None),
+        (
+            "POST",
+            format!("{base}/dead-letters/redrive"),
+            Some(json!({"ids": [dead[1]]})),
+        ),
+        (
+            "POST",
+            format!("{base}/webhooks/{flaky}/recover"),
+            Some(json!({"since": "2026-01-01T00:00:00Z"})),
+        ),
+        (
+            "POST",
+            format!("{base}/webhooks/{ok}/test"),
+            Some(json!({})),
+        ),
+        ("POST", format!("{base}/webhooks/{ok}/diagnose"), None),
+        (
+            "POST",
+            format!("{base}/webhooks/{flaky}/rotate-secret"),
+            None,
+        ),
+        (
+            "POST",
+            format!("{base}/webhooks/{flaky}/expire-previous-secrets"),
+            None,
+        ),
+        (
+            "PATCH",
+            format!("{base}/webhooks/{flaky}"),
+            Some(json!({"description": "fails once"})),
+        ),
+        ("DELETE", format!("{base}/webhooks/{gone}"), None),
+    ];
+    for (method, path, body) in writes {
+        api.ok(method, &path, &key, body).await;
+    }
 
     // What the api sent again is delivered.
     let deadline = std::time::Instant::now() + WAIT;
@@ -562,29 +544,43 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
         .await
         .unwrap()
         .unwrap();
-    let event = domain::event::Event {
-        id: domain::ids::EventId::parse("evt_iam_stranded").unwrap(),
-        event_type: domain::catalog::EventType::known("call.ended").unwrap(),
-        account_id: account_id.clone(),
-        occurred_at: "2026-11-29T08:00:00Z".into(),
-        received_at: domain::time::Timestamp::from_millis(1_800_000_000_000),
-        data: json!({}),
-    };
-    stores
-        .events
-        .insert_batch(std::slice::from_ref(&event))
-        .await
-        .unwrap();
-    let delivery = domain::delivery::Delivery::new(&event, &subscription, event.received_at);
-    stores
-        .deliveries
-        .create_batch(std::slice::from_ref(&delivery))
-        .await
-        .unwrap();
+    // Two events fanned out two hours ago (the functions' sweep grace is one), whose
+    // messages are gone: one is in the stranded queue, the other only the sweep finds.
+    let two_hours_ago = domain::time::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 2 * 3_600_000,
+    );
+    let mut planted = Vec::new();
+    for id in ["evt_iam_stranded", "evt_iam_swept"] {
+        let event = domain::event::Event {
+            id: domain::ids::EventId::parse(id).unwrap(),
+            event_type: domain::catalog::EventType::known("call.ended").unwrap(),
+            account_id: account_id.clone(),
+            occurred_at: "2026-11-29T08:00:00Z".into(),
+            received_at: two_hours_ago,
+            data: json!({}),
+        };
+        stores
+            .events
+            .insert_batch(std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        let delivery = domain::delivery::Delivery::new(&event, &subscription, two_hours_ago);
+        stores
+            .deliveries
+            .create_batch(std::slice::from_ref(&delivery))
+            .await
+            .unwrap();
+        planted.push((event, delivery));
+    }
+    let (event, delivery) = &planted[0];
     stranded_queue
         .send_batch(vec![app::ports::OutgoingMessage {
             id: "0".into(),
-            body: serde_json::to_string(&delivery.task(domain::delivery::Payload::of(&event)))
+            body: serde_json::to_string(&delivery.task(domain::delivery::Payload::of(event)))
                 .unwrap(),
             delay: Duration::ZERO,
         }])
@@ -596,7 +592,9 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
         .invoke(serde_json::to_value(runner::poller::sqs_event(name, &messages)).unwrap())
         .await;
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
-    functions["deliver"].invoke(scheduled).await;
+    // The sweep reads the second one's event and sends it again.
+    let report = functions["deliver"].invoke(scheduled).await;
+    assert_eq!(report["requeued"], 1, "{report}");
 
     // Every route of the API was taken.
     let document = api.ok("GET", "/openapi.json", pk, None).await;

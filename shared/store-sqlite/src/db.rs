@@ -67,6 +67,12 @@ impl Db {
     /// connection and thread of their own, so the writer never waits for one.
     pub fn open(path: &Path) -> Result<Self> {
         let open = || -> DbResult<Self> {
+            if path.exists() {
+                // Checked on a read-only connection before any other opens it: closing a
+                // writable one would checkpoint a refused file's write-ahead log into it.
+                let probe = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                super::check_layout(&probe)?;
+            }
             let conn = Connection::open(path)?;
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             let checkpointer = Checkpointer::start(path, CheckpointPolicy::DEFAULT)?;

@@ -380,16 +380,23 @@ mod layout_tests {
         assert_eq!(user_version(&path), LAYOUT_VERSION);
     }
 
+    /// A file of ours as a newer build might leave it: our tables, a later stamp. Made on
+    /// a plain connection, closed before this returns (a `Db`'s threads close theirs
+    /// later, and the last to close checkpoints into the file).
+    fn newer_file(path: &Path, newer: i64) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.pragma_update(None, "user_version", newer).unwrap();
+        conn
+    }
+
     #[test]
     fn a_file_of_a_newer_layout_is_refused_and_left_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("webhooks.db");
-        drop(Db::open(&path).unwrap());
         let newer = LAYOUT_VERSION + 1;
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", newer)
-            .unwrap();
+        drop(newer_file(&path, newer));
         let before = std::fs::read(&path).unwrap();
         let err = Db::open(&path).err().expect("refused");
         let text = err.to_string();
@@ -402,6 +409,36 @@ mod layout_tests {
             before,
             "the file was changed"
         );
+    }
+
+    /// As a newer runner that crashed leaves it: its last writes still in the WAL.
+    #[test]
+    fn a_newer_file_with_writes_in_its_log_is_refused_and_its_log_left_unapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks.db");
+        drop(newer_file(&path, LAYOUT_VERSION + 1));
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer
+            .execute_batch("INSERT INTO jwt_keys VALUES (1, 1, '{}');")
+            .unwrap();
+        // Left open, as a crashed process's log is left: the main file lags the WAL.
+        let (main, wal) = (
+            std::fs::read(&path).unwrap(),
+            dir.path().join("webhooks.db-wal"),
+        );
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        let err = Db::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("newer version"), "{err}");
+        // The refused open's connections and threads are gone once the writer is: the
+        // last connection to close checkpoints, so only the writer may apply its own log.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            main,
+            "the log was applied to the file"
+        );
+        drop(writer);
     }
 
     #[test]

@@ -50,9 +50,9 @@ const DATA_OUT_GB: f64 = 0.09;
 const LOGS_INGESTED_GB: f64 = 0.50;
 
 // Log bytes. Measured by `lambda-sizing` (BENCHMARKS.md): the deliver batch's EMF metrics
-// line, about 710 bytes. Estimated from the lines' JSON form: Lambda's own START, END and
-// REPORT lines per invocation, about 350 bytes; a failed attempt's WARN line, about 600.
-const LOG_BYTES_PER_INVOCATION: f64 = 350.0;
+// line, about 710 bytes. Estimated from the line's JSON form: a failed attempt's WARN line,
+// about 600. Lambda's own start and report lines are INFO system logs, which the
+// template's `SystemLogLevel: WARN` keeps from being sent at all.
 const LOG_BYTES_PER_DELIVER_BATCH: f64 = 710.0;
 const LOG_BYTES_PER_FAILED_ATTEMPT: f64 = 600.0;
 /// What API Gateway sends back for one ingest call (a 202 with its small JSON body and
@@ -552,9 +552,8 @@ impl Dollars {
         let gb = |bytes: f64| bytes / 1e9;
         let out_bytes = m.sent_bytes as f64 + ingest_calls * INGEST_ANSWER_BYTES;
         let failed_attempts = m.attempts.saturating_sub(m.deliveries) as f64;
-        let log_bytes = (ingest_calls + fanouts + delivers) * LOG_BYTES_PER_INVOCATION
-            + delivers * LOG_BYTES_PER_DELIVER_BATCH
-            + failed_attempts * LOG_BYTES_PER_FAILED_ATTEMPT;
+        let log_bytes =
+            delivers * LOG_BYTES_PER_DELIVER_BATCH + failed_attempts * LOG_BYTES_PER_FAILED_ATTEMPT;
         Dollars {
             api_gateway: ingest_calls * API_GATEWAY_REQUEST * per_million,
             lambda_requests: (ingest_calls + fanouts + delivers) * LAMBDA_REQUEST * per_million,
@@ -806,7 +805,7 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
         ),
         priced(
             "CloudWatch Logs",
-            "$0.50 per GB ingested: Lambda's START/END/REPORT (~350 B per invocation), deliver's EMF line (~710 B per batch), ~600 B per failed attempt",
+            "$0.50 per GB ingested: deliver's EMF line (~710 B per batch), ~600 B per failed attempt (Lambda's own lines are not sent at `SystemLogLevel: WARN`)",
             |d| d.logs,
         ),
         row(

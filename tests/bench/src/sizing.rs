@@ -1,7 +1,7 @@
 //! `lambda-sizing`: the release function binaries at the CPU share Lambda gives each
 //! memory size, to choose `MemorySize` by measurement. Lambda allocates CPU in proportion
-//! to memory, one vCPU at 1 769 MB; here each process runs in a cgroup whose CFS quota is
-//! that share of one core (a 20 ms period, so a short burst cannot borrow a whole 100 ms
+//! to memory, one vCPU at 1 769 MB; here the four processes run in one cgroup per size
+//! (their invocations run one at a time) whose CFS quota is that share of one core (a 20 ms period, so a short burst cannot borrow a whole 100 ms
 //! slice). As on Lambda, where an on-demand function's init runs on a full vCPU, the quota
 //! is set once the process has initialised (its first Runtime API poll). Measured per size
 //! against moto: a single-event ingest, a fan-out batch of 10 events to 3 subscriptions
