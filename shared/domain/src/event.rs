@@ -14,6 +14,10 @@ use super::time::Timestamp;
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 /// The most events one ingest request may carry.
 pub const MAX_BATCH_EVENTS: usize = 100;
+/// The deepest nesting of arrays and objects `data` may have (the object itself is 1).
+/// Common JSON parsers stop at 128 levels, serde_json among them, and the payload wraps
+/// `data` in one more: an event a receiver's parser would refuse is refused at ingest.
+pub const MAX_DATA_DEPTH: usize = 64;
 
 /// An event as a producer posts it.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +99,12 @@ pub fn data_violations(spec: &catalog::EventTypeSpec, data: &Value) -> Vec<Viola
             message: "must be an object".into(),
         }];
     }
+    if depth(data) > MAX_DATA_DEPTH {
+        return vec![Violation {
+            pointer: "/data".into(),
+            message: format!("is nested deeper than {MAX_DATA_DEPTH} levels"),
+        }];
+    }
     catalog::validate_data(spec, data)
         .into_iter()
         .map(|v| Violation {
@@ -102,6 +112,23 @@ pub fn data_violations(spec: &catalog::EventTypeSpec, data: &Value) -> Vec<Viola
             message: v.message,
         })
         .collect()
+}
+
+/// How deeply arrays and objects nest in `v` (a scalar is 0), without recursing: the
+/// value may be deeper than the stack would allow.
+fn depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(v, 1)];
+    while let Some((value, level)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        pending.extend(children.map(|c| (c, level + 1)));
+    }
+    deepest
 }
 
 /// Checks an incoming event and turns it into an `Event`. `now` stamps `received_at` and
@@ -167,6 +194,35 @@ mod tests {
 
     fn incoming(v: Value) -> IncomingEvent {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// `{"a": {"a": … {}}}`, `levels` objects deep.
+    fn nested(levels: usize) -> Value {
+        let mut v = json!({});
+        for _ in 1..levels {
+            v = json!({ "a": v });
+        }
+        v
+    }
+
+    #[test]
+    fn data_nested_deeper_than_receivers_parse_is_refused_with_a_pointer() {
+        let spec = catalog::find("webhook.test").unwrap();
+        let deep = |levels| data_violations(spec, &nested(levels));
+        assert!(!deep(MAX_DATA_DEPTH)
+            .iter()
+            .any(|v| v.message.contains("nested")));
+        let refused = deep(MAX_DATA_DEPTH + 1);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].pointer, "/data");
+        assert!(
+            refused[0].message.contains("nested deeper than 64"),
+            "{refused:?}"
+        );
+        // Deeper than serde_json parses (a `Value` built in code can be).
+        assert_eq!(depth(&nested(1_000)), 1_000);
+        assert_eq!(depth(&json!([[1], {"a": [[]]}])), 4);
+        assert_eq!(depth(&json!(1)), 0);
     }
 
     #[test]
