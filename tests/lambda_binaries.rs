@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use app::ports::Queue;
-use e2e::functions::{http_answer, http_event, receive, Function};
+use e2e::functions::{http_answer, http_event, plant_lost_deliveries, receive, Function};
 use e2e::{eventually, moto, verify_signature, Behavior, Receiver, WAIT};
 use serde_json::{json, Value};
 use store_aws::SqsQueue;
@@ -197,7 +197,7 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deliver_function_marks_stranded_deliveries_dead_and_sweeps() {
     use app::deliver_function::queue_name;
-    use domain::delivery::{Delivery, DeliveryStatus, Payload};
+    use domain::delivery::{DeliveryStatus, Payload};
 
     let (clients, resources) = moto::deployment("stranded").await;
     let key = domain::api_key::generate_platform_key(&app::ports::OsRandom);
@@ -228,36 +228,12 @@ async fn the_deliver_function_marks_stranded_deliveries_dead_and_sweeps() {
         .unwrap()
         .unwrap();
     // Two events fanned out two hours ago, whose deliveries' messages are gone.
-    let two_hours_ago = domain::time::Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-            - 2 * 3_600_000,
-    );
-    let mut deliveries = Vec::new();
-    for id in ["evt_stranded", "evt_swept"] {
-        let event = domain::event::Event {
-            id: domain::ids::EventId::parse(id).unwrap(),
-            event_type: domain::catalog::EventType::known("call.ended").unwrap(),
-            account_id: account.clone(),
-            occurred_at: "2026-11-29T08:00:00Z".into(),
-            received_at: two_hours_ago,
-            data: json!({"call_id": id}),
-        };
-        stores
-            .events
-            .insert_batch(std::slice::from_ref(&event))
+    let deliveries: Vec<_> =
+        plant_lost_deliveries(&stores, &subscription, &["evt_stranded", "evt_swept"])
             .await
-            .unwrap();
-        let delivery = Delivery::new(&event, &subscription, two_hours_ago);
-        stores
-            .deliveries
-            .create_batch(std::slice::from_ref(&delivery))
-            .await
-            .unwrap();
-        deliveries.push((delivery, event));
-    }
+            .into_iter()
+            .map(|(event, delivery)| (delivery, event))
+            .collect();
 
     // SQS gave up on the first one's message: it is in the stranded queue.
     let (stranded, stranded_event) = &deliveries[0];

@@ -544,38 +544,14 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
         .await
         .unwrap()
         .unwrap();
-    // Two events fanned out two hours ago (the functions' sweep grace is one), whose
-    // messages are gone: one is in the stranded queue, the other only the sweep finds.
-    let two_hours_ago = domain::time::Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-            - 2 * 3_600_000,
-    );
-    let mut planted = Vec::new();
-    for id in ["evt_iam_stranded", "evt_iam_swept"] {
-        let event = domain::event::Event {
-            id: domain::ids::EventId::parse(id).unwrap(),
-            event_type: domain::catalog::EventType::known("call.ended").unwrap(),
-            account_id: account_id.clone(),
-            occurred_at: "2026-11-29T08:00:00Z".into(),
-            received_at: two_hours_ago,
-            data: json!({}),
-        };
-        stores
-            .events
-            .insert_batch(std::slice::from_ref(&event))
-            .await
-            .unwrap();
-        let delivery = domain::delivery::Delivery::new(&event, &subscription, two_hours_ago);
-        stores
-            .deliveries
-            .create_batch(std::slice::from_ref(&delivery))
-            .await
-            .unwrap();
-        planted.push((event, delivery));
-    }
+    // Two deliveries whose messages are gone: one is in the stranded queue, the other
+    // only the sweep finds.
+    let planted = e2e::functions::plant_lost_deliveries(
+        &stores,
+        &subscription,
+        &["evt_iam_stranded", "evt_iam_swept"],
+    )
+    .await;
     let (event, delivery) = &planted[0];
     stranded_queue
         .send_batch(vec![app::ports::OutgoingMessage {

@@ -152,3 +152,44 @@ pub async fn receive(queue: &SqsQueue, n: usize) -> Vec<app::ports::QueueMessage
     }
     got
 }
+
+/// Deliveries to `subscription` of events fanned out two hours ago whose messages are gone
+/// (the functions' sweep grace is one hour), as a crash or a purged queue leaves them:
+/// stored pending, with their events, and nothing in any queue.
+pub async fn plant_lost_deliveries(
+    stores: &app::Stores,
+    subscription: &domain::subscription::Subscription,
+    event_ids: &[&str],
+) -> Vec<(domain::event::Event, domain::delivery::Delivery)> {
+    let two_hours_ago = domain::time::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 2 * 3_600_000,
+    );
+    let mut planted = Vec::new();
+    for &id in event_ids {
+        let event = domain::event::Event {
+            id: domain::ids::EventId::parse(id).unwrap(),
+            event_type: domain::catalog::EventType::known("call.ended").unwrap(),
+            account_id: subscription.account_id.clone(),
+            occurred_at: "2026-11-29T08:00:00Z".into(),
+            received_at: two_hours_ago,
+            data: json!({"call_id": id}),
+        };
+        stores
+            .events
+            .insert_batch(std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        let delivery = domain::delivery::Delivery::new(&event, subscription, two_hours_ago);
+        stores
+            .deliveries
+            .create_batch(std::slice::from_ref(&delivery))
+            .await
+            .unwrap();
+        planted.push((event, delivery));
+    }
+    planted
+}
