@@ -21,8 +21,13 @@ pub async fn clients() -> Clients {
 
 /// The SDK configuration that points at moto with test credentials.
 pub async fn config() -> aws_config::SdkConfig {
+    config_at(&endpoint()).await
+}
+
+/// The same, for a moto (or a proxy in front of it) at `endpoint`.
+pub async fn config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "moto",

@@ -99,8 +99,8 @@ impl Db {
         Ok(Self::start(conn, None)?)
     }
 
+    /// `conn` is a new database, or a file `open` has checked.
     fn start(conn: Connection, checkpointer: Option<Checkpointer>) -> DbResult<Self> {
-        super::check_layout(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;

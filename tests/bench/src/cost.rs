@@ -405,14 +405,7 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
     domain::random::Random::fill(&app::ports::OsRandom, &mut random);
     let prefix = format!("cost{}-", u32::from_le_bytes(random));
     let proxy = AwsProxy::start(moto, &prefix).await?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(proxy.url())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "bench", "bench", None, None, "bench",
-        ))
-        .load()
-        .await;
+    let sdk = e2e::moto::config_at(&proxy.url()).await;
     let clients = Clients::new(&sdk);
     let timings = Timings::default();
     let pipeline = Pipeline::start(&clients, &prefix, &timings).await?;

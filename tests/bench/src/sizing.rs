@@ -225,16 +225,7 @@ async fn pipeline(
     rounds: usize,
     sized: &mut Sized,
 ) -> Result<(), String> {
-    let clients = store_aws::Clients::new(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(moto)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "bench", "bench", None, None, "bench",
-            ))
-            .load()
-            .await,
-    );
+    let clients = store_aws::Clients::new(&e2e::moto::config_at(moto).await);
     let resources = store_aws::provision::create_all(&clients, &e2e::moto::unique_prefix("sizing"))
         .await
         .map_err(|e| e.to_string())?;
