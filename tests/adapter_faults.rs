@@ -203,6 +203,7 @@ impl SubscriptionStore for FaultySubscriptions {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Subscription>> {
+        self.faults.check("subscriptions.list")?;
         self.inner.list(account_id, after, limit).await
     }
     async fn list_all(&self, account_id: &AccountId) -> Result<Vec<Subscription>> {
@@ -224,10 +225,6 @@ impl EventStore for FaultyEvents {
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
         self.faults.check("events.insert")?;
         self.inner.insert_batch(events).await
-    }
-    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
-        self.faults.check("events.mark_enqueued")?;
-        self.inner.mark_enqueued(keys).await
     }
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {
         self.inner.get(account_id, id).await
@@ -328,12 +325,21 @@ where
 }
 
 async fn create_webhook(services: &Services, account: &str, url: String) -> Subscription {
+    create_webhook_for(services, account, url, &["*"]).await
+}
+
+async fn create_webhook_for(
+    services: &Services,
+    account: &str,
+    url: String,
+    event_types: &[&str],
+) -> Subscription {
     let app = http_api::router(services.clone());
     let (status, body) = call(
         app,
         "POST",
         &format!("/v1/accounts/{account}/webhooks"),
-        json!({"url": url, "event_types": ["*"], "retry_schedule": [1]}),
+        json!({"url": url, "event_types": event_types, "retry_schedule": [1]}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -386,8 +392,9 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
     let sub = create_webhook(&s, "acct_f", r.url("hook", Behavior::Status(204))).await;
     let (status, _) = ingest(&s, event("call.ended", "acct_f", Some("evt_f1"))).await;
     assert_eq!(status, 202);
-    let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
-    assert_eq!((n, failed.len()), (1, 0));
+    // One endpoint: ingest fanned the event out itself.
+    let (n, _) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+    assert_eq!(n, 0);
     let id = delivery_id("acct_f", "evt_f1", &sub.id);
     let (account, delivery) = (
         AccountId::from_static("acct_f"),
@@ -395,7 +402,7 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
     );
 
     // The log refuses the outcome: the endpoint was called, but the message is reported
-    // failed (so it stays on the queue) and the log still says pending.
+    // failed (so it stays on the queue) and the log still knows nothing of it.
     faults.fail("deliveries.record");
     let (n, failed) = pump(&s.deliveries_queue, "deliveries", |e| {
         handle_deliveries(&s, e)
@@ -409,17 +416,7 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
     );
     assert_eq!(r.received("hook").len(), 1);
     assert!(faults.refused("deliveries.record") >= 1);
-    let d = s
-        .deliveries
-        .get(&account, &delivery)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (d.status, d.attempt_count),
-        (DeliveryStatus::Pending, 0),
-        "{d:?}"
-    );
+    assert_eq!(s.deliveries.get(&account, &delivery).await.unwrap(), None);
 
     // The subscriptions cannot be read: nothing is sent, nothing acknowledged.
     faults.heal();
@@ -458,7 +455,7 @@ async fn a_delivery_is_not_acknowledged_until_its_attempt_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_retries_when_its_store_or_queue_fails_and_creates_nothing_twice() {
+async fn fan_out_retries_when_its_store_or_queue_fails_and_sends_nothing_twice() {
     let faults = Faults::default();
     let s = services(&faults);
     let r = Receiver::start().await;
@@ -467,6 +464,12 @@ async fn fan_out_retries_when_its_store_or_queue_fails_and_creates_nothing_twice
         subs.push(
             create_webhook(&s, "acct_g", r.url(&format!("h{i}"), Behavior::Status(204))).await,
         );
+    }
+    // More endpoints than ingest fans out itself (they want other events): the account's
+    // events go through the events queue to fan-out.
+    for i in 0..app::ingest::DIRECT_FAN_OUT_MAX_SUBSCRIPTIONS {
+        let url = r.url(&format!("x{i}"), Behavior::Status(204));
+        create_webhook_for(&s, "acct_g", url, &["agent.*"]).await;
     }
     for i in 0..4 {
         let (status, _) = ingest(
@@ -477,11 +480,9 @@ async fn fan_out_retries_when_its_store_or_queue_fails_and_creates_nothing_twice
         assert_eq!(status, 202);
     }
 
-    for call in [
-        "subscriptions.list_all",
-        "deliveries.create",
-        "deliveries_queue.send",
-    ] {
+    // Fan-out writes no delivery (each is logged by its first outcome): its dependencies
+    // are the subscriptions it reads and the queue it sends to.
+    for call in ["subscriptions.list_all", "deliveries_queue.send"] {
         faults.heal();
         faults.fail(call);
         let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
@@ -550,52 +551,76 @@ async fn ingest_answers_503_when_a_dependency_fails_and_a_retry_loses_nothing() 
     let r = Receiver::start().await;
     let sub = create_webhook(&s, "acct_i", r.url("hook", Behavior::Status(204))).await;
 
-    for (call, id) in [
-        ("events.insert", "evt_i1"),
-        ("events_queue.send", "evt_i2"),
-        ("events.mark_enqueued", "evt_i3"),
-    ] {
+    // The account has one endpoint, so ingest fans its events out itself; when it cannot
+    // read the subscriptions it leaves them to fan-out, through the events queue.
+    let failing: [(&[&str], &str); 3] = [
+        (&["events.insert"], "evt_i1"),
+        (&["deliveries_queue.send"], "evt_i2"),
+        (&["subscriptions.list", "events_queue.send"], "evt_i3"),
+    ];
+    for (calls, id) in failing {
         faults.heal();
-        faults.fail(call);
+        for call in calls {
+            faults.fail(call);
+        }
         let (status, body) = ingest(&s, event("call.ended", "acct_i", Some(id))).await;
-        assert_eq!(status, 503, "{call}: {body}");
-        assert_eq!(body["error"]["code"], "unavailable", "{call}: {body}");
+        assert_eq!(status, 503, "{calls:?}: {body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{calls:?}: {body}");
         faults.heal();
         // The producer retries with the same id, as a 503 tells it to.
         let (status, body) = ingest(&s, event("call.ended", "acct_i", Some(id))).await;
-        assert_eq!(status, 202, "{call}: {body}");
+        assert_eq!(status, 202, "{calls:?}: {body}");
     }
-    // Each event once on the queue, or twice when only the mark failed: fan-out and the
-    // delivery ids make the second copy harmless.
-    let mut events = 0;
-    loop {
-        let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
-        assert!(failed.is_empty());
-        if n == 0 {
-            break;
+    faults.fail("subscriptions.list");
+    let (status, body) = ingest(&s, event("call.ended", "acct_i", Some("evt_i4"))).await;
+    assert_eq!(
+        status, 202,
+        "unreadable subscriptions are fan-out's to read: {body}"
+    );
+    faults.heal();
+    let drain = || async {
+        let mut events = 0;
+        loop {
+            let (n, failed) = pump(&s.events_queue, "events", |e| handle_events(&s, e)).await;
+            assert!(failed.is_empty());
+            if n == 0 {
+                break;
+            }
+            events += n;
         }
-        events += n;
-    }
-    assert!((3..=4).contains(&events), "{events} event messages");
-    loop {
-        let (n, _) = pump(&s.deliveries_queue, "deliveries", |e| {
-            handle_deliveries(&s, e)
-        })
-        .await;
-        if n == 0 {
-            break;
+        loop {
+            let (n, _) = pump(&s.deliveries_queue, "deliveries", |e| {
+                handle_deliveries(&s, e)
+            })
+            .await;
+            if n == 0 {
+                break;
+            }
         }
+        events
+    };
+    // Only the event left to fan-out went through the events queue.
+    assert_eq!(drain().await, 1);
+    // A producer that lost the 202 posts again: the copy is fanned out again (whether the
+    // first reached the queue is not kept), and delivers nothing twice.
+    let all = ["evt_i1", "evt_i2", "evt_i3", "evt_i4"];
+    for id in all {
+        let (status, body) = ingest(&s, event("call.ended", "acct_i", Some(id))).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["duplicate"], true, "{body}");
     }
+    assert_eq!(drain().await, 0);
     let got = r.received("hook");
-    let ids: HashSet<String> = got
+    let ids: Vec<String> = got
         .iter()
         .map(|g| g.header("webhook-id").to_string())
         .collect();
-    let expected: HashSet<String> = ["evt_i1", "evt_i2", "evt_i3"]
+    let expected: HashSet<String> = all
         .iter()
         .map(|e| delivery_id("acct_i", e, &sub.id))
         .collect();
-    assert_eq!(ids, expected);
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids.into_iter().collect::<HashSet<_>>(), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

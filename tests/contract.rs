@@ -711,16 +711,11 @@ pub async fn events_are_deduplicated_per_account(p: Ports) {
         .insert_batch(&[stored_event("a", "e1"), stored_event("a", "e2")])
         .await
         .unwrap();
-    assert_eq!(
-        again,
-        [
-            EventInsert::Exists { enqueued: false },
-            EventInsert::Created
-        ]
-    );
-    e.mark_enqueued(&[(acct("a"), evt_id("e1"))]).await.unwrap();
-    let third = e.insert_batch(&[stored_event("a", "e1")]).await.unwrap();
-    assert_eq!(third, [EventInsert::Exists { enqueued: true }]);
+    assert_eq!(again, [EventInsert::Exists, EventInsert::Created]);
+    let mut changed = stored_event("a", "e1");
+    changed.data = json!({"call_id": "changed"});
+    let third = e.insert_batch(&[changed]).await.unwrap();
+    assert_eq!(third, [EventInsert::Exists]);
     assert_eq!(
         e.get(&acct("a"), &evt_id("e1")).await.unwrap(),
         Some(original),
@@ -774,6 +769,9 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         delivery_id: msg_id("msg_1"),
         account_id: acct("acct"),
         subscription_id: sub_id("wh_1"),
+        event_id: evt_id("e1"),
+        event_type: event_type("call.ended"),
+        created_at: now(),
         cause: None,
         status,
         attempt: Some(attempt(code)),
@@ -827,11 +825,12 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         .collect();
     for_event.sort();
     assert_eq!(for_event, ["msg_1", "msg_2"]);
-    let missing = DeliveryUpdate {
-        delivery_id: msg_id("nope"),
+    // An outcome for a delivery id logged under another account is refused, changes
+    // nothing, and does not fail the others of its batch.
+    let foreign = DeliveryUpdate {
+        account_id: acct("other"),
         ..update(DeliveryStatus::Failed, 500)
     };
-    // An unknown delivery is reported, and does not fail the others of its batch.
     let before = d
         .get(&acct("acct"), &msg_id("msg_1"))
         .await
@@ -839,13 +838,13 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         .unwrap()
         .attempt_count;
     assert_eq!(
-        d.record(&[missing, update(DeliveryStatus::Failed, 500)])
+        d.record(&[foreign, update(DeliveryStatus::Failed, 500)])
             .await
             .unwrap(),
         vec![false, true],
     );
     assert!(d
-        .get(&acct("acct"), &msg_id("nope"))
+        .get(&acct("other"), &msg_id("msg_1"))
         .await
         .unwrap()
         .is_none());
@@ -856,7 +855,202 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
             .unwrap()
             .attempt_count,
         before + 1,
-        "one unknown delivery failed its whole batch"
+        "one refused outcome failed its whole batch"
+    );
+}
+
+/// Layout 2: a delivery is logged from its first outcome on; a success at the first
+/// attempt is kept in short (time, URL, status, latency), everything else in full.
+pub async fn a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_short(p: Ports) {
+    let d = &p.deliveries;
+    let created_at = now();
+    let sent = created_at.plus_millis(3);
+    let attempt = |code: u16, at: Timestamp| Attempt {
+        attempt: 0,
+        at,
+        url: "https://example.com/hook".into(),
+        request_headers: vec![
+            ("webhook-id".into(), "msg_s".into()),
+            ("x-custom".into(), "********".into()),
+        ],
+        response_headers: vec![("x-request-id".into(), format!("req-{code}"))],
+        status_code: Some(code),
+        latency_ms: 12,
+        response_body: Some(format!("body {code}")),
+        error: None,
+    };
+    let outcome =
+        |id: &'static str, event: &'static str, status, code, at: Timestamp| DeliveryUpdate {
+            delivery_id: msg_id(id),
+            account_id: acct("acct"),
+            subscription_id: sub_id("wh_1"),
+            event_id: evt_id(event),
+            event_type: event_type("call.ended"),
+            created_at,
+            status,
+            attempt: Some(attempt(code, at)),
+            next_attempt_at: (status == DeliveryStatus::Pending).then(|| at.plus_millis(60_000)),
+            error: (code >= 300).then(|| format!("endpoint answered {code}")),
+            cause: None,
+            at: at.plus_millis(12),
+        };
+    assert!(d
+        .get(&acct("acct"), &msg_id("msg_s"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        d.record(&[
+            outcome("msg_s", "e7", DeliveryStatus::Succeeded, 204, sent),
+            outcome("msg_f", "e7", DeliveryStatus::Pending, 503, sent),
+        ])
+        .await
+        .unwrap(),
+        [true, true]
+    );
+
+    // The success: its delivery, as fan-out would have made it, with its outcome.
+    let short = d
+        .get(&acct("acct"), &msg_id("msg_s"))
+        .await
+        .unwrap()
+        .expect("the first outcome logs its delivery");
+    assert_eq!(
+        (short.status, short.attempt_count, short.created_at),
+        (DeliveryStatus::Succeeded, 1, created_at)
+    );
+    assert_eq!(short.event_id, evt_id("e7"));
+    assert_eq!(short.last_latency_ms, Some(12));
+    assert_eq!(
+        d.attempts(&acct("acct"), &msg_id("msg_s")).await.unwrap(),
+        [Attempt::first_success(
+            sent,
+            "https://example.com/hook".into(),
+            attempt(204, sent).request_headers,
+            204,
+            12
+        )],
+        "a first-try success reads back in short"
+    );
+    assert!(d
+        .attempts(&acct("other"), &msg_id("msg_s"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The failure: its attempt in full, then its retry's.
+    let failed = d
+        .get(&acct("acct"), &msg_id("msg_f"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (failed.status, failed.attempt_count),
+        (DeliveryStatus::Pending, 1)
+    );
+    assert_eq!(failed.next_attempt_at, Some(sent.plus_millis(60_000)));
+    let retried = sent.plus_millis(60_000);
+    d.record(&[outcome(
+        "msg_f",
+        "e7",
+        DeliveryStatus::Succeeded,
+        200,
+        retried,
+    )])
+    .await
+    .unwrap();
+    let attempts = d.attempts(&acct("acct"), &msg_id("msg_f")).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status_code, a.response_body.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (1, Some(503), Some("body 503")),
+            (2, Some(200), Some("body 200"))
+        ]
+    );
+    assert_eq!(
+        attempts[0].request_headers,
+        attempt(503, sent).request_headers
+    );
+
+    // A short success redriven and sent again: its first attempt stays in short, the next
+    // is logged in full after it.
+    assert!(d
+        .move_status(
+            &acct("acct"),
+            &msg_id("msg_s"),
+            (DeliveryStatus::Succeeded, 1),
+            DeliveryStatus::Pending,
+            retried
+        )
+        .await
+        .unwrap());
+    d.record(&[outcome(
+        "msg_s",
+        "e7",
+        DeliveryStatus::Succeeded,
+        200,
+        retried.plus_millis(1),
+    )])
+    .await
+    .unwrap();
+    let attempts = d.attempts(&acct("acct"), &msg_id("msg_s")).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status_code, a.response_body.as_deref()))
+            .collect::<Vec<_>>(),
+        [(1, Some(204), None), (2, Some(200), Some("body 200"))]
+    );
+    assert_eq!(
+        d.get(&acct("acct"), &msg_id("msg_s"))
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt_count,
+        2
+    );
+
+    // Both are listed like any delivery.
+    let mut for_event: Vec<_> = d
+        .list_for_event(&acct("acct"), &evt_id("e7"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    for_event.sort();
+    assert_eq!(for_event, ["msg_f", "msg_s"]);
+    let listed = d
+        .list_for_subscription(
+            &acct("acct"),
+            &sub_id("wh_1"),
+            Some(DeliveryStatus::Succeeded),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+
+    // A delivery whose first outcome is its death (its message set aside by the queue)
+    // is a dead letter at once.
+    let dead = DeliveryUpdate {
+        attempt: None,
+        next_attempt_at: None,
+        ..outcome("msg_d", "e8", DeliveryStatus::Dead, 500, sent)
+    };
+    d.record(&[dead]).await.unwrap();
+    let dead_letters = d.list_dead(&acct("acct"), None, 10).await.unwrap();
+    assert_eq!(
+        dead_letters
+            .items
+            .iter()
+            .map(|d| (d.id.to_string(), d.attempt_count))
+            .collect::<Vec<_>>(),
+        [("msg_d".to_string(), 0)]
     );
 }
 
@@ -897,6 +1091,9 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
         delivery_id: msg_id(id),
         account_id: acct("acct"),
         subscription_id: sub_id("wh_1"),
+        event_id: evt_id("e1"),
+        event_type: event_type("call.ended"),
+        created_at: now(),
         cause: None,
         status: DeliveryStatus::Dead,
         attempt: None,
@@ -1009,6 +1206,9 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
             delivery_id: msg_id(id),
             account_id: acct("acct"),
             subscription_id: sub_id(sub),
+            event_id: evt_id("e1"),
+            event_type: event_type("call.ended"),
+            created_at: now(),
             status,
             attempt: Some(attempt(at, code, 12)),
             next_attempt_at: None,
@@ -1341,6 +1541,9 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
         delivery_id: msg_id("msg_seen"),
         account_id: acct("acct"),
         subscription_id: sub_id("wh_1"),
+        event_id: evt_id("e1"),
+        event_type: event_type("call.ended"),
+        created_at: now(),
         cause: None,
         status: if n == OUTCOMES {
             DeliveryStatus::Succeeded
@@ -1450,6 +1653,9 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
         delivery_id: msg_id(id),
         account_id: acct("acct"),
         subscription_id: sub_id("wh_1"),
+        event_id: evt_id("e1"),
+        event_type: event_type("call.ended"),
+        created_at: now(),
         cause: None,
         status,
         attempt: Some(Attempt {
@@ -1946,6 +2152,7 @@ contract_tests! {
         subscriptions_are_written_only_on_the_version_read,
         events_are_deduplicated_per_account,
         deliveries_are_created_once_and_log_numbered_attempts,
+        a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_short,
         api_keys_are_found_by_hash,
         api_keys_are_listed_newest_first_by_account,
         api_keys_are_revoked_only_in_their_account,

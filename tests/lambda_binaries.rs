@@ -62,16 +62,13 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
     );
     assert_eq!(status, 202, "{accepted}");
 
+    // One endpoint: ingest fanned the event out itself, past the events queue.
     let events_queue = SqsQueue::new(clients.sqs.clone(), &resources.events_queue_url);
-    let messages = receive(&events_queue, 1).await;
-    let response = fanout
-        .invoke(serde_json::to_value(runner::poller::sqs_event("events", &messages)).unwrap())
-        .await;
-    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
-    events_queue
-        .delete_batch(messages.iter().map(|m| m.receipt_handle.clone()).collect())
+    assert!(events_queue
+        .receive(10, Duration::from_millis(200))
         .await
-        .unwrap();
+        .unwrap()
+        .is_empty());
 
     let deliveries_queue = SqsQueue::new(clients.sqs.clone(), &resources.deliveries_queue_url);
     // First attempt: the endpoint answers 500, the message is reported failed and comes back.
@@ -108,6 +105,52 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
     assert_eq!(status, 200, "{delivery}");
     assert_eq!(delivery["status"], "succeeded");
     assert_eq!(delivery["attempts"].as_array().unwrap().len(), 2);
+
+    // The event again through fan-out, as the events queue hands a redelivered message:
+    // its task is sent for a recheck, and deliver sends nothing twice.
+    let stored = store_aws::stores(&clients, &resources)
+        .events
+        .get(
+            &domain::ids::AccountId::parse("acct_l").unwrap(),
+            &domain::ids::EventId::parse("evt_lambda").unwrap(),
+        )
+        .await
+        .unwrap()
+        .expect("the event is stored");
+    events_queue
+        .send_batch(vec![app::ports::OutgoingMessage {
+            id: "0".into(),
+            body: serde_json::to_string(&stored).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+    let mut redelivered = receive(&events_queue, 1).await;
+    redelivered[0].receive_count = 2;
+    let response = fanout
+        .invoke(serde_json::to_value(runner::poller::sqs_event("events", &redelivered)).unwrap())
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    events_queue
+        .delete_batch(
+            redelivered
+                .iter()
+                .map(|m| m.receipt_handle.clone())
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let recheck = receive(&deliveries_queue, 1).await;
+    assert!(
+        recheck[0].body.contains(r#""recheck":true"#),
+        "{}",
+        recheck[0].body
+    );
+    let response = deliver
+        .invoke(serde_json::to_value(runner::poller::sqs_event("deliveries", &recheck)).unwrap())
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert_eq!(receiver.received("lambda").len(), 2, "sent twice");
 
     // The management routes answer through the api function as they do in the runner.
     let wh = sub["id"].as_str().unwrap();

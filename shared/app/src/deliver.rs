@@ -222,8 +222,8 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             return response;
         }
     };
-    // A delivery whose row is gone (past its retention, or never created) has nowhere to
-    // log to and nothing to retry for: its message alone is dropped, and said so.
+    // An outcome the log refused (its delivery id is logged under another account: a forged
+    // or corrupt task) has nowhere to go: its message alone is dropped, and said so.
     let mut found = found.into_iter();
     let mut handled = handled;
     for h in handled.iter_mut().filter(|h| h.update.is_some()) {
@@ -231,7 +231,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             tracing::error!(
                 delivery_id = %h.task.delivery_id,
                 account_id = %h.task.account_id,
-                "the delivery is not in the log (expired or never created); its message is dropped"
+                "the delivery is logged under another account; its message is dropped"
             );
             h.next = Next::Acknowledge;
             h.update = None;
@@ -499,6 +499,10 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
         delivery_id: task.delivery_id.clone(),
         account_id: task.account_id.clone(),
         subscription_id: task.subscription_id.clone(),
+        event_id: task.event_id.clone(),
+        event_type: task.event_type.clone(),
+        // A task from before fan-out said when: its row exists already, and keeps its own.
+        created_at: task.created_at.unwrap_or(at),
         status,
         attempt: None,
         next_attempt_at: None,
@@ -527,6 +531,9 @@ async fn attempt(
     retry_until: Option<Timestamp>,
 ) -> (Option<DeliveryUpdate>, Next, bool) {
     let now = services.clock.now();
+    if task.recheck && attempt_number == 1 && !still_to_send(services, task).await {
+        return (None, Next::Acknowledge, false);
+    }
     let sub = match sub {
         Some(s) if s.enabled => s,
         other => {
@@ -614,6 +621,25 @@ async fn attempt(
         }
     };
     (Some(u), next, gone)
+}
+
+/// Whether a task fan-out sent again (see `DeliveryTask::recheck`) still has its delivery to
+/// make: it does unless the delivery is logged as finished, or as retrying under another
+/// message. Unreadable, it is sent: at least once.
+async fn still_to_send(services: &Services, task: &DeliveryTask) -> bool {
+    match services
+        .deliveries
+        .get(&task.account_id, &task.delivery_id)
+        .await
+    {
+        Ok(None) => true,
+        // Made by fan-out before deliveries were logged at their first outcome, never tried.
+        Ok(Some(d)) => d.status == DeliveryStatus::Pending && d.attempt_count == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, delivery_id = %task.delivery_id, "could not recheck a delivery sent again; it is sent");
+            true
+        }
+    }
 }
 
 fn verdict_of(result: &SendResult) -> Verdict {
@@ -855,6 +881,8 @@ mod tests {
             payload: Payload::from_json(payload).unwrap(),
             prior_receives: 0,
             parkings: 0,
+            created_at: None,
+            recheck: false,
         }
     }
 

@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::sqs::{set_aside, Record};
 use crate::alerts;
+use crate::ingest::EventMessage;
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
 use domain::alerts::AlertTopic;
@@ -14,7 +15,7 @@ use domain::alerts::AlertTopic;
 use domain::delivery::DeliveryTask;
 use domain::delivery::{Delivery, DeliveryStatus, Payload};
 use domain::event::Event;
-use domain::ids::{AccountId, DeliveryId};
+use domain::ids::AccountId;
 use domain::retry::parking_delay;
 use domain::subscription::Subscription;
 
@@ -46,26 +47,34 @@ pub async fn handle_invocation(services: &Services, invocation: Invocation) -> R
 /// Handles one batch from the events queue. A message whose work did not complete is
 /// reported in `batchItemFailures` and comes back; nothing else fails the batch.
 ///
-/// Idempotent: delivery ids are derived from (event, subscription) and created only if
-/// absent, so a redelivered event sends only what the first pass did not. When a message
-/// comes back (receive count > 1) its earlier pass may have created deliveries and died
-/// before sending them, so their never-attempted deliveries are sent again: at least once,
-/// with the same `webhook-id`.
+/// Writes nothing per delivery: a delivery is logged by its first outcome (a paused
+/// subscription's, never sent, is logged here as skipped). Idempotent all the same: delivery
+/// ids are derived from (event, subscription), and an event fanned out before (a message
+/// received again, or an event posted again) sends its tasks with `recheck`, so deliver
+/// reads their rows and sends nothing that is finished or retrying under another message.
+/// One still in its first attempt may be sent twice: at least once, with the same
+/// `webhook-id`.
 #[tracing::instrument(name = "fan_out", skip_all, fields(messages = batch.records.len()))]
 pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut work: Vec<(String, u32, Event)> = Vec::new();
+    let mut again: HashSet<String> = HashSet::new();
     for message in &batch.records {
         let Some(record) = Record::from_message(message) else {
             tracing::error!("events queue record without id or body");
             continue;
         };
-        match serde_json::from_str::<Event>(record.body) {
-            Ok(event) => work.push((record.message_id.to_string(), record.receive_count, event)),
+        match serde_json::from_str::<EventMessage>(record.body) {
+            Ok(EventMessage { event, again: seen }) => {
+                if seen || record.receive_count > 1 {
+                    again.insert(record.message_id.to_string());
+                }
+                work.push((record.message_id.to_string(), record.receive_count, event))
+            }
             Err(e) => set_aside(services, "events", &record, &e, &mut response).await,
         }
     }
-    if let Err(e) = fan_out(services, &work).await {
+    if let Err(e) = fan_out(services, &work, &again).await {
         tracing::warn!(error = %e, events = work.len(), "fan-out failed; the batch will be retried");
         for (message_id, _, _) in &work {
             response.add_failure(message_id.clone());
@@ -109,11 +118,14 @@ pub async fn handle_events(services: &Services, batch: SqsEvent) -> SqsBatchResp
     response
 }
 
-async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<()> {
+async fn fan_out(
+    services: &Services,
+    work: &[(String, u32, Event)],
+    again: &HashSet<String>,
+) -> Result<()> {
     if work.is_empty() {
         return Ok(());
     }
-    let now = services.clock.now();
     let mut subscriptions: HashMap<&AccountId, Vec<Subscription>> = HashMap::new();
     for (_, _, event) in work {
         if !subscriptions.contains_key(&event.account_id) {
@@ -121,68 +133,83 @@ async fn fan_out(services: &Services, work: &[(String, u32, Event)]) -> Result<(
             subscriptions.insert(&event.account_id, subs);
         }
     }
-
-    let mut deliveries = Vec::new();
-    let mut tasks = Vec::new();
-    for (_, _, event) in work {
-        // One copy for all of the event's tasks; each message embeds it as it is.
-        let payload = Payload::of(event);
-        let about = event.about_webhook();
-        for sub in subscriptions[&event.account_id]
-            .iter()
-            .filter(|s| s.wants(&event.event_type) && about != Some(s.id.as_str()))
-        {
-            let delivery = Delivery::new(event, sub, now);
-            let mut task = delivery.task(payload.clone());
-            // A failing endpoint's new deliveries start parked (see `limiter`): they would
-            // only be received to be parked, a wall of them ahead of every other account's
-            // new deliveries. A returning one may be its endpoint's next probe.
-            let delay = if sub.failing_since.is_some() {
-                task.parkings = 1;
-                parking_delay(0, services.random.unit())
-            } else {
-                Duration::ZERO
-            };
-            tasks.push((task, delay));
-            deliveries.push(delivery);
-        }
-    }
-
-    let created = services.deliveries.create_batch(&deliveries).await?;
-    let mut resend: HashSet<DeliveryId> = HashSet::new();
-    for (_, receive_count, event) in work {
-        if *receive_count > 1 {
-            for d in services
-                .deliveries
-                .list_for_event(&event.account_id, &event.id)
-                .await?
-            {
-                if d.status == DeliveryStatus::Pending && d.attempt_count == 0 {
-                    resend.insert(d.id);
-                }
-            }
-        }
-    }
-
-    let mut messages = Vec::new();
-    for ((delivery, (task, delay)), created) in deliveries.iter().zip(tasks).zip(created) {
-        let send = (created && delivery.status == DeliveryStatus::Pending)
-            || resend.contains(&delivery.id);
-        if send {
-            messages.push(OutgoingMessage {
-                id: messages.len().to_string(),
-                body: serde_json::to_string(&task).expect("a delivery task serialises"),
-                delay,
-            });
-        }
-    }
+    let events: Vec<(&Event, bool)> = work
+        .iter()
+        .map(|(message_id, _, event)| (event, again.contains(message_id)))
+        .collect();
+    let plan = Plan::of(services, &events, |account| &subscriptions[account]);
     tracing::debug!(
         events = work.len(),
-        deliveries = deliveries.len(),
-        sent = messages.len(),
+        skipped = plan.skipped.len(),
+        sent = plan.messages.len(),
         "fanned out"
     );
-    services.deliveries_queue.send_batch(messages).await
+    plan.carry_out(services).await
+}
+
+/// What fan-out makes of some events: the deliveries to log at once (a paused
+/// subscription's, skipped) and the task messages for the deliveries queue. Fan-out runs it
+/// on the events queue's batches; ingest runs it itself for an account with few
+/// subscriptions (see `ingest::store_and_fan_out`).
+pub(crate) struct Plan {
+    skipped: Vec<Delivery>,
+    messages: Vec<OutgoingMessage>,
+}
+
+impl Plan {
+    /// The plan for `events`, each with whether it was fanned out before (its tasks are
+    /// then sent for deliver to recheck), given each account's subscriptions.
+    pub(crate) fn of<'a>(
+        services: &Services,
+        events: &[(&Event, bool)],
+        subscriptions_of: impl Fn(&AccountId) -> &'a [Subscription],
+    ) -> Plan {
+        let now = services.clock.now();
+        let mut plan = Plan {
+            skipped: Vec::new(),
+            messages: Vec::new(),
+        };
+        for (event, again) in events {
+            // One copy for all of the event's tasks; each message embeds it as it is.
+            let payload = Payload::of(event);
+            let about = event.about_webhook();
+            for sub in subscriptions_of(&event.account_id)
+                .iter()
+                .filter(|s| s.wants(&event.event_type) && about != Some(s.id.as_str()))
+            {
+                let delivery = Delivery::new(event, sub, now);
+                if delivery.status != DeliveryStatus::Pending {
+                    plan.skipped.push(delivery);
+                    continue;
+                }
+                let mut task = delivery.task(payload.clone());
+                task.recheck = *again;
+                // A failing endpoint's new deliveries start parked (see `limiter`): they
+                // would only be received to be parked, a wall of them ahead of every other
+                // account's new deliveries. A returning one may be its endpoint's next probe.
+                let delay = if sub.failing_since.is_some() {
+                    task.parkings = 1;
+                    parking_delay(0, services.random.unit())
+                } else {
+                    Duration::ZERO
+                };
+                plan.messages.push(OutgoingMessage {
+                    id: plan.messages.len().to_string(),
+                    body: serde_json::to_string(&task).expect("a delivery task serialises"),
+                    delay,
+                });
+            }
+        }
+        plan
+    }
+
+    /// Logs the skipped deliveries and sends the tasks.
+    pub(crate) async fn carry_out(self, services: &Services) -> Result<()> {
+        if !self.skipped.is_empty() {
+            services.deliveries.create_batch(&self.skipped).await?;
+        }
+        services.deliveries_queue.send_batch(self.messages).await
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +218,7 @@ mod tests {
     use crate::ports::MAX_MESSAGE_BYTES;
     use domain::catalog::EventType;
     use domain::event::MAX_EVENT_BYTES;
-    use domain::ids::{EventId, SubscriptionId, MAX_ID_CHARS};
+    use domain::ids::{DeliveryId, EventId, SubscriptionId, MAX_ID_CHARS};
     use domain::time::Timestamp;
 
     /// Ingest refuses an event whose payload is over `MAX_EVENT_BYTES`; every event it
@@ -225,6 +252,8 @@ mod tests {
             payload: Payload::of(&event),
             prior_receives: u32::MAX,
             parkings: u32::MAX,
+            created_at: Some(Timestamp::from_millis(i64::MAX)),
+            recheck: true,
         };
         let task_message = serde_json::to_string(&task).unwrap();
         assert!(task_message.len() < payload.len() + 4096);

@@ -25,28 +25,27 @@ use support::{
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// Saves `sub` and puts one pending delivery of a `call.ended` event to it on the
-/// deliveries queue, as fan-out would.
+/// Saves `sub` and puts one delivery of a `call.ended` event to it on the deliveries
+/// queue, as fan-out would (which logs nothing: the first outcome does).
 async fn enqueue(h: &Harness, sub: &Subscription) -> DeliveryTask {
     h.services.subscriptions.put(sub).await.unwrap();
     let event = event(&sub.account_id, "evt_1", "call.ended");
-    let delivery = Delivery::new(&event, sub, h.now());
-    let task = delivery.task(Payload::of(&event));
-    h.services
-        .deliveries
-        .create_batch(&[delivery])
-        .await
-        .unwrap();
+    let task = Delivery::new(&event, sub, h.now()).task(Payload::of(&event));
+    send(h, &task).await;
+    task
+}
+
+/// Puts `task` on the deliveries queue.
+async fn send(h: &Harness, task: &DeliveryTask) {
     h.services
         .deliveries_queue
         .send_batch(vec![OutgoingMessage {
             id: "0".into(),
-            body: serde_json::to_string(&task).unwrap(),
+            body: serde_json::to_string(task).unwrap(),
             delay: Duration::ZERO,
         }])
         .await
         .unwrap();
-    task
 }
 
 /// Receives every visible delivery message and hands them to deliver as one batch; says
@@ -98,6 +97,58 @@ async fn a_2xx_answer_succeeds_and_the_message_is_acknowledged() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].url, sub.url);
     assert_eq!(&sent[0].body[..], task.payload.as_bytes());
+    // Logged from its outcome, with when fan-out made it; kept in short.
+    assert_eq!(d.created_at, task.created_at.unwrap());
+    let logged = h
+        .services
+        .deliveries
+        .attempts(&task.account_id, &task.delivery_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (logged[0].response_body.as_deref(), logged[0].latency_ms),
+        (None, 12)
+    );
+}
+
+/// Fan-out sends an event's tasks again with `recheck` when it ran that event before; each
+/// is sent only if its delivery still has to be made.
+#[tokio::test]
+async fn a_task_sent_again_delivers_only_what_is_still_to_do() {
+    let h = Harness::new(&[200, 500, 200]);
+    let done_sub = subscription("acct_a", "wh_done", &["call.*"]);
+    let retrying_sub = subscription("acct_a", "wh_retrying", &["call.*"]);
+    let lost_sub = subscription("acct_a", "wh_lost", &["call.*"]);
+    let done = enqueue(&h, &done_sub).await;
+    assert_eq!(deliver_visible(&h).await.1.len(), 0);
+    let retrying = enqueue(&h, &retrying_sub).await;
+    let (_, failed) = deliver_visible(&h).await;
+    assert_eq!(failed.len(), 1, "the 500 is retried by its own message");
+    assert_eq!(h.http.sent().len(), 2);
+    // Never sent: its message was lost before its turn (the store knows nothing of it).
+    h.services.subscriptions.put(&lost_sub).await.unwrap();
+    let event = event("acct_a", "evt_1", "call.ended");
+    let lost = Delivery::new(&event, &lost_sub, h.now()).task(Payload::of(&event));
+
+    for task in [&done, &retrying, &lost] {
+        send(
+            &h,
+            &DeliveryTask {
+                recheck: true,
+                ..(*task).clone()
+            },
+        )
+        .await;
+    }
+    let (received, failed) = deliver_visible(&h).await;
+    assert_eq!(received.len(), 3);
+    assert!(failed.is_empty(), "{failed:?}");
+    let sent = h.http.sent();
+    assert_eq!(sent.len(), 3, "only the lost one is sent");
+    assert_eq!(sent[2].url, lost_sub.url);
+    assert_eq!(attempts(&h, &done).await, [(1, Some(200))]);
+    assert_eq!(attempts(&h, &retrying).await, [(1, Some(500))]);
+    assert_eq!(delivery(&h, &lost).await.status, DeliveryStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -379,22 +430,27 @@ async fn an_unreadable_message_that_cannot_be_set_aside_is_listed_in_batch_item_
 }
 
 #[tokio::test]
-async fn a_delivery_missing_from_the_log_drops_its_own_message_not_the_batch() {
+async fn a_delivery_logged_under_another_account_drops_its_own_message_not_the_batch() {
     let h = Harness::new(&[200, 500]);
     let sub = subscription("acct_a", "wh_1", &["call.*"]);
     let kept = enqueue(&h, &sub).await;
-    // A second message whose delivery row is gone (past its retention).
-    let mut gone = kept.clone();
-    gone.delivery_id = DeliveryId::from_static("dlv_expired");
+    // A second message naming a delivery id another account's delivery has (a forged or
+    // corrupt task): the log refuses its outcome.
+    let mut foreign = kept.clone();
+    foreign.delivery_id = DeliveryId::from_static("dlv_foreign");
+    let mut theirs = Delivery::new(
+        &event("acct_b", "evt_b", "call.ended"),
+        &subscription("acct_b", "wh_b", &["call.*"]),
+        h.now(),
+    );
+    theirs.id = foreign.delivery_id.clone();
+    theirs.status = DeliveryStatus::Skipped;
     h.services
-        .deliveries_queue
-        .send_batch(vec![OutgoingMessage {
-            id: "0".into(),
-            body: serde_json::to_string(&gone).unwrap(),
-            delay: Duration::ZERO,
-        }])
+        .deliveries
+        .create_batch(&[theirs.clone()])
         .await
         .unwrap();
+    send(&h, &foreign).await;
 
     let (received, failed) = deliver_visible(&h).await;
 
@@ -408,7 +464,7 @@ async fn a_delivery_missing_from_the_log_drops_its_own_message_not_the_batch() {
     let d = delivery(&h, &kept).await;
     assert_eq!(d.attempt_count, 1, "{d:?}");
     assert_eq!(kept_failed, d.status == DeliveryStatus::Pending);
-    // The missing one is not retried for ever: acknowledged, so the event source mapping
+    // The refused one is not retried for ever: acknowledged, so the event source mapping
     // deletes it (done here as the mapping would).
     assert_eq!(failed.len(), usize::from(kept_failed), "{failed:?}");
     let acknowledged: Vec<String> = received
@@ -424,8 +480,17 @@ async fn a_delivery_missing_from_the_log_drops_its_own_message_not_the_batch() {
     h.clock.advance(DAY);
     let left = receive_all(&h.services.deliveries_queue).await;
     assert!(
-        left.iter().all(|m| !m.body.contains("dlv_expired")),
+        left.iter().all(|m| !m.body.contains("dlv_foreign")),
         "{left:?}"
+    );
+    // The other account's delivery is as it was.
+    assert_eq!(
+        h.services
+            .deliveries
+            .get(&theirs.account_id, &theirs.id)
+            .await
+            .unwrap(),
+        Some(theirs)
     );
 }
 
@@ -505,8 +570,14 @@ async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time
     let (first, second) = (parked_for[0].as_secs(), parked_for[1].as_secs());
     assert!((24..=37).contains(&first), "first parking {first} s");
     assert!((48..=73).contains(&second), "second parking {second} s");
-    let d = delivery(&h, &task).await;
-    assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Pending, 0));
+    // Parked without an attempt, it has no outcome yet: nothing is logged.
+    assert!(h
+        .services
+        .deliveries
+        .get(&task.account_id, &task.delivery_id)
+        .await
+        .unwrap()
+        .is_none());
 
     // The probe ends: the parked delivery is attempted when it comes back.
     drop(probe);

@@ -6,9 +6,9 @@ mod support;
 use std::collections::BTreeSet;
 
 use app::handle_events;
-use domain::delivery::{Attempt, DeliveryStatus, DeliveryTask, DeliveryUpdate};
+use domain::delivery::{DeliveryStatus, DeliveryTask};
 use domain::event::Event;
-use domain::ids::{DeliveryId, EventId, SubscriptionId};
+use domain::ids::{DeliveryId, EventId};
 use serde_json::{json, Value};
 use support::{
     account, delivery_id, event, failures, receive_all, record, sqs_event, subscription, Harness,
@@ -51,28 +51,30 @@ async fn an_event_becomes_one_delivery_per_matching_enabled_subscription() {
 
     assert!(fan_out(&h, "m1", &ended, 1).await.is_empty());
 
-    let deliveries = h
+    // Nothing is logged yet: each delivery is, by its first outcome.
+    assert!(h
         .services
         .deliveries
         .list_for_event(&account("acct_a"), &EventId::from_static("evt_1"))
         .await
-        .unwrap();
+        .unwrap()
+        .is_empty());
+
+    let tasks = queued_tasks(&h).await;
     let expected: BTreeSet<DeliveryId> = ["wh_calls", "wh_everything"]
         .iter()
         .map(|s| delivery_id("acct_a", "evt_1", s))
         .collect();
     assert_eq!(
-        deliveries
+        tasks
             .iter()
-            .map(|d| d.id.clone())
+            .map(|t| t.delivery_id.clone())
             .collect::<BTreeSet<_>>(),
         expected
     );
-    assert!(deliveries
+    assert!(tasks
         .iter()
-        .all(|d| d.status == DeliveryStatus::Pending && d.attempt_count == 0));
-
-    let tasks = queued_tasks(&h).await;
+        .all(|t| t.created_at == Some(h.now()) && !t.recheck));
     assert_eq!(
         tasks
             .iter()
@@ -149,52 +151,25 @@ async fn a_paused_subscription_gets_a_skipped_delivery_and_no_message() {
     );
 }
 
+/// An event fan-out ran before (its message received again, or the event posted again)
+/// is sent again in full, each task marked for deliver to recheck; nothing is logged twice.
 #[tokio::test]
-async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries() {
+async fn an_event_fanned_out_again_sends_its_tasks_to_be_rechecked() {
     let h = Harness::new(&[]);
     let mut paused = subscription("acct_a", "wh_paused", &["call.*"]);
     paused.enabled = false;
     for sub in [
-        subscription("acct_a", "wh_untried", &["call.*"]),
-        subscription("acct_a", "wh_tried", &["call.*"]),
+        subscription("acct_a", "wh_1", &["call.*"]),
+        subscription("acct_a", "wh_2", &["call.*"]),
         paused,
     ] {
         h.services.subscriptions.put(&sub).await.unwrap();
     }
     let ended = event("acct_a", "evt_1", "call.ended");
     assert!(fan_out(&h, "m1", &ended, 1).await.is_empty());
-    assert_eq!(queued_tasks(&h).await.len(), 2);
-    // One delivery was attempted (and failed); the other's message was lost before its turn.
-    let tried = delivery_id("acct_a", "evt_1", "wh_tried");
-    h.services
-        .deliveries
-        .record(&[DeliveryUpdate {
-            delivery_id: tried.clone(),
-            account_id: account("acct_a"),
-            subscription_id: SubscriptionId::parse("wh_tried").unwrap(),
-            status: DeliveryStatus::Pending,
-            attempt: Some(Attempt {
-                attempt: 0,
-                at: h.now(),
-                url: "https://wh_tried.example.com/hook".into(),
-                request_headers: vec![],
-                response_headers: vec![],
-                status_code: Some(500),
-                latency_ms: 5,
-                response_body: None,
-                error: None,
-            }),
-            next_attempt_at: Some(h.now().plus_millis(5_000)),
-            cause: None,
-            error: Some("endpoint answered 500".into()),
-            at: h.now(),
-        }])
-        .await
-        .unwrap();
-
-    // A duplicate on its first receive creates nothing and sends nothing.
-    assert!(fan_out(&h, "m2", &ended, 1).await.is_empty());
-    assert!(queued_tasks(&h).await.is_empty(), "a first receive resent");
+    let first = queued_tasks(&h).await;
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|t| !t.recheck));
 
     // The same message received again: its earlier pass may have died before sending.
     assert!(fan_out(&h, "m1", &ended, 2).await.is_empty());
@@ -202,24 +177,36 @@ async fn a_redelivered_event_resends_only_its_never_attempted_pending_deliveries
     assert_eq!(
         resent
             .iter()
-            .map(|t| t.subscription_id.as_str())
+            .map(|t| (t.delivery_id.clone(), t.recheck))
             .collect::<Vec<_>>(),
-        ["wh_untried"]
+        first
+            .iter()
+            .map(|t| (t.delivery_id.clone(), true))
+            .collect::<Vec<_>>(),
+        "resent under other webhook-ids, or not for a recheck"
     );
-    assert_eq!(
-        resent[0].delivery_id,
-        delivery_id("acct_a", "evt_1", "wh_untried"),
-        "resent under another webhook-id"
-    );
+
+    // The event posted again: ingest enqueues it with `again`.
+    let body = serde_json::to_string(&ended).unwrap();
+    let again = format!("{},\"again\":true}}", &body[..body.len() - 1]);
+    let response = handle_events(&h.services, sqs_event(vec![record("m2", &again, 1)])).await;
+    assert!(failures(&response).is_empty());
+    assert!(queued_tasks(&h).await.iter().all(|t| t.recheck));
+
+    // The paused subscription's skipped delivery is logged once, whatever the passes.
     let deliveries = h
         .services
         .deliveries
         .list_for_event(&account("acct_a"), &EventId::from_static("evt_1"))
         .await
         .unwrap();
-    assert_eq!(deliveries.len(), 3, "a redelivery created deliveries again");
-    let tried = deliveries.iter().find(|d| d.id == tried).unwrap();
-    assert_eq!(tried.attempt_count, 1);
+    assert_eq!(
+        deliveries
+            .iter()
+            .map(|d| (d.subscription_id.as_str(), d.status))
+            .collect::<Vec<_>>(),
+        [("wh_paused", DeliveryStatus::Skipped)]
+    );
 }
 
 #[tokio::test]
@@ -328,15 +315,14 @@ async fn a_failing_endpoints_new_deliveries_start_parked() {
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].subscription_id, failing.id);
     assert_eq!(later[0].parkings, 1);
-    // Its delivery exists and is pending from the start, like any other.
-    let d = h
+    // Like any other, it is logged by its first outcome, not before.
+    assert!(h
         .services
         .deliveries
         .get(&account("acct_a"), &later[0].delivery_id)
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(d.status, DeliveryStatus::Pending);
+        .is_none());
 }
 
 #[tokio::test]
@@ -367,4 +353,81 @@ async fn an_operational_event_never_goes_to_the_endpoint_it_is_about() {
     test.data = serde_json::json!({"message": "m", "webhook_id": "wh_about"});
     fan_out(&h, "m2", &test, 1).await;
     assert_eq!(queued_tasks(&h).await.len(), 2);
+}
+
+/// Ingest fans out an account with few subscriptions itself, straight onto the deliveries
+/// queue; an account with more, and every operational event, go through the events queue.
+#[tokio::test]
+async fn ingest_fans_out_an_account_with_few_subscriptions_itself() {
+    use app::ingest::{store_and_fan_out, DIRECT_FAN_OUT_MAX_SUBSCRIPTIONS};
+    let h = Harness::new(&[]);
+    let mut paused = subscription("acct_small", "wh_paused", &["call.*"]);
+    paused.enabled = false;
+    for sub in [
+        subscription("acct_small", "wh_1", &["call.*"]),
+        subscription("acct_small", "wh_2", &["agent.*"]),
+        paused,
+    ] {
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+    for i in 0..=DIRECT_FAN_OUT_MAX_SUBSCRIPTIONS {
+        let sub = subscription("acct_large", &format!("wh_{i:02}"), &["call.*"]);
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+    let small = event("acct_small", "evt_s", "call.ended");
+    let large = event("acct_large", "evt_l", "call.ended");
+    let accepted = store_and_fan_out(&h.services, &[small.clone(), large.clone()])
+        .await
+        .unwrap();
+    assert!(accepted.iter().all(|a| !a.duplicate));
+
+    let tasks = queued_tasks(&h).await;
+    assert_eq!(
+        tasks
+            .iter()
+            .map(|t| (t.subscription_id.as_str(), t.recheck))
+            .collect::<Vec<_>>(),
+        [("wh_1", false)],
+        "the small account's one matching, enabled endpoint"
+    );
+    let skipped = h
+        .services
+        .deliveries
+        .list_for_event(&account("acct_small"), &EventId::from_static("evt_s"))
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped
+            .iter()
+            .map(|d| (d.subscription_id.as_str(), d.status))
+            .collect::<Vec<_>>(),
+        [("wh_paused", DeliveryStatus::Skipped)]
+    );
+    let queued: Vec<Event> = receive_all(&h.services.events_queue)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        queued,
+        [large],
+        "only the large account's event is left to fan-out"
+    );
+
+    // Posted again: fanned out again, for deliver to recheck.
+    let accepted = store_and_fan_out(&h.services, &[small]).await.unwrap();
+    assert!(accepted[0].duplicate);
+    let again = queued_tasks(&h).await;
+    assert_eq!(again.len(), 1);
+    assert!(again[0].recheck);
+
+    // An operational event goes to fan-out, which sends its alert e-mail.
+    let mut failing = event("acct_small", "evt_op", "webhook.failing");
+    failing.data = serde_json::json!({
+        "webhook_id": "wh_1", "url": "https://wh_1.example.com/hook",
+        "consecutive_failures": 5, "threshold": 5, "failing_since": "2026-11-21T12:00:00Z"
+    });
+    store_and_fan_out(&h.services, &[failing]).await.unwrap();
+    assert!(queued_tasks(&h).await.is_empty());
+    assert_eq!(receive_all(&h.services.events_queue).await.len(), 1);
 }

@@ -63,6 +63,37 @@ impl DeliveryUpdate {
     pub fn applies_only_while_pending(&self) -> bool {
         self.attempt.is_some() && self.status != DeliveryStatus::Succeeded
     }
+
+    /// Whether, as its delivery's first outcome, this is kept short: a success at the first
+    /// attempt keeps its time, URL, request headers, status and latency on the delivery
+    /// itself (see `Attempt::first_success`), with no attempt of its own in the log and
+    /// without its response's body and headers.
+    pub fn kept_short_if_first(&self) -> bool {
+        self.status == DeliveryStatus::Succeeded
+            && self
+                .attempt
+                .as_ref()
+                .is_some_and(|a| a.status_code.is_some())
+    }
+
+    /// The delivery this outcome creates when it is its first: a delivery is logged from
+    /// its first outcome on, not when fan-out makes it.
+    pub fn first_of_its_delivery(&self) -> Delivery {
+        Delivery {
+            id: self.delivery_id.clone(),
+            account_id: self.account_id.clone(),
+            subscription_id: self.subscription_id.clone(),
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            status: self.status,
+            attempt_count: self.attempt.is_some() as u32,
+            created_at: self.created_at,
+            updated_at: self.at,
+            next_attempt_at: self.next_attempt_at,
+            last_error: self.error.clone(),
+            last_latency_ms: self.attempt.as_ref().map(|a| a.latency_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +136,31 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+impl Attempt {
+    /// The first attempt of a delivery that succeeded at once, as its compact log keeps it:
+    /// time, URL, the request's headers as logged (secrets masked), status and latency. Its
+    /// request's body is the event's; its response's body and headers are not kept.
+    pub fn first_success(
+        at: Timestamp,
+        url: String,
+        request_headers: Vec<(String, String)>,
+        status_code: u16,
+        latency_ms: u64,
+    ) -> Attempt {
+        Attempt {
+            attempt: 1,
+            at,
+            url,
+            request_headers,
+            status_code: Some(status_code),
+            response_headers: Vec::new(),
+            latency_ms,
+            response_body: None,
+            error: None,
+        }
+    }
+}
+
 /// Response headers kept per attempt, and the longest value kept of each.
 pub const MAX_LOGGED_RESPONSE_HEADERS: usize = 32;
 pub const MAX_LOGGED_HEADER_VALUE_CHARS: usize = 256;
@@ -139,6 +195,11 @@ pub struct DeliveryUpdate {
     pub account_id: AccountId,
     /// Whose stats the outcome counts in.
     pub subscription_id: SubscriptionId,
+    /// The delivery's event and when fan-out made it: a delivery's row is written at its
+    /// first outcome (see `DeliveryLog::record`), so the outcome carries what creates it.
+    pub event_id: EventId,
+    pub event_type: EventType,
+    pub created_at: Timestamp,
     pub status: DeliveryStatus,
     pub attempt: Option<Attempt>,
     pub next_attempt_at: Option<Timestamp>,
@@ -244,6 +305,15 @@ pub struct DeliveryTask {
     /// parking is longer (see `retry::parking_delay`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub parkings: u32,
+    /// When fan-out made the delivery (its `created_at`); absent in tasks written before
+    /// rows were created at the first outcome, whose rows already exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    /// The delivery may already be logged: fan-out ran its event before (a redelivered
+    /// events message, or an event posted again). Deliver then reads its row first and sends
+    /// nothing for a delivery that is finished or retrying under another message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recheck: bool,
 }
 
 impl Delivery {
@@ -282,6 +352,8 @@ impl Delivery {
             payload,
             prior_receives: 0,
             parkings: 0,
+            created_at: Some(self.created_at),
+            recheck: false,
         }
     }
 }

@@ -462,6 +462,9 @@ mod tests {
             delivery_id: DeliveryId::parse(id).unwrap(),
             account_id: AccountId::parse("acct").unwrap(),
             subscription_id: SubscriptionId::parse("wh_1").unwrap(),
+            event_id: crate::ids::EventId::parse("evt_1").unwrap(),
+            event_type: crate::catalog::EventType::known("call.ended").unwrap(),
+            created_at: Timestamp::from_millis(at),
             status,
             attempt: Some(Attempt {
                 attempt: 0,

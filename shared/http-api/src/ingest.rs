@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::extract::{parse_json, read_json_body, Caller};
-use app::ingest::store_and_enqueue;
+use app::ingest::store_and_fan_out;
 use app::Services;
 use domain::event::{self, IncomingEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use domain::ids::EventId;
@@ -149,7 +149,7 @@ pub async fn ingest(
         return Err(ApiError::validation(violations));
     }
 
-    let results = store_and_enqueue(&services, &events).await?;
+    let results = store_and_fan_out(&services, &events).await?;
     let body = if is_batch {
         serde_json::json!({ "results": results })
     } else {

@@ -70,13 +70,6 @@ pub fn opt_ms(item: &Item, name: &str) -> Option<Timestamp> {
     opt_n(item, name).map(Timestamp::from_millis)
 }
 
-pub fn get_bool(item: &Item, name: &str) -> bool {
-    item.get(name)
-        .and_then(|v| v.as_bool().ok())
-        .copied()
-        .unwrap_or(false)
-}
-
 /// Whether a TTL'd item has expired: DynamoDB deletes expired items only eventually (and
 /// some emulators never), so reads must skip them.
 pub fn expired(item: &Item, now_secs: i64) -> bool {

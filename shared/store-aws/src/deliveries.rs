@@ -88,7 +88,8 @@ impl DynamoDeliveryLog {
         at.as_millis() / 1000 + self.retention.as_secs() as i64
     }
 
-    async fn create(&self, d: &Delivery) -> Result<bool> {
+    /// The delivery item of `d`.
+    fn delivery_item(&self, d: &Delivery) -> Item {
         let mut item: Item = HashMap::from([
             ("pk".to_string(), s(d.id.as_str())),
             ("sk".to_string(), s(DELIVERY_SK)),
@@ -116,6 +117,14 @@ impl DynamoDeliveryLog {
         if let Some(e) = &d.last_error {
             item.insert("last_error".into(), s(e));
         }
+        if let Some(latency) = d.last_latency_ms {
+            item.insert("last_latency_ms".into(), n(latency));
+        }
+        item
+    }
+
+    async fn create(&self, d: &Delivery) -> Result<bool> {
+        let item = self.delivery_item(d);
         let result = self
             .client
             .put_item()
@@ -128,6 +137,57 @@ impl DynamoDeliveryLog {
             Ok(_) => Ok(true),
             Err(e) => match e.into_service_error() {
                 PutItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(storage_error(other)),
+            },
+        }
+    }
+
+    /// Writes `u` as its delivery's first outcome, creating the delivery item: an update
+    /// whose condition is that the item is absent (so deliver needs no `PutItem`). One kept
+    /// in short carries its attempt in `first_*`. Says whether it was the first.
+    async fn create_first(&self, u: &DeliveryUpdate) -> Result<bool> {
+        let first = u.first_of_its_delivery();
+        let mut item = self.delivery_item(&first);
+        item.remove("pk");
+        item.remove("sk");
+        item.insert("expires_at".into(), n(self.expires_at(u.at)));
+        if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
+            item.insert("first_at".into(), ms(a.at));
+            item.insert("first_url".into(), s(&a.url));
+            item.insert(
+                "first_request_headers".into(),
+                s(serde_json::to_string(&a.request_headers)
+                    .map_err(|e| Error::storage(e.to_string()))?),
+            );
+            if let Some(code) = a.status_code {
+                item.insert("first_status".into(), n(code));
+            }
+        }
+        if first.status == DeliveryStatus::Dead {
+            item.insert("status_key".into(), s(dead_key(&first.account_id)));
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(u.delivery_id.as_str()))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression("attribute_not_exists(pk)");
+        let mut set = Vec::with_capacity(item.len());
+        for (i, (name, value)) in item.into_iter().enumerate() {
+            set.push(format!("#a{i} = :v{i}"));
+            request = request
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), value);
+        }
+        match request
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
                 other => Err(storage_error(other)),
             },
         }
@@ -402,6 +462,29 @@ fn delivery_from_item(item: &Item) -> Result<Delivery> {
     })
 }
 
+/// The first-try success a delivery item keeps in short, if it does.
+fn short_attempt(delivery: &Item) -> Result<Option<Attempt>> {
+    let (Some(at), Some(url), Some(status)) = (
+        opt_ms(delivery, "first_at"),
+        opt_s(delivery, "first_url"),
+        opt_n(delivery, "first_status"),
+    ) else {
+        return Ok(None);
+    };
+    let headers = opt_s(delivery, "first_request_headers")
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(|e| Error::storage(format!("corrupt delivery: {e}")))?
+        .unwrap_or_default();
+    Ok(Some(Attempt::first_success(
+        at,
+        url,
+        headers,
+        status,
+        opt_n(delivery, "last_latency_ms").unwrap_or(0),
+    )))
+}
+
 fn attempt_from_item(item: &Item, number: u32) -> Result<Attempt> {
     Ok(Attempt {
         attempt: number,
@@ -510,12 +593,23 @@ impl DeliveryLog for DynamoDeliveryLog {
         // window in which a delivery read `succeeded` with its last attempt missing. A crash
         // between the two leaves an attempt whose outcome is not applied yet; the message is
         // then not acknowledged and comes back, as for any failed write.
+        //
+        // A delivery is logged from its first outcome on (see the port). One that may be kept
+        // in short tries that first, with no attempt item: only if its delivery exists
+        // already is its attempt written, before its outcome as for every other.
         let items = updates
             .iter()
+            .filter(|u| !u.kept_short_if_first())
             .filter_map(|u| u.attempt.as_ref().map(|a| self.attempt_item(u, a)))
             .collect::<Result<Vec<_>>>()?;
         self.batch_put(items).await?;
         let found = futures::future::try_join_all(updates.iter().map(|u| async move {
+            if self.create_first(u).await? {
+                return Ok(true);
+            }
+            if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
+                self.batch_put(vec![self.attempt_item(u, a)?]).await?;
+            }
             match self.apply(u).await {
                 Ok(()) => Ok(true),
                 Err(Error::NotFound) => Ok(false),
@@ -546,24 +640,37 @@ impl DeliveryLog for DynamoDeliveryLog {
     }
 
     async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
+        // The delivery's whole item collection: its attempts sort before the delivery item
+        // (`attempt#…` < `delivery`), which may hold a first-try success kept in short.
         let items = all_items(|start| {
             self.client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(id.as_str()))
-                .expression_attribute_values(":prefix", s("attempt#"))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
         })
         .await?;
-        // Sorted by key, so oldest first; numbered in that order.
-        items
+        let ours: Vec<&Item> = items
             .iter()
             .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
-            .zip(1..)
-            .map(|(item, number)| attempt_from_item(item, number))
-            .collect()
+            .collect();
+        let short = match ours
+            .iter()
+            .find(|i| get_s(i, "sk").is_ok_and(|sk| sk == DELIVERY_SK))
+        {
+            Some(d) => short_attempt(d)?,
+            None => None,
+        };
+        let first_number = 1 + short.is_some() as u32;
+        // Sorted by key, so oldest first; numbered in that order.
+        let logged = ours
+            .into_iter()
+            .filter(|i| get_s(i, "sk").is_ok_and(|sk| sk.starts_with("attempt#")))
+            .zip(first_number..)
+            .map(|(item, number)| attempt_from_item(item, number));
+        short.into_iter().map(Ok).chain(logged).collect()
     }
 
     async fn list_for_event(

@@ -3,9 +3,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::attributes::{expired, get_bool, get_s, ms, n, now_secs, s, Item};
+use super::attributes::{expired, get_s, ms, n, now_secs, s, Item};
 use app::ports::Page;
 
 pub const BY_TIME_INDEX: &str = "by_time";
@@ -17,8 +16,9 @@ use app::{Error, Result};
 use domain::event::Event;
 use domain::ids::{AccountId, EventId};
 
-/// Table `events`: partition `account_id`, sort `id`; the event as JSON in `doc`, whether it
-/// reached the queue in `enqueued`, and a TTL in `expires_at`. The index `by_time`
+/// Table `events`: partition `account_id`, sort `id`; the event as JSON in `doc` and a TTL
+/// in `expires_at`, written once (items written before layout 2 may also carry `enqueued`,
+/// which nothing reads now). The index `by_time`
 /// (`account_id`, by `received_at`) lists an account's events newest first.
 pub struct DynamoEventStore {
     client: aws_sdk_dynamodb::Client,
@@ -53,7 +53,6 @@ impl DynamoEventStore {
         let mut item = Self::key(&event.account_id, &event.id);
         item.insert("type".into(), s(event.event_type.as_str()));
         item.insert("received_at".into(), ms(event.received_at));
-        item.insert("enqueued".into(), AttributeValue::Bool(false));
         item.insert(
             "expires_at".into(),
             n(now_secs + self.retention.as_secs() as i64),
@@ -66,20 +65,12 @@ impl DynamoEventStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(id) OR expires_at <= :now")
             .expression_attribute_values(":now", n(now_secs))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(EventInsert::Created),
             Err(err) => match err.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(failed) => {
-                    // DynamoDB returns the item that failed the condition, as asked above,
-                    // so the writers (ingest, deliver) need no read grant. Without it the
-                    // event would be enqueued again: fan-out's delivery ids, derived from
-                    // the event and the subscription, make that a no-op.
-                    let enqueued = failed.item().is_some_and(|old| get_bool(old, "enqueued"));
-                    Ok(EventInsert::Exists { enqueued })
-                }
+                PutItemError::ConditionalCheckFailedException(_) => Ok(EventInsert::Exists),
                 other => Err(storage_error(other)),
             },
         }
@@ -118,26 +109,9 @@ impl EventStore for DynamoEventStore {
             .into_iter()
             .map(|first| match first {
                 true => written.next().expect("one result per first occurrence"),
-                false => EventInsert::Exists { enqueued: false },
+                false => EventInsert::Exists,
             })
             .collect())
-    }
-
-    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
-        let updates = keys.iter().map(|(account, id)| {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(account, id)))
-                .update_expression("SET enqueued = :t")
-                .condition_expression("attribute_exists(id)")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .send()
-        });
-        futures::future::try_join_all(updates)
-            .await
-            .map_err(storage_error)?;
-        Ok(())
     }
 
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {

@@ -98,7 +98,7 @@ impl DeliveryLog for MemoryDeliveryLog {
             .collect())
     }
 
-    /// Every attempt counts in the stats, its delivery found or not: the request was made.
+    /// Every attempt counts in the stats, even one refused: the request was made.
     async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>> {
         let mut records = lock(&self.records)?;
         let mut slots = lock(&self.slots)?;
@@ -112,7 +112,31 @@ impl DeliveryLog for MemoryDeliveryLog {
                     apply(stored, u);
                     true
                 }
-                _ => false,
+                Some(_) => false,
+                None => {
+                    let attempts = match &u.attempt {
+                        Some(a) if u.kept_short_if_first() => vec![Attempt::first_success(
+                            a.at,
+                            a.url.clone(),
+                            a.request_headers.clone(),
+                            a.status_code.unwrap_or_default(),
+                            a.latency_ms,
+                        )],
+                        Some(a) => vec![Attempt {
+                            attempt: 1,
+                            ..a.clone()
+                        }],
+                        None => Vec::new(),
+                    };
+                    records.insert(
+                        u.delivery_id.clone(),
+                        Stored {
+                            delivery: u.first_of_its_delivery(),
+                            attempts,
+                        },
+                    );
+                    true
+                }
             })
             .collect())
     }

@@ -1,5 +1,4 @@
-//! Events, deduplicated on (account, id) with whether each reached the events queue: ingest
-//! enqueues again an earlier copy that never did.
+//! Events, deduplicated on (account, id).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,8 +14,6 @@ use domain::ids::{AccountId, EventId};
 
 struct Stored {
     event: Event,
-    /// Whether it reached the events queue.
-    enqueued: bool,
 }
 
 /// Events by (account, id): the first stored under a key stays.
@@ -40,32 +37,14 @@ impl EventStore for MemoryEventStore {
             .map(|e| {
                 let key = (e.account_id.to_string(), e.id.to_string());
                 match records.get(&key) {
-                    Some(stored) => EventInsert::Exists {
-                        enqueued: stored.enqueued,
-                    },
+                    Some(_) => EventInsert::Exists,
                     None => {
-                        records.insert(
-                            key,
-                            Stored {
-                                event: e.clone(),
-                                enqueued: false,
-                            },
-                        );
+                        records.insert(key, Stored { event: e.clone() });
                         EventInsert::Created
                     }
                 }
             })
             .collect())
-    }
-
-    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
-        let mut records = lock(&self.records)?;
-        for (account, id) in keys {
-            if let Some(stored) = records.get_mut(&(account.to_string(), id.to_string())) {
-                stored.enqueued = true;
-            }
-        }
-        Ok(())
     }
 
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {

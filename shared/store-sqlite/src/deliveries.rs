@@ -115,6 +115,13 @@ impl DeliveryLog for SqliteDeliveryLog {
                 add_to_slots(&tx, deltas)?;
                 let mut found = Vec::with_capacity(rows.len());
                 {
+                    // A delivery's first outcome creates its row; one kept in short carries
+                    // its attempt in `first_*` (?13–?16) and writes no `attempts` row.
+                    let mut create = tx.prepare_cached(&format!(
+                        "INSERT INTO deliveries ({DELIVERY_COLUMNS}, first_at, first_status,
+                         first_url, first_request_headers) VALUES ({}) ON CONFLICT DO NOTHING",
+                        placeholders(16)
+                    ))?;
                     let mut update = tx.prepare_cached(
                         // ?9: the outcome applies only while the delivery is pending (see
                         // `DeliveryUpdate::applies_only_while_pending`); otherwise only its
@@ -135,27 +142,53 @@ impl DeliveryLog for SqliteDeliveryLog {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )?;
                     for (u, headers, response_headers) in rows {
-                        let attempt_count: Option<u32> = update
-                            .query_row(
-                                params![
-                                    u.delivery_id.as_str(),
-                                    u.account_id.as_str(),
-                                    u.status.as_str(),
-                                    u.attempt.is_some() as i64,
-                                    u.at.as_millis(),
-                                    ms(u.next_attempt_at),
-                                    u.error,
-                                    u.attempt.as_ref().map(|a| a.latency_ms as i64),
-                                    u.applies_only_while_pending()
-                                ],
-                                |r| r.get(0),
-                            )
-                            .optional()?;
-                        found.push(attempt_count.is_some());
-                        let Some(number) = attempt_count else {
+                        let first = u.first_of_its_delivery();
+                        let short = u.attempt.as_ref().filter(|_| u.kept_short_if_first());
+                        let created = create.execute(params![
+                            first.id.as_str(),
+                            first.account_id.as_str(),
+                            first.subscription_id.as_str(),
+                            first.event_id.as_str(),
+                            first.event_type.as_str(),
+                            first.status.as_str(),
+                            first.attempt_count,
+                            first.created_at.as_millis(),
+                            first.updated_at.as_millis(),
+                            ms(first.next_attempt_at),
+                            first.last_error,
+                            first.last_latency_ms.map(|l| l as i64),
+                            short.map(|a| a.at.as_millis()),
+                            short.and_then(|a| a.status_code),
+                            short.map(|a| a.url.as_str()),
+                            short.and(headers.as_deref()),
+                        ])? == 1;
+                        let attempt_number = if created {
+                            Some(first.attempt_count)
+                        } else {
+                            update
+                                .query_row(
+                                    params![
+                                        u.delivery_id.as_str(),
+                                        u.account_id.as_str(),
+                                        u.status.as_str(),
+                                        u.attempt.is_some() as i64,
+                                        u.at.as_millis(),
+                                        ms(u.next_attempt_at),
+                                        u.error,
+                                        u.attempt.as_ref().map(|a| a.latency_ms as i64),
+                                        u.applies_only_while_pending()
+                                    ],
+                                    |r| r.get::<_, u32>(0),
+                                )
+                                .optional()?
+                        };
+                        found.push(attempt_number.is_some());
+                        let Some(number) = attempt_number else {
                             continue;
                         };
-                        if let Some(a) = &u.attempt {
+                        if let Some(a) =
+                            u.attempt.as_ref().filter(|_| !(created && short.is_some()))
+                        {
                             insert.execute(params![
                                 u.delivery_id.as_str(),
                                 number,
@@ -224,9 +257,26 @@ impl DeliveryLog for SqliteDeliveryLog {
 
     async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
         let (account, id) = (account_id.to_string(), id.to_string());
-        let rows = self
+        let (short, rows) = self
             .db
             .read(move |c| {
+                // A first-try success kept in short (see `SCHEMA`): its one attempt.
+                let short = c
+                    .prepare_cached(
+                        "SELECT first_at, first_url, first_request_headers, first_status,
+                         last_latency_ms FROM deliveries WHERE id = ?1 AND account_id = ?2
+                         AND first_at IS NOT NULL",
+                    )?
+                    .query_row(params![id, account], |r| {
+                        Ok((
+                            r.time(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, u16>(3)?,
+                            r.get::<_, i64>(4)? as u64,
+                        ))
+                    })
+                    .optional()?;
                 let rows = c
                     .prepare_cached(
                         "SELECT a.attempt, a.at, a.url, a.request_headers, a.status_code,
@@ -248,11 +298,22 @@ impl DeliveryLog for SqliteDeliveryLog {
                         ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(rows)
+                Ok((short, rows))
             })
             .await?;
-        rows.into_iter()
-            .map(
+        short
+            .into_iter()
+            .map(|(at, url, headers, status, latency)| {
+                let headers = headers.as_deref().map(from_json).transpose()?;
+                Ok(Attempt::first_success(
+                    at,
+                    url,
+                    headers.unwrap_or_default(),
+                    status,
+                    latency,
+                ))
+            })
+            .chain(rows.into_iter().map(
                 |(attempt, at, url, headers, status_code, latency, body, error, response)| {
                     Ok(Attempt {
                         attempt,
@@ -270,7 +331,7 @@ impl DeliveryLog for SqliteDeliveryLog {
                         error,
                     })
                 },
-            )
+            ))
             .collect()
     }
 
@@ -618,6 +679,9 @@ mod tests {
             delivery_id: id.clone(),
             account_id: account.clone(),
             subscription_id: SubscriptionId::from_static("wh_1"),
+            event_id: domain::ids::EventId::parse("evt_1").unwrap(),
+            event_type: domain::catalog::EventType::known("call.ended").unwrap(),
+            created_at: Timestamp::from_millis(5),
             status: DeliveryStatus::Succeeded,
             attempt: Some(Attempt {
                 attempt: 0,

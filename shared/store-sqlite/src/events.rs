@@ -42,43 +42,15 @@ impl EventStore for SqliteEventStore {
                         "INSERT INTO events (account_id, id, type, received_at, doc)
                          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                     )?;
-                    let mut existing = tx.prepare_cached(
-                        "SELECT enqueued FROM events WHERE account_id = ?1 AND id = ?2",
-                    )?;
                     for (account, id, ty, at, doc) in rows {
-                        if insert.execute(params![account, id, ty, at, doc])? == 1 {
-                            out.push(EventInsert::Created);
-                        } else {
-                            let enqueued: bool =
-                                existing.query_row(params![account, id], |r| r.get(0))?;
-                            out.push(EventInsert::Exists { enqueued });
-                        }
+                        out.push(match insert.execute(params![account, id, ty, at, doc])? {
+                            1 => EventInsert::Created,
+                            _ => EventInsert::Exists,
+                        });
                     }
                 }
                 tx.commit()?;
                 Ok(out)
-            })
-            .await
-    }
-
-    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let keys = keys.to_vec();
-        self.db
-            .call(move |c| {
-                let tx = c.savepoint()?;
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "UPDATE events SET enqueued = 1 WHERE account_id = ?1 AND id = ?2",
-                    )?;
-                    for (account, id) in &keys {
-                        stmt.execute(params![account.as_str(), id.as_str()])?;
-                    }
-                }
-                tx.commit()?;
-                Ok(())
             })
             .await
     }

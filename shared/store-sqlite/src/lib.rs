@@ -85,12 +85,15 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL,
     type TEXT NOT NULL,
     received_at INTEGER NOT NULL,
-    enqueued INTEGER NOT NULL DEFAULT 0,
     doc TEXT NOT NULL,
     PRIMARY KEY (account_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_time ON events (account_id, received_at, id);
 
+-- A delivery is written at its first outcome. A success at the first attempt keeps that
+-- attempt here, in short (`first_*`; its latency is `last_latency_ms`), instead of a row in
+-- `attempts` (see `DeliveryUpdate::kept_short_if_first`). (No comments inside a table's
+-- definition: SQLite's DROP COLUMN cannot rewrite one that has them.)
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL,
@@ -103,7 +106,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at INTEGER NOT NULL,
     next_attempt_at INTEGER,
     last_error TEXT,
-    last_latency_ms INTEGER
+    last_latency_ms INTEGER,
+    first_at INTEGER,
+    first_status INTEGER,
+    first_url TEXT,
+    first_request_headers TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (account_id, event_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_subscription
@@ -191,15 +198,27 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("api_keys", "expires_at", "INTEGER"),
     // JSON pairs; NULL in attempts logged before it was kept.
     ("attempts", "response_headers", "TEXT"),
+    // Layout 2: a first-try success kept in short on its delivery.
+    ("deliveries", "first_at", "INTEGER"),
+    ("deliveries", "first_status", "INTEGER"),
+    ("deliveries", "first_url", "TEXT"),
+    ("deliveries", "first_request_headers", "TEXT"),
 ];
+
+/// Columns a later layout no longer has. Layout 2: events are written once, so whether one
+/// reached the queue (`enqueued`, set by a second write) is not kept.
+const DROPPED_COLUMNS: &[(&str, &str)] = &[("events", "enqueued")];
 
 /// The layout of the database file this build reads and writes, kept in the file's
 /// `PRAGMA user_version`. A file stamped with a later one was written by a newer build and
 /// is refused, untouched, rather than misread; one from before the stamp existed (0, with
 /// this layout's tables) is brought up to date and stamped. A change of layout that
-/// `ADDED_COLUMNS` cannot express raises this, with a step from the previous one in
-/// `prepare`.
-pub const LAYOUT_VERSION: i64 = 1;
+/// `ADDED_COLUMNS` and `DROPPED_COLUMNS` cannot express raises this, with a step from the
+/// previous one in `migrate`.
+///
+/// 1: the first stamped layout. 2: deliveries logged from their first outcome, a first-try
+/// success kept in short on its delivery (`first_*`), events without `enqueued`.
+pub const LAYOUT_VERSION: i64 = 2;
 
 /// The tables `SCHEMA` creates: a file holding any other is not one of ours.
 fn our_tables() -> impl Iterator<Item = &'static str> {
@@ -265,6 +284,16 @@ fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!(
                 "ALTER TABLE {table} ADD COLUMN {column} {definition}"
             ))?;
+        }
+    }
+    for (table, column) in DROPPED_COLUMNS {
+        let present: i64 = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if present == 1 {
+            conn.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN {column}"))?;
         }
     }
     Ok(())
@@ -378,6 +407,123 @@ mod layout_tests {
         assert_eq!(found.prefix, "");
         assert!(found.revoked_at.is_none() && found.expires_at.is_none());
         assert_eq!(user_version(&path), LAYOUT_VERSION);
+    }
+
+    /// A data dir as layout 1 left it: events with `enqueued`, deliveries made at fan-out
+    /// without `first_*`, a delivery retried once and one still waiting for its first try.
+    fn layout_1_file(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(
+            r#"ALTER TABLE deliveries DROP COLUMN first_at;
+             ALTER TABLE deliveries DROP COLUMN first_status;
+             ALTER TABLE deliveries DROP COLUMN first_url;
+             ALTER TABLE deliveries DROP COLUMN first_request_headers;
+             ALTER TABLE events ADD COLUMN enqueued INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 1;
+             INSERT INTO events (account_id, id, type, received_at, doc, enqueued)
+                 VALUES ('acct', 'evt_1', 'call.ended', 5,
+                 '{"id":"evt_1","type":"call.ended","account_id":"acct",                  "occurred_at":"2026-11-26T12:00:00Z","received_at":5,"data":{}}', 1);
+             INSERT INTO deliveries (id, account_id, subscription_id, event_id, event_type,
+                 status, attempt_count, created_at, updated_at, next_attempt_at, last_error,
+                 last_latency_ms)
+                 VALUES ('msg_1', 'acct', 'wh_1', 'evt_1', 'call.ended', 'succeeded', 2, 5, 9,
+                     NULL, NULL, 3),
+                        ('msg_2', 'acct', 'wh_2', 'evt_1', 'call.ended', 'pending', 0, 5, 5,
+                     NULL, NULL, NULL);
+             INSERT INTO attempts (delivery_id, attempt, at, url, request_headers,
+                 status_code, latency_ms, response_body, error, response_headers)
+                 VALUES ('msg_1', 1, 6, 'https://example.com/', '[]', 500, 3, 'down', NULL,
+                     NULL),
+                        ('msg_1', 2, 8, 'https://example.com/', '[]', 200, 3, 'ok', NULL,
+                     NULL);"#,
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_layout_1_data_dir_is_migrated_and_read_as_it_was() {
+        use app::ports::{DeliveryLog, EventInsert, EventStore};
+        use domain::delivery::{Attempt, DeliveryStatus, DeliveryUpdate};
+        use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
+        use domain::time::Timestamp;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks.db");
+        layout_1_file(&path);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(user_version(&path), 2);
+        let (events, log) = (
+            crate::SqliteEventStore::new(db.clone()),
+            crate::SqliteDeliveryLog::new(db),
+        );
+        let (account, event_id) = (
+            AccountId::from_static("acct"),
+            EventId::parse("evt_1").unwrap(),
+        );
+        let event = events
+            .get(&account, &event_id)
+            .await
+            .unwrap()
+            .expect("the event");
+        assert_eq!(event.received_at, Timestamp::from_millis(5));
+        assert_eq!(
+            events.insert_batch(std::slice::from_ref(&event)).await.unwrap(),
+            [EventInsert::Exists]
+        );
+
+        // The retried delivery reads as it was, its attempts in full.
+        let retried = DeliveryId::from_static("msg_1");
+        let d = log.get(&account, &retried).await.unwrap().unwrap();
+        assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Succeeded, 2));
+        let attempts = log.attempts(&account, &retried).await.unwrap();
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| (a.attempt, a.status_code, a.response_body.as_deref()))
+                .collect::<Vec<_>>(),
+            [(1, Some(500), Some("down")), (2, Some(200), Some("ok"))]
+        );
+
+        // The one made at fan-out by layout 1 and still waiting: its first outcome lands
+        // on its row (it exists), logged in full.
+        let waiting = DeliveryId::from_static("msg_2");
+        let outcome = DeliveryUpdate {
+            delivery_id: waiting.clone(),
+            account_id: account.clone(),
+            subscription_id: SubscriptionId::from_static("wh_2"),
+            event_id: event_id.clone(),
+            event_type: event.event_type.clone(),
+            created_at: Timestamp::from_millis(20),
+            status: DeliveryStatus::Succeeded,
+            attempt: Some(Attempt {
+                attempt: 0,
+                at: Timestamp::from_millis(21),
+                url: "https://example.com/".into(),
+                request_headers: vec![],
+                status_code: Some(204),
+                response_headers: vec![],
+                latency_ms: 4,
+                response_body: None,
+                error: None,
+            }),
+            next_attempt_at: None,
+            error: None,
+            cause: None,
+            at: Timestamp::from_millis(25),
+        };
+        assert_eq!(log.record(&[outcome]).await.unwrap(), [true]);
+        let d = log.get(&account, &waiting).await.unwrap().unwrap();
+        assert_eq!(
+            (d.status, d.attempt_count, d.created_at),
+            (DeliveryStatus::Succeeded, 1, Timestamp::from_millis(5))
+        );
+        assert_eq!(log.attempts(&account, &waiting).await.unwrap().len(), 1);
+        assert_eq!(
+            log.list_for_event(&account, &event_id).await.unwrap().len(),
+            2
+        );
     }
 
     /// A file of ours as a newer build might leave it: our tables, a later stamp. Made on

@@ -9,13 +9,18 @@ use domain::time::Timestamp;
 
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
-    /// Creates each delivery unless its id exists; says which were created.
+    /// Creates each delivery unless its id exists; says which were created. Fan-out uses it
+    /// only for deliveries that are never sent (a paused subscription's); a sent one is
+    /// logged by its first outcome.
     async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>>;
-    /// Applies a batch of outcomes. An update's attempt is appended with the next attempt
-    /// number (the number it carries is ignored) and counted on the delivery. Says, for each
-    /// update, whether its delivery was found: one missing (expired, or never created)
-    /// changes no delivery and does not fail the others; its attempt still counts in the
-    /// stats (the request was made).
+    /// Applies a batch of outcomes. A delivery is logged from its first outcome on: an
+    /// outcome whose delivery is not logged yet creates it (`first_of_its_delivery`), and a
+    /// first outcome that `kept_short_if_first` keeps its attempt on the delivery itself
+    /// (read back as `Attempt::first_success`). Otherwise an update's attempt is appended
+    /// with the next attempt number (the number it carries is ignored) and counted on the
+    /// delivery. Says, for each update, whether it applied: only an id logged under another
+    /// account does not, and changes nothing. Every attempt counts in the stats (the request
+    /// was made).
     async fn record(&self, updates: &[DeliveryUpdate]) -> Result<Vec<bool>>;
     /// Moves a delivery from the status it was read in to `to`, only if nothing changed it
     /// since: still `from` with the same attempt count. Says whether it moved. The status

@@ -8,18 +8,16 @@ use domain::ids::{AccountId, EventId};
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventInsert {
     Created,
-    /// An event with this (account, id) exists. `enqueued` says whether it ever reached
-    /// the events queue; one that did not must be enqueued again, or it would be lost.
-    Exists {
-        enqueued: bool,
-    },
+    /// An event with this (account, id) exists. Whether it reached the events queue is not
+    /// kept (that would write the event twice): it is enqueued again, and fan-out's
+    /// recheck (`DeliveryTask::recheck`) sends none of its deliveries twice.
+    Exists,
 }
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Stores each event unless its (account_id, id) is already stored.
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>>;
-    async fn mark_enqueued(&self, keys: &[(AccountId, EventId)]) -> Result<()>;
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>>;
     /// An account's events, newest first, optionally of one type.
     async fn list(
