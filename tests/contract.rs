@@ -772,6 +772,7 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         event_id: evt_id("e1"),
         event_type: event_type("call.ended"),
         created_at: now(),
+        first_try: true,
         cause: None,
         status,
         attempt: Some(attempt(code)),
@@ -887,6 +888,7 @@ pub async fn a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_s
             event_id: evt_id(event),
             event_type: event_type("call.ended"),
             created_at,
+            first_try: true,
             status,
             attempt: Some(attempt(code, at)),
             next_attempt_at: (status == DeliveryStatus::Pending).then(|| at.plus_millis(60_000)),
@@ -1013,7 +1015,25 @@ pub async fn a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_s
         2
     );
 
-    // Both are listed like any delivery.
+    // A later try whose delivery is not logged (it expired meanwhile) is logged in full.
+    let late = DeliveryUpdate {
+        first_try: false,
+        ..outcome("msg_late", "e7", DeliveryStatus::Succeeded, 200, retried)
+    };
+    assert_eq!(d.record(&[late]).await.unwrap(), [true]);
+    let attempts = d
+        .attempts(&acct("acct"), &msg_id("msg_late"))
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.response_body.as_deref()))
+            .collect::<Vec<_>>(),
+        [(1, Some("body 200"))]
+    );
+
+    // All are listed like any delivery.
     let mut for_event: Vec<_> = d
         .list_for_event(&acct("acct"), &evt_id("e7"))
         .await
@@ -1022,7 +1042,7 @@ pub async fn a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_s
         .map(|d| d.id.to_string())
         .collect();
     for_event.sort();
-    assert_eq!(for_event, ["msg_f", "msg_s"]);
+    assert_eq!(for_event, ["msg_f", "msg_late", "msg_s"]);
     let listed = d
         .list_for_subscription(
             &acct("acct"),
@@ -1033,7 +1053,7 @@ pub async fn a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_s
         )
         .await
         .unwrap();
-    assert_eq!(listed.items.len(), 2);
+    assert_eq!(listed.items.len(), 3);
 
     // A delivery whose first outcome is its death (its message set aside by the queue)
     // is a dead letter at once.
@@ -1094,6 +1114,7 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
         event_id: evt_id("e1"),
         event_type: event_type("call.ended"),
         created_at: now(),
+        first_try: true,
         cause: None,
         status: DeliveryStatus::Dead,
         attempt: None,
@@ -1209,6 +1230,7 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
             event_id: evt_id("e1"),
             event_type: event_type("call.ended"),
             created_at: now(),
+            first_try: true,
             status,
             attempt: Some(attempt(at, code, 12)),
             next_attempt_at: None,
@@ -1544,6 +1566,7 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
         event_id: evt_id("e1"),
         event_type: event_type("call.ended"),
         created_at: now(),
+        first_try: true,
         cause: None,
         status: if n == OUTCOMES {
             DeliveryStatus::Succeeded
@@ -1656,6 +1679,7 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
         event_id: evt_id("e1"),
         event_type: event_type("call.ended"),
         created_at: now(),
+        first_try: true,
         cause: None,
         status,
         attempt: Some(Attempt {

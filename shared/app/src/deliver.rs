@@ -190,8 +190,11 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
-                let (update, next, gone) =
+                let (mut update, next, gone) =
                     attempt(services, sub, &task, attempt_number, retry_until).await;
+                if let Some(u) = &mut update {
+                    u.first_try = attempt_number == 1;
+                }
                 Handled {
                     message_id,
                     attempt_number,
@@ -503,6 +506,7 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
         event_type: task.event_type.clone(),
         // A task from before fan-out said when: its row exists already, and keeps its own.
         created_at: task.created_at.unwrap_or(at),
+        first_try: false,
         status,
         attempt: None,
         next_attempt_at: None,

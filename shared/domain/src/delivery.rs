@@ -65,11 +65,12 @@ impl DeliveryUpdate {
     }
 
     /// Whether, as its delivery's first outcome, this is kept short: a success at the first
-    /// attempt keeps its time, URL, request headers, status and latency on the delivery
+    /// try (`first_try`) keeps its time, URL, request headers, status and latency on the delivery
     /// itself (see `Attempt::first_success`), with no attempt of its own in the log and
     /// without its response's body and headers.
     pub fn kept_short_if_first(&self) -> bool {
-        self.status == DeliveryStatus::Succeeded
+        self.first_try
+            && self.status == DeliveryStatus::Succeeded
             && self
                 .attempt
                 .as_ref()
@@ -200,6 +201,11 @@ pub struct DeliveryUpdate {
     pub event_id: EventId,
     pub event_type: EventType,
     pub created_at: Timestamp,
+    /// The outcome of the delivery's first attempt, as far as its message knows (its first
+    /// receive, nothing received before): the delivery is most likely not logged yet. A
+    /// store may use it to choose which write to try first; what is written follows from
+    /// the log, except that only a first try is kept short (`kept_short_if_first`).
+    pub first_try: bool,
     pub status: DeliveryStatus,
     pub attempt: Option<Attempt>,
     pub next_attempt_at: Option<Timestamp>,

@@ -465,6 +465,7 @@ mod tests {
             event_id: crate::ids::EventId::parse("evt_1").unwrap(),
             event_type: crate::catalog::EventType::known("call.ended").unwrap(),
             created_at: Timestamp::from_millis(at),
+            first_try: true,
             status,
             attempt: Some(Attempt {
                 attempt: 0,

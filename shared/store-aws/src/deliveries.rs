@@ -594,9 +594,11 @@ impl DeliveryLog for DynamoDeliveryLog {
         // between the two leaves an attempt whose outcome is not applied yet; the message is
         // then not acknowledged and comes back, as for any failed write.
         //
-        // A delivery is logged from its first outcome on (see the port). One that may be kept
-        // in short tries that first, with no attempt item: only if its delivery exists
-        // already is its attempt written, before its outcome as for every other.
+        // A delivery is logged from its first outcome on (see the port). A first try is
+        // written as the delivery's creation, and only if its delivery exists already as an
+        // update of it; any other outcome the other way round. Each wrong guess costs a
+        // refused conditional write: a write unit. A first-try success that may be kept
+        // short writes no attempt item unless its delivery exists.
         let items = updates
             .iter()
             .filter(|u| !u.kept_short_if_first())
@@ -604,14 +606,19 @@ impl DeliveryLog for DynamoDeliveryLog {
             .collect::<Result<Vec<_>>>()?;
         self.batch_put(items).await?;
         let found = futures::future::try_join_all(updates.iter().map(|u| async move {
-            if self.create_first(u).await? {
-                return Ok(true);
-            }
-            if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
-                self.batch_put(vec![self.attempt_item(u, a)?]).await?;
+            if u.first_try {
+                if self.create_first(u).await? {
+                    return Ok(true);
+                }
+                if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
+                    self.batch_put(vec![self.attempt_item(u, a)?]).await?;
+                }
             }
             match self.apply(u).await {
                 Ok(()) => Ok(true),
+                // Not logged (a later try whose delivery expired, a skip or a dead letter
+                // without an attempt before), or another account's.
+                Err(Error::NotFound) if !u.first_try => self.create_first(u).await,
                 Err(Error::NotFound) => Ok(false),
                 Err(e) => Err(e),
             }

@@ -682,6 +682,7 @@ mod tests {
             event_id: domain::ids::EventId::parse("evt_1").unwrap(),
             event_type: domain::catalog::EventType::known("call.ended").unwrap(),
             created_at: Timestamp::from_millis(5),
+            first_try: true,
             status: DeliveryStatus::Succeeded,
             attempt: Some(Attempt {
                 attempt: 0,

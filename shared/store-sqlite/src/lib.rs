@@ -469,7 +469,10 @@ mod layout_tests {
             .expect("the event");
         assert_eq!(event.received_at, Timestamp::from_millis(5));
         assert_eq!(
-            events.insert_batch(std::slice::from_ref(&event)).await.unwrap(),
+            events
+                .insert_batch(std::slice::from_ref(&event))
+                .await
+                .unwrap(),
             [EventInsert::Exists]
         );
 
@@ -496,6 +499,7 @@ mod layout_tests {
             event_id: event_id.clone(),
             event_type: event.event_type.clone(),
             created_at: Timestamp::from_millis(20),
+            first_try: true,
             status: DeliveryStatus::Succeeded,
             attempt: Some(Attempt {
                 attempt: 0,

@@ -18,8 +18,23 @@ fn event(id: &str) -> Value {
     e
 }
 
+/// The realistic event of the cost scenario: about 1.5 KB, with a call's summary.
+fn realistic_event(id: &str) -> Value {
+    let mut e = event(id);
+    e["data"]["summary"] = json!(crate::cost::call_summary(id));
+    e
+}
+
 /// Posts `events` in batches of 100, four requests at a time.
 async fn ingest_all(runner: &Runner, ids: &[String]) -> Result<(), String> {
+    ingest_all_of(runner, ids, event).await
+}
+
+async fn ingest_all_of(
+    runner: &Runner,
+    ids: &[String],
+    event: fn(&str) -> Value,
+) -> Result<(), String> {
     let batches: Vec<Value> = ids
         .chunks(100)
         .map(|c| json!({"events": c.iter().map(|id| event(id)).collect::<Vec<_>>()}))
@@ -62,13 +77,13 @@ async fn subscribed_runner(receiver: &Receiver, paths: &[&str]) -> Result<Runner
 }
 
 /// The rate at which the same HTTP client posts the same bodies to the same receiver with
-/// the delivery concurrency (8 batches of 10): this machine's ceiling.
-async fn raw_rate(receiver: &Receiver, n: usize) -> f64 {
+/// the delivery concurrency (8 batches of 10), each body `event`: this machine's ceiling.
+async fn raw_rate_of(receiver: &Receiver, n: usize, event: &Value) -> f64 {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let body = Arc::new(serde_json::to_string(&event("evt_raw")).unwrap());
+    let body = Arc::new(serde_json::to_string(event).unwrap());
     let url = receiver.url("raw");
     let started = Instant::now();
     futures::stream::iter(0..n)
@@ -91,32 +106,72 @@ async fn raw_rate(receiver: &Receiver, n: usize) -> f64 {
 
 pub async fn throughput(quick: bool) -> Res {
     let (events, runs) = if quick { (200, 1) } else { (20_000, 3) };
-    let mut rates = Vec::new();
-    let mut ceilings = Vec::new();
-    for run in 0..runs {
-        let receiver = Receiver::start().await;
-        let runner = subscribed_runner(&receiver, &["a", "b", "c"]).await?;
-        let ids: Vec<String> = (0..events).map(|i| format!("evt_{run}_{i}")).collect();
-        let started = Instant::now();
-        ingest_all(&runner, &ids).await?;
-        let ingested = started.elapsed();
-        let done = wait_for(&receiver, events * 3, Duration::from_secs(600)).await?;
-        let rate = (events * 3) as f64 / (done - started).as_secs_f64();
-        eprintln!("run {run}: {rate:.0} deliveries/s (ingest took {ingested:?})");
-        rates.push(rate);
-        drop(runner);
-        ceilings.push(raw_rate(&receiver, events * 3).await);
+    let mut tables = Vec::new();
+    for realistic in [false, true] {
+        let mut rates = Vec::new();
+        let mut ceilings = Vec::new();
+        for run in 0..runs {
+            let receiver = Receiver::start().await;
+            let paths = ["a", "b", "c"];
+            if realistic {
+                // Receivers answer 200 with 300 bytes, as in the cost scenario.
+                for p in paths.into_iter().chain(["raw"]) {
+                    receiver.reply_with(
+                        p,
+                        axum::body::Bytes::from(format!(
+                            "{{\"ok\":true,\"note\":\"{}\"}}",
+                            "r".repeat(277)
+                        )),
+                    );
+                }
+            }
+            let runner = subscribed_runner(&receiver, &paths).await?;
+            let ids: Vec<String> = (0..events).map(|i| format!("evt_{run}_{i}")).collect();
+            let started = Instant::now();
+            ingest_all_of(
+                &runner,
+                &ids,
+                if realistic { realistic_event } else { event },
+            )
+            .await?;
+            let ingested = started.elapsed();
+            let done = wait_for(&receiver, events * 3, Duration::from_secs(600)).await?;
+            let rate = (events * 3) as f64 / (done - started).as_secs_f64();
+            eprintln!(
+                "run {run}{}: {rate:.0} deliveries/s (ingest took {ingested:?})",
+                if realistic { " (realistic)" } else { "" }
+            );
+            rates.push(rate);
+            drop(runner);
+            let body = if realistic {
+                realistic_event("evt_raw")
+            } else {
+                event("evt_raw")
+            };
+            ceilings.push(raw_rate_of(&receiver, events * 3, &body).await);
+        }
+        let (rmin, rmed, rmax) = spread(&mut rates);
+        let (cmin, cmed, cmax) = spread(&mut ceilings);
+        let title = if realistic {
+            format!(
+                "### Throughput, realistic event: {events} events of 1.5 KB (a call's summary) × 3 \
+                 subscriptions, embedded default, receiver answers 200 with 300 bytes"
+            )
+        } else {
+            format!(
+                "### Throughput: {events} events × 3 subscriptions, embedded default, receiver answers 204"
+            )
+        };
+        tables.push(format!(
+            "{title}\n\n\
+             | measure | min | median | max |\n| --- | --- | --- | --- |\n\
+             | deliveries/s, ingest accepted → all received | {rmin:.0} | {rmed:.0} | {rmax:.0} |\n\
+             | same client, same bodies, straight to the receiver (ceiling) | {cmin:.0} | {cmed:.0} | {cmax:.0} |\n\
+             | ratio (median) | | {:.2} | |\n\n({runs} runs)",
+            rmed / cmed
+        ));
     }
-    let (rmin, rmed, rmax) = spread(&mut rates);
-    let (cmin, cmed, cmax) = spread(&mut ceilings);
-    Ok(format!(
-        "### Throughput: {events} events × 3 subscriptions, embedded default, receiver answers 204\n\n\
-         | measure | min | median | max |\n| --- | --- | --- | --- |\n\
-         | deliveries/s, ingest accepted → all received | {rmin:.0} | {rmed:.0} | {rmax:.0} |\n\
-         | same client, same bodies, straight to the receiver (ceiling) | {cmin:.0} | {cmed:.0} | {cmax:.0} |\n\
-         | ratio (median) | | {:.2} | |\n\n({runs} runs)",
-        rmed / cmed
-    ))
+    Ok(tables.join("\n\n"))
 }
 
 /// Latencies of one offered load: from the ingest request being sent, and from its 202
@@ -593,6 +648,7 @@ pub async fn stats_30d(quick: bool) -> Res {
                 event_id: domain::ids::EventId::parse(format!("evt_bench{i}")).unwrap(),
                 event_type: domain::catalog::EventType::known("call.ended").unwrap(),
                 created_at: at,
+                first_try: true,
                 status: if failed {
                     DeliveryStatus::Pending
                 } else {
