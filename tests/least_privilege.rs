@@ -596,22 +596,45 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
         &["evt_iam_stranded", "evt_iam_swept"],
     )
     .await;
-    let (event, delivery) = &planted[0];
-    stranded_queue
-        .send_batch(vec![app::ports::OutgoingMessage {
-            id: "0".into(),
-            body: serde_json::to_string(&delivery.task(domain::delivery::Payload::of(event)))
-                .unwrap(),
-            delay: Duration::ZERO,
-        }])
+    // And a first try the queue gave up on: never logged, so it is logged dead.
+    let first_try = domain::event::Event {
+        id: domain::ids::EventId::parse("evt_iam_first_try").unwrap(),
+        ..planted[0].0.clone()
+    };
+    stores
+        .events
+        .insert_batch(std::slice::from_ref(&first_try))
         .await
         .unwrap();
-    let messages = receive(&stranded_queue, 1).await;
+    let never_logged =
+        domain::delivery::Delivery::new(&first_try, &subscription, planted[0].1.created_at);
+    let stranded: Vec<app::ports::OutgoingMessage> =
+        [(&planted[0].0, &planted[0].1), (&first_try, &never_logged)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (event, delivery))| app::ports::OutgoingMessage {
+                id: i.to_string(),
+                body: serde_json::to_string(&delivery.task(domain::delivery::Payload::of(event)))
+                    .unwrap(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+    stranded_queue.send_batch(stranded).await.unwrap();
+    let messages = receive(&stranded_queue, 2).await;
     let name = app::deliver_function::queue_name(&resources.deliveries_stranded_queue_url);
     let response = functions["deliver"]
         .invoke(serde_json::to_value(runner::poller::sqs_event(name, &messages)).unwrap())
         .await;
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    for (_, delivery) in [&planted[0], &(first_try.clone(), never_logged.clone())] {
+        let logged = stores
+            .deliveries
+            .get(&account_id, &delivery.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(logged.status, domain::delivery::DeliveryStatus::Dead);
+    }
     // The sweep reads the second one's event and sends it again.
     let report = functions["deliver"].invoke(scheduled).await;
     assert_eq!(report["requeued"], 1, "{report}");

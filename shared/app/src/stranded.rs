@@ -2,7 +2,8 @@
 //! crash, a timeout or a throttle: the deliver use case retires a delivery itself, with its
 //! history, long before) the queue moves a message on by its own redrive policy. That move
 //! never passes through our code, so the delivery would stay `pending` for ever with no
-//! message behind it: not listed as dead, refused by retry, skipped by recover. The queue
+//! message behind it (or, a first try, never be logged at all): not listed as dead, refused
+//! by retry, skipped by recover. The queue
 //! moves it to `deliveries-stranded` (see `topology`), and this consumer turns it into an
 //! ordinary dead letter: marked `dead` in the log, so it is listed and can be redriven, and
 //! its dead-letter message (with the attempts the log has) put on the dead-letter queue,
@@ -17,7 +18,7 @@ use super::sqs::{set_aside, Record};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
-use domain::delivery::{DeliveryStatus, DeliveryTask};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
 
 /// The queue's name where it is told apart (logs, set-aside messages).
 const QUEUE: &str = crate::topology::DELIVERIES_STRANDED.name;
@@ -56,36 +57,63 @@ pub async fn handle_stranded(services: &Services, batch: SqsEvent) -> SqsBatchRe
     response
 }
 
-/// Marks the task's delivery dead if it is still pending as it was; says whether it did. A
-/// delivery that is gone (past its retention) or has an outcome already (a duplicate
-/// message delivered it) is left as it is.
+/// Marks the task's delivery dead if it is still pending as it was, or logs it dead if it
+/// is not logged at all (a first try whose every receive crashed: a delivery is logged from
+/// its first outcome); says whether it did. A delivery that has an outcome already (a
+/// duplicate message delivered it) is left as it is.
 async fn mark_dead(services: &Services, task: &DeliveryTask, receives: u32) -> Result<bool> {
-    let Some(delivery) = services
+    let now = services.clock.now();
+    let delivery = match services
         .deliveries
         .get(&task.account_id, &task.delivery_id)
         .await?
-    else {
-        tracing::info!(delivery_id = %task.delivery_id, "a stranded delivery is no longer in the log");
-        return Ok(false);
+    {
+        // Created only if still absent: an outcome logged meanwhile stands.
+        None => {
+            let dead = Delivery {
+                id: task.delivery_id.clone(),
+                account_id: task.account_id.clone(),
+                subscription_id: task.subscription_id.clone(),
+                event_id: task.event_id.clone(),
+                event_type: task.event_type.clone(),
+                status: DeliveryStatus::Dead,
+                attempt_count: 0,
+                created_at: task.created_at.unwrap_or(now),
+                updated_at: now,
+                next_attempt_at: None,
+                last_error: Some(format!(
+                    "the deliveries queue gave up after {receives} receives without an outcome"
+                )),
+                last_latency_ms: None,
+            };
+            let created = services
+                .deliveries
+                .create_batch(std::slice::from_ref(&dead))
+                .await?;
+            if created != [true] {
+                return Ok(false);
+            }
+            dead
+        }
+        Some(delivery) if delivery.status != DeliveryStatus::Pending => return Ok(false),
+        Some(delivery) => {
+            let moved = services
+                .deliveries
+                .move_status(
+                    &delivery.account_id,
+                    &delivery.id,
+                    (DeliveryStatus::Pending, delivery.attempt_count),
+                    DeliveryStatus::Dead,
+                    now,
+                )
+                .await?;
+            if !moved {
+                // An outcome was logged meanwhile: it stands.
+                return Ok(false);
+            }
+            delivery
+        }
     };
-    if delivery.status != DeliveryStatus::Pending {
-        return Ok(false);
-    }
-    let now = services.clock.now();
-    let moved = services
-        .deliveries
-        .move_status(
-            &delivery.account_id,
-            &delivery.id,
-            (DeliveryStatus::Pending, delivery.attempt_count),
-            DeliveryStatus::Dead,
-            now,
-        )
-        .await?;
-    if !moved {
-        // An outcome was logged meanwhile: it stands.
-        return Ok(false);
-    }
     tracing::warn!(
         delivery_id = %delivery.id,
         account_id = %delivery.account_id,

@@ -122,6 +122,66 @@ async fn a_delivery_the_queue_gave_up_on_is_marked_dead_listed_and_redrivable() 
     assert_eq!(current(&h, &d).await.status, DeliveryStatus::Succeeded);
 }
 
+/// A first try whose every receive crashed was never logged (a delivery is logged from its
+/// first outcome): the stranded consumer logs it dead, so it is listed and redrivable.
+#[tokio::test]
+async fn a_first_try_the_queue_gave_up_on_is_logged_dead_listed_and_redrivable() {
+    let h = Harness::new(&[200]);
+    let sub = subscription("acct_s", "wh_s", &["call.ended"]);
+    h.services.subscriptions.put(&sub).await.unwrap();
+    let event = event("acct_s", "evt_s", "call.ended");
+    h.services
+        .events
+        .insert_batch(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let d = Delivery::new(&event, &sub, h.now());
+    strand(&h, &d).await;
+    assert!(h
+        .services
+        .deliveries
+        .get(&d.account_id, &d.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    let stranded = receive_all(&h.services.stranded_queue).await;
+    let response = handle_stranded(&h.services, sqs_event(records_of(&stranded))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    let dead = current(&h, &d).await;
+    assert_eq!(
+        (dead.status, dead.attempt_count, dead.created_at),
+        (DeliveryStatus::Dead, 0, d.created_at)
+    );
+    assert!(dead.last_error.unwrap().contains("gave up"));
+    let listed = h
+        .services
+        .deliveries
+        .list_dead(&account("acct_s"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(receive_all(&h.services.dead_letter_queue).await.len(), 1);
+
+    // Handed over again (a duplicate of the stranded message): nothing changes.
+    let response = handle_stranded(&h.services, sqs_event(records_of(&stranded))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert!(receive_all(&h.services.dead_letter_queue).await.is_empty());
+
+    // Redrivable: sent again, and delivered.
+    let dead = current(&h, &d).await;
+    assert_eq!(
+        redrive(&h.services, std::slice::from_ref(&dead))
+            .await
+            .unwrap(),
+        1
+    );
+    let sent = receive_all(&h.services.deliveries_queue).await;
+    let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Succeeded);
+}
+
 #[tokio::test]
 async fn a_stranded_message_of_a_finished_delivery_changes_nothing() {
     let h = Harness::new(&[200]);

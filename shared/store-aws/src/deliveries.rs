@@ -120,6 +120,10 @@ impl DynamoDeliveryLog {
         if let Some(latency) = d.last_latency_ms {
             item.insert("last_latency_ms".into(), n(latency));
         }
+        // Only dead deliveries are on the dead-letter index.
+        if d.status == DeliveryStatus::Dead {
+            item.insert("status_key".into(), s(dead_key(&d.account_id)));
+        }
         item
     }
 
@@ -162,9 +166,6 @@ impl DynamoDeliveryLog {
             if let Some(code) = a.status_code {
                 item.insert("first_status".into(), n(code));
             }
-        }
-        if first.status == DeliveryStatus::Dead {
-            item.insert("status_key".into(), s(dead_key(&first.account_id)));
         }
         let mut request = self
             .client

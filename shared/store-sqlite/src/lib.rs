@@ -275,28 +275,26 @@ fn prepare(conn: &rusqlite::Connection) -> DbResult<()> {
 /// it). Each step is idempotent: a file left half-migrated is finished at the next start.
 fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     for (table, column, definition) in ADDED_COLUMNS {
-        let present: i64 = conn.query_row(
-            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, column],
-            |r| r.get(0),
-        )?;
-        if present == 0 {
+        if !has_column(conn, table, column)? {
             conn.execute_batch(&format!(
                 "ALTER TABLE {table} ADD COLUMN {column} {definition}"
             ))?;
         }
     }
     for (table, column) in DROPPED_COLUMNS {
-        let present: i64 = conn.query_row(
-            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, column],
-            |r| r.get(0),
-        )?;
-        if present == 1 {
+        if has_column(conn, table, column)? {
             conn.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN {column}"))?;
         }
     }
     Ok(())
+}
+
+fn has_column(conn: &rusqlite::Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )
 }
 
 #[cfg(unix)]
