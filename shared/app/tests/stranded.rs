@@ -77,6 +77,21 @@ async fn strand(h: &Harness, d: &Delivery) {
     assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
 }
 
+/// Redrives the dead delivery `dead` and delivers it: it ends succeeded.
+async fn redrive_and_deliver(h: &Harness, dead: &Delivery) {
+    assert!(can_redrive(dead.status));
+    assert_eq!(
+        redrive(&h.services, std::slice::from_ref(dead))
+            .await
+            .unwrap(),
+        1
+    );
+    let sent = receive_all(&h.services.deliveries_queue).await;
+    let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert_eq!(current(h, dead).await.status, DeliveryStatus::Succeeded);
+}
+
 #[tokio::test]
 async fn a_delivery_the_queue_gave_up_on_is_marked_dead_listed_and_redrivable() {
     let h = Harness::new(&[200]);
@@ -108,18 +123,7 @@ async fn a_delivery_the_queue_gave_up_on_is_marked_dead_listed_and_redrivable() 
     let letter: Value = serde_json::from_str(&letters[0].body).unwrap();
     assert_eq!(letter["delivery"]["delivery_id"], json!(d.id.as_str()));
 
-    // Redrivable: sent again, and delivered.
-    assert!(can_redrive(dead.status));
-    assert_eq!(
-        redrive(&h.services, std::slice::from_ref(&dead))
-            .await
-            .unwrap(),
-        1
-    );
-    let sent = receive_all(&h.services.deliveries_queue).await;
-    let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
-    assert!(failures(&response).is_empty(), "{response:?}");
-    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Succeeded);
+    redrive_and_deliver(&h, &dead).await;
 }
 
 /// A first try whose every receive crashed was never logged (a delivery is logged from its
@@ -168,18 +172,7 @@ async fn a_first_try_the_queue_gave_up_on_is_logged_dead_listed_and_redrivable()
     assert!(failures(&response).is_empty(), "{response:?}");
     assert!(receive_all(&h.services.dead_letter_queue).await.is_empty());
 
-    // Redrivable: sent again, and delivered.
-    let dead = current(&h, &d).await;
-    assert_eq!(
-        redrive(&h.services, std::slice::from_ref(&dead))
-            .await
-            .unwrap(),
-        1
-    );
-    let sent = receive_all(&h.services.deliveries_queue).await;
-    let response = handle_deliveries(&h.services, sqs_event(records_of(&sent))).await;
-    assert!(failures(&response).is_empty(), "{response:?}");
-    assert_eq!(current(&h, &d).await.status, DeliveryStatus::Succeeded);
+    redrive_and_deliver(&h, &current(&h, &d).await).await;
 }
 
 #[tokio::test]
