@@ -20,9 +20,9 @@ use support::{
     account, event, failures, receive_all, record, records_of, sqs_event, subscription, Harness,
 };
 
-/// An account with one subscription and one event, whose delivery is in the log as fan-out
-/// made it; whether a message is behind it is up to the test.
-async fn pending_delivery(h: &Harness) -> Delivery {
+/// An account with one subscription and one event, and the event's delivery, not logged
+/// (as before its first outcome); whether a message is behind it is up to the test.
+async fn unlogged_delivery(h: &Harness) -> Delivery {
     let sub = subscription("acct_s", "wh_s", &["call.ended"]);
     h.services.subscriptions.put(&sub).await.unwrap();
     let event = event("acct_s", "evt_s", "call.ended");
@@ -31,7 +31,12 @@ async fn pending_delivery(h: &Harness) -> Delivery {
         .insert_batch(std::slice::from_ref(&event))
         .await
         .unwrap();
-    let delivery = Delivery::new(&event, &sub, h.now());
+    Delivery::new(&event, &sub, h.now())
+}
+
+/// The same, with the delivery in the log pending, as layout 1's fan-out made it.
+async fn pending_delivery(h: &Harness) -> Delivery {
+    let delivery = unlogged_delivery(h).await;
     h.services
         .deliveries
         .create_batch(std::slice::from_ref(&delivery))
@@ -131,15 +136,7 @@ async fn a_delivery_the_queue_gave_up_on_is_marked_dead_listed_and_redrivable() 
 #[tokio::test]
 async fn a_first_try_the_queue_gave_up_on_is_logged_dead_listed_and_redrivable() {
     let h = Harness::new(&[200]);
-    let sub = subscription("acct_s", "wh_s", &["call.ended"]);
-    h.services.subscriptions.put(&sub).await.unwrap();
-    let event = event("acct_s", "evt_s", "call.ended");
-    h.services
-        .events
-        .insert_batch(std::slice::from_ref(&event))
-        .await
-        .unwrap();
-    let d = Delivery::new(&event, &sub, h.now());
+    let d = unlogged_delivery(&h).await;
     strand(&h, &d).await;
     assert!(h
         .services
