@@ -22,7 +22,7 @@ use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::destination::DestinationPolicy;
 use domain::event::Event;
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::StatsSlot;
+use domain::stats::{StatsGrain, StatsSlot};
 use domain::subscription::Subscription;
 use domain::time::Timestamp;
 use e2e::{delivery_id, event, test_config, Behavior, Receiver, WAIT};
@@ -157,9 +157,10 @@ impl DeliveryLog for FaultyLog {
         account_id: &AccountId,
         subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
+        grain: StatsGrain,
     ) -> Result<Vec<StatsSlot>> {
         self.inner
-            .stats_slots(account_id, subscription_id, since)
+            .stats_slots(account_id, subscription_id, since, grain)
             .await
     }
     async fn overdue(

@@ -16,7 +16,7 @@ use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, Failur
 use domain::event::Event;
 use domain::ids::{AccountId, ApiKeyId, DeliveryId, EventId, SubscriptionId};
 use domain::jwt::KeyRing;
-use domain::stats::slot_of;
+use domain::stats::{roll_up, slot_of, StatsGrain};
 use domain::subscription::{SigningSecret, Subscription};
 use domain::time::Timestamp;
 use serde_json::json;
@@ -1285,7 +1285,10 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
     d.record(&[other]).await.unwrap();
 
     let since = base.plus_millis(-600_000);
-    let mut slots = d.stats_slots(&acct("acct"), None, since).await.unwrap();
+    let mut slots = d
+        .stats_slots(&acct("acct"), None, since, StatsGrain::FiveMinutes)
+        .await
+        .unwrap();
     slots.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
     assert_eq!(slots.len(), 2, "{slots:?}");
     let (wh_1, wh_2) = (&slots[0], &slots[1]);
@@ -1306,13 +1309,23 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
     assert_eq!(s.causes[&FailureCause::Timeout].examples, [msg_id("msg_x")]);
 
     let one = d
-        .stats_slots(&acct("acct"), Some(&sub_id("wh_2")), since)
+        .stats_slots(
+            &acct("acct"),
+            Some(&sub_id("wh_2")),
+            since,
+            StatsGrain::FiveMinutes,
+        )
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].stats, wh_2.stats);
     let all = d
-        .stats_slots(&acct("acct"), Some(&sub_id("wh_1")), slot_of(earlier))
+        .stats_slots(
+            &acct("acct"),
+            Some(&sub_id("wh_1")),
+            slot_of(earlier),
+            StatsGrain::FiveMinutes,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1321,10 +1334,52 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
         "the earlier slot is read from an earlier time: {all:?}"
     );
     assert!(d
-        .stats_slots(&acct("nobody"), None, earlier)
+        .stats_slots(&acct("nobody"), None, earlier, StatsGrain::FiveMinutes)
         .await
         .unwrap()
         .is_empty());
+
+    // By hour: each hour the sum of its slots. Two slots of one hour of `wh_3`, recorded
+    // in two batches, and one of the hour after.
+    let hour = StatsGrain::Hour.start_of(base).plus_millis(-2 * 3_600_000);
+    for (id, at, code) in [
+        ("msg_h1", hour.plus_millis(60_000), Some(200)),
+        ("msg_h2", hour.plus_millis(31 * 60_000), None),
+        ("msg_h3", hour.plus_millis(3_600_000 + 5_000), Some(204)),
+    ] {
+        let status = if code.is_some() {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Pending
+        };
+        d.record(&[update(id, "wh_3", status, code, at)])
+            .await
+            .unwrap();
+    }
+    let (account, wh_3) = (acct("acct"), sub_id("wh_3"));
+    let read = |grain, since| d.stats_slots(&account, Some(&wh_3), since, grain);
+    let slots = read(StatsGrain::FiveMinutes, hour).await.unwrap();
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    let mut hours = read(StatsGrain::Hour, hour).await.unwrap();
+    hours.sort_by_key(|h| h.start);
+    assert_eq!(hours, roll_up(slots, StatsGrain::Hour));
+    assert_eq!(
+        hours
+            .iter()
+            .map(|h| (h.start, h.stats.succeeded, h.stats.failed))
+            .collect::<Vec<_>>(),
+        [(hour, 1, 1), (hour.plus_millis(3_600_000), 1, 0)]
+    );
+    assert_eq!(
+        hours[0].stats.causes[&FailureCause::Timeout].examples,
+        [msg_id("msg_h2")]
+    );
+    // An hour starting before `since` is left out, though a slot of it is after.
+    let later = read(StatsGrain::Hour, hour.plus_millis(30 * 60_000))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].start, hour.plus_millis(3_600_000));
 }
 
 pub async fn events_list_newest_first_by_type(p: Ports) {

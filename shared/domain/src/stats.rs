@@ -232,9 +232,40 @@ pub struct SlotKey {
     pub start: Timestamp,
 }
 
+/// How finely stored stats are read: five-minute slots, or hours (twelve slots summed). A
+/// report whose buckets are whole hours reads hours (`StatsPlan::grain`): 30 days of one
+/// subscription are 720 of them instead of 8 640 slots, and the report is the same, since
+/// every hour lies within one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatsGrain {
+    FiveMinutes,
+    Hour,
+}
+
+impl StatsGrain {
+    pub const fn millis(self) -> i64 {
+        match self {
+            StatsGrain::FiveMinutes => SLOT_MS,
+            StatsGrain::Hour => 12 * SLOT_MS,
+        }
+    }
+
+    /// The start of the slot or hour `at` falls in.
+    pub fn start_of(self, at: Timestamp) -> Timestamp {
+        let step = self.millis();
+        Timestamp::from_millis(at.as_millis().div_euclid(step) * step)
+    }
+}
+
 /// What a batch of recorded outcomes adds to each slot it touches. A store applies these in
 /// the same write as the outcomes.
 pub fn slot_deltas(updates: &[DeliveryUpdate]) -> BTreeMap<SlotKey, SlotStats> {
+    deltas_by(updates, StatsGrain::FiveMinutes)
+}
+
+/// What a batch of recorded outcomes adds to each slot or hour of `grain` it touches (a
+/// store that keeps hours beside the slots applies both in the outcomes' write).
+pub fn deltas_by(updates: &[DeliveryUpdate], grain: StatsGrain) -> BTreeMap<SlotKey, SlotStats> {
     let mut deltas: BTreeMap<SlotKey, SlotStats> = BTreeMap::new();
     for update in updates {
         let Some(attempt) = &update.attempt else {
@@ -243,11 +274,37 @@ pub fn slot_deltas(updates: &[DeliveryUpdate]) -> BTreeMap<SlotKey, SlotStats> {
         let key = SlotKey {
             account_id: update.account_id.clone(),
             subscription_id: update.subscription_id.clone(),
-            start: slot_of(attempt.at),
+            start: grain.start_of(attempt.at),
         };
         deltas.entry(key).or_default().count(update);
     }
     deltas
+}
+
+/// Sums five-minute slots into `grain` (a backend that keeps only slots answers an hour
+/// read so; one that keeps hours builds them so from its slots). Any order in; out ordered
+/// by subscription, then start.
+pub fn roll_up(slots: Vec<StatsSlot>, grain: StatsGrain) -> Vec<StatsSlot> {
+    if grain == StatsGrain::FiveMinutes {
+        return slots;
+    }
+    let mut sums: BTreeMap<(SubscriptionId, Timestamp), SlotStats> = BTreeMap::new();
+    for slot in slots {
+        let key = (slot.subscription_id, grain.start_of(slot.start));
+        match sums.get_mut(&key) {
+            Some(sum) => sum.merge(&slot.stats),
+            None => {
+                sums.insert(key, slot.stats);
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|((subscription_id, start), stats)| StatsSlot {
+            subscription_id,
+            start,
+            stats,
+        })
+        .collect()
 }
 
 /// One stored slot, as a store reads it back.
@@ -311,6 +368,17 @@ impl StatsPlan {
 
     fn bucket_ms(&self) -> i64 {
         self.bucket.as_millis() as i64
+    }
+
+    /// The coarsest stored grain whose every slot or hour lies within one bucket: hours
+    /// when the buckets are whole hours (`since` is then on an hour too, being a multiple
+    /// of the bucket), five-minute slots otherwise.
+    pub fn grain(&self) -> StatsGrain {
+        if self.bucket_ms() % StatsGrain::Hour.millis() == 0 {
+            StatsGrain::Hour
+        } else {
+            StatsGrain::FiveMinutes
+        }
     }
 
     /// The start of every bucket, oldest first.
@@ -614,5 +682,91 @@ mod tests {
         let sub = |s: &str| SubscriptionId::parse(s).unwrap();
         assert_eq!(report.by_subscription[&sub("wh_a")].succeeded, 7);
         assert_eq!(report.by_subscription[&sub("wh_b")].succeeded, 3);
+    }
+    /// A report with each cause's examples cut to the most recent one. Which older ones a
+    /// sum keeps depends on the order of its merges (a sum knows when its newest example
+    /// failed, not the others); the newest is the same whatever the order.
+    fn comparable(mut report: StatsReport) -> StatsReport {
+        let cut = |stats: &mut SlotStats| {
+            for c in stats.causes.values_mut() {
+                c.examples.truncate(1);
+            }
+        };
+        cut(&mut report.totals);
+        report.series.iter_mut().for_each(|(_, b)| cut(b));
+        report.by_subscription.values_mut().for_each(cut);
+        report
+    }
+
+    #[test]
+    fn a_report_of_whole_hour_buckets_reads_the_same_from_hours_as_from_slots() {
+        let now = Timestamp::from_millis(40 * 86_400_000 + 5 * 3_600_000 + 17 * 60_000);
+        let sub = |i: u64| SubscriptionId::parse(format!("wh_{}", i % 3)).unwrap();
+        // Slots over 31 days, some with failures of two causes, in no order.
+        let mut slots = Vec::new();
+        let mut seed: u64 = 7;
+        for i in 0..4_000u64 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let start = now.as_millis() - (seed >> 33) as i64 % (31 * 86_400_000);
+            let mut stats = SlotStats {
+                succeeded: seed % 7,
+                ..SlotStats::default()
+            };
+            stats.latency.add(seed % 900);
+            if i % 5 == 0 {
+                stats.failed = 1;
+                stats.causes.insert(
+                    if i % 2 == 0 {
+                        FailureCause::Timeout
+                    } else {
+                        FailureCause::Http(503)
+                    },
+                    CauseStats {
+                        count: 1,
+                        last_seen: Timestamp::from_millis(start + 1),
+                        examples: vec![DeliveryId::parse(format!("msg_{i}")).unwrap()],
+                    },
+                );
+            }
+            slots.push(StatsSlot {
+                subscription_id: sub(i),
+                start: slot_of(Timestamp::from_millis(start)),
+                stats,
+            });
+        }
+        for (window, bucket) in [
+            (30 * 86_400, None),
+            (86_400, None),
+            (7 * 86_400, Some(3600)),
+            (3 * 86_400, Some(6 * 3600)),
+        ] {
+            let plan = StatsPlan::new(
+                Duration::from_secs(window),
+                bucket.map(Duration::from_secs),
+                now,
+            )
+            .unwrap();
+            assert_eq!(plan.grain(), StatsGrain::Hour, "{window} {bucket:?}");
+            let hours = roll_up(slots.clone(), StatsGrain::Hour);
+            assert!(hours.len() < slots.len() / 2);
+            assert!(hours
+                .iter()
+                .all(|h| h.start == StatsGrain::Hour.start_of(h.start)));
+            assert_eq!(
+                comparable(StatsReport::build(&plan, &hours)),
+                comparable(StatsReport::build(&plan, &slots)),
+                "{window} {bucket:?}"
+            );
+        }
+        for (window, bucket) in [(3600, None), (86_400, Some(900))] {
+            let plan = StatsPlan::new(
+                Duration::from_secs(window),
+                bucket.map(Duration::from_secs),
+                now,
+            )
+            .unwrap();
+            assert_eq!(plan.grain(), StatsGrain::FiveMinutes, "{window} {bucket:?}");
+        }
+        assert_eq!(roll_up(slots.clone(), StatsGrain::FiveMinutes), slots);
     }
 }

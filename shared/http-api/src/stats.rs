@@ -136,7 +136,7 @@ async fn report(
         .map_err(|e| bad_parameter(e.parameter, e.message))?;
     let slots = services
         .deliveries
-        .stats_slots(account, webhook, plan.since)
+        .stats_slots(account, webhook, plan.since, plan.grain())
         .await?;
     let report = StatsReport::build(&plan, &slots);
     let totals = &report.totals;

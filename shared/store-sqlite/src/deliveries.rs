@@ -8,7 +8,9 @@ use app::ports::Page;
 use app::{Error, Result};
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureCause};
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::{slot_deltas, CauseStats, LatencyHistogram, SlotStats, StatsSlot};
+use domain::stats::{
+    deltas_by, slot_deltas, CauseStats, LatencyHistogram, SlotStats, StatsGrain, StatsSlot,
+};
 use domain::time::Timestamp;
 
 pub struct SqliteDeliveryLog {
@@ -109,10 +111,12 @@ impl DeliveryLog for SqliteDeliveryLog {
             })
             .collect::<Result<Vec<_>>>()?;
         let deltas = slot_deltas(updates);
+        let hour_deltas = deltas_by(updates, StatsGrain::Hour);
         self.db
             .call(move |c| {
                 let tx = c.savepoint()?;
-                add_to_slots(&tx, deltas)?;
+                add_to(&tx, StatsGrain::FiveMinutes, deltas)?;
+                add_to(&tx, StatsGrain::Hour, hour_deltas)?;
                 let mut found = Vec::with_capacity(rows.len());
                 {
                     // A delivery's first outcome creates its row; one kept in short carries
@@ -463,18 +467,20 @@ impl DeliveryLog for SqliteDeliveryLog {
         account_id: &AccountId,
         subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
+        grain: StatsGrain,
     ) -> Result<Vec<StatsSlot>> {
         let account = account_id.to_string();
         let sub = subscription_id.map(ToString::to_string);
         let since = since.as_millis();
         self.db
             .read(move |c| {
-                let mut stmt = c.prepare_cached(
+                let mut stmt = c.prepare_cached(&format!(
                     "SELECT subscription_id, slot, succeeded, failed, dead, latency, causes
-                     FROM delivery_stats
+                     FROM {}
                      WHERE account_id = ?1 AND (?2 IS NULL OR subscription_id = ?2)
                        AND slot >= ?3",
-                )?;
+                    stats_table(grain)
+                ))?;
                 let rows = stmt
                     .query_map(params![account, sub, since], |r| {
                         Ok((
@@ -504,21 +510,31 @@ impl DeliveryLog for SqliteDeliveryLog {
 /// The three counters of a stored slot: succeeded, failed, dead.
 struct SlotCounts(i64, i64, i64);
 
-/// Adds each delta to its stored slot (read, merged, written back: the writer is the only
-/// one, so nothing changes the row in between).
-fn add_to_slots(
-    tx: &rusqlite::Savepoint,
+/// The table of a grain's sums: five-minute slots, and hours beside them (see `SCHEMA`).
+fn stats_table(grain: StatsGrain) -> &'static str {
+    match grain {
+        StatsGrain::FiveMinutes => "delivery_stats",
+        StatsGrain::Hour => "delivery_stats_hours",
+    }
+}
+
+/// Adds each delta to its stored sum of `grain` (read, merged, written back: the writer is
+/// the only one, so nothing changes the row in between).
+fn add_to(
+    tx: &rusqlite::Connection,
+    grain: StatsGrain,
     deltas: std::collections::BTreeMap<domain::stats::SlotKey, SlotStats>,
 ) -> DbResult<()> {
-    let mut read = tx.prepare_cached(
-        "SELECT succeeded, failed, dead, latency, causes FROM delivery_stats
-         WHERE account_id = ?1 AND subscription_id = ?2 AND slot = ?3",
-    )?;
-    let mut write = tx.prepare_cached(
-        "INSERT OR REPLACE INTO delivery_stats
+    let table = stats_table(grain);
+    let mut read = tx.prepare_cached(&format!(
+        "SELECT succeeded, failed, dead, latency, causes FROM {table}
+         WHERE account_id = ?1 AND subscription_id = ?2 AND slot = ?3"
+    ))?;
+    let mut write = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {table}
          (account_id, subscription_id, slot, succeeded, failed, dead, latency, causes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?;
     for (key, delta) in deltas {
         let keys = params![
             key.account_id.as_str(),
@@ -629,6 +645,61 @@ fn decode_slot(counts: SlotCounts, latency: &str, causes: &str) -> Result<SlotSt
         latency: histogram,
         causes: decoded,
     })
+}
+
+/// Sums the five-minute slots into the hour table, replacing what it held: how a file of
+/// layout 2 or older gets the hours that layout 3 keeps beside its slots. One pass in key
+/// order, one hour in memory at a time.
+pub(crate) fn rebuild_hours(conn: &rusqlite::Connection) -> DbResult<()> {
+    conn.execute("DELETE FROM delivery_stats_hours", [])?;
+    let mut read = conn.prepare(
+        "SELECT account_id, subscription_id, slot, succeeded, failed, dead, latency, causes
+         FROM delivery_stats ORDER BY account_id, subscription_id, slot",
+    )?;
+    let mut write = conn.prepare(
+        "INSERT INTO delivery_stats_hours
+         (account_id, subscription_id, slot, succeeded, failed, dead, latency, causes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut flush = |key: &(String, String, i64), sum: &SlotStats| -> DbResult<()> {
+        let (latency, causes) = encode_slot(sum)?;
+        write.execute(params![
+            key.0,
+            key.1,
+            key.2,
+            sum.succeeded as i64,
+            sum.failed as i64,
+            sum.dead as i64,
+            latency,
+            causes
+        ])?;
+        Ok(())
+    };
+    let mut current: Option<((String, String, i64), SlotStats)> = None;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let hour = StatsGrain::Hour
+            .start_of(Timestamp::from_millis(r.get(2)?))
+            .as_millis();
+        let key = (r.get::<_, String>(0)?, r.get::<_, String>(1)?, hour);
+        let slot = decode_slot(
+            SlotCounts(r.get(3)?, r.get(4)?, r.get(5)?),
+            &r.get::<_, String>(6)?,
+            &r.get::<_, String>(7)?,
+        )?;
+        match &mut current {
+            Some((k, sum)) if *k == key => sum.merge(&slot),
+            _ => {
+                if let Some((k, sum)) = current.replace((key, slot)) {
+                    flush(&k, &sum)?;
+                }
+            }
+        }
+    }
+    if let Some((k, sum)) = current {
+        flush(&k, &sum)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use super::Page;
 use crate::Result;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
-use domain::stats::StatsSlot;
+use domain::stats::{StatsGrain, StatsSlot};
 use domain::time::Timestamp;
 
 #[async_trait]
@@ -72,14 +72,18 @@ pub trait DeliveryLog: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>>;
-    /// The stats slots (see `domain::stats`) of an account, or of one of its subscriptions,
-    /// that start at or after `since`, in any order. `record` keeps them: each batch adds
+    /// The stats (see `domain::stats`) of an account, or of one of its subscriptions, by
+    /// `grain`: per subscription, one sum per five-minute slot or per hour, each starting
+    /// on its grain, at or after `since`, in any order. `record` keeps them: each batch adds
     /// `domain::stats::slot_deltas` of its outcomes, in the same write where the backend
-    /// allows it.
+    /// allows it. A backend may keep hours beside the slots (the embedded one does, so a
+    /// 30-day report reads 720 rows per subscription) or sum them on read
+    /// (`domain::stats::roll_up`).
     async fn stats_slots(
         &self,
         account_id: &AccountId,
         subscription_id: Option<&SubscriptionId>,
         since: Timestamp,
+        grain: StatsGrain,
     ) -> Result<Vec<StatsSlot>>;
 }
