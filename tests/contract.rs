@@ -484,6 +484,58 @@ pub async fn queue_change_visibility_reschedules_a_message(p: Ports) {
     assert_eq!(back[0].body, "later");
 }
 
+/// A received message goes back in its own place with a new body and a delay: hidden for
+/// the delay, then received once, as a new message; the original never comes back.
+pub async fn queue_requeues_a_received_message_in_its_place(p: Ports) {
+    const DELAY: Duration = Duration::from_secs(2);
+    p.queue
+        .send_batch(vec![msg("parked"), msg("other")])
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(receive_some(&p.queue, 2).await);
+    }
+    let (parked, other): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| m.body == "parked");
+    p.queue
+        .delete_batch(vec![other[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    let requeued = Instant::now();
+    p.queue
+        .requeue_batch(vec![(
+            parked[0].receipt_handle.clone(),
+            OutgoingMessage {
+                id: "0".into(),
+                body: "parked again".into(),
+                delay: DELAY,
+            },
+        )])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    // Past the queue's 1 s visibility timeout (the original would be back by then) and
+    // past the delay, with one more second to spare.
+    while requeued.elapsed() < DELAY + Duration::from_secs(1) {
+        for m in p
+            .queue
+            .receive(10, Duration::from_millis(500))
+            .await
+            .unwrap()
+        {
+            seen.push((requeued.elapsed(), m.body.clone(), m.receive_count));
+            p.queue.delete_batch(vec![m.receipt_handle]).await.unwrap();
+        }
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (after, body, receives) = &seen[0];
+    assert_eq!((body.as_str(), *receives), ("parked again", 1));
+    assert!(
+        *after >= DELAY - Duration::from_millis(10),
+        "back after {after:?}"
+    );
+}
+
 pub async fn queue_accepts_a_stale_receipt_without_error(p: Ports) {
     p.queue.send_batch(vec![msg("s")]).await.unwrap();
     let first = receive_some(&p.queue, 1).await;
@@ -2223,6 +2275,7 @@ contract_tests! {
         queue_sends_receives_and_deletes,
         queue_hides_received_messages_until_their_visibility_timeout,
         queue_change_visibility_reschedules_a_message,
+        queue_requeues_a_received_message_in_its_place,
         queue_accepts_a_stale_receipt_without_error,
         queue_redrives_to_its_dead_letter_queue_after_max_receives,
         queue_long_poll_wakes_on_a_send,

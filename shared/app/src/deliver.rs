@@ -406,29 +406,24 @@ async fn defer(
     deferred: Vec<(String, String, DeliveryTask, Duration)>,
     response: &mut SqsBatchResponse,
 ) {
-    let copies = deferred
-        .iter()
+    let (message_ids, requeued): (Vec<String>, Vec<(String, OutgoingMessage)>) = deferred
+        .into_iter()
         .enumerate()
-        .map(|(i, (_, _, task, wait))| OutgoingMessage {
-            id: i.to_string(),
-            body: serde_json::to_string(task).expect("a delivery task serialises"),
-            delay: *wait,
+        .map(|(i, (message_id, receipt, task, wait))| {
+            let copy = OutgoingMessage {
+                id: i.to_string(),
+                body: serde_json::to_string(&task).expect("a delivery task serialises"),
+                delay: wait,
+            };
+            (message_id, (receipt, copy))
         })
-        .collect();
-    if let Err(e) = services.deliveries_queue.send_batch(copies).await {
+        .unzip();
+    // In place of the received messages (the task carries its parkings and receives).
+    if let Err(e) = services.deliveries_queue.requeue_batch(requeued).await {
         tracing::warn!(error = %e, "could not defer deliveries; they will come back");
-        for (message_id, ..) in deferred {
+        for message_id in message_ids {
             response.add_failure(message_id);
         }
-        return;
-    }
-    let originals = deferred
-        .into_iter()
-        .map(|(_, receipt, ..)| receipt)
-        .collect();
-    if let Err(e) = services.deliveries_queue.delete_batch(originals).await {
-        // Both copies exist now; the delivery may be attempted twice, never lost.
-        tracing::warn!(error = %e, "could not delete deferred originals");
     }
 }
 

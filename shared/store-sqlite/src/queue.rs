@@ -408,6 +408,49 @@ impl Queue for SqliteQueue {
         self.arrivals.notify_one();
         Ok(())
     }
+
+    /// One write per message instead of an insert and a delete: the received row takes the
+    /// new body and due time and becomes a message no one holds, its receive count started
+    /// over. A stale receipt replaces nothing (the message came back to another receiver,
+    /// or was deleted): nothing is lost, and no copy is made to be attempted twice.
+    async fn requeue_batch(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let copies: Vec<OutgoingMessage> = messages.iter().map(|(_, m)| m.clone()).collect();
+        check_sizes(&self.name, &copies, self.max_message_bytes)?;
+        let queue = self.name.clone();
+        let now = self.clock.now_ms();
+        let first_due = messages
+            .iter()
+            .map(|(_, m)| now + m.delay.as_millis() as i64)
+            .min();
+        self.db
+            .call(move |c| {
+                let tx = c.savepoint()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "UPDATE queue_messages SET body = ?4, sent_at = ?5, visible_at = ?6,
+                         receive_count = 0, receipt = NULL, parked = 0
+                         WHERE queue = ?1 AND id = ?2 AND receipt = ?3",
+                    )?;
+                    for (r, m) in &messages {
+                        let at = now + m.delay.as_millis() as i64;
+                        stmt.execute(params![queue, message_id_of(r), r, m.body, now, at])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+        // The timer learns the first due time here, without a receiver's take.
+        match first_due {
+            Some(at) if at <= now => self.arrivals.notify_one(),
+            Some(at) => self.report_due(on_tick(at)),
+            None => {}
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -434,6 +477,40 @@ mod tests {
         assert_eq!(on_tick(DUE_TICK_MS + 1), 2 * DUE_TICK_MS);
         // Saturates rather than overflows.
         assert_eq!(on_tick(i64::MAX), i64::MAX);
+    }
+
+    #[tokio::test]
+    async fn a_requeue_with_a_stale_receipt_replaces_nothing_and_copies_nothing() {
+        let queue = queue(&Db::in_memory().unwrap(), "q", 200, None);
+        queue
+            .send_batch(vec![OutgoingMessage {
+                id: "0".into(),
+                body: "task".into(),
+                delay: Duration::ZERO,
+            }])
+            .await
+            .unwrap();
+        let first = queue.receive(1, Duration::from_secs(1)).await.unwrap();
+        // Back after its visibility timeout, to another receiver.
+        let second = queue.receive(1, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(second[0].receive_count, 2);
+        queue
+            .requeue_batch(vec![(
+                first[0].receipt_handle.clone(),
+                OutgoingMessage {
+                    id: "0".into(),
+                    body: "stale copy".into(),
+                    delay: Duration::ZERO,
+                },
+            )])
+            .await
+            .unwrap();
+        assert_eq!(queue.len().await.unwrap(), 1);
+        queue
+            .delete_batch(vec![second[0].receipt_handle.clone()])
+            .await
+            .unwrap();
+        assert_eq!(queue.len().await.unwrap(), 0, "no copy was made");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

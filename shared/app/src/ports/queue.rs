@@ -53,6 +53,21 @@ pub trait Queue: Send + Sync {
     async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<()>;
     /// Makes each message visible again after the given time from now.
     async fn change_visibility_batch(&self, changes: Vec<(String, Duration)>) -> Result<()>;
+    /// Sends each message, after its delay, in place of the received one whose receipt
+    /// handle it is paired with: a new message (its receive count starts over), the
+    /// received one gone. How a delivery that was not attempted goes back with a changed
+    /// body (deliver's deferrals). SQS has no such call, so by default a copy is sent and
+    /// then the original deleted: if the send fails nothing changed (the error says so);
+    /// if the delete fails both exist, so the delivery may be attempted twice, never lost
+    /// (logged, not an error). The embedded queue replaces in one write instead.
+    async fn requeue_batch(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<()> {
+        let (receipts, copies): (Vec<String>, Vec<OutgoingMessage>) = messages.into_iter().unzip();
+        self.send_batch(copies).await?;
+        if let Err(e) = self.delete_batch(receipts).await {
+            tracing::warn!(error = %e, "could not delete the originals of requeued messages");
+        }
+        Ok(())
+    }
 }
 
 /// Refuses a batch holding a message over `max_bytes` (nothing of it is sent): the same
