@@ -1,10 +1,13 @@
 //! Layout 2 on DynamoDB (a moto server), where the bytes of an item are what is billed:
-//! events are stored deflated, and items written by layout 1 still read back.
+//! events are stored deflated, and items written by layout 1 still read back; the sweep
+//! queries the pending deliveries' index instead of scanning the table.
 
+use app::ports::DeliveryLog;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::catalog::EventType;
+use domain::delivery::{Delivery, DeliveryStatus};
 use domain::event::Event;
-use domain::ids::{AccountId, EventId};
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::time::Timestamp;
 use e2e::moto;
 use serde_json::json;
@@ -131,4 +134,202 @@ async fn events_are_stored_deflated_and_layout_1_items_read_back() {
     }
     let listed = stores.events.list(&account, None, None, 10).await.unwrap();
     assert_eq!(listed.items, [new, old], "newest first, both layouts");
+}
+
+fn pending(id: &str, updated_at: Timestamp, next_attempt_at: Option<Timestamp>) -> Delivery {
+    Delivery {
+        id: DeliveryId::parse(id).unwrap(),
+        account_id: AccountId::parse("acct_sweep").unwrap(),
+        subscription_id: SubscriptionId::parse("wh_sweep").unwrap(),
+        event_id: EventId::parse(format!("evt_{id}")).unwrap(),
+        event_type: EventType::known("call.ended").unwrap(),
+        status: DeliveryStatus::Pending,
+        attempt_count: 1,
+        created_at: updated_at,
+        updated_at,
+        next_attempt_at,
+        last_error: Some("HTTP 503".into()),
+        last_latency_ms: Some(40),
+    }
+}
+
+/// Every id `overdue` lists from `before`, following its cursors, `limit` at a time;
+/// and whether its cursors were the index query's.
+async fn overdue_ids(
+    log: &dyn DeliveryLog,
+    before: Timestamp,
+    limit: usize,
+) -> (Vec<String>, bool) {
+    let (mut ids, mut queried, mut cursor) = (Vec::new(), false, None::<String>);
+    loop {
+        let page = log.overdue(before, cursor.as_deref(), limit).await.unwrap();
+        ids.extend(page.items.iter().map(|d| d.id.to_string()));
+        match page.next_cursor {
+            Some(c) => {
+                queried |= c.starts_with("q.");
+                cursor = Some(c);
+            }
+            None => break,
+        }
+    }
+    ids.sort();
+    (ids, queried)
+}
+
+/// The sweep asks the `by_status` index for the pending deliveries (only retrying ones are
+/// there), once a first sweep has scanned the table and given that key to the pending
+/// deliveries layout 1 wrote without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_queries_the_pending_index_once_a_scan_has_indexed_layout_1() {
+    let (clients, resources) = moto::deployment("sweepidx").await;
+    let stores = store_aws::stores(&clients, &resources);
+    let log = stores.deliveries.as_ref();
+    let now = Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    let hours_ago = |h: i64| now.plus_millis(-h * 3_600_000);
+    let before = hours_ago(6);
+    let raw = |id: &str| {
+        clients
+            .dynamodb
+            .get_item()
+            .table_name(&resources.deliveries_table)
+            .key("pk", AttributeValue::S(id.into()))
+            .key("sk", AttributeValue::S("delivery".into()))
+            .send()
+    };
+
+    // Written now: overdue ones (due long ago, or changed long ago with nothing due), one
+    // retrying later, and one delivered.
+    let mut written = vec![pending("msg_due_1", hours_ago(9), Some(hours_ago(8)))];
+    for i in 2..=6 {
+        written.push(pending(&format!("msg_due_{i}"), hours_ago(7), None));
+    }
+    written.push(pending(
+        "msg_later",
+        hours_ago(7),
+        Some(now.plus_millis(3_600_000)),
+    ));
+    let mut delivered = pending("msg_delivered", hours_ago(9), None);
+    delivered.status = DeliveryStatus::Succeeded;
+    written.push(delivered);
+    assert!(log.create_batch(&written).await.unwrap().iter().all(|c| *c));
+    for (id, key) in [
+        ("msg_due_1", true),
+        ("msg_later", true),
+        ("msg_delivered", false),
+    ] {
+        let item = raw(id).await.unwrap().item.unwrap();
+        match item.get("status_key") {
+            Some(AttributeValue::S(k)) => assert!(key && k.starts_with("pending#"), "{id}: {k}"),
+            None => assert!(!key, "{id} has no index key"),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+
+    // One pending as layout 1 wrote it: no index key.
+    let layout_1 = |id: &str| {
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(&resources.deliveries_table)
+            .item("pk", AttributeValue::S(id.into()))
+            .item("sk", AttributeValue::S("delivery".into()))
+            .item("account_id", AttributeValue::S("acct_sweep".into()))
+            .item("subscription_id", AttributeValue::S("wh_sweep".into()))
+            .item("event_id", AttributeValue::S(format!("evt_{id}")))
+            .item("event_type", AttributeValue::S("call.ended".into()))
+            .item(
+                "event_key",
+                AttributeValue::S(format!("acct_sweep#evt_{id}")),
+            )
+            .item("sub_key", AttributeValue::S("acct_sweep#wh_sweep".into()))
+            .item("status", AttributeValue::S("pending".into()))
+            .item("attempt_count", AttributeValue::N("0".into()))
+            .item(
+                "created_at",
+                AttributeValue::N(hours_ago(10).as_millis().to_string()),
+            )
+            .item(
+                "updated_at",
+                AttributeValue::N(hours_ago(10).as_millis().to_string()),
+            )
+            .item("expires_at", AttributeValue::N("4000000000".into()))
+            .send()
+    };
+    layout_1("msg_old").await.unwrap();
+
+    let mut expected: Vec<String> = (1..=6).map(|i| format!("msg_due_{i}")).collect();
+    expected.push("msg_old".into());
+    expected.sort();
+    // The first sweep scans: it finds the old one too, and gives it its key.
+    let (first, queried) = overdue_ids(log, before, 2).await;
+    assert_eq!(first, expected);
+    assert!(!queried, "the first sweep scans");
+    let old = raw("msg_old").await.unwrap().item.unwrap();
+    assert!(
+        matches!(old.get("status_key"), Some(AttributeValue::S(k)) if k.starts_with("pending#")),
+        "{old:?}"
+    );
+
+    // Later sweeps query the index, page by page across its shards.
+    let (later, queried) = overdue_ids(log, before, 2).await;
+    assert_eq!(later, expected);
+    assert!(queried, "a later sweep queries the index");
+    // Hence a key-less pending item written now is not seen: none is written since layout 2.
+    layout_1("msg_unindexed").await.unwrap();
+    assert_eq!(overdue_ids(log, before, 100).await.0, expected);
+
+    // A delivery leaving `pending` leaves the index; one rescheduled is not overdue.
+    let account = AccountId::parse("acct_sweep").unwrap();
+    let id = |s: &str| DeliveryId::parse(s).unwrap();
+    assert!(log
+        .move_status(
+            &account,
+            &id("msg_due_1"),
+            (DeliveryStatus::Pending, 1),
+            DeliveryStatus::Succeeded,
+            now
+        )
+        .await
+        .unwrap());
+    assert!(!raw("msg_due_1")
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+        .contains_key("status_key"));
+    assert!(log
+        .move_status(
+            &account,
+            &id("msg_due_2"),
+            (DeliveryStatus::Pending, 1),
+            DeliveryStatus::Pending,
+            now
+        )
+        .await
+        .unwrap());
+    assert!(log
+        .move_status(
+            &account,
+            &id("msg_due_3"),
+            (DeliveryStatus::Pending, 1),
+            DeliveryStatus::Dead,
+            now
+        )
+        .await
+        .unwrap());
+    let dead = log.list_dead(&account, None, 10).await.unwrap();
+    assert_eq!(
+        dead.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["msg_due_3"]
+    );
+    let left: Vec<String> = expected
+        .into_iter()
+        .filter(|i| !["msg_due_1", "msg_due_2", "msg_due_3"].contains(&i.as_str()))
+        .collect();
+    assert_eq!(overdue_ids(log, before, 100).await.0, left);
 }

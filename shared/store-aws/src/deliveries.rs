@@ -28,6 +28,19 @@ use domain::time::Timestamp;
 /// The parts the sweep's scan reads the deliveries table in (see `overdue`).
 const OVERDUE_SEGMENTS: i32 = 16;
 
+/// The `by_status` partitions pending deliveries are spread over (see `pending_key`): an
+/// index partition takes about 1 000 writes a second, and every failed attempt writes one.
+const PENDING_SHARDS: u32 = 16;
+
+/// Begins a cursor of the sweep's index queries (a scan's starts with a digit).
+const INDEXED_CURSOR: &str = "q.";
+
+/// The item that says every pending delivery carries its `by_status` key, so the sweep may
+/// query the index instead of scanning the table: written by the first sweep that has
+/// scanned the whole table and given the key to every pending delivery written before
+/// pending ones had it (layout 1). Its `sk` is not `delivery`: no scan or index sees it.
+const PENDING_INDEXED_PK: &str = "sweep#pending-indexed";
+
 /// `<segment>.<segments left>.<last key, or nothing at a segment's start>`.
 fn decode_overdue_cursor(cursor: &str) -> Result<(i32, i32, Option<Item>)> {
     let mut parts = cursor.splitn(3, '.');
@@ -63,10 +76,12 @@ const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 /// attempts (numbered by their order when read). Sparse
 /// indexes over the delivery items: `by_event` (`event_key` = account#event) lists an
 /// event's deliveries, `by_subscription` (`sub_key` = account#subscription, by
-/// `created_at`) a subscription's, `by_status` (`status_key` = account#dead, by
-/// `updated_at`) an account's dead letters. Only dead deliveries carry `status_key`: each
-/// index write costs a write unit, and pending → succeeded must not touch that index. Every
-/// item carries a TTL in `expires_at`.
+/// `created_at`) a subscription's, `by_status` (by `updated_at`) an account's dead letters
+/// (`status_key` = account#dead) and the pending deliveries the sweep asks about
+/// (`status_key` = `pending#<shard>`). Only dead and pending deliveries carry `status_key`:
+/// each index write costs a write unit, and a delivery is pending only once it has failed
+/// (it is logged from its first outcome), so a first-try success never touches the index.
+/// Every item carries a TTL in `expires_at`.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -122,9 +137,8 @@ impl DynamoDeliveryLog {
         if let Some(latency) = d.last_latency_ms {
             item.insert("last_latency_ms".into(), n(latency));
         }
-        // Only dead deliveries are on the dead-letter index.
-        if d.status == DeliveryStatus::Dead {
-            item.insert("status_key".into(), s(dead_key(&d.account_id)));
+        if let Some(key) = status_key(d.status, &d.account_id, &d.id) {
+            item.insert("status_key".into(), s(key));
         }
         item
     }
@@ -270,11 +284,12 @@ impl DynamoDeliveryLog {
             request = request
                 .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()));
         }
-        if u.status == DeliveryStatus::Dead {
-            set.push("#sk = :sk");
-            request = request.expression_attribute_values(":sk", s(dead_key(&u.account_id)));
-        } else {
-            remove.push("#sk");
+        match status_key(u.status, &u.account_id, &u.delivery_id) {
+            Some(key) => {
+                set.push("#sk = :sk");
+                request = request.expression_attribute_values(":sk", s(key));
+            }
+            None => remove.push("#sk"),
         }
         match u.next_attempt_at {
             Some(at) => {
@@ -320,6 +335,212 @@ impl DynamoDeliveryLog {
                 other => storage_error(other),
             })?;
         Ok(())
+    }
+
+    /// The sweep's question as a filtered, segmented `Scan`, until the first whole pass:
+    /// it reads (and is billed for) the whole table, about $0.016 a stored GB with
+    /// eventually consistent reads. Every pending delivery it meets without its `by_status`
+    /// key (one written by layout 1) is given it, and a pass that reaches the end records
+    /// so (`PENDING_INDEXED_PK`): later sweeps query the index. The table is read in
+    /// [`OVERDUE_SEGMENTS`] segments, starting at a random one and going round: a sweep cut
+    /// short by its time budget on a large table reaches another part of it next time. A
+    /// page is what one or more reads of up to 1 000 items found, so it may hold somewhat
+    /// more than `limit`.
+    async fn overdue_scanned(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (mut segment, mut left, mut start) = match cursor {
+            None => (
+                (OsRandom.unit() * f64::from(OVERDUE_SEGMENTS)) as i32 % OVERDUE_SEGMENTS,
+                OVERDUE_SEGMENTS,
+                None,
+            ),
+            Some(c) => decode_overdue_cursor(c)?,
+        };
+        let now = now_secs();
+        let mut found = Vec::new();
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .segment(segment)
+                .total_segments(OVERDUE_SEGMENTS)
+                .limit(1000)
+                // Every pending delivery, overdue or not: those without their key get it.
+                .filter_expression("#sk = :delivery AND #st = :pending")
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":delivery", s(DELIVERY_SK))
+                .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(storage_error)?;
+            for item in out.items().iter().filter(|i| !expired(i, now)) {
+                let delivery = delivery_from_item(item)?;
+                if !item.contains_key("status_key") {
+                    self.give_pending_key(&delivery).await?;
+                }
+                if delivery.next_attempt_at.unwrap_or(delivery.updated_at) < before {
+                    found.push(delivery);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => {
+                    left -= 1;
+                    if left == 0 {
+                        // A whole pass: every pending delivery has its key now.
+                        self.mark_pending_indexed().await?;
+                        return Ok(Page {
+                            items: found,
+                            next_cursor: None,
+                        });
+                    }
+                    segment = (segment + 1) % OVERDUE_SEGMENTS;
+                }
+            }
+            if found.len() >= limit {
+                let key = start
+                    .as_ref()
+                    .map_or(String::new(), |k| encode_cursor(k, &["pk", "sk"]));
+                return Ok(Page {
+                    items: found,
+                    next_cursor: Some(format!("{segment}.{left}.{key}")),
+                });
+            }
+        }
+    }
+
+    /// The sweep's question as queries of the `by_status` index's pending shards, in
+    /// order, each read whole and filtered: due (its `next_attempt_at`, or its last change
+    /// when none is set) before `before`. Only deliveries that failed are there, so the
+    /// whole of it is small. (Not a range of `updated_at`: an outcome logged at the end of
+    /// a long attempt may be later than the retry it schedules.) Cursor: `<shard>.<last
+    /// key, or nothing at a shard's start>` (after `INDEXED_CURSOR`).
+    async fn overdue_indexed(
+        &self,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let (mut shard, mut start) = match cursor {
+            None => (0, None),
+            Some(c) => {
+                let (shard, key) = c.split_once('.').ok_or(Error::InvalidCursor)?;
+                let shard: u32 = shard
+                    .parse()
+                    .ok()
+                    .filter(|s| *s < PENDING_SHARDS)
+                    .ok_or(Error::InvalidCursor)?;
+                let key = match key {
+                    "" => None,
+                    k => Some(decode_cursor(k, BY_STATUS_KEYS)?),
+                };
+                (shard, key)
+            }
+        };
+        let now = now_secs();
+        let mut found = Vec::new();
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_STATUS_INDEX)
+                .key_condition_expression("#sk = :k")
+                .filter_expression("#na < :before OR (attribute_not_exists(#na) AND #ua < :before)")
+                .expression_attribute_names("#sk", "status_key")
+                .expression_attribute_names("#ua", "updated_at")
+                .expression_attribute_names("#na", "next_attempt_at")
+                .expression_attribute_values(":k", s(format!("pending#{shard:02}")))
+                .expression_attribute_values(":before", ms(before))
+                .limit(1000)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(storage_error)?;
+            for item in out.items().iter().filter(|i| !expired(i, now)) {
+                found.push(delivery_from_item(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => {
+                    shard += 1;
+                    if shard == PENDING_SHARDS {
+                        return Ok(Page {
+                            items: found,
+                            next_cursor: None,
+                        });
+                    }
+                }
+            }
+            if found.len() >= limit {
+                let key = start
+                    .as_ref()
+                    .map_or(String::new(), |k| encode_cursor(k, BY_STATUS_KEYS));
+                return Ok(Page {
+                    items: found,
+                    next_cursor: Some(format!("{INDEXED_CURSOR}{shard}.{key}")),
+                });
+            }
+        }
+    }
+
+    /// Whether every pending delivery is known to carry its `by_status` key.
+    async fn pending_indexed(&self) -> Result<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(PENDING_INDEXED_PK))
+            .key("sk", s(PENDING_INDEXED_PK))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(out.item().is_some())
+    }
+
+    async fn mark_pending_indexed(&self) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(PENDING_INDEXED_PK))
+            .item("sk", s(PENDING_INDEXED_PK))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Gives a pending delivery written without it (layout 1) its `by_status` key, unless
+    /// it has changed since it was read.
+    async fn give_pending_key(&self, d: &Delivery) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(d.id.as_str()))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression("#st = :pending AND attribute_not_exists(#sk)")
+            .update_expression("SET #sk = :k")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#sk", "status_key")
+            .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()))
+            .expression_attribute_values(":k", s(pending_key(&d.id)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(storage_error(other)),
+            },
+        }
     }
 
     /// The attempt's item. Its sort key orders attempts by start time; the random part keeps
@@ -524,6 +745,29 @@ fn dead_key(account_id: &str) -> String {
     format!("{account_id}#dead")
 }
 
+/// The `by_status` key of a pending delivery: `pending#<shard>`, the shard drawn from its id
+/// (FNV-1a), so the index's writes spread over [`PENDING_SHARDS`] partitions. No account's
+/// dead key has this form (it ends in `#dead`).
+fn pending_key(id: &DeliveryId) -> String {
+    format!("pending#{:02}", shard_of(id.as_str()))
+}
+
+fn shard_of(id: &str) -> u32 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(PENDING_SHARDS)) as u32
+}
+
+/// The `by_status` key of a delivery in `status`, if that status is on the index.
+fn status_key(status: DeliveryStatus, account_id: &AccountId, id: &DeliveryId) -> Option<String> {
+    match status {
+        DeliveryStatus::Dead => Some(dead_key(account_id)),
+        DeliveryStatus::Pending => Some(pending_key(id)),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl DeliveryLog for DynamoDeliveryLog {
     async fn create_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>> {
@@ -570,12 +814,12 @@ impl DeliveryLog for DynamoDeliveryLog {
         } else {
             remove.push("#na");
         }
-        // Only dead deliveries are on the dead-letter index.
-        if to == DeliveryStatus::Dead {
-            set.push("#sk = :sk");
-            request = request.expression_attribute_values(":sk", s(dead_key(account_id)));
-        } else {
-            remove.push("#sk");
+        match status_key(to, account_id, id) {
+            Some(key) => {
+                set.push("#sk = :sk");
+                request = request.expression_attribute_values(":sk", s(key));
+            }
+            None => remove.push("#sk"),
         }
         let mut expression = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -746,78 +990,27 @@ impl DeliveryLog for DynamoDeliveryLog {
         .await
     }
 
-    /// A filtered, segmented `Scan`: no index, as one would cost every delivery two more
-    /// index writes (pending in, then out) for a question asked once a day. A scan reads
-    /// (and is billed for) the whole table, about $0.03 a stored GB with eventually
-    /// consistent reads: storage v2's layout is to make this a query of the few retrying
-    /// deliveries. The table is read in [`OVERDUE_SEGMENTS`] segments, starting at a random
-    /// one and going round: a sweep cut short by its time budget on a large table reaches
-    /// another part of it next time. A page is what one or more reads of up to 1 000 items
-    /// found, so it may hold somewhat more than `limit`.
+    /// A query of the `by_status` index's pending shards, each from its oldest change to
+    /// `before`, keeping those due before it: only deliveries that failed are there (a
+    /// delivery is logged from its first outcome), so a sweep reads the few that are
+    /// retrying, not the table. Until every pending delivery is known to carry its key
+    /// (`PENDING_INDEXED_PK`), the sweep scans instead and gives the key to those written
+    /// without one (see `overdue_scanned`). A cursor says which of the two it continues.
     async fn overdue(
         &self,
         before: Timestamp,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        let (mut segment, mut left, mut start) = match cursor {
-            None => (
-                (OsRandom.unit() * f64::from(OVERDUE_SEGMENTS)) as i32 % OVERDUE_SEGMENTS,
-                OVERDUE_SEGMENTS,
-                None,
-            ),
-            Some(c) => decode_overdue_cursor(c)?,
-        };
-        let now = now_secs();
-        let mut found = Vec::new();
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .segment(segment)
-                .total_segments(OVERDUE_SEGMENTS)
-                .limit(1000)
-                .filter_expression(
-                    "#sk = :delivery AND #st = :pending AND \
-                     (#na < :before OR (attribute_not_exists(#na) AND #ua < :before))",
-                )
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#na", "next_attempt_at")
-                .expression_attribute_names("#ua", "updated_at")
-                .expression_attribute_values(":delivery", s(DELIVERY_SK))
-                .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()))
-                .expression_attribute_values(":before", ms(before))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(storage_error)?;
-            for item in out.items().iter().filter(|i| !expired(i, now)) {
-                found.push(delivery_from_item(item)?);
+        match cursor {
+            Some(c) => match c.strip_prefix(INDEXED_CURSOR) {
+                Some(rest) => self.overdue_indexed(before, Some(rest), limit).await,
+                None => self.overdue_scanned(before, Some(c), limit).await,
+            },
+            None if self.pending_indexed().await? => {
+                self.overdue_indexed(before, None, limit).await
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => {
-                    left -= 1;
-                    if left == 0 {
-                        return Ok(Page {
-                            items: found,
-                            next_cursor: None,
-                        });
-                    }
-                    segment = (segment + 1) % OVERDUE_SEGMENTS;
-                }
-            }
-            if found.len() >= limit {
-                let key = start
-                    .as_ref()
-                    .map_or(String::new(), |k| encode_cursor(k, &["pk", "sk"]));
-                return Ok(Page {
-                    items: found,
-                    next_cursor: Some(format!("{segment}.{left}.{key}")),
-                });
-            }
+            None => self.overdue_scanned(before, None, limit).await,
         }
     }
 

@@ -166,6 +166,21 @@ impl AwsProxy {
     /// Bytes the tables whose names end with one of `tables` (after the prefix) would store:
     /// (table items, global secondary index entries), each with DynamoDB's 100-byte
     /// per-item overhead.
+    /// The bytes of the items `keep` accepts of the table named `…-{table}`, as a read
+    /// of them is billed.
+    pub fn item_bytes(&self, table: &str, keep: impl Fn(&Attrs) -> bool) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .shadow
+            .items
+            .iter()
+            .filter(|(name, _)| name.ends_with(&format!("-{table}")))
+            .flat_map(|(_, items)| items.values())
+            .filter(|item| keep(item))
+            .map(item_size)
+            .sum()
+    }
+
     pub fn stored_bytes(&self, tables: &[&str]) -> (usize, usize) {
         let inner = self.inner.lock().unwrap();
         let (mut table_bytes, mut index_bytes) = (0, 0);

@@ -67,6 +67,12 @@ const LAMBDA_MEMORY_GB: f64 = 256.0 / 1024.0;
 /// stay stored (DynamoDB TTL).
 const RETENTION_DAYS: f64 = 30.0;
 const DAYS_PER_MONTH: f64 = 365.25 / 12.0;
+/// The template's `SweepSchedule` default, `rate(1 day)`: each sweep queries the pending
+/// deliveries on the `by_status` index (eventually consistent: one read unit per 8 KiB
+/// read), so a delivery left pending is read once a day while it is. The sweep before it
+/// scanned the whole table, every item read once a day for as long as it is kept.
+const SWEEPS_PER_DAY: f64 = 1.0;
+const SCAN_BYTES_PER_RRU: f64 = 8192.0;
 
 // The billed duration assumed per invocation: the handlers wait on AWS calls (a few ms
 // each in-region) and, in deliver, on the customer's endpoint. Ingest: the key's lookup,
@@ -387,6 +393,11 @@ struct Measured {
     ledger: Ledger,
     /// (table items, index entries) stored for the run's events and deliveries, bytes.
     stored: (usize, usize),
+    /// The deliveries table's items (deliveries, attempts, stats), bytes: what a scan of
+    /// it reads.
+    scanned: usize,
+    /// Its pending deliveries at the end, bytes: what the sweep's query reads.
+    swept: usize,
     /// Median handler wall time per invocation, ms.
     wall_ms: [f64; 3],
     run_secs: f64,
@@ -591,6 +602,13 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
     let run_secs = started.elapsed().as_secs_f64();
     let ledger = proxy.ledger();
     let stored = proxy.stored_bytes(&["events", "deliveries"]);
+    let scanned = proxy.item_bytes("deliveries", |_| true);
+    let swept = proxy.item_bytes("deliveries", |item| {
+        item.get("status_key")
+            .and_then(|k| k.get("S"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|k| k.starts_with("pending#"))
+    });
     let attempts = receiver.total();
     let sent_bytes = receiver.request_bytes();
     pipeline.stop().await;
@@ -610,6 +628,8 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
         sent_bytes,
         ledger,
         stored,
+        scanned,
+        swept,
         wall_ms: ["ingest", "fanout", "deliver"].map(|f| timings.median_ms(f)),
         run_secs,
     })
@@ -626,6 +646,10 @@ struct Dollars {
     data_out: f64,
     logs: f64,
     storage: f64,
+    sweeps: f64,
+    /// What a daily scan of the deliveries table would cost instead (the sweep before
+    /// storage v2 indexed the pending deliveries).
+    scans: f64,
 }
 
 impl Dollars {
@@ -658,6 +682,16 @@ impl Dollars {
             logs: gb(log_bytes) * LOGS_INGESTED_GB * per_million,
             storage: (gib(table + index) * DYNAMODB_STORAGE + gib(table) * DYNAMODB_PITR)
                 * months
+                * per_million,
+            sweeps: m.swept as f64 / SCAN_BYTES_PER_RRU
+                * SWEEPS_PER_DAY
+                * RETENTION_DAYS
+                * DYNAMODB_RRU
+                * per_million,
+            scans: m.scanned as f64 / SCAN_BYTES_PER_RRU
+                * SWEEPS_PER_DAY
+                * RETENTION_DAYS
+                * DYNAMODB_RRU
                 * per_million,
         }
     }
@@ -911,10 +945,24 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
             "$0.25 per GB-month (tables and indexes) + $0.20 per GB-month point-in-time recovery (tables)",
             |d| d.storage,
         ),
+        priced(
+            "Sweep",
+            "daily (`SweepSchedule`): a query of the deliveries left pending (none once all are delivered), 1 RRU per 8 KiB",
+            |d| d.sweeps,
+        ),
+        priced(
+            "(not paid: a daily scan of the deliveries table instead, as before storage v2)",
+            "every item read once a day for the 30 days it is kept, 1 RRU per 8 KiB",
+            |d| d.scans,
+        ),
         row(
-            "**total with storage** |",
-            d.iter()
-                .map(|x| format!("**{}**", dollars(x.requests_and_compute() + x.storage))),
+            "**total with storage and sweeps** |",
+            d.iter().map(|x| {
+                format!(
+                    "**{}**",
+                    dollars(x.requests_and_compute() + x.storage + x.sweeps)
+                )
+            }),
         ),
     ];
 
