@@ -947,7 +947,7 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
         ),
         priced(
             "Sweep",
-            "daily (`SweepSchedule`): a query of the deliveries left pending (none once all are delivered), 1 RRU per 8 KiB",
+            "daily (`SweepSchedule`): a query of the deliveries still pending (here, those retrying when the run ended), 1 RRU per 8 KiB",
             |d| d.sweeps,
         ),
         priced(
