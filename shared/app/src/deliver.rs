@@ -399,8 +399,9 @@ async fn settle(
     futures::future::join_all(announcing).await;
 }
 
-/// Sends deferred deliveries back as new messages after their wait, then deletes the
-/// originals. If the send fails the originals are reported failed and come back instead.
+/// Sends deferred deliveries back after their wait, in place of their messages
+/// (`Queue::requeue_batch`). If that fails the originals are reported failed and come back
+/// instead.
 async fn defer(
     services: &Services,
     deferred: Vec<(String, String, DeliveryTask, Duration)>,

@@ -35,11 +35,18 @@ const PENDING_SHARDS: u32 = 16;
 /// Begins a cursor of the sweep's index queries (a scan's starts with a digit).
 const INDEXED_CURSOR: &str = "q.";
 
-/// The item that says every pending delivery carries its `by_status` key, so the sweep may
-/// query the index instead of scanning the table: written by the first sweep that has
-/// scanned the whole table and given the key to every pending delivery written before
-/// pending ones had it (layout 1). Its `sk` is not `delivery`: no scan or index sees it.
+/// The sweep's record of its scans (`sk` is not `delivery`: no scan or index sees it).
+/// While a scan pass is under way it holds the pass's cursor (`cursor`), so a pass cut
+/// short by the sweep's time budget goes on at the next sweep; a whole pass sets
+/// `scanned_at`. A sweep queries the index while the last whole pass is less than
+/// [`RESCAN_AFTER_MS`] old.
 const PENDING_INDEXED_PK: &str = "sweep#pending-indexed";
+
+/// How often the sweep scans the whole table again even though every pending delivery it
+/// writes carries its key: a pending delivery left without one by an older version (a
+/// rollback, instances still running during a deploy) is found within a week, for a
+/// seventh of what a daily scan cost.
+const RESCAN_AFTER_MS: i64 = 7 * 86_400_000;
 
 /// `<segment>.<segments left>.<last key, or nothing at a segment's start>`.
 fn decode_overdue_cursor(cursor: &str) -> Result<(i32, i32, Option<Item>)> {
@@ -62,6 +69,13 @@ fn decode_overdue_cursor(cursor: &str) -> Result<(i32, i32, Option<Item>)> {
     Ok((segment, left, key))
 }
 
+/// What a sweep starting afresh does (see `DynamoDeliveryLog::scan_state`).
+enum ScanState {
+    Query,
+    /// Scan, going on with the pass under way at this cursor, or starting one.
+    Scan(Option<String>),
+}
+
 /// DynamoDB's limit on requests per `BatchWriteItem`.
 const MAX_BATCH_WRITE: usize = 25;
 const DELIVERY_SK: &str = "delivery";
@@ -79,9 +93,10 @@ const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 /// `created_at`) a subscription's, `by_status` (by `updated_at`) an account's dead letters
 /// (`status_key` = account#dead) and the pending deliveries the sweep asks about
 /// (`status_key` = `pending#<shard>`). Only dead and pending deliveries carry `status_key`:
-/// each index write costs a write unit, and a delivery is pending only once it has failed
-/// (it is logged from its first outcome), so a first-try success never touches the index.
-/// Every item carries a TTL in `expires_at`.
+/// each index write costs a write unit. A delivery is logged from its first outcome, so
+/// one is pending there once it has failed (or when created pending: a test send, a
+/// redrive); a first-try success never touches the index. Every item carries a TTL in
+/// `expires_at`.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -395,7 +410,7 @@ impl DynamoDeliveryLog {
                     left -= 1;
                     if left == 0 {
                         // A whole pass: every pending delivery has its key now.
-                        self.mark_pending_indexed().await?;
+                        self.record_scan(None).await?;
                         return Ok(Page {
                             items: found,
                             next_cursor: None,
@@ -408,40 +423,57 @@ impl DynamoDeliveryLog {
                 let key = start
                     .as_ref()
                     .map_or(String::new(), |k| encode_cursor(k, &["pk", "sk"]));
+                let cursor = format!("{segment}.{left}.{key}");
+                // Where the pass stands, should the sweep stop here.
+                self.record_scan(Some(&cursor)).await?;
                 return Ok(Page {
                     items: found,
-                    next_cursor: Some(format!("{segment}.{left}.{key}")),
+                    next_cursor: Some(cursor),
                 });
             }
         }
     }
 
-    /// The sweep's question as queries of the `by_status` index's pending shards, in
-    /// order, each read whole and filtered: due (its `next_attempt_at`, or its last change
-    /// when none is set) before `before`. Only deliveries that failed are there, so the
-    /// whole of it is small. (Not a range of `updated_at`: an outcome logged at the end of
-    /// a long attempt may be later than the retry it schedules.) Cursor: `<shard>.<last
-    /// key, or nothing at a shard's start>` (after `INDEXED_CURSOR`).
+    /// The sweep's question as queries of the `by_status` index's pending shards, each
+    /// read whole and filtered: due (its `next_attempt_at`, or its last change when none is
+    /// set) before `before`. Only deliveries that failed are there, so the whole of it is
+    /// small. (Not a range of `updated_at`: an outcome logged at the end of a long attempt
+    /// may be later than the retry it schedules.) A sweep starts at a random shard and goes
+    /// round, so one cut short by its time budget reaches the others next time. Cursor:
+    /// `<shard>.<shards left>.<last key, or nothing at a shard's start>` (after
+    /// `INDEXED_CURSOR`).
     async fn overdue_indexed(
         &self,
         before: Timestamp,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        let (mut shard, mut start) = match cursor {
-            None => (0, None),
+        let (mut shard, mut left, mut start) = match cursor {
+            None => (
+                (OsRandom.unit() * f64::from(PENDING_SHARDS)) as u32 % PENDING_SHARDS,
+                PENDING_SHARDS,
+                None,
+            ),
             Some(c) => {
-                let (shard, key) = c.split_once('.').ok_or(Error::InvalidCursor)?;
-                let shard: u32 = shard
-                    .parse()
-                    .ok()
-                    .filter(|s| *s < PENDING_SHARDS)
-                    .ok_or(Error::InvalidCursor)?;
-                let key = match key {
-                    "" => None,
-                    k => Some(decode_cursor(k, BY_STATUS_KEYS)?),
+                let mut parts = c.splitn(3, '.');
+                let mut number = |below: u32| {
+                    parts
+                        .next()
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .filter(|n| *n < below)
+                        .ok_or(Error::InvalidCursor)
                 };
-                (shard, key)
+                let shard = number(PENDING_SHARDS)?;
+                let left = number(PENDING_SHARDS + 1)?;
+                let key = match parts.next() {
+                    Some("") => None,
+                    Some(k) => Some(decode_cursor(k, BY_STATUS_KEYS)?),
+                    None => return Err(Error::InvalidCursor),
+                };
+                if left == 0 {
+                    return Err(Error::InvalidCursor);
+                }
+                (shard, left, key)
             }
         };
         let now = now_secs();
@@ -470,13 +502,14 @@ impl DynamoDeliveryLog {
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => {
-                    shard += 1;
-                    if shard == PENDING_SHARDS {
+                    left -= 1;
+                    if left == 0 {
                         return Ok(Page {
                             items: found,
                             next_cursor: None,
                         });
                     }
+                    shard = (shard + 1) % PENDING_SHARDS;
                 }
             }
             if found.len() >= limit {
@@ -485,14 +518,15 @@ impl DynamoDeliveryLog {
                     .map_or(String::new(), |k| encode_cursor(k, BY_STATUS_KEYS));
                 return Ok(Page {
                     items: found,
-                    next_cursor: Some(format!("{INDEXED_CURSOR}{shard}.{key}")),
+                    next_cursor: Some(format!("{INDEXED_CURSOR}{shard}.{left}.{key}")),
                 });
             }
         }
     }
 
-    /// Whether every pending delivery is known to carry its `by_status` key.
-    async fn pending_indexed(&self) -> Result<bool> {
+    /// What a sweep starting afresh does: query the index, or scan (going on with a pass
+    /// under way, or starting one).
+    async fn scan_state(&self) -> Result<ScanState> {
         let out = self
             .client
             .get_item()
@@ -502,18 +536,39 @@ impl DynamoDeliveryLog {
             .send()
             .await
             .map_err(storage_error)?;
-        Ok(out.item().is_some())
+        let Some(item) = out.item() else {
+            return Ok(ScanState::Scan(None));
+        };
+        // A cursor that no longer reads starts the pass over rather than stop every sweep.
+        if let Some(cursor) = opt_s(item, "cursor").filter(|c| decode_overdue_cursor(c).is_ok()) {
+            return Ok(ScanState::Scan(Some(cursor)));
+        }
+        let now_ms = now_secs() * 1000;
+        Ok(match opt_n::<i64>(item, "scanned_at") {
+            Some(at) if now_ms - at < RESCAN_AFTER_MS => ScanState::Query,
+            _ => ScanState::Scan(None),
+        })
     }
 
-    async fn mark_pending_indexed(&self) -> Result<()> {
-        self.client
-            .put_item()
+    /// Records where a scan pass stands (`Some(cursor)`), or that one has ended.
+    async fn record_scan(&self, cursor: Option<&str>) -> Result<()> {
+        let request = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .item("pk", s(PENDING_INDEXED_PK))
-            .item("sk", s(PENDING_INDEXED_PK))
-            .send()
-            .await
-            .map_err(storage_error)?;
+            .key("pk", s(PENDING_INDEXED_PK))
+            .key("sk", s(PENDING_INDEXED_PK))
+            .expression_attribute_names("#c", "cursor");
+        let request = match cursor {
+            Some(c) => request
+                .update_expression("SET #c = :c")
+                .expression_attribute_values(":c", s(c)),
+            None => request
+                .update_expression("SET #at = :at REMOVE #c")
+                .expression_attribute_names("#at", "scanned_at")
+                .expression_attribute_values(":at", n(now_secs() * 1000)),
+        };
+        request.send().await.map_err(storage_error)?;
         Ok(())
     }
 
@@ -990,12 +1045,13 @@ impl DeliveryLog for DynamoDeliveryLog {
         .await
     }
 
-    /// A query of the `by_status` index's pending shards, each from its oldest change to
-    /// `before`, keeping those due before it: only deliveries that failed are there (a
-    /// delivery is logged from its first outcome), so a sweep reads the few that are
-    /// retrying, not the table. Until every pending delivery is known to carry its key
-    /// (`PENDING_INDEXED_PK`), the sweep scans instead and gives the key to those written
-    /// without one (see `overdue_scanned`). A cursor says which of the two it continues.
+    /// A query of the `by_status` index's pending shards, keeping the deliveries due before
+    /// `before`: only deliveries that failed are there (a delivery is logged from its first
+    /// outcome), so a sweep reads the few that are retrying, not the table. Until a whole
+    /// scan pass has given every pending delivery its key, and again once a week
+    /// (`PENDING_INDEXED_PK`), the sweep scans instead (see `overdue_scanned`); a pass cut
+    /// short goes on at the next sweep, which then reads only the rest of the table. A
+    /// cursor says which of the two it continues.
     async fn overdue(
         &self,
         before: Timestamp,
@@ -1007,10 +1063,13 @@ impl DeliveryLog for DynamoDeliveryLog {
                 Some(rest) => self.overdue_indexed(before, Some(rest), limit).await,
                 None => self.overdue_scanned(before, Some(c), limit).await,
             },
-            None if self.pending_indexed().await? => {
-                self.overdue_indexed(before, None, limit).await
-            }
-            None => self.overdue_scanned(before, None, limit).await,
+            None => match self.scan_state().await? {
+                ScanState::Query => self.overdue_indexed(before, None, limit).await,
+                ScanState::Scan(under_way) => {
+                    self.overdue_scanned(before, under_way.as_deref(), limit)
+                        .await
+                }
+            },
         }
     }
 

@@ -69,9 +69,11 @@ const RETENTION_DAYS: f64 = 30.0;
 const DAYS_PER_MONTH: f64 = 365.25 / 12.0;
 /// The template's `SweepSchedule` default, `rate(1 day)`: each sweep queries the pending
 /// deliveries on the `by_status` index (eventually consistent: one read unit per 8 KiB
-/// read), so a delivery left pending is read once a day while it is. The sweep before it
-/// scanned the whole table, every item read once a day for as long as it is kept.
+/// read), so a delivery left pending is read once a day while it is, and once a week a
+/// sweep scans the whole table instead. The sweep before it scanned the whole table every
+/// day.
 const SWEEPS_PER_DAY: f64 = 1.0;
+const SCANS_PER_DAY: f64 = 1.0 / 7.0;
 const SCAN_BYTES_PER_RRU: f64 = 8192.0;
 
 // The billed duration assumed per invocation: the handlers wait on AWS calls (a few ms
@@ -683,8 +685,8 @@ impl Dollars {
             storage: (gib(table + index) * DYNAMODB_STORAGE + gib(table) * DYNAMODB_PITR)
                 * months
                 * per_million,
-            sweeps: m.swept as f64 / SCAN_BYTES_PER_RRU
-                * SWEEPS_PER_DAY
+            sweeps: (m.swept as f64 * SWEEPS_PER_DAY + m.scanned as f64 * SCANS_PER_DAY)
+                / SCAN_BYTES_PER_RRU
                 * RETENTION_DAYS
                 * DYNAMODB_RRU
                 * per_million,
@@ -947,7 +949,7 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
         ),
         priced(
             "Sweep",
-            "daily (`SweepSchedule`): a query of the deliveries still pending (here, those retrying when the run ended), 1 RRU per 8 KiB",
+            "daily (`SweepSchedule`): a query of the deliveries still pending (here, those retrying when the run ended), and a whole scan once a week; 1 RRU per 8 KiB",
             |d| d.sweeps,
         ),
         priced(

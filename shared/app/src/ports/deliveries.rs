@@ -52,8 +52,7 @@ pub trait DeliveryLog: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>>;
-    /// An account's dead deliveries (the dead letters), most recently updated first. Only
-    /// these are indexed by status: every other status change stays off the index.
+    /// An account's dead deliveries (the dead letters), most recently updated first.
     async fn list_dead(
         &self,
         account_id: &AccountId,
