@@ -1414,7 +1414,7 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
     assert_eq!(slots.len(), 3, "{slots:?}");
     let mut hours = read(StatsGrain::Hour, hour).await.unwrap();
     hours.sort_by_key(|h| h.start);
-    assert_eq!(hours, roll_up(slots, StatsGrain::Hour));
+    assert_eq!(hours, roll_up(slots, StatsGrain::Hour, hour));
     assert_eq!(
         hours
             .iter()

@@ -281,11 +281,13 @@ pub fn deltas_by(updates: &[DeliveryUpdate], grain: StatsGrain) -> BTreeMap<Slot
     deltas
 }
 
-/// Sums five-minute slots into `grain` (a backend that keeps only slots answers an hour
-/// read so; one that keeps hours builds them so from its slots). Any order in; out ordered
-/// by subscription, then start.
-pub fn roll_up(slots: Vec<StatsSlot>, grain: StatsGrain) -> Vec<StatsSlot> {
+/// Sums five-minute slots into `grain`, keeping the sums that start at or after `since`:
+/// how a backend that keeps only slots answers a read by hour (an hour that starts before
+/// `since` is left out, as a backend keeping hours leaves it). Any order in; out ordered by
+/// subscription, then start.
+pub fn roll_up(mut slots: Vec<StatsSlot>, grain: StatsGrain, since: Timestamp) -> Vec<StatsSlot> {
     if grain == StatsGrain::FiveMinutes {
+        slots.retain(|slot| slot.start >= since);
         return slots;
     }
     let mut sums: BTreeMap<(SubscriptionId, Timestamp), SlotStats> = BTreeMap::new();
@@ -299,6 +301,7 @@ pub fn roll_up(slots: Vec<StatsSlot>, grain: StatsGrain) -> Vec<StatsSlot> {
         }
     }
     sums.into_iter()
+        .filter(|((_, start), _)| *start >= since)
         .map(|((subscription_id, start), stats)| StatsSlot {
             subscription_id,
             start,
@@ -747,7 +750,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(plan.grain(), StatsGrain::Hour, "{window} {bucket:?}");
-            let hours = roll_up(slots.clone(), StatsGrain::Hour);
+            let hours = roll_up(slots.clone(), StatsGrain::Hour, Timestamp::from_millis(0));
             assert!(hours.len() < slots.len() / 2);
             assert!(hours
                 .iter()
@@ -767,6 +770,13 @@ mod tests {
             .unwrap();
             assert_eq!(plan.grain(), StatsGrain::FiveMinutes, "{window} {bucket:?}");
         }
-        assert_eq!(roll_up(slots.clone(), StatsGrain::FiveMinutes), slots);
+        assert_eq!(
+            roll_up(
+                slots.clone(),
+                StatsGrain::FiveMinutes,
+                Timestamp::from_millis(0)
+            ),
+            slots
+        );
     }
 }

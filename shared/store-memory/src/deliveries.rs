@@ -274,11 +274,7 @@ impl DeliveryLog for MemoryDeliveryLog {
                 stats: stats.clone(),
             })
             .collect();
-        // Only slots are kept: hours are summed on read, and one starting before `since`
-        // (partly outside it) is left out, as a backend keeping hours would.
-        Ok(roll_up(slots, grain)
-            .into_iter()
-            .filter(|sum| sum.start >= since)
-            .collect())
+        // Only slots are kept: hours are summed on read.
+        Ok(roll_up(slots, grain, since))
     }
 }

@@ -510,7 +510,7 @@ mod layout_tests {
             .await
             .unwrap();
         hours.sort_by(|a, b| (&a.subscription_id, a.start).cmp(&(&b.subscription_id, b.start)));
-        assert_eq!(hours, roll_up(slots, StatsGrain::Hour));
+        assert_eq!(hours, roll_up(slots, StatsGrain::Hour, since));
         let starts: Vec<(&str, i64, u64, u64)> = hours
             .iter()
             .map(|h| {

@@ -417,13 +417,13 @@ impl Queue for SqliteQueue {
         if messages.is_empty() {
             return Ok(());
         }
-        let copies: Vec<OutgoingMessage> = messages.iter().map(|(_, m)| m.clone()).collect();
+        let (receipts, copies): (Vec<String>, Vec<OutgoingMessage>) = messages.into_iter().unzip();
         check_sizes(&self.name, &copies, self.max_message_bytes)?;
         let queue = self.name.clone();
         let now = self.clock.now_ms();
-        let first_due = messages
+        let first_due = copies
             .iter()
-            .map(|(_, m)| now + m.delay.as_millis() as i64)
+            .map(|m| now + m.delay.as_millis() as i64)
             .min();
         self.db
             .call(move |c| {
@@ -434,7 +434,7 @@ impl Queue for SqliteQueue {
                          receive_count = 0, receipt = NULL, parked = 0
                          WHERE queue = ?1 AND id = ?2 AND receipt = ?3",
                     )?;
-                    for (r, m) in &messages {
+                    for (r, m) in receipts.iter().zip(&copies) {
                         let at = now + m.delay.as_millis() as i64;
                         stmt.execute(params![queue, message_id_of(r), r, m.body, now, at])?;
                     }
