@@ -187,7 +187,11 @@ impl Plan {
                 // A failing endpoint's new deliveries start parked (see `limiter`): they
                 // would only be received to be parked, a wall of them ahead of every other
                 // account's new deliveries. A returning one may be its endpoint's next probe.
-                let delay = if sub.failing_since.is_some() {
+                // So do those of an endpoint not yet heard from while its account's probes
+                // hang (known only where fan-out and deliver share a process: the runner).
+                let delay = if sub.failing_since.is_some()
+                    || services.limiter.would_park(sub, std::time::Instant::now())
+                {
                     task.parkings = 1;
                     parking_delay(0, services.random.unit())
                 } else {

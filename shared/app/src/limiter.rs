@@ -131,6 +131,38 @@ impl Limiter {
         })
     }
 
+    /// Whether a delivery to `sub` would be parked if it were received now: its endpoint is
+    /// failing and its probe (or its account's probes) are in flight, or it is unproven and
+    /// its account's probes have stalled (the `Failing` and stalled `Unproven` refusals of
+    /// [`Limiter::try_acquire`]). Fan-out asks it, so that such a delivery is sent parked
+    /// instead of being received only to be sent back: two queue writes fewer for each
+    /// delivery of a hanging account's backlog. Takes nothing.
+    pub fn would_park(&self, sub: &Subscription, now: Instant) -> bool {
+        let counts = self.counts.lock().expect("limiter lock");
+        let endpoint = counts.endpoints.get(&sub.id);
+        let failing = sub.failing_since.is_some();
+        let probe = if failing {
+            Probe::Failing
+        } else if endpoint.and_then(|e| e.proven_url.as_deref()) == Some(sub.url.as_str()) {
+            return false;
+        } else {
+            Probe::Unproven
+        };
+        let account_probes = counts
+            .probes
+            .get(&(sub.account_id.clone(), probe))
+            .map_or(&[][..], Vec::as_slice);
+        let full = account_probes.len() >= PROBES_PER_ACCOUNT;
+        match probe {
+            Probe::Failing => full || endpoint.is_some_and(|e| e.in_flight >= 1),
+            Probe::Unproven => {
+                full && account_probes
+                    .iter()
+                    .any(|started| now.saturating_duration_since(*started) >= PROBE_STALLED_AFTER)
+            }
+        }
+    }
+
     /// A slot for one attempt to `sub` now, or why not.
     pub fn try_acquire(
         self: &Arc<Self>,
@@ -312,6 +344,57 @@ mod tests {
         drop(probes);
         assert!(limiter.try_acquire(&failing("a", "wh_more"), now).is_ok());
         assert!(limiter.counts.lock().unwrap().probes.len() <= 1);
+    }
+
+    /// `would_park` answers what `try_acquire` would do, without taking anything.
+    #[test]
+    fn would_park_says_whether_a_delivery_would_be_parked_and_takes_nothing() {
+        let limiter = Limiter::new(10);
+        let now = Instant::now();
+        let parked_on_receipt = |sub: &Subscription, at: Instant| {
+            matches!(
+                limiter.try_acquire(sub, at).err(),
+                Some(Refusal::Failing | Refusal::Unproven { stalled: true })
+            )
+        };
+        let proven = limiter
+            .try_acquire(&endpoint("a", "wh_ok", None), now)
+            .unwrap();
+        proven.succeeded();
+        drop(proven);
+        let probes: Vec<Permit> = (0..PROBES_PER_ACCOUNT)
+            .map(|i| {
+                limiter
+                    .try_acquire(&endpoint("a", &format!("wh_{i}"), None), now)
+                    .unwrap()
+            })
+            .collect();
+        let down = failing("b", "wh_down");
+        let down_probe = limiter.try_acquire(&down, now).unwrap();
+        let stalled = now + PROBE_STALLED_AFTER;
+        let cases = [
+            // The account's probes are quick so far: a short wait, not a parking.
+            (endpoint("a", "wh_new", None), now, false),
+            // They have run past a second: parked.
+            (endpoint("a", "wh_new", None), stalled, true),
+            // A proven endpoint of the same account is not held up.
+            (endpoint("a", "wh_ok", None), stalled, false),
+            // Another account is not either.
+            (endpoint("c", "wh_c", None), stalled, false),
+            // A failing endpoint whose probe is in flight: parked.
+            (down.clone(), now, true),
+            // A failing endpoint with no probe in flight: this one is its probe.
+            (failing("b", "wh_other"), now, false),
+        ];
+        for (sub, at, parked) in &cases {
+            assert_eq!(limiter.would_park(sub, *at), *parked, "{}", sub.id);
+            // Asked twice: nothing was taken by asking.
+            assert_eq!(limiter.would_park(sub, *at), *parked, "{}", sub.id);
+            assert_eq!(parked_on_receipt(sub, *at), *parked, "{}", sub.id);
+        }
+        drop((probes, down_probe));
+        assert!(!limiter.would_park(&endpoint("a", "wh_new", None), stalled));
+        assert!(!limiter.would_park(&down, now));
     }
 
     #[test]

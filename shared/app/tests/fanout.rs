@@ -325,6 +325,48 @@ async fn a_failing_endpoints_new_deliveries_start_parked() {
         .is_none());
 }
 
+/// Where fan-out shares the limiter with deliver (the runner), an endpoint not heard from yet
+/// whose account's probes have been hanging past a second gets its new deliveries parked at
+/// once, as deliver would park them on receipt; another account's go out at once.
+#[tokio::test]
+async fn an_unproven_endpoints_new_deliveries_start_parked_while_its_accounts_probes_hang() {
+    let h = Harness::new(&[]);
+    let new = subscription("acct_a", "wh_new", &["*"]);
+    let other = subscription("acct_b", "wh_b", &["*"]);
+    for sub in [&new, &other] {
+        h.services.subscriptions.put(sub).await.unwrap();
+    }
+    let started = std::time::Instant::now()
+        .checked_sub(app::limiter::PROBE_STALLED_AFTER * 2)
+        .unwrap();
+    let hanging: Vec<_> = (0..app::limiter::PROBES_PER_ACCOUNT)
+        .map(|i| {
+            let sub = subscription("acct_a", &format!("wh_hang_{i}"), &["*"]);
+            h.services.limiter.try_acquire(&sub, started).unwrap()
+        })
+        .collect();
+    for (i, account) in ["acct_a", "acct_b"].iter().enumerate() {
+        let e = event(account, &format!("evt_{i}"), "call.ended");
+        assert!(fan_out(&h, &format!("m{i}"), &e, 1).await.is_empty());
+    }
+    let now = queued_tasks(&h).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!((&now[0].subscription_id, now[0].parkings), (&other.id, 0));
+
+    // Once the probes are over, the account's new deliveries go out at once again.
+    drop(hanging);
+    let e = event("acct_a", "evt_2", "call.ended");
+    assert!(fan_out(&h, "m2", &e, 1).await.is_empty());
+    let now = queued_tasks(&h).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!((&now[0].subscription_id, now[0].parkings), (&new.id, 0));
+
+    h.clock.advance(std::time::Duration::from_secs(37));
+    let later = queued_tasks(&h).await;
+    assert_eq!(later.len(), 1);
+    assert_eq!((&later[0].subscription_id, later[0].parkings), (&new.id, 1));
+}
+
 #[tokio::test]
 async fn an_operational_event_never_goes_to_the_endpoint_it_is_about() {
     let h = Harness::new(&[]);
