@@ -150,6 +150,7 @@ async fn moto() -> Ports {
         deliveries: Arc::new(DynamoDeliveryLog::new(
             ddb.clone(),
             &r.deliveries_table,
+            &r.events_table,
             r.retention,
         )),
         deliveries_with_slow_writes: Arc::new(DynamoDeliveryLog::new(
@@ -160,6 +161,7 @@ async fn moto() -> Ports {
                     .build(),
             ),
             &r.deliveries_table,
+            &r.events_table,
             r.retention,
         )),
         alerts: Arc::new(DynamoAlertStore::new(ddb.clone(), &r.deliveries_table)),
@@ -776,6 +778,104 @@ pub async fn events_are_deduplicated_per_account(p: Ports) {
     assert_eq!(e.get(&acct("c"), &evt_id("e1")).await.unwrap(), None);
 }
 
+/// An event stored with the subscriptions its caller fans it out to
+/// (`insert_batch_listing`) has those deliveries listed with it, whether their outcomes say
+/// so (`listed_on_event`: a store may then leave them out of its index by event) or not;
+/// with the ones it does not list, each once, and nothing of another event or account.
+pub async fn an_events_deliveries_are_listed_whether_or_not_the_event_lists_them(p: Ports) {
+    let event = stored_event("acct", "evt_listed");
+    let listed_subs = [sub_id("wh_1"), sub_id("wh_2"), sub_id("wh_3")];
+    p.events
+        .insert_batch_listing(
+            &[event.clone(), stored_event("acct", "evt_other")],
+            &[Some(listed_subs.to_vec()), None],
+        )
+        .await
+        .unwrap();
+    fn outcome(
+        sub: &'static str,
+        event: &Event,
+        listed: bool,
+        status: DeliveryStatus,
+    ) -> DeliveryUpdate {
+        DeliveryUpdate {
+            delivery_id: DeliveryId::of(&event.account_id, &event.id, &sub_id(sub)),
+            account_id: event.account_id.clone(),
+            subscription_id: sub_id(sub),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            created_at: now(),
+            first_try: true,
+            status,
+            attempt: Some(Attempt {
+                attempt: 1,
+                at: now(),
+                url: format!("https://example.com/{sub}"),
+                request_headers: vec![],
+                status_code: Some(if status == DeliveryStatus::Succeeded {
+                    204
+                } else {
+                    503
+                }),
+                response_headers: vec![],
+                latency_ms: 3,
+                response_body: None,
+                error: None,
+            }),
+            next_attempt_at: None,
+            error: None,
+            cause: None,
+            at: now(),
+            listed_on_event: listed,
+        }
+    }
+    let other = stored_event("acct", "evt_other");
+    p.deliveries
+        .record(&[
+            // Listed, and said so: a first-try success, and one that failed.
+            outcome("wh_1", &event, true, DeliveryStatus::Succeeded),
+            outcome("wh_2", &event, true, DeliveryStatus::Failed),
+            // wh_3 is listed but has no outcome yet: nothing to show for it.
+            // Not listed (a subscription added since, fanned out again): found all the same.
+            outcome("wh_4", &event, false, DeliveryStatus::Succeeded),
+            outcome("wh_1", &other, false, DeliveryStatus::Succeeded),
+        ])
+        .await
+        .unwrap();
+    // Listed, and logged the other way too (a paused subscription's, created at fan-out).
+    let mut skipped = delivery("unused", "evt_listed");
+    skipped.id = DeliveryId::of(&event.account_id, &event.id, &sub_id("wh_3"));
+    skipped.subscription_id = sub_id("wh_3");
+    skipped.status = DeliveryStatus::Skipped;
+    p.deliveries.create_batch(&[skipped]).await.unwrap();
+
+    let mut found: Vec<(String, DeliveryStatus)> = p
+        .deliveries
+        .list_for_event(&acct("acct"), &event.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.subscription_id.to_string(), d.status))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        found,
+        [
+            ("wh_1".to_string(), DeliveryStatus::Succeeded),
+            ("wh_2".to_string(), DeliveryStatus::Failed),
+            ("wh_3".to_string(), DeliveryStatus::Skipped),
+            ("wh_4".to_string(), DeliveryStatus::Succeeded),
+        ]
+    );
+    // Another account asking about an event of the same id sees none of them.
+    assert!(p
+        .deliveries
+        .list_for_event(&acct("other"), &event.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
     let d = &p.deliveries;
     let created = d
@@ -831,6 +931,7 @@ pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {
         next_attempt_at: None,
         error: None,
         at: recorded_at,
+        listed_on_event: false,
     };
     d.record(&[update(DeliveryStatus::Pending, 500)])
         .await
@@ -947,6 +1048,7 @@ pub async fn a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_s
             error: (code >= 300).then(|| format!("endpoint answered {code}")),
             cause: None,
             at: at.plus_millis(12),
+            listed_on_event: false,
         };
     assert!(d
         .get(&acct("acct"), &msg_id("msg_s"))
@@ -1173,6 +1275,7 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
         next_attempt_at: None,
         error: Some("gave up".into()),
         at,
+        listed_on_event: false,
     };
     d.record(&[
         dead("msg_1", base.plus_millis(10)),
@@ -1289,6 +1392,7 @@ pub async fn stats_slots_add_up_outcomes_by_subscription_and_cause(p: Ports) {
             error: None,
             cause: code.is_none().then_some(FailureCause::Timeout),
             at,
+            listed_on_event: false,
         };
     // Deliveries that exist and one that does not: an attempt counts either way.
     d.create_batch(&[delivery("msg_a", "e1"), delivery("msg_b", "e2")])
@@ -1694,6 +1798,7 @@ pub async fn an_outcome_is_never_visible_without_its_attempt(p: Ports) {
         next_attempt_at: None,
         error: None,
         at,
+        listed_on_event: false,
     };
     let writer = tokio::spawn({
         async move {
@@ -1803,6 +1908,7 @@ pub async fn a_late_failure_never_reopens_a_finished_delivery(p: Ports) {
         next_attempt_at: (status == DeliveryStatus::Pending).then_some(at.plus_millis(60_000)),
         error: (code >= 300).then(|| format!("endpoint answered {code}")),
         at,
+        listed_on_event: false,
     };
     log.record(&[outcome("msg_race", DeliveryStatus::Succeeded, 200, started)])
         .await
@@ -2284,6 +2390,7 @@ contract_tests! {
         subscriptions_are_written_only_on_the_version_read,
         events_are_deduplicated_per_account,
         deliveries_are_created_once_and_log_numbered_attempts,
+        an_events_deliveries_are_listed_whether_or_not_the_event_lists_them,
         a_first_outcome_logs_its_delivery_and_a_first_try_success_is_kept_short,
         api_keys_are_found_by_hash,
         api_keys_are_listed_newest_first_by_account,

@@ -524,6 +524,9 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
     ] {
         api.ok("GET", &path, &key, None).await;
     }
+    // Fanned out by ingest: its deliveries are read by id from the event's list.
+    let small_event = format!("/v1/accounts/{small}/events/evt_iam_small");
+    api.ok("GET", &small_event, &platform_key, None).await;
     // In this order: the retry and the redrive need the dead letters as they are, the
     // deletion comes last.
     let writes = [

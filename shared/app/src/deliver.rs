@@ -509,6 +509,7 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
         error: None,
         cause: None,
         at,
+        listed_on_event: task.listed_on_event,
     }
 }
 
@@ -883,6 +884,7 @@ mod tests {
             parkings: 0,
             created_at: None,
             recheck: false,
+            listed_on_event: false,
         }
     }
 

@@ -133,9 +133,14 @@ async fn fan_out(
             subscriptions.insert(&event.account_id, subs);
         }
     }
-    let events: Vec<(&Event, bool)> = work
+    let events: Vec<ToFanOut> = work
         .iter()
-        .map(|(message_id, _, event)| (event, again.contains(message_id)))
+        .map(|(message_id, _, event)| ToFanOut {
+            event,
+            again: again.contains(message_id),
+            // Stored by ingest before this step, without a list of its subscriptions.
+            listed: false,
+        })
         .collect();
     let plan = Plan::of(services, &events, |account| &subscriptions[account]);
     tracing::debug!(
@@ -151,17 +156,38 @@ async fn fan_out(
 /// subscription's, skipped) and the task messages for the deliveries queue. Fan-out runs it
 /// on the events queue's batches; ingest runs it itself for an account with few
 /// subscriptions (see `ingest::store_and_fan_out`).
+/// An event for [`Plan::of`].
+pub(crate) struct ToFanOut<'a> {
+    pub event: &'a Event,
+    /// Fanned out before (its tasks are sent for deliver to recheck).
+    pub again: bool,
+    /// Stored with the list of the subscriptions it matches now
+    /// (`EventStore::insert_batch_listing`): its tasks say so.
+    pub listed: bool,
+}
+
+/// The subscriptions among `subscriptions` (its account's) that `event` goes to: those
+/// that want its type, except the one an operational event is about.
+pub(crate) fn matching<'a>(
+    event: &'a Event,
+    subscriptions: &'a [Subscription],
+) -> impl Iterator<Item = &'a Subscription> + 'a {
+    let about = event.about_webhook();
+    subscriptions
+        .iter()
+        .filter(move |s| s.wants(&event.event_type) && about != Some(s.id.as_str()))
+}
+
 pub(crate) struct Plan {
     skipped: Vec<Delivery>,
     messages: Vec<OutgoingMessage>,
 }
 
 impl Plan {
-    /// The plan for `events`, each with whether it was fanned out before (its tasks are
-    /// then sent for deliver to recheck), given each account's subscriptions.
+    /// The plan for `events`, given each account's subscriptions.
     pub(crate) fn of<'a>(
         services: &Services,
-        events: &[(&Event, bool)],
+        events: &[ToFanOut],
         subscriptions_of: impl Fn(&AccountId) -> &'a [Subscription],
     ) -> Plan {
         let now = services.clock.now();
@@ -169,14 +195,15 @@ impl Plan {
             skipped: Vec::new(),
             messages: Vec::new(),
         };
-        for (event, again) in events {
+        for ToFanOut {
+            event,
+            again,
+            listed,
+        } in events
+        {
             // One copy for all of the event's tasks; each message embeds it as it is.
             let payload = Payload::of(event);
-            let about = event.about_webhook();
-            for sub in subscriptions_of(&event.account_id)
-                .iter()
-                .filter(|s| s.wants(&event.event_type) && about != Some(s.id.as_str()))
-            {
+            for sub in matching(event, subscriptions_of(&event.account_id)) {
                 let delivery = Delivery::new(event, sub, now);
                 if delivery.status != DeliveryStatus::Pending {
                     plan.skipped.push(delivery);
@@ -184,6 +211,7 @@ impl Plan {
                 }
                 let mut task = delivery.task(payload.clone());
                 task.recheck = *again;
+                task.listed_on_event = *listed;
                 // A failing endpoint's new deliveries start parked (see `limiter`): they
                 // would only be received to be parked, a wall of them ahead of every other
                 // account's new deliveries. A returning one may be its endpoint's next probe.
@@ -258,6 +286,7 @@ mod tests {
             parkings: u32::MAX,
             created_at: Some(Timestamp::from_millis(i64::MAX)),
             recheck: true,
+            listed_on_event: false,
         };
         let task_message = serde_json::to_string(&task).unwrap();
         assert!(task_message.len() < payload.len() + 4096);

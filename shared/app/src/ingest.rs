@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::fanout::Plan;
+use crate::fanout::{matching, Plan, ToFanOut};
 use crate::ports::{EventInsert, OutgoingMessage, MAX_MESSAGE_BYTES};
 use crate::Services;
 use domain::catalog;
 use domain::event::Event;
-use domain::ids::{AccountId, EventId};
+use domain::ids::{AccountId, EventId, SubscriptionId};
 use domain::subscription::Subscription;
 
 /// What ingest answers for one event.
@@ -76,24 +76,47 @@ async fn store(
             body.len()
         )));
     }
-    let inserted = services.events.insert_batch(events).await?;
     let small = if fan_out_small {
         small_accounts(services, events).await
     } else {
         HashMap::new()
     };
+    // Which events ingest fans out itself, and to which subscriptions: stored with the
+    // event, so the store can find their deliveries from it.
+    let fanned_out_here: Vec<Option<Vec<SubscriptionId>>> = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let first_in_request = events[..i]
+                .iter()
+                .all(|e| e.id != event.id || e.account_id != event.account_id);
+            let operational = catalog::is_operational(event.event_type.as_str());
+            let subs = small
+                .get(&event.account_id)
+                .filter(|_| first_in_request && !operational)?;
+            Some(matching(event, subs).map(|s| s.id.clone()).collect())
+        })
+        .collect();
+    let inserted = services
+        .events
+        .insert_batch_listing(events, &fanned_out_here)
+        .await?;
     let mut messages = Vec::new();
-    let mut direct: Vec<(&Event, bool)> = Vec::new();
+    let mut direct: Vec<ToFanOut> = Vec::new();
     let mut results = Vec::with_capacity(events.len());
     for (i, ((event, insert), body)) in events.iter().zip(&inserted).zip(bodies).enumerate() {
         let first_in_request = events[..i]
             .iter()
             .all(|e| e.id != event.id || e.account_id != event.account_id);
         let duplicate = *insert == EventInsert::Exists;
-        let operational = catalog::is_operational(event.event_type.as_str());
         if !first_in_request {
-        } else if small.contains_key(&event.account_id) && !operational {
-            direct.push((event, duplicate));
+        } else if fanned_out_here[i].is_some() {
+            direct.push(ToFanOut {
+                event,
+                again: duplicate,
+                // An event that existed keeps the list it was stored with.
+                listed: !duplicate,
+            });
         } else {
             messages.push(OutgoingMessage {
                 id: messages.len().to_string(),

@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use app::handle_events;
 use domain::delivery::{DeliveryStatus, DeliveryTask};
@@ -402,7 +403,13 @@ async fn an_operational_event_never_goes_to_the_endpoint_it_is_about() {
 #[tokio::test]
 async fn ingest_fans_out_an_account_with_few_subscriptions_itself() {
     use app::ingest::{store_and_fan_out, DIRECT_FAN_OUT_MAX_SUBSCRIPTIONS};
-    let h = Harness::new(&[]);
+    let listings: Listings = Arc::default();
+    let h = Harness::with_stores(&[], |stores| {
+        stores.events = Arc::new(RecordingListings {
+            inner: stores.events.clone(),
+            listings: listings.clone(),
+        })
+    });
     let mut paused = subscription("acct_small", "wh_paused", &["call.*"]);
     paused.enabled = false;
     for sub in [
@@ -427,10 +434,23 @@ async fn ingest_fans_out_an_account_with_few_subscriptions_itself() {
     assert_eq!(
         tasks
             .iter()
-            .map(|t| (t.subscription_id.as_str(), t.recheck))
+            .map(|t| (t.subscription_id.as_str(), t.recheck, t.listed_on_event))
             .collect::<Vec<_>>(),
-        [("wh_1", false)],
-        "the small account's one matching, enabled endpoint"
+        [("wh_1", false, true)],
+        "the small account's one matching, enabled endpoint, listed on its event"
+    );
+    // The store was told which subscriptions ingest fanned the small account's event out
+    // to (the paused one too: its skipped delivery is logged), and left the large one's to
+    // fan-out.
+    assert_eq!(
+        std::mem::take(&mut *listings.lock().unwrap()),
+        [
+            (
+                "evt_s".to_string(),
+                Some(vec!["wh_1".to_string(), "wh_paused".to_string()])
+            ),
+            ("evt_l".to_string(), None)
+        ]
     );
     let skipped = h
         .services
@@ -452,9 +472,14 @@ async fn ingest_fans_out_an_account_with_few_subscriptions_itself() {
         .collect();
     assert_eq!(
         queued,
-        [large],
+        std::slice::from_ref(&large),
         "only the large account's event is left to fan-out"
     );
+    // Fan-out's tasks are not listed on their event: it was stored before, without them.
+    assert!(fan_out(&h, "m_large", &large, 1).await.is_empty());
+    let from_fan_out = queued_tasks(&h).await;
+    assert_eq!(from_fan_out.len(), DIRECT_FAN_OUT_MAX_SUBSCRIPTIONS + 1);
+    assert!(from_fan_out.iter().all(|t| !t.listed_on_event));
 
     // Posted again: fanned out again, for deliver to recheck.
     let accepted = store_and_fan_out(&h.services, &[small]).await.unwrap();
@@ -462,6 +487,8 @@ async fn ingest_fans_out_an_account_with_few_subscriptions_itself() {
     let again = queued_tasks(&h).await;
     assert_eq!(again.len(), 1);
     assert!(again[0].recheck);
+    // The stored event keeps the list it was created with; this copy may differ from it.
+    assert!(!again[0].listed_on_event);
 
     // An operational event goes to fan-out, which sends its alert e-mail.
     let mut failing = event("acct_small", "evt_op", "webhook.failing");
@@ -472,4 +499,55 @@ async fn ingest_fans_out_an_account_with_few_subscriptions_itself() {
     store_and_fan_out(&h.services, &[failing]).await.unwrap();
     assert!(queued_tasks(&h).await.is_empty());
     assert_eq!(receive_all(&h.services.events_queue).await.len(), 1);
+}
+
+/// Each event's id, and the subscription ids it was stored listing (sorted).
+type Listings = Arc<Mutex<Vec<(String, Option<Vec<String>>)>>>;
+
+/// An event store that records the lists `insert_batch_listing` is given.
+struct RecordingListings {
+    inner: Arc<dyn app::ports::EventStore>,
+    listings: Listings,
+}
+
+#[async_trait::async_trait]
+impl app::ports::EventStore for RecordingListings {
+    async fn insert_batch(&self, events: &[Event]) -> app::Result<Vec<app::ports::EventInsert>> {
+        self.inner.insert_batch(events).await
+    }
+
+    async fn insert_batch_listing(
+        &self,
+        events: &[Event],
+        listed: &[Option<Vec<domain::ids::SubscriptionId>>],
+    ) -> app::Result<Vec<app::ports::EventInsert>> {
+        let recorded = events.iter().zip(listed).map(|(event, subs)| {
+            let subs = subs.as_ref().map(|l| {
+                let mut ids: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+                ids.sort();
+                ids
+            });
+            (event.id.to_string(), subs)
+        });
+        self.listings.lock().unwrap().extend(recorded);
+        self.inner.insert_batch(events).await
+    }
+
+    async fn get(
+        &self,
+        account_id: &domain::ids::AccountId,
+        id: &EventId,
+    ) -> app::Result<Option<Event>> {
+        self.inner.get(account_id, id).await
+    }
+
+    async fn list(
+        &self,
+        account_id: &domain::ids::AccountId,
+        event_type: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> app::Result<app::ports::Page<Event>> {
+        self.inner.list(account_id, event_type, cursor, limit).await
+    }
 }

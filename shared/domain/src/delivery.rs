@@ -214,6 +214,9 @@ pub struct DeliveryUpdate {
     /// itself: see `FailureCause::of`).
     pub cause: Option<FailureCause>,
     pub at: Timestamp,
+    /// From the task (`DeliveryTask::listed_on_event`): the delivery is found from its
+    /// event's record, so a store need not index it by event.
+    pub listed_on_event: bool,
 }
 
 /// Why an attempt failed, as error analysis groups failures.
@@ -320,6 +323,12 @@ pub struct DeliveryTask {
     /// nothing for a delivery that is finished or retrying under another message.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recheck: bool,
+    /// The stored event names this delivery's subscription among those it was fanned out to
+    /// (`EventStore::insert_batch_listing`), so its deliveries are found from the event: a
+    /// store may then leave this one out of its index by event. Set only where that is
+    /// certain (ingest fanning out an event it has just stored); never wrong to leave false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listed_on_event: bool,
 }
 
 impl Delivery {
@@ -360,6 +369,7 @@ impl Delivery {
             parkings: 0,
             created_at: Some(self.created_at),
             recheck: false,
+            listed_on_event: false,
         }
     }
 }

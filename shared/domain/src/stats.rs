@@ -553,6 +553,7 @@ mod tests {
             error: None,
             cause: code.is_none().then_some(FailureCause::Timeout),
             at: Timestamp::from_millis(at),
+            listed_on_event: false,
         }
     }
 

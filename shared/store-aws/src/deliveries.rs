@@ -10,7 +10,7 @@ use super::attributes::{
     decode_cursor, encode_cursor, expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms,
     opt_n, opt_s, s, Item,
 };
-use super::paging::{all_items, page_of_items};
+use super::paging::{all_items, batch_get_items, page_of_items};
 use super::{storage_error, UNPROCESSED_BACKOFF};
 use app::ports::DeliveryLog;
 use app::ports::OsRandom;
@@ -89,7 +89,10 @@ const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 /// sort `sk` = `delivery` for the delivery, `attempt#<start ms, 13 digits>#<random>` for its
 /// attempts (numbered by their order when read). Sparse
 /// indexes over the delivery items: `by_event` (`event_key` = account#event) lists an
-/// event's deliveries, `by_subscription` (`sub_key` = account#subscription, by
+/// event's deliveries, except those of an event ingest fanned out itself, which lists their
+/// subscriptions on the event (`fanned_out_to`, see `events`) and whose deliveries leave
+/// the key out (`DeliveryUpdate::listed_on_event`: one index write fewer at each of their
+/// writes); `by_subscription` (`sub_key` = account#subscription, by
 /// `created_at`) a subscription's, `by_status` (by `updated_at`) an account's dead letters
 /// (`status_key` = account#dead) and the pending deliveries the sweep asks about
 /// (`status_key` = `pending#<shard>`). Only dead and pending deliveries carry `status_key`:
@@ -100,6 +103,8 @@ const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// The events table: an event ingest fanned out lists its subscriptions there.
+    events_table: String,
     retention: Duration,
 }
 
@@ -107,11 +112,13 @@ impl DynamoDeliveryLog {
     pub fn new(
         client: aws_sdk_dynamodb::Client,
         table: impl Into<String>,
+        events_table: impl Into<String>,
         retention: Duration,
     ) -> Self {
         DynamoDeliveryLog {
             client,
             table: table.into(),
+            events_table: events_table.into(),
             retention,
         }
     }
@@ -158,6 +165,26 @@ impl DynamoDeliveryLog {
         item
     }
 
+    /// The live delivery items at `ids`, in any order; an id with none is left out.
+    async fn get_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>> {
+        let keys = ids
+            .iter()
+            .map(|id| {
+                HashMap::from([
+                    ("pk".to_string(), s(id.as_str())),
+                    ("sk".to_string(), s(DELIVERY_SK)),
+                ])
+            })
+            .collect();
+        let now = now_secs();
+        batch_get_items(&self.client, &self.table, keys)
+            .await?
+            .iter()
+            .filter(|i| !expired(i, now))
+            .map(delivery_from_item)
+            .collect()
+    }
+
     async fn create(&self, d: &Delivery) -> Result<bool> {
         let item = self.delivery_item(d);
         let result = self
@@ -185,6 +212,11 @@ impl DynamoDeliveryLog {
         let mut item = self.delivery_item(&first);
         item.remove("pk");
         item.remove("sk");
+        if u.listed_on_event {
+            // Found from its event's list (`list_for_event`): an index entry saved, a write
+            // unit at each of the delivery's writes.
+            item.remove("event_key");
+        }
         item.insert("expires_at".into(), n(self.expires_at(u.at)));
         if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
             item.insert("first_at".into(), ms(a.at));
@@ -987,7 +1019,9 @@ impl DeliveryLog for DynamoDeliveryLog {
         account_id: &AccountId,
         event_id: &EventId,
     ) -> Result<Vec<Delivery>> {
-        let items = all_items(|start| {
+        // Those the index has, and those of the subscriptions the event lists (ingest's
+        // own fan-out, whose deliveries leave the index out): a delivery may be in both.
+        let indexed = all_items(|start| {
             self.client
                 .query()
                 .table_name(&self.table)
@@ -995,12 +1029,33 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .key_condition_expression("event_key = :k")
                 .expression_attribute_values(":k", s(format!("{account_id}#{event_id}")))
                 .set_exclusive_start_key(start)
-        })
-        .await?;
-        let mut deliveries = items
+        });
+        let listed = async {
+            let subs = super::events::listed_subscriptions(
+                &self.client,
+                &self.events_table,
+                account_id,
+                event_id,
+            )
+            .await?;
+            let ids: Vec<DeliveryId> = subs
+                .iter()
+                .map(|sub| DeliveryId::of(account_id, event_id, sub))
+                .collect();
+            self.get_deliveries(&ids).await
+        };
+        let (indexed, listed) = futures::future::try_join(indexed, listed).await?;
+        let mut deliveries = indexed
             .iter()
             .map(delivery_from_item)
             .collect::<Result<Vec<_>>>()?;
+        let seen: std::collections::HashSet<DeliveryId> =
+            deliveries.iter().map(|d| d.id.clone()).collect();
+        deliveries.extend(
+            listed
+                .into_iter()
+                .filter(|d| &d.account_id == account_id && !seen.contains(&d.id)),
+        );
         deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(deliveries)
     }

@@ -10,17 +10,21 @@ use super::attributes::{expired, get_s, ms, n, now_secs, s, Item};
 use app::ports::Page;
 
 pub const BY_TIME_INDEX: &str = "by_time";
+/// An event's attribute listing the subscriptions ingest fanned it out to.
+const FANNED_OUT_TO: &str = "fanned_out_to";
 const BY_TIME_KEYS: &[&str] = &["account_id", "id", "received_at"];
 use super::paging::page_of_items;
 use super::storage_error;
 use app::ports::{EventInsert, EventStore};
 use app::{Error, Result};
 use domain::event::Event;
-use domain::ids::{AccountId, EventId};
+use domain::ids::{AccountId, EventId, SubscriptionId};
 
 /// Table `events`: partition `account_id`, sort `id`; the event's JSON deflated in `docz`
 /// (items written before layout 2 hold it as text in `doc`, and may carry `enqueued`,
-/// which nothing reads now) and a TTL in `expires_at`, written once. The index `by_time`
+/// which nothing reads now), the subscriptions ingest fanned it out to in
+/// `fanned_out_to` (a string set; absent when none, or fanned out by the fan-out function)
+/// and a TTL in `expires_at`, written once. The index `by_time`
 /// (`account_id`, by `received_at`) lists an account's events newest first.
 pub struct DynamoEventStore {
     client: aws_sdk_dynamodb::Client,
@@ -48,8 +52,13 @@ impl DynamoEventStore {
         ])
     }
 
-    /// A conditional put: the event is written only if absent (or expired).
-    async fn insert(&self, event: &Event) -> Result<EventInsert> {
+    /// A conditional put: the event is written only if absent (or expired), with the
+    /// subscriptions ingest fans it out to, if any (see `listed_subscriptions`).
+    async fn insert(
+        &self,
+        event: &Event,
+        listed: Option<&[SubscriptionId]>,
+    ) -> Result<EventInsert> {
         let doc = serde_json::to_string(event).map_err(|e| Error::storage(e.to_string()))?;
         let now_secs = event.received_at.as_millis() / 1000;
         let mut item = Self::key(&event.account_id, &event.id);
@@ -60,6 +69,13 @@ impl DynamoEventStore {
             n(now_secs + self.retention.as_secs() as i64),
         );
         item.insert("docz".into(), AttributeValue::B(Blob::new(compress(&doc))));
+        // A string set cannot be empty: no attribute lists none.
+        if let Some(subs) = listed.filter(|l| !l.is_empty()) {
+            item.insert(
+                FANNED_OUT_TO.into(),
+                AttributeValue::Ss(subs.iter().map(|s| s.to_string()).collect()),
+            );
+        }
         let result = self
             .client
             .put_item()
@@ -116,9 +132,52 @@ fn event_of(item: &Item) -> Result<Event> {
     }
 }
 
+/// The subscriptions a stored event names as fanned out to by ingest: their deliveries are
+/// not in the deliveries table's `by_event` index (see `DynamoDeliveryLog::list_for_event`).
+/// None for an event fanned out by the fan-out function, or written before this list was.
+pub(crate) async fn listed_subscriptions(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    account_id: &AccountId,
+    event_id: &EventId,
+) -> Result<Vec<SubscriptionId>> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(DynamoEventStore::key(account_id, event_id)))
+        .projection_expression("#f, expires_at")
+        .expression_attribute_names("#f", FANNED_OUT_TO)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(storage_error)?;
+    let Some(item) = out.item().filter(|i| !expired(i, now_secs())) else {
+        return Ok(Vec::new());
+    };
+    match item.get(FANNED_OUT_TO) {
+        Some(AttributeValue::Ss(ids)) => ids
+            .iter()
+            .map(|id| {
+                SubscriptionId::parse(id).map_err(|e| Error::storage(format!("corrupt event: {e}")))
+            })
+            .collect(),
+        _ => Ok(Vec::new()),
+    }
+}
+
 #[async_trait]
 impl EventStore for DynamoEventStore {
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
+        self.insert_batch_listing(events, &vec![None; events.len()])
+            .await
+    }
+
+    /// Keeps a created event's list in `fanned_out_to`.
+    async fn insert_batch_listing(
+        &self,
+        events: &[Event],
+        listed: &[Option<Vec<SubscriptionId>>],
+    ) -> Result<Vec<EventInsert>> {
         // A key repeated within the batch is written once; its later copies are duplicates.
         let mut seen = HashSet::new();
         let firsts: Vec<bool> = events
@@ -127,9 +186,10 @@ impl EventStore for DynamoEventStore {
             .collect();
         let writes = events
             .iter()
+            .zip(listed.iter().chain(std::iter::repeat(&None)))
             .zip(&firsts)
             .filter(|(_, first)| **first)
-            .map(|(e, _)| self.insert(e));
+            .map(|((e, listed), _)| self.insert(e, listed.as_deref()));
         let mut written = futures::future::try_join_all(writes).await?.into_iter();
         Ok(firsts
             .into_iter()

@@ -135,6 +135,7 @@ pub fn stores(clients: &Clients, resources: &Resources) -> Stores {
         deliveries: Arc::new(DynamoDeliveryLog::new(
             ddb.clone(),
             &resources.deliveries_table,
+            &resources.events_table,
             resources.retention,
         )),
         api_keys: Arc::new(DynamoApiKeyStore::new(

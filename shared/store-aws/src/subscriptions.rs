@@ -1,18 +1,15 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::attributes::{get_s, n, s, Item};
-use super::paging::all_items;
-use super::{storage_error, UNPROCESSED_BACKOFF};
+use super::paging::{all_items, batch_get_items};
+use super::storage_error;
 use app::ports::SubscriptionStore;
 use app::{Error, Result};
 use domain::ids::{AccountId, SubscriptionId};
 use domain::subscription::Subscription;
-
-/// DynamoDB's limit on keys per `BatchGetItem`.
-const MAX_BATCH_GET: usize = 100;
 
 /// Table `subscriptions`: partition `account_id`, sort `id`, the subscription as JSON in `doc`.
 pub struct DynamoSubscriptionStore {
@@ -114,46 +111,12 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         let mut unique: Vec<&(AccountId, SubscriptionId)> = keys.iter().collect();
         unique.sort();
         unique.dedup();
-        let mut found = Vec::new();
-        for chunk in unique.chunks(MAX_BATCH_GET) {
-            let mut pending: Vec<Item> = chunk.iter().map(|(a, i)| key(a, i)).collect();
-            let mut delays = UNPROCESSED_BACKOFF;
-            while !pending.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(storage_error)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(storage_error)?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    found.push(decode(item)?);
-                }
-                if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    pending = rest.keys().to_vec();
-                    if !pending.is_empty() {
-                        let Some(delay) = delays.next() else {
-                            return Err(Error::storage(format!(
-                                "{} reads stayed unprocessed",
-                                pending.len()
-                            )));
-                        };
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
-        }
-        Ok(found)
+        let keys = unique.iter().map(|(a, i)| key(a, i)).collect();
+        batch_get_items(&self.client, &self.table, keys)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
     }
 
     async fn list(

@@ -770,6 +770,7 @@ mod tests {
             error: None,
             cause: None::<FailureCause>,
             at: Timestamp::from_millis(10),
+            listed_on_event: false,
         }])
         .await
         .unwrap();

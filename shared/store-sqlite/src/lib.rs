@@ -606,6 +606,7 @@ mod layout_tests {
             error: None,
             cause: None,
             at: Timestamp::from_millis(25),
+            listed_on_event: false,
         };
         assert_eq!(log.record(&[outcome]).await.unwrap(), [true]);
         let d = log.get(&account, &waiting).await.unwrap().unwrap();

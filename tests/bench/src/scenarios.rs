@@ -671,6 +671,7 @@ pub async fn stats_30d(quick: bool) -> Res {
                 error: None,
                 cause: None,
                 at,
+                listed_on_event: false,
             });
             if batch.len() == 1000 {
                 // Each outcome logs its delivery (kept in short when it succeeded) and adds

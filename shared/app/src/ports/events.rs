@@ -3,7 +3,7 @@ use async_trait::async_trait;
 use super::Page;
 use crate::Result;
 use domain::event::Event;
-use domain::ids::{AccountId, EventId};
+use domain::ids::{AccountId, EventId, SubscriptionId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventInsert {
@@ -18,6 +18,20 @@ pub enum EventInsert {
 pub trait EventStore: Send + Sync {
     /// Stores each event unless its (account_id, id) is already stored.
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>>;
+    /// As `insert_batch`, given for each event the subscriptions it is about to be fanned
+    /// out to by the same caller (`None`: fanned out later, by another step). A store that
+    /// indexes deliveries by event needs nothing more, and by default ignores the lists. One
+    /// that pays for each index entry (DynamoDB) keeps a created event's list with it, so
+    /// that `DeliveryLog::list_for_event` finds those deliveries from the event, and their
+    /// tasks say so (`DeliveryTask::listed_on_event`). An event that exists keeps its own.
+    async fn insert_batch_listing(
+        &self,
+        events: &[Event],
+        listed: &[Option<Vec<SubscriptionId>>],
+    ) -> Result<Vec<EventInsert>> {
+        debug_assert_eq!(events.len(), listed.len());
+        self.insert_batch(events).await
+    }
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>>;
     /// An account's events, newest first, optionally of one type.
     async fn list(
