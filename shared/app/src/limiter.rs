@@ -136,7 +136,9 @@ impl Limiter {
     /// its account's probes have stalled (the `Failing` and stalled `Unproven` refusals of
     /// [`Limiter::try_acquire`]). Fan-out asks it, so that such a delivery is sent parked
     /// instead of being received only to be sent back: two queue writes fewer for each
-    /// delivery of a hanging account's backlog. Takes nothing.
+    /// delivery of a hanging account's backlog. Takes nothing. Asked at the send, not at
+    /// the receipt: should the probes end in between, a delivery deliver would have
+    /// attempted waits its parking (about 30 s) all the same.
     pub fn would_park(&self, sub: &Subscription, now: Instant) -> bool {
         let counts = self.counts.lock().expect("limiter lock");
         let endpoint = counts.endpoints.get(&sub.id);
@@ -155,6 +157,8 @@ impl Limiter {
         let full = account_probes.len() >= PROBES_PER_ACCOUNT;
         match probe {
             Probe::Failing => full || endpoint.is_some_and(|e| e.in_flight >= 1),
+            // Over its own cap, deliver would wait a second (`Busy`), not park it.
+            Probe::Unproven if endpoint.is_some_and(|e| e.in_flight >= self.max_in_flight) => false,
             Probe::Unproven => {
                 full && account_probes
                     .iter()
@@ -395,6 +399,25 @@ mod tests {
         drop((probes, down_probe));
         assert!(!limiter.would_park(&endpoint("a", "wh_new", None), stalled));
         assert!(!limiter.would_park(&down, now));
+
+        // An unproven endpoint at its own cap while its account's probes stall: deliver
+        // would wait a second (`Busy`), so it is not parked either.
+        let small = Limiter::new(2);
+        let busy = endpoint("a", "wh_busy", None);
+        let own: Vec<Permit> = (0..2)
+            .map(|_| small.try_acquire(&busy, now).unwrap())
+            .collect();
+        let others: Vec<Permit> = (0..PROBES_PER_ACCOUNT - 2)
+            .map(|i| {
+                small
+                    .try_acquire(&endpoint("a", &format!("wh_o{i}"), None), now)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(small.try_acquire(&busy, stalled).err(), Some(Refusal::Busy));
+        assert!(!small.would_park(&busy, stalled));
+        assert!(small.would_park(&endpoint("a", "wh_next", None), stalled));
+        drop((own, others));
     }
 
     #[test]
