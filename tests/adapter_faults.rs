@@ -227,6 +227,14 @@ impl EventStore for FaultyEvents {
         self.faults.check("events.insert")?;
         self.inner.insert_batch(events).await
     }
+    async fn insert_batch_listing(
+        &self,
+        events: &[Event],
+        listed: &[Option<Vec<SubscriptionId>>],
+    ) -> Result<Vec<EventInsert>> {
+        self.faults.check("events.insert")?;
+        self.inner.insert_batch_listing(events, listed).await
+    }
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>> {
         self.inner.get(account_id, id).await
     }

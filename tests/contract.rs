@@ -874,6 +874,28 @@ pub async fn an_events_deliveries_are_listed_whether_or_not_the_event_lists_them
         .await
         .unwrap()
         .is_empty());
+
+    // A delivery first logged as listed, whose event is no longer stored with that list
+    // (it expired, its delivery lived on, and the id was posted again): an outcome that is
+    // not listed, as a redrive's, makes it found from its event again.
+    let gone = stored_event("acct", "evt_gone");
+    p.deliveries
+        .record(&[outcome("wh_1", &gone, true, DeliveryStatus::Pending)])
+        .await
+        .unwrap();
+    p.deliveries
+        .record(&[outcome("wh_1", &gone, false, DeliveryStatus::Succeeded)])
+        .await
+        .unwrap();
+    let found: Vec<(String, DeliveryStatus)> = p
+        .deliveries
+        .list_for_event(&acct("acct"), &gone.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.subscription_id.to_string(), d.status))
+        .collect();
+    assert_eq!(found, [("wh_1".to_string(), DeliveryStatus::Succeeded)]);
 }
 
 pub async fn deliveries_are_created_once_and_log_numbered_attempts(p: Ports) {

@@ -138,7 +138,7 @@ async fn fan_out(
         .map(|(message_id, _, event)| ToFanOut {
             event,
             again: again.contains(message_id),
-            // Stored by ingest before this step, without a list of its subscriptions.
+            // Stored by ingest before this step: a list it may carry is not this step's.
             listed: false,
         })
         .collect();
@@ -152,10 +152,6 @@ async fn fan_out(
     plan.carry_out(services).await
 }
 
-/// What fan-out makes of some events: the deliveries to log at once (a paused
-/// subscription's, skipped) and the task messages for the deliveries queue. Fan-out runs it
-/// on the events queue's batches; ingest runs it itself for an account with few
-/// subscriptions (see `ingest::store_and_fan_out`).
 /// An event for [`Plan::of`].
 pub(crate) struct ToFanOut<'a> {
     pub event: &'a Event,
@@ -178,6 +174,10 @@ pub(crate) fn matching<'a>(
         .filter(move |s| s.wants(&event.event_type) && about != Some(s.id.as_str()))
 }
 
+/// What fan-out makes of some events: the deliveries to log at once (a paused
+/// subscription's, skipped) and the task messages for the deliveries queue. Fan-out runs it
+/// on the events queue's batches; ingest runs it itself for an account with few
+/// subscriptions (see `ingest::store_and_fan_out`).
 pub(crate) struct Plan {
     skipped: Vec<Delivery>,
     messages: Vec<OutgoingMessage>,

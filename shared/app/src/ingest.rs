@@ -83,17 +83,23 @@ async fn store(
     };
     // Which events ingest fans out itself, and to which subscriptions: stored with the
     // event, so the store can find their deliveries from it.
-    let fanned_out_here: Vec<Option<Vec<SubscriptionId>>> = events
+    let first_in_request: Vec<bool> = events
         .iter()
         .enumerate()
         .map(|(i, event)| {
-            let first_in_request = events[..i]
+            events[..i]
                 .iter()
-                .all(|e| e.id != event.id || e.account_id != event.account_id);
+                .all(|e| e.id != event.id || e.account_id != event.account_id)
+        })
+        .collect();
+    let fanned_out_here: Vec<Option<Vec<SubscriptionId>>> = events
+        .iter()
+        .zip(&first_in_request)
+        .map(|(event, first)| {
             let operational = catalog::is_operational(event.event_type.as_str());
             let subs = small
                 .get(&event.account_id)
-                .filter(|_| first_in_request && !operational)?;
+                .filter(|_| *first && !operational)?;
             Some(matching(event, subs).map(|s| s.id.clone()).collect())
         })
         .collect();
@@ -105,11 +111,8 @@ async fn store(
     let mut direct: Vec<ToFanOut> = Vec::new();
     let mut results = Vec::with_capacity(events.len());
     for (i, ((event, insert), body)) in events.iter().zip(&inserted).zip(bodies).enumerate() {
-        let first_in_request = events[..i]
-            .iter()
-            .all(|e| e.id != event.id || e.account_id != event.account_id);
         let duplicate = *insert == EventInsert::Exists;
-        if !first_in_request {
+        if !first_in_request[i] {
         } else if fanned_out_here[i].is_some() {
             direct.push(ToFanOut {
                 event,

@@ -530,7 +530,7 @@ impl app::ports::EventStore for RecordingListings {
             (event.id.to_string(), subs)
         });
         self.listings.lock().unwrap().extend(recorded);
-        self.inner.insert_batch(events).await
+        self.inner.insert_batch_listing(events, listed).await
     }
 
     async fn get(

@@ -69,6 +69,23 @@ fn decode_overdue_cursor(cursor: &str) -> Result<(i32, i32, Option<Item>)> {
     Ok((segment, left, key))
 }
 
+/// The `by_event` key of a delivery of `event_id`.
+fn event_key(account_id: &AccountId, event_id: &EventId) -> String {
+    format!("{account_id}#{event_id}")
+}
+
+/// Gives a delivery item its `by_event` key (`:ek`) if it has none; the key kept otherwise.
+const SET_EVENT_KEY_IF_NONE: &str = ", #ek = if_not_exists(#ek, :ek)";
+
+/// The `by_event` key an outcome whose task is not listed on its event writes
+/// ([`SET_EVENT_KEY_IF_NONE`]). A delivery first logged as listed is found from its
+/// event's list, but its item outlives the event (each outcome and redrive extends it):
+/// should the same event id be stored again later without that list (posted again after
+/// it expired), its next unlisted outcome puts it back in the index.
+fn event_key_unless_listed(u: &DeliveryUpdate) -> Option<AttributeValue> {
+    (!u.listed_on_event).then(|| s(event_key(&u.account_id, &u.event_id)))
+}
+
 /// What a sweep starting afresh does (see `DynamoDeliveryLog::scan_state`).
 enum ScanState {
     Query,
@@ -138,7 +155,7 @@ impl DynamoDeliveryLog {
             ("event_type".to_string(), s(d.event_type.as_str())),
             (
                 "event_key".to_string(),
-                s(format!("{}#{}", d.account_id, d.event_id)),
+                s(event_key(&d.account_id, &d.event_id)),
             ),
             (
                 "sub_key".to_string(),
@@ -272,13 +289,28 @@ impl DynamoDeliveryLog {
     /// Counts an attempt whose outcome came too late to change the delivery's status.
     async fn count_attempt(&self, u: &DeliveryUpdate) -> Result<()> {
         let latency = u.attempt.as_ref().map_or(0, |a| a.latency_ms);
-        self.client
+        let event_key = event_key_unless_listed(u);
+        let mut request = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(u.delivery_id.as_str()))
             .key("sk", s(DELIVERY_SK))
             .condition_expression("attribute_exists(pk) AND #acct = :acct")
-            .update_expression("SET #ua = :ua, #ll = :ll, #ex = :exp ADD #ac :one")
+            .update_expression(format!(
+                "SET #ua = :ua, #ll = :ll, #ex = :exp{} ADD #ac :one",
+                if event_key.is_some() {
+                    SET_EVENT_KEY_IF_NONE
+                } else {
+                    ""
+                }
+            ));
+        if let Some(key) = event_key {
+            request = request
+                .expression_attribute_names("#ek", "event_key")
+                .expression_attribute_values(":ek", key);
+        }
+        request
             .expression_attribute_names("#ex", "expires_at")
             .expression_attribute_values(":exp", n(self.expires_at(u.at)))
             .expression_attribute_names("#acct", "account_id")
@@ -330,6 +362,12 @@ impl DynamoDeliveryLog {
         if only_while_pending {
             request = request
                 .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()));
+        }
+        if let Some(key) = event_key_unless_listed(u) {
+            set.push(SET_EVENT_KEY_IF_NONE.trim_start_matches(", "));
+            request = request
+                .expression_attribute_names("#ek", "event_key")
+                .expression_attribute_values(":ek", key);
         }
         match status_key(u.status, &u.account_id, &u.delivery_id) {
             Some(key) => {
@@ -1027,7 +1065,7 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .table_name(&self.table)
                 .index_name(BY_EVENT_INDEX)
                 .key_condition_expression("event_key = :k")
-                .expression_attribute_values(":k", s(format!("{account_id}#{event_id}")))
+                .expression_attribute_values(":k", s(event_key(account_id, event_id)))
                 .set_exclusive_start_key(start)
         });
         let listed = async {
@@ -1045,17 +1083,16 @@ impl DeliveryLog for DynamoDeliveryLog {
             self.get_deliveries(&ids).await
         };
         let (indexed, listed) = futures::future::try_join(indexed, listed).await?;
-        let mut deliveries = indexed
-            .iter()
-            .map(delivery_from_item)
-            .collect::<Result<Vec<_>>>()?;
-        let seen: std::collections::HashSet<DeliveryId> =
-            deliveries.iter().map(|d| d.id.clone()).collect();
-        deliveries.extend(
-            listed
-                .into_iter()
-                .filter(|d| &d.account_id == account_id && !seen.contains(&d.id)),
-        );
+        // The copy read by id is the consistent one: it replaces the index's.
+        let mut by_id: HashMap<DeliveryId, Delivery> = HashMap::new();
+        for d in indexed.iter().map(delivery_from_item) {
+            let d = d?;
+            by_id.insert(d.id.clone(), d);
+        }
+        for d in listed.into_iter().filter(|d| &d.account_id == account_id) {
+            by_id.insert(d.id.clone(), d);
+        }
+        let mut deliveries: Vec<Delivery> = by_id.into_values().collect();
         deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(deliveries)
     }

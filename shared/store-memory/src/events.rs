@@ -10,7 +10,7 @@ use super::paging::{newest_first, Before};
 use app::ports::{EventInsert, EventStore, Page};
 use app::Result;
 use domain::event::Event;
-use domain::ids::{AccountId, EventId};
+use domain::ids::{AccountId, EventId, SubscriptionId};
 
 struct Stored {
     event: Event,
@@ -30,6 +30,15 @@ impl MemoryEventStore {
 
 #[async_trait]
 impl EventStore for MemoryEventStore {
+    /// The lists are not kept: this store indexes deliveries by event.
+    async fn insert_batch_listing(
+        &self,
+        events: &[Event],
+        _listed: &[Option<Vec<SubscriptionId>>],
+    ) -> Result<Vec<EventInsert>> {
+        self.insert_batch(events).await
+    }
+
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
         let mut records = lock(&self.records)?;
         Ok(events

@@ -6,7 +6,7 @@ use app::ports::Page;
 use app::ports::{EventInsert, EventStore};
 use app::Result;
 use domain::event::Event;
-use domain::ids::{AccountId, EventId};
+use domain::ids::{AccountId, EventId, SubscriptionId};
 
 pub struct SqliteEventStore {
     db: Db,
@@ -20,6 +20,15 @@ impl SqliteEventStore {
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
+    /// The lists are not kept: this store indexes deliveries by event.
+    async fn insert_batch_listing(
+        &self,
+        events: &[Event],
+        _listed: &[Option<Vec<SubscriptionId>>],
+    ) -> Result<Vec<EventInsert>> {
+        self.insert_batch(events).await
+    }
+
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>> {
         let rows = events
             .iter()

@@ -20,18 +20,17 @@ pub trait EventStore: Send + Sync {
     async fn insert_batch(&self, events: &[Event]) -> Result<Vec<EventInsert>>;
     /// As `insert_batch`, given for each event the subscriptions it is about to be fanned
     /// out to by the same caller (`None`: fanned out later, by another step). A store that
-    /// indexes deliveries by event needs nothing more, and by default ignores the lists. One
-    /// that pays for each index entry (DynamoDB) keeps a created event's list with it, so
-    /// that `DeliveryLog::list_for_event` finds those deliveries from the event, and their
-    /// tasks say so (`DeliveryTask::listed_on_event`). An event that exists keeps its own.
+    /// indexes deliveries by event needs nothing more and may ignore the lists. One that
+    /// pays for each index entry (DynamoDB) keeps a created event's list with it, so that
+    /// `DeliveryLog::list_for_event` finds those deliveries from the event, and their tasks
+    /// say so (`DeliveryTask::listed_on_event`). An event that exists keeps its own. No
+    /// default: a wrapper that forwarded only `insert_batch` would drop the lists while the
+    /// tasks still said they were kept.
     async fn insert_batch_listing(
         &self,
         events: &[Event],
         listed: &[Option<Vec<SubscriptionId>>],
-    ) -> Result<Vec<EventInsert>> {
-        debug_assert_eq!(events.len(), listed.len());
-        self.insert_batch(events).await
-    }
+    ) -> Result<Vec<EventInsert>>;
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>>;
     /// An account's events, newest first, optionally of one type.
     async fn list(
