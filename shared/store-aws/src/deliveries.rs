@@ -26,7 +26,7 @@ use domain::stats::{
 use domain::time::Timestamp;
 
 /// The parts the sweep's scan reads the deliveries table in (see `overdue`).
-const OVERDUE_SEGMENTS: i32 = 16;
+const OVERDUE_SEGMENTS: u32 = 16;
 
 /// The `by_status` partitions pending deliveries are spread over (see `pending_key`): an
 /// index partition takes about 1 000 writes a second, and every failed attempt writes one.
@@ -48,25 +48,72 @@ const PENDING_INDEXED_PK: &str = "sweep#pending-indexed";
 /// seventh of what a daily scan cost.
 const RESCAN_AFTER_MS: i64 = 7 * 86_400_000;
 
-/// `<segment>.<segments left>.<last key, or nothing at a segment's start>`.
-fn decode_overdue_cursor(cursor: &str) -> Result<(i32, i32, Option<Item>)> {
-    let mut parts = cursor.splitn(3, '.');
-    let number = |p: Option<&str>| {
-        p.and_then(|n| n.parse::<i32>().ok())
-            .filter(|n| (0..=OVERDUE_SEGMENTS).contains(n))
-            .ok_or(Error::InvalidCursor)
-    };
-    let segment = number(parts.next())?;
-    let left = number(parts.next())?;
-    let key = match parts.next() {
-        Some("") => None,
-        Some(k) => Some(decode_cursor(k, &["pk", "sk"])?),
-        None => return Err(Error::InvalidCursor),
-    };
-    if segment == OVERDUE_SEGMENTS || left == 0 {
-        return Err(Error::InvalidCursor);
+/// Where a round of the sweep over `parts` partitions (the scan's segments, the index's
+/// shards) stands: the partition being read, how many are left including it, and the key
+/// to go on from within it. A round starts at a random partition and goes round, so a
+/// sweep cut short by its time budget reaches the others next time. As text:
+/// `<part>.<parts left>.<last key, or nothing at a part's start>`.
+struct Round {
+    part: u32,
+    left: u32,
+    start: Option<Item>,
+}
+
+impl Round {
+    fn starting(parts: u32) -> Round {
+        Round {
+            part: (OsRandom.unit() * f64::from(parts)) as u32 % parts,
+            left: parts,
+            start: None,
+        }
     }
-    Ok((segment, left, key))
+
+    /// The round `text` names, its keys named `key_names`.
+    fn decode(text: &str, parts: u32, key_names: &[&str]) -> Result<Round> {
+        let mut pieces = text.splitn(3, '.');
+        let mut number = |below: u32| {
+            pieces
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n < below)
+                .ok_or(Error::InvalidCursor)
+        };
+        let part = number(parts)?;
+        let left = number(parts + 1)?;
+        let start = match pieces.next() {
+            Some("") => None,
+            Some(k) => Some(decode_cursor(k, key_names)?),
+            None => return Err(Error::InvalidCursor),
+        };
+        if left == 0 {
+            return Err(Error::InvalidCursor);
+        }
+        Ok(Round { part, left, start })
+    }
+
+    fn encode(&self, key_names: &[&str]) -> String {
+        let key = self
+            .start
+            .as_ref()
+            .map_or(String::new(), |k| encode_cursor(k, key_names));
+        format!("{}.{}.{key}", self.part, self.left)
+    }
+
+    /// After a page of the current partition that ended at `last` (none: its end). Says
+    /// whether the round is over.
+    fn advance(&mut self, last: Option<&Item>, parts: u32) -> bool {
+        match last {
+            Some(k) if !k.is_empty() => {
+                self.start = Some(k.clone());
+                false
+            }
+            _ => {
+                self.left -= 1;
+                self.part = (self.part + 1) % parts;
+                self.left == 0
+            }
+        }
+    }
 }
 
 /// The `by_event` key of a delivery of `event_id`.
@@ -101,6 +148,8 @@ pub const BY_SUBSCRIPTION_INDEX: &str = "by_subscription";
 pub const BY_STATUS_INDEX: &str = "by_status";
 const BY_SUBSCRIPTION_KEYS: &[&str] = &["pk", "sk", "sub_key", "created_at"];
 const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
+/// The keys of the table itself, as a scan's cursor holds them.
+const SCAN_KEYS: &[&str] = &["pk", "sk"];
 
 /// Table `deliveries`, one item collection per delivery: partition `pk` (the delivery id);
 /// sort `sk` = `delivery` for the delivery, `attempt#<start ms, 13 digits>#<random>` for its
@@ -437,13 +486,9 @@ impl DynamoDeliveryLog {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        let (mut segment, mut left, mut start) = match cursor {
-            None => (
-                (OsRandom.unit() * f64::from(OVERDUE_SEGMENTS)) as i32 % OVERDUE_SEGMENTS,
-                OVERDUE_SEGMENTS,
-                None,
-            ),
-            Some(c) => decode_overdue_cursor(c)?,
+        let mut round = match cursor {
+            None => Round::starting(OVERDUE_SEGMENTS),
+            Some(c) => Round::decode(c, OVERDUE_SEGMENTS, SCAN_KEYS)?,
         };
         let now = now_secs();
         let mut found = Vec::new();
@@ -452,8 +497,8 @@ impl DynamoDeliveryLog {
                 .client
                 .scan()
                 .table_name(&self.table)
-                .segment(segment)
-                .total_segments(OVERDUE_SEGMENTS)
+                .segment(round.part as i32)
+                .total_segments(OVERDUE_SEGMENTS as i32)
                 .limit(1000)
                 // Every pending delivery, overdue or not: those without their key get it.
                 .filter_expression("#sk = :delivery AND #st = :pending")
@@ -461,7 +506,7 @@ impl DynamoDeliveryLog {
                 .expression_attribute_names("#st", "status")
                 .expression_attribute_values(":delivery", s(DELIVERY_SK))
                 .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()))
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(round.start.take())
                 .send()
                 .await
                 .map_err(storage_error)?;
@@ -474,26 +519,16 @@ impl DynamoDeliveryLog {
                     found.push(delivery);
                 }
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => {
-                    left -= 1;
-                    if left == 0 {
-                        // A whole pass: every pending delivery has its key now.
-                        self.record_scan(None).await?;
-                        return Ok(Page {
-                            items: found,
-                            next_cursor: None,
-                        });
-                    }
-                    segment = (segment + 1) % OVERDUE_SEGMENTS;
-                }
+            if round.advance(out.last_evaluated_key(), OVERDUE_SEGMENTS) {
+                // A whole pass: every pending delivery has its key now.
+                self.record_scan(None).await?;
+                return Ok(Page {
+                    items: found,
+                    next_cursor: None,
+                });
             }
             if found.len() >= limit {
-                let key = start
-                    .as_ref()
-                    .map_or(String::new(), |k| encode_cursor(k, &["pk", "sk"]));
-                let cursor = format!("{segment}.{left}.{key}");
+                let cursor = round.encode(SCAN_KEYS);
                 // Where the pass stands, should the sweep stop here.
                 self.record_scan(Some(&cursor)).await?;
                 return Ok(Page {
@@ -518,33 +553,9 @@ impl DynamoDeliveryLog {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        let (mut shard, mut left, mut start) = match cursor {
-            None => (
-                (OsRandom.unit() * f64::from(PENDING_SHARDS)) as u32 % PENDING_SHARDS,
-                PENDING_SHARDS,
-                None,
-            ),
-            Some(c) => {
-                let mut parts = c.splitn(3, '.');
-                let mut number = |below: u32| {
-                    parts
-                        .next()
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .filter(|n| *n < below)
-                        .ok_or(Error::InvalidCursor)
-                };
-                let shard = number(PENDING_SHARDS)?;
-                let left = number(PENDING_SHARDS + 1)?;
-                let key = match parts.next() {
-                    Some("") => None,
-                    Some(k) => Some(decode_cursor(k, BY_STATUS_KEYS)?),
-                    None => return Err(Error::InvalidCursor),
-                };
-                if left == 0 {
-                    return Err(Error::InvalidCursor);
-                }
-                (shard, left, key)
-            }
+        let mut round = match cursor {
+            None => Round::starting(PENDING_SHARDS),
+            Some(c) => Round::decode(c, PENDING_SHARDS, BY_STATUS_KEYS)?,
         };
         let now = now_secs();
         let mut found = Vec::new();
@@ -559,36 +570,26 @@ impl DynamoDeliveryLog {
                 .expression_attribute_names("#sk", "status_key")
                 .expression_attribute_names("#ua", "updated_at")
                 .expression_attribute_names("#na", "next_attempt_at")
-                .expression_attribute_values(":k", s(format!("pending#{shard:02}")))
+                .expression_attribute_values(":k", s(pending_key_of_shard(round.part)))
                 .expression_attribute_values(":before", ms(before))
                 .limit(1000)
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(round.start.take())
                 .send()
                 .await
                 .map_err(storage_error)?;
             for item in out.items().iter().filter(|i| !expired(i, now)) {
                 found.push(delivery_from_item(item)?);
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => {
-                    left -= 1;
-                    if left == 0 {
-                        return Ok(Page {
-                            items: found,
-                            next_cursor: None,
-                        });
-                    }
-                    shard = (shard + 1) % PENDING_SHARDS;
-                }
-            }
-            if found.len() >= limit {
-                let key = start
-                    .as_ref()
-                    .map_or(String::new(), |k| encode_cursor(k, BY_STATUS_KEYS));
+            if round.advance(out.last_evaluated_key(), PENDING_SHARDS) {
                 return Ok(Page {
                     items: found,
-                    next_cursor: Some(format!("{INDEXED_CURSOR}{shard}.{left}.{key}")),
+                    next_cursor: None,
+                });
+            }
+            if found.len() >= limit {
+                return Ok(Page {
+                    items: found,
+                    next_cursor: Some(format!("{INDEXED_CURSOR}{}", round.encode(BY_STATUS_KEYS))),
                 });
             }
         }
@@ -610,7 +611,9 @@ impl DynamoDeliveryLog {
             return Ok(ScanState::Scan(None));
         };
         // A cursor that no longer reads starts the pass over rather than stop every sweep.
-        if let Some(cursor) = opt_s(item, "cursor").filter(|c| decode_overdue_cursor(c).is_ok()) {
+        if let Some(cursor) =
+            opt_s(item, "cursor").filter(|c| Round::decode(c, OVERDUE_SEGMENTS, SCAN_KEYS).is_ok())
+        {
             return Ok(ScanState::Scan(Some(cursor)));
         }
         let now_ms = now_secs() * 1000;
@@ -874,7 +877,12 @@ fn dead_key(account_id: &str) -> String {
 /// (FNV-1a), so the index's writes spread over [`PENDING_SHARDS`] partitions. No account's
 /// dead key has this form (it ends in `#dead`).
 fn pending_key(id: &DeliveryId) -> String {
-    format!("pending#{:02}", shard_of(id.as_str()))
+    pending_key_of_shard(shard_of(id.as_str()))
+}
+
+/// The `by_status` key of the pending deliveries of `shard`.
+fn pending_key_of_shard(shard: u32) -> String {
+    format!("pending#{shard:02}")
 }
 
 fn shard_of(id: &str) -> u32 {
