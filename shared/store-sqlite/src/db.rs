@@ -643,10 +643,12 @@ mod tests {
         }
         // 3 200 commits of a 1 KB row and its index entries: about 99 MB of WAL if it were
         // never started over (measured). Started over past 200 frames (800 KB), with what
-        // lands meanwhile; a slow machine's checkpoints let more land.
+        // lands meanwhile: the checkpoint thread's chasing passes let more land before the
+        // writer's turn (4-9 MiB in 25 runs on 2 cores, up to 14 in rarer ones); a slow
+        // machine's checkpoints let more. A quarter of never is still far from it.
         assert!(largest > 0);
         assert!(
-            largest < 12 * 1024 * 1024,
+            largest < 24 * 1024 * 1024,
             "the WAL grew to {largest} bytes"
         );
     }
