@@ -91,6 +91,12 @@ impl Queue for FaultyQueue {
     async fn change_visibility_batch(&self, changes: Vec<(String, Duration)>) -> Result<()> {
         self.inner.change_visibility_batch(changes).await
     }
+    fn releases_held(&self) -> bool {
+        self.inner.releases_held()
+    }
+    async fn release_held(&self, key: &str, per_second: u32) -> Result<usize> {
+        self.inner.release_held(key, per_second).await
+    }
 }
 
 struct FaultyLog {
@@ -640,6 +646,7 @@ async fn an_unreadable_message_is_set_aside_at_once_and_never_lost() {
         id: "0".into(),
         body: body.into(),
         delay: Duration::ZERO,
+        held_for: None,
     };
     s.deliveries_queue
         .send_batch(vec![unreadable("not json")])

@@ -300,6 +300,7 @@ fn msg(body: &str) -> OutgoingMessage {
         id: body.to_string(),
         body: body.to_string(),
         delay: Duration::ZERO,
+        held_for: None,
     }
 }
 
@@ -511,6 +512,7 @@ pub async fn queue_requeues_a_received_message_in_its_place(p: Ports) {
                 id: "0".into(),
                 body: "parked again".into(),
                 delay: DELAY,
+                held_for: None,
             },
         )])
         .await
@@ -536,6 +538,67 @@ pub async fn queue_requeues_a_received_message_in_its_place(p: Ports) {
         *after >= DELAY - Duration::from_millis(10),
         "back after {after:?}"
     );
+}
+
+/// A message held for an endpoint (`held_for`) waits its delay unless that endpoint's
+/// holds are released first. A release brings back what is held for that endpoint (not for
+/// another, not what was only delayed), paced, in the order due, and never later than due;
+/// a message received since is no longer held. Where the queue cannot release (SQS), a
+/// held message is only delayed and a release finds none.
+pub async fn queue_releases_what_is_held_for_an_endpoint(p: Ports) {
+    const BACKSTOP: Duration = Duration::from_secs(30);
+    let message = |body: &str, delay: Duration, key: Option<&str>| OutgoingMessage {
+        id: body.into(),
+        body: body.into(),
+        delay,
+        held_for: key.map(str::to_string),
+    };
+    p.queue
+        .send_batch(vec![
+            message("a1", BACKSTOP, Some("wh_a")),
+            message("a2", BACKSTOP, Some("wh_a")),
+            message("a_soon", Duration::from_secs(1), Some("wh_a")),
+            message("b1", BACKSTOP, Some("wh_b")),
+            message("plain", BACKSTOP, None),
+        ])
+        .await
+        .unwrap();
+    let releases = p.queue.releases_held();
+    let released_at = Instant::now();
+    // Two a second: the first now, the next after 500 ms, the third after 1 s.
+    let released = p.queue.release_held("wh_a", 2).await.unwrap();
+    assert_eq!(released, if releases { 3 } else { 0 });
+    let mut seen: Vec<(String, Duration)> = Vec::new();
+    while released_at.elapsed() < Duration::from_millis(2500) {
+        for m in p
+            .queue
+            .receive(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            seen.push((m.body.clone(), released_at.elapsed()));
+            p.queue.delete_batch(vec![m.receipt_handle]).await.unwrap();
+        }
+    }
+    let bodies: Vec<&str> = seen.iter().map(|(b, _)| b.as_str()).collect();
+    if !releases {
+        assert_eq!(bodies, ["a_soon"], "{seen:?}");
+        return;
+    }
+    // In the order due: `a_soon` first (never later than its own 1 s), then the two others
+    // in either order (their due times are equal to the millisecond or nearly).
+    assert_eq!(bodies.len(), 3, "{seen:?}");
+    assert_eq!(bodies[0], "a_soon", "{seen:?}");
+    assert!(seen[0].1 < Duration::from_millis(900), "{seen:?}");
+    assert!(
+        seen[2].1 >= Duration::from_millis(950),
+        "not paced: {seen:?}"
+    );
+    assert_eq!(p.queue.release_held("wh_a", 2).await.unwrap(), 0);
+    // The other endpoint's hold is its own.
+    assert_eq!(p.queue.release_held("wh_b", 2).await.unwrap(), 1);
+    let b = receive_some(&p.queue, 1).await;
+    assert_eq!(b[0].body, "b1");
 }
 
 pub async fn queue_accepts_a_stale_receipt_without_error(p: Ports) {
@@ -618,6 +681,7 @@ pub async fn queue_delays_a_message(p: Ports) {
             id: "d".into(),
             body: "delayed".into(),
             delay: DELAY,
+            held_for: None,
         }])
         .await
         .unwrap();
@@ -2304,6 +2368,7 @@ pub async fn queue_carries_messages_up_to_the_size_cap_and_splits_large_batches(
         id: id.to_string(),
         body: format!("{id}:{}", "x".repeat(len - id.len() - 1)),
         delay: Duration::ZERO,
+        held_for: None,
     };
     for batch in [
         vec![sized("over", cap + 1)],
@@ -2404,6 +2469,7 @@ contract_tests! {
         queue_hides_received_messages_until_their_visibility_timeout,
         queue_change_visibility_reschedules_a_message,
         queue_requeues_a_received_message_in_its_place,
+        queue_releases_what_is_held_for_an_endpoint,
         queue_accepts_a_stale_receipt_without_error,
         queue_redrives_to_its_dead_letter_queue_after_max_receives,
         queue_long_poll_wakes_on_a_send,

@@ -122,6 +122,7 @@ async fn the_function_binaries_deliver_an_event_with_a_retry() {
             id: "0".into(),
             body: serde_json::to_string(&stored).unwrap(),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await
         .unwrap();
@@ -289,6 +290,7 @@ async fn the_deliver_function_marks_stranded_deliveries_dead_and_sweeps() {
             id: "0".into(),
             body: serde_json::to_string(&stranded.task(Payload::of(stranded_event))).unwrap(),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await
         .unwrap();

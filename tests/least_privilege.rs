@@ -426,6 +426,7 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
             id: "0".into(),
             body: "not an event".into(),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await
         .unwrap();
@@ -620,6 +621,7 @@ async fn every_aws_call_is_granted_by_the_functions_role_and_every_grant_is_used
                 body: serde_json::to_string(&delivery.task(domain::delivery::Payload::of(event)))
                     .unwrap(),
                 delay: Duration::ZERO,
+                held_for: None,
             })
             .collect();
     stranded_queue.send_batch(stranded).await.unwrap();

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::health;
 use super::sqs::{set_aside, Record};
-use crate::limiter::{Refusal, IN_FLIGHT_DEFERRAL};
+use crate::limiter::{Refusal, IN_FLIGHT_DEFERRAL, RELEASE_PER_SECOND};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
 use crate::Services;
@@ -26,8 +26,8 @@ use domain::event::Event;
 use domain::health::Observed;
 use domain::ids::{AccountId, EventId, SubscriptionId};
 use domain::retry::{
-    classify_status, parking_delay, unproven_wait, visibility_left, Failure, RetryPolicy, Verdict,
-    MAX_RETRY_HORIZON,
+    classify_status, holding_delay, parking_delay, unproven_wait, visibility_left, Failure,
+    RetryPolicy, Verdict, MAX_RETRY_HORIZON,
 };
 use domain::signing;
 use domain::subscription::{EndpointAuth, Subscription};
@@ -59,6 +59,9 @@ struct Handled {
     next: Next,
     /// The endpoint answered 410 Gone.
     gone: bool,
+    /// A probe succeeded (the endpoint was failing, or not yet heard from in this
+    /// process): what was held for its recovery comes back now.
+    proven: bool,
     /// For a first try: how long after its message was sent the attempt was made.
     first_try_lag_ms: Option<u64>,
 }
@@ -190,7 +193,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
-                let (mut update, next, gone) =
+                let (mut update, next, gone, proven) =
                     attempt(services, sub, &task, attempt_number, retry_until).await;
                 if let Some(u) = &mut update {
                     u.first_try = attempt_number == 1;
@@ -204,6 +207,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     update,
                     next,
                     gone,
+                    proven,
                     first_try_lag_ms,
                 }
             }
@@ -244,8 +248,58 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         metrics_of(&handled).publish(stage, services.clock.now_ms());
     }
     health::track(services, &subscriptions, &observed(&handled)).await;
-    settle(services, handled, received_at, &mut response).await;
+    let proven: Vec<&Subscription> = handled
+        .iter()
+        .filter(|h| h.proven)
+        .filter_map(|h| {
+            subscriptions.get(&(h.task.account_id.clone(), h.task.subscription_id.clone()))
+        })
+        .collect();
+    settle(
+        services,
+        &subscriptions,
+        handled,
+        received_at,
+        &mut response,
+    )
+    .await;
+    // After this batch's own deferrals are held, so that those are released too.
+    release_held(services, proven).await;
     response
+}
+
+/// Brings back what was held for each endpoint a probe of this batch found answering, at
+/// the endpoint's pace: [`RELEASE_PER_SECOND`], or its own rate limit if lower. Where the
+/// queue cannot release, nothing was held.
+async fn release_held(services: &Services, proven: Vec<&Subscription>) {
+    if !services.deliveries_queue.releases_held() {
+        return;
+    }
+    let mut done: Vec<&SubscriptionId> = Vec::new();
+    for sub in proven {
+        if done.contains(&&sub.id) {
+            continue;
+        }
+        done.push(&sub.id);
+        let per_second = sub
+            .rate_limit_per_second
+            .filter(|r| *r > 0)
+            .map_or(RELEASE_PER_SECOND, |r| r.min(RELEASE_PER_SECOND));
+        match services
+            .deliveries_queue
+            .release_held(sub.id.as_str(), per_second)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(subscription_id = %sub.id, released = n, per_second, "endpoint answers: its held deliveries come back")
+            }
+            // They come back at their backstop instead.
+            Err(e) => {
+                tracing::warn!(subscription_id = %sub.id, error = %e, "could not release held deliveries")
+            }
+        }
+    }
 }
 
 /// What the logged attempts of this batch showed about each endpoint.
@@ -302,6 +356,7 @@ fn metrics_of(handled: &[Handled]) -> DeliveryMetrics {
 /// disable endpoints that are gone.
 async fn settle(
     services: &Services,
+    subscriptions: &HashMap<(AccountId, SubscriptionId), Subscription>,
     handled: Vec<Handled>,
     received_at: i64,
     response: &mut SqsBatchResponse,
@@ -314,6 +369,9 @@ async fn settle(
     let mut retries = Vec::new();
     let mut dead = Vec::new();
     let mut deferred = Vec::new();
+    // Where the queue can bring them back when a probe succeeds, parked deliveries are held
+    // for their endpoint instead, with a longer backstop.
+    let holds = services.deliveries_queue.releases_held();
     for h in handled {
         match h.next {
             Next::Acknowledge => {}
@@ -321,34 +379,41 @@ async fn settle(
                 let mut task = h.task;
                 // This receive made no attempt, so it does not count.
                 task.prior_receives += h.receive_count.saturating_sub(1);
-                let wait = match refusal {
+                let unit = services.random.unit();
+                let park = |parkings| {
+                    if holds {
+                        holding_delay(parkings, unit)
+                    } else {
+                        parking_delay(parkings, unit)
+                    }
+                };
+                let (wait, parked) = match refusal {
                     Refusal::Busy => {
                         task.parkings = 0;
-                        IN_FLIGHT_DEFERRAL
+                        (IN_FLIGHT_DEFERRAL, false)
                     }
                     Refusal::RateLimited(wait) => {
                         task.parkings = 0;
-                        wait
+                        (wait, false)
                     }
-                    Refusal::Failing => {
-                        let wait = parking_delay(task.parkings, services.random.unit());
-                        task.parkings = task.parkings.saturating_add(1);
-                        wait
-                    }
+                    Refusal::Failing => (park(task.parkings), true),
                     // Counted in the same field: a delivery that waited for a proof and
                     // then for a failing endpoint's probe starts its parking further on.
-                    Refusal::Unproven { stalled } => {
-                        let unit = services.random.unit();
-                        let wait = if stalled {
-                            parking_delay(task.parkings, unit)
-                        } else {
-                            unproven_wait(task.parkings, unit)
-                        };
-                        task.parkings = task.parkings.saturating_add(1);
-                        wait
+                    Refusal::Unproven { stalled: true } => (park(task.parkings), true),
+                    Refusal::Unproven { stalled: false } => {
+                        (unproven_wait(task.parkings, unit), false)
                     }
                 };
-                deferred.push((h.message_id, h.receipt_handle, task, wait));
+                if matches!(refusal, Refusal::Failing | Refusal::Unproven { .. }) {
+                    task.parkings = task.parkings.saturating_add(1);
+                }
+                deferred.push(Deferred {
+                    message_id: h.message_id,
+                    receipt_handle: h.receipt_handle,
+                    task,
+                    wait,
+                    held: holds && parked,
+                });
             }
             Next::RetryAfter(delay) => {
                 retries.push((h.receipt_handle, delay.min(longest)));
@@ -375,7 +440,7 @@ async fn settle(
         }
     }
     if !deferred.is_empty() {
-        defer(services, deferred, response).await;
+        defer(services, subscriptions, deferred, response).await;
     }
     let mut announcements = Vec::new();
     for (message_id, receipt_handle, task, spent) in dead {
@@ -399,24 +464,48 @@ async fn settle(
     futures::future::join_all(announcing).await;
 }
 
+/// A delivery sent back without an attempt.
+struct Deferred {
+    message_id: String,
+    receipt_handle: String,
+    task: DeliveryTask,
+    wait: Duration,
+    /// Held for its endpoint's recovery (`OutgoingMessage::held_for`), `wait` a backstop.
+    held: bool,
+}
+
 /// Sends deferred deliveries back after their wait, in place of their messages
 /// (`Queue::requeue_batch`). If that fails the originals are reported failed and come back
 /// instead.
 async fn defer(
     services: &Services,
-    deferred: Vec<(String, String, DeliveryTask, Duration)>,
+    subscriptions: &HashMap<(AccountId, SubscriptionId), Subscription>,
+    deferred: Vec<Deferred>,
     response: &mut SqsBatchResponse,
 ) {
+    // Asked again just before the write: a probe that ended since the refusal may have
+    // released its endpoint's held deliveries already, and one held now would wait its
+    // whole backstop. A probe that ends after this look releases after this write (the
+    // embedded store applies writes in the order they are made).
+    let now = std::time::Instant::now();
     let (message_ids, requeued): (Vec<String>, Vec<(String, OutgoingMessage)>) = deferred
         .into_iter()
         .enumerate()
-        .map(|(i, (message_id, receipt, task, wait))| {
+        .map(|(i, d)| {
+            let still_held = d.held
+                && subscriptions
+                    .get(&(d.task.account_id.clone(), d.task.subscription_id.clone()))
+                    .is_some_and(|sub| services.limiter.would_park(sub, now));
             let copy = OutgoingMessage {
                 id: i.to_string(),
-                body: serde_json::to_string(&task).expect("a delivery task serialises"),
-                delay: wait,
+                body: serde_json::to_string(&d.task).expect("a delivery task serialises"),
+                delay: match (d.held, still_held) {
+                    (true, false) => IN_FLIGHT_DEFERRAL,
+                    _ => d.wait,
+                },
+                held_for: still_held.then(|| d.task.subscription_id.to_string()),
             };
-            (message_id, (receipt, copy))
+            (d.message_id, (d.receipt_handle, copy))
         })
         .unzip();
     // In place of the received messages (the task carries its parkings and receives).
@@ -444,6 +533,7 @@ async fn dead_letter(
             id: "0".into(),
             body,
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await?;
     services
@@ -514,6 +604,8 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
 }
 
 /// One attempt at one delivery; `attempt_number` numbers it within its attempt budget.
+/// Answers the outcome to log, what becomes of the message, whether the endpoint said it
+/// is gone, and whether this success was a probe's (see `Handled::proven`).
 #[tracing::instrument(
     name = "attempt",
     skip_all,
@@ -530,10 +622,10 @@ async fn attempt(
     task: &DeliveryTask,
     attempt_number: u32,
     retry_until: Option<Timestamp>,
-) -> (Option<DeliveryUpdate>, Next, bool) {
+) -> (Option<DeliveryUpdate>, Next, bool, bool) {
     let now = services.clock.now();
     if task.recheck && attempt_number == 1 && !still_to_send(services, task).await {
-        return (None, Next::Acknowledge, false);
+        return (None, Next::Acknowledge, false, false);
     }
     let sub = match sub {
         Some(s) if s.enabled => s,
@@ -543,7 +635,7 @@ async fn attempt(
                 Some(_) => "subscription paused or disabled".into(),
                 None => "subscription deleted".into(),
             });
-            return (Some(u), Next::Acknowledge, false);
+            return (Some(u), Next::Acknowledge, false, false);
         }
     };
     let policy = RetryPolicy::for_subscription(&sub);
@@ -561,11 +653,12 @@ async fn attempt(
                     Some(update(task, DeliveryStatus::Dead, now)),
                     Next::DeadLetter,
                     false,
+                    false,
                 );
             }
             // A leftover copy of a delivery that already ended: nothing to do.
             Ok(Some(d)) if d.status != DeliveryStatus::Pending => {
-                return (None, Next::Acknowledge, false)
+                return (None, Next::Acknowledge, false, false)
             }
             // Still pending: one real attempt before giving up, so no delivery ends dead
             // without having been tried.
@@ -577,14 +670,12 @@ async fn attempt(
         .try_acquire(&sub, std::time::Instant::now())
     {
         Ok(permit) => permit,
-        Err(refusal) => return (None, Next::Defer(refusal), false),
+        Err(refusal) => return (None, Next::Defer(refusal), false, false),
     };
 
     let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
     let verdict = verdict_of(&result);
-    if verdict == Verdict::Succeeded {
-        permit.succeeded();
-    }
+    let proven = verdict == Verdict::Succeeded && permit.succeeded();
     drop(permit);
     let gone = verdict == Verdict::Gone;
     let next = match verdict {
@@ -621,7 +712,7 @@ async fn attempt(
             }
         }
     };
-    (Some(u), next, gone)
+    (Some(u), next, gone, proven)
 }
 
 /// Whether a task fan-out sent again (see `DeliveryTask::recheck`) still has its delivery to

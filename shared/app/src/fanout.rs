@@ -16,7 +16,7 @@ use domain::delivery::DeliveryTask;
 use domain::delivery::{Delivery, DeliveryStatus, Payload};
 use domain::event::Event;
 use domain::ids::AccountId;
-use domain::retry::parking_delay;
+use domain::retry::{holding_delay, parking_delay};
 use domain::subscription::Subscription;
 
 /// What the fan-out function is invoked with: batches of the events queue, and the alert
@@ -181,6 +181,8 @@ pub(crate) fn matching<'a>(
 pub(crate) struct Plan {
     skipped: Vec<Delivery>,
     messages: Vec<OutgoingMessage>,
+    /// The endpoint each held message (by index) waits for: asked again at the send.
+    held: Vec<(usize, Subscription)>,
 }
 
 impl Plan {
@@ -194,7 +196,12 @@ impl Plan {
         let mut plan = Plan {
             skipped: Vec::new(),
             messages: Vec::new(),
+            held: Vec::new(),
         };
+        // Where the queue releases held deliveries (the runner), fan-out and deliver share
+        // one limiter, which knows whether a failing endpoint has a probe in flight: if not,
+        // a new delivery goes now and is its probe. Elsewhere only `failing_since` is known.
+        let holds = services.deliveries_queue.releases_held();
         for ToFanOut {
             event,
             again,
@@ -217,18 +224,28 @@ impl Plan {
                 // account's new deliveries. A returning one may be its endpoint's next probe.
                 // So do those of an endpoint not yet heard from while its account's probes
                 // hang (known only where fan-out and deliver share a process: the runner).
-                let delay = if sub.failing_since.is_some()
-                    || services.limiter.would_park(sub, std::time::Instant::now())
-                {
-                    task.parkings = 1;
-                    parking_delay(0, services.random.unit())
-                } else {
+                // Where the queue can release them, they are held for the endpoint instead.
+                let would_park = services.limiter.would_park(sub, std::time::Instant::now());
+                let parked = would_park || (!holds && sub.failing_since.is_some());
+                let delay = if !parked {
                     Duration::ZERO
+                } else if holds {
+                    holding_delay(0, services.random.unit())
+                } else {
+                    parking_delay(0, services.random.unit())
                 };
+                if parked {
+                    task.parkings = 1;
+                }
+                let held = parked && holds;
+                if held {
+                    plan.held.push((plan.messages.len(), sub.clone()));
+                }
                 plan.messages.push(OutgoingMessage {
                     id: plan.messages.len().to_string(),
                     body: serde_json::to_string(&task).expect("a delivery task serialises"),
                     delay,
+                    held_for: held.then(|| sub.id.to_string()),
                 });
             }
         }
@@ -236,9 +253,19 @@ impl Plan {
     }
 
     /// Logs the skipped deliveries and sends the tasks.
-    pub(crate) async fn carry_out(self, services: &Services) -> Result<()> {
+    pub(crate) async fn carry_out(mut self, services: &Services) -> Result<()> {
         if !self.skipped.is_empty() {
             services.deliveries.create_batch(&self.skipped).await?;
+        }
+        // As deliver does before holding (see `deliver::defer`): a probe that ended since
+        // the plan may have released its endpoint already; such a delivery goes now.
+        let now = std::time::Instant::now();
+        for (i, sub) in &self.held {
+            if !services.limiter.would_park(sub, now) {
+                let m = &mut self.messages[*i];
+                m.held_for = None;
+                m.delay = Duration::ZERO;
+            }
         }
         services.deliveries_queue.send_batch(self.messages).await
     }

@@ -129,6 +129,7 @@ async fn store(
                     body
                 },
                 delay: Duration::ZERO,
+                held_for: None,
             });
         }
         results.push(Accepted {

@@ -29,6 +29,12 @@ pub const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 /// one account may have in flight at once.
 pub const PROBES_PER_ACCOUNT: usize = 4;
 
+/// How fast the deliveries held for an endpoint come back once a probe shows it answers
+/// (`Queue::release_held`), unless its own rate limit says otherwise: about what ten
+/// attempts in flight at 100 ms each carry, so a recovered endpoint's backlog is not
+/// received only to be deferred as busy.
+pub const RELEASE_PER_SECOND: u32 = 100;
+
 /// A probe running this long suggests its endpoint hangs: the account's other unproven
 /// deliveries are parked rather than retried within seconds.
 pub const PROBE_STALLED_AFTER: Duration = Duration::from_secs(1);
@@ -96,11 +102,14 @@ pub struct Permit {
 
 impl Permit {
     /// The attempt got a 2xx: the endpoint is proven, and its next attempts are not probes.
-    pub fn succeeded(&self) {
+    /// Says whether this attempt was a probe: the endpoint was failing or not yet heard
+    /// from, so deliveries may be held for it (see `Queue::release_held`).
+    pub fn succeeded(&self) -> bool {
         let mut counts = self.limiter.counts.lock().expect("limiter lock");
         if let Some(e) = counts.endpoints.get_mut(&self.subscription_id) {
             e.proven_url = Some(self.url.clone());
         }
+        self.probe_of.is_some()
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usi
             id: messages.len().to_string(),
             body: serde_json::to_string(&task).expect("a delivery task serialises"),
             delay: Duration::ZERO,
+            held_for: None,
         });
     }
     if let Err(e) = services.deliveries_queue.send_batch(messages).await {

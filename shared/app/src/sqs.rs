@@ -106,6 +106,7 @@ pub(crate) async fn set_aside(
             id: "0".into(),
             body,
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await;
     if let Err(e) = moved {

@@ -136,6 +136,7 @@ async fn mark_dead(services: &Services, task: &DeliveryTask, receives: u32) -> R
             id: "0".into(),
             body: dead_letter_body(task, &attempts, now),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await;
     if let Err(e) = sent {

@@ -158,6 +158,7 @@ async fn sweep_page(
             id: messages.len().to_string(),
             body: serde_json::to_string(&task).expect("a delivery task serialises"),
             delay: Duration::ZERO,
+            held_for: None,
         });
     }
     report.requeued += messages.len();

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ async fn send(h: &Harness, task: &DeliveryTask) {
             id: "0".into(),
             body: serde_json::to_string(task).unwrap(),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await
         .unwrap();
@@ -408,6 +410,14 @@ impl Queue for RefusingQueue {
     async fn change_visibility_batch(&self, _: Vec<(String, Duration)>) -> app::Result<()> {
         Ok(())
     }
+
+    fn releases_held(&self) -> bool {
+        false
+    }
+
+    async fn release_held(&self, _: &str, _: u32) -> app::Result<usize> {
+        Ok(0)
+    }
 }
 
 #[tokio::test]
@@ -527,13 +537,31 @@ async fn a_retry_that_would_outlive_its_message_is_a_dead_letter_now() {
 
 /// A failing endpoint gets one attempt at a time; the deliveries behind its probe are parked
 /// for 30 s, then longer each time, spending no attempt, instead of cycling through the queue
-/// every second ahead of other accounts' deliveries.
+/// every second ahead of other accounts' deliveries. So on SQS, which cannot release them.
 #[tokio::test]
 async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time() {
+    let h = Harness::like_sqs(&[200]);
+    let (first, second) = parked_behind_a_probe(&h).await;
+    assert!((24..=37).contains(&first), "first parking {first} s");
+    assert!((48..=73).contains(&second), "second parking {second} s");
+}
+
+/// Where the queue can release them (the runner), they are held for the endpoint instead:
+/// 2 min, then 4, as a backstop only (see the next test).
+#[tokio::test]
+async fn deliveries_behind_a_failing_endpoints_probe_are_held_with_a_longer_backstop() {
     let h = Harness::new(&[200]);
+    let (first, second) = parked_behind_a_probe(&h).await;
+    assert!((96..=145).contains(&first), "first holding {first} s");
+    assert!((192..=289).contains(&second), "second holding {second} s");
+}
+
+/// Parks a delivery twice behind a probe in flight and says how long (s) each parking
+/// lasted; then ends the probe and delivers it.
+async fn parked_behind_a_probe(h: &Harness) -> (u64, u64) {
     let mut sub = subscription("acct_a", "wh_down", &["call.*"]);
     sub.failing_since = Some(h.now());
-    let task = enqueue(&h, &sub).await;
+    let task = enqueue(h, &sub).await;
     // Another delivery to the endpoint is in flight: its probe.
     let probe = h
         .services
@@ -543,7 +571,7 @@ async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time
 
     let mut parked_for = Vec::new();
     for parkings in 1..=2u32 {
-        let (received, failed) = deliver_visible(&h).await;
+        let (received, failed) = deliver_visible(h).await;
         assert_eq!((received.len(), failed.len()), (1, 0));
         assert!(h.http.sent().is_empty(), "attempted behind the probe");
         let mut waited = Duration::ZERO;
@@ -559,7 +587,7 @@ async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time
         let copy: DeliveryTask = serde_json::from_str(&parked.body).unwrap();
         assert_eq!(copy.parkings, parkings);
         assert_eq!(copy.delivery_id, task.delivery_id);
-        parked_for.push(waited);
+        parked_for.push(waited.as_secs());
         // Put it back as it was, for the next round.
         h.services
             .deliveries_queue
@@ -567,9 +595,6 @@ async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time
             .await
             .unwrap();
     }
-    let (first, second) = (parked_for[0].as_secs(), parked_for[1].as_secs());
-    assert!((24..=37).contains(&first), "first parking {first} s");
-    assert!((48..=73).contains(&second), "second parking {second} s");
     // Parked without an attempt, it has no outcome yet: nothing is logged.
     assert!(h
         .services
@@ -581,9 +606,93 @@ async fn deliveries_behind_a_failing_endpoints_probe_are_parked_longer_each_time
 
     // The probe ends: the parked delivery is attempted when it comes back.
     drop(probe);
-    let (_, failed) = deliver_visible(&h).await;
+    let (_, failed) = deliver_visible(h).await;
     assert!(failed.is_empty());
-    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
+    assert_eq!(delivery(h, &task).await.status, DeliveryStatus::Succeeded);
+    (parked_for[0], parked_for[1])
+}
+
+/// When a failing endpoint's probe succeeds, what was held for it comes back at once, paced
+/// (not after its two-minute backstop); another endpoint's held deliveries stay held.
+#[tokio::test]
+async fn a_succeeding_probe_releases_what_was_held_for_its_endpoint() {
+    let h = Harness::new(&[200, 200, 200, 200]);
+    let mut sub = subscription("acct_a", "wh_down", &["call.*"]);
+    sub.failing_since = Some(h.now());
+    let mut other = subscription("acct_b", "wh_other", &["call.*"]);
+    other.failing_since = Some(h.now());
+    h.services.subscriptions.put(&sub).await.unwrap();
+    h.services.subscriptions.put(&other).await.unwrap();
+    let held: Vec<DeliveryTask> = (0..3)
+        .map(|i| {
+            let e = event("acct_a", &format!("evt_held_{i}"), "call.ended");
+            Delivery::new(&e, &sub, h.now()).task(Payload::of(&e))
+        })
+        .collect();
+    let e = event("acct_b", "evt_other", "call.ended");
+    let other_task = Delivery::new(&e, &other, h.now()).task(Payload::of(&e));
+    for task in held.iter().chain([&other_task]) {
+        send(&h, task).await;
+    }
+    // Both endpoints' probes are in flight: all four are held.
+    let probes = [&sub, &other].map(|s| {
+        h.services
+            .limiter
+            .try_acquire(s, std::time::Instant::now())
+            .unwrap()
+    });
+    let (received, _) = deliver_visible(&h).await;
+    assert_eq!(received.len(), 4);
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+
+    // The probes end without an answer (as if timed out elsewhere); a new delivery to the
+    // first endpoint is its next probe, and it succeeds.
+    drop(probes);
+    let e = event("acct_a", "evt_probe", "call.ended");
+    let probe = Delivery::new(&e, &sub, h.now()).task(Payload::of(&e));
+    send(&h, &probe).await;
+    let (received, failed) = deliver_visible(&h).await;
+    assert_eq!((received.len(), failed.len()), (1, 0));
+    assert_eq!(delivery(&h, &probe).await.status, DeliveryStatus::Succeeded);
+
+    // Its held deliveries come back one every 10 ms (100 a second), in the order they were
+    // due; the other endpoint's do not.
+    let mut visible_counts = Vec::new();
+    let mut back = BTreeSet::new();
+    for _ in 0..3 {
+        let visible = receive_all(&h.services.deliveries_queue).await;
+        visible_counts.push(visible.len());
+        back.extend(visible.iter().map(|m| {
+            serde_json::from_str::<DeliveryTask>(&m.body)
+                .unwrap()
+                .delivery_id
+        }));
+        h.services
+            .deliveries_queue
+            .change_visibility_batch(
+                visible
+                    .into_iter()
+                    .map(|m| (m.receipt_handle, Duration::ZERO))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_millis(10));
+    }
+    assert_eq!(visible_counts, [1, 2, 3]);
+    assert_eq!(back, held.iter().map(|t| t.delivery_id.clone()).collect());
+    let (received, failed) = deliver_visible(&h).await;
+    assert_eq!((received.len(), failed.len()), (3, 0));
+    for task in &held {
+        assert_eq!(delivery(&h, task).await.status, DeliveryStatus::Succeeded);
+    }
+    assert!(h
+        .services
+        .deliveries
+        .get(&other_task.account_id, &other_task.delivery_id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// The events the service announced, oldest first.
@@ -719,6 +828,7 @@ async fn a_delivery_whose_attempts_run_out_is_announced_dead_but_never_one_of_an
             id: "0".into(),
             body: serde_json::to_string(&delivery.task(Payload::of(&op))).unwrap(),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await
         .unwrap();

@@ -50,6 +50,12 @@ impl Queue for InlineDeliver {
     async fn change_visibility_batch(&self, changes: Vec<(String, Duration)>) -> Result<()> {
         self.inner.change_visibility_batch(changes).await
     }
+    fn releases_held(&self) -> bool {
+        self.inner.releases_held()
+    }
+    async fn release_held(&self, key: &str, per_second: u32) -> Result<usize> {
+        self.inner.release_held(key, per_second).await
+    }
 }
 
 /// A dead delivery of an event to a subscription whose endpoint answers `statuses`.

@@ -72,6 +72,7 @@ async fn strand(h: &Harness, d: &Delivery) {
             id: "0".into(),
             body: serde_json::to_string(&task).unwrap(),
             delay: Duration::ZERO,
+            held_for: None,
         }])
         .await
         .unwrap();

@@ -38,6 +38,19 @@ pub fn parking_delay(parkings: u32, unit: f64) -> Duration {
     doubling(FIRST_PARKING, MAX_PARKING, parkings, unit)
 }
 
+/// The first wait of a delivery held for a failing endpoint's recovery, where the queue can
+/// release it when a probe succeeds (`Queue::release_held`: the embedded runner). The wait
+/// is then a backstop, for a recovery no probe in this process saw (a restart, another
+/// process's attempt): long enough that a dead endpoint's backlog is not received and held
+/// again every thirty seconds, ahead of every other account's deliveries.
+pub const FIRST_HOLDING: Duration = Duration::from_secs(120);
+
+/// How long a held delivery waits at most before it is looked at again: 2 min, doubling
+/// with each holding of the same delivery up to [`MAX_PARKING`], ±20 %.
+pub fn holding_delay(holdings: u32, unit: f64) -> Duration {
+    doubling(FIRST_HOLDING, MAX_PARKING, holdings, unit)
+}
+
 /// `first` doubled `n` times, at most `max`, ±20 % (`unit` is a uniform sample in [0, 1)).
 fn doubling(first: Duration, max: Duration, n: u32, unit: f64) -> Duration {
     let base = first.as_secs_f64() * 2f64.powi(n.min(16) as i32);
@@ -188,7 +201,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parking_grows_from_thirty_seconds_to_ten_minutes_with_jitter() {
+    fn parking_grows_from_thirty_seconds_and_holding_from_two_minutes_to_ten_with_jitter() {
         assert_eq!(unproven_wait(0, 0.5), Duration::from_secs(1));
         assert_eq!(unproven_wait(3, 0.5), Duration::from_secs(8));
         assert_eq!(unproven_wait(u32::MAX, 0.5), Duration::from_secs(30));
@@ -198,6 +211,10 @@ mod tests {
         assert_eq!(parking_delay(u32::MAX, 0.5), Duration::from_secs(600));
         assert_eq!(parking_delay(0, 0.0), Duration::from_secs(24));
         assert!(parking_delay(0, 0.999_999) < Duration::from_secs(36));
+        assert_eq!(holding_delay(0, 0.5), Duration::from_secs(120));
+        assert_eq!(holding_delay(1, 0.5), Duration::from_secs(240));
+        assert_eq!(holding_delay(3, 0.5), Duration::from_secs(600));
+        assert_eq!(holding_delay(0, 0.0), Duration::from_secs(96));
     }
 
     const S500: Failure = Failure::Status(500);

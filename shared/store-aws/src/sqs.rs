@@ -194,4 +194,14 @@ impl Queue for SqsQueue {
         }
         Ok(())
     }
+
+    /// SQS finds messages by receipt only, and a waiting message has none: a held one waits
+    /// its whole delay (deliver then parks as before holding existed).
+    fn releases_held(&self) -> bool {
+        false
+    }
+
+    async fn release_held(&self, _key: &str, _per_second: u32) -> Result<usize> {
+        Ok(0)
+    }
 }

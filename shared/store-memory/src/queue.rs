@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use app::ports::{
-    check_sizes, Clock, OsRandom, OutgoingMessage, Queue, QueueMessage, MAX_BATCH,
-    MAX_MESSAGE_BYTES,
+    check_sizes, released_after_ms, Clock, OsRandom, OutgoingMessage, Queue, QueueMessage,
+    MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 use app::{Error, Result};
 use domain::ids;
@@ -38,6 +38,9 @@ struct Message {
     receipt: Option<String>,
     /// Sending order: the oldest of messages visible since the same moment goes first.
     sequence: u64,
+    /// Waits for this endpoint's recovery (`OutgoingMessage::held_for`); cleared when
+    /// received.
+    held_for: Option<String>,
 }
 
 #[derive(Default)]
@@ -124,6 +127,7 @@ impl MemoryQueue {
         message.visible_at = now;
         message.receive_count = 0;
         message.receipt = None;
+        message.held_for = None;
         self.lock()?.insert(message);
         self.arrivals.notify_one();
         Ok(())
@@ -169,6 +173,7 @@ impl MemoryQueue {
                 m.receive_count += 1;
                 m.visible_at = hidden_until;
                 m.receipt = Some(receipt.clone());
+                m.held_for = None;
                 taken.push(QueueMessage {
                     message_id: m.id.clone(),
                     receipt_handle: receipt,
@@ -217,6 +222,7 @@ impl Queue for MemoryQueue {
                     receive_count: 0,
                     receipt: None,
                     sequence: 0,
+                    held_for: m.held_for,
                 });
             }
         }
@@ -285,6 +291,35 @@ impl Queue for MemoryQueue {
         self.arrivals.notify_waiters();
         Ok(())
     }
+
+    fn releases_held(&self) -> bool {
+        true
+    }
+
+    async fn release_held(&self, key: &str, per_second: u32) -> Result<usize> {
+        let now = self.clock.now_ms();
+        let released = {
+            let mut messages = self.lock()?;
+            let mut held: Vec<(i64, u64, String)> = messages
+                .by_id
+                .values()
+                .filter(|m| m.held_for.as_deref() == Some(key))
+                .map(|m| (m.visible_at, m.sequence, m.id.clone()))
+                .collect();
+            held.sort_unstable();
+            for (n, (_, _, id)) in held.iter().enumerate() {
+                if let Some(m) = messages.by_id.get_mut(id) {
+                    m.visible_at = m.visible_at.min(now + released_after_ms(n, per_second));
+                    m.held_for = None;
+                }
+            }
+            held.len()
+        };
+        if released > 0 {
+            self.arrivals.notify_waiters();
+        }
+        Ok(released)
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +340,7 @@ mod tests {
             id: "0".into(),
             body: body.into(),
             delay: Duration::ZERO,
+            held_for: None,
         }
     }
 

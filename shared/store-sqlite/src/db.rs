@@ -16,6 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
+use crate::queue::HeldIds;
 use crate::DbResult;
 use app::{Error, Result};
 
@@ -54,6 +55,8 @@ pub struct Db {
     /// Each queue's wake-up for its receivers, by name: shared by every handle on that
     /// queue, so that a message moved into it by another queue's redrive wakes its receivers.
     arrivals: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Each queue's held messages, by name, shared the same way (see `queue::HeldIds`).
+    held: Arc<Mutex<HashMap<String, Arc<Mutex<HeldIds>>>>>,
 }
 
 impl Db {
@@ -61,6 +64,12 @@ impl Db {
     pub(crate) fn arrivals_of(&self, queue: &str) -> Arc<Notify> {
         let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         arrivals.entry(queue.to_string()).or_default().clone()
+    }
+
+    /// The messages held in `queue` for each endpoint.
+    pub(crate) fn held_of(&self, queue: &str) -> Arc<Mutex<HeldIds>> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.entry(queue.to_string()).or_default().clone()
     }
 
     /// Opens (creating if needed) the database file, owner-only. Checkpoints run on a
@@ -120,6 +129,7 @@ impl Db {
             jobs,
             readers: None,
             arrivals: Arc::default(),
+            held: Arc::default(),
         })
     }
 

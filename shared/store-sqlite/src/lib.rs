@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt TEXT,
     parked INTEGER NOT NULL DEFAULT 0,
+    held_for TEXT,
     PRIMARY KEY (queue, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
@@ -218,6 +219,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("deliveries", "first_status", "INTEGER"),
     ("deliveries", "first_url", "TEXT"),
     ("deliveries", "first_request_headers", "TEXT"),
+    // A message waiting for an endpoint's recovery (`OutgoingMessage::held_for`; not
+    // indexed: see `queue::HeldIds`). Older builds leave it NULL and never read it: their
+    // messages wait their delay, as they did.
+    ("queue_messages", "held_for", "TEXT"),
 ];
 
 /// Columns a later layout no longer has. Layout 2: events are written once, so whether one
@@ -484,6 +489,55 @@ mod layout_tests {
                  ('other', 'wh_9', 7200000, 1, 0, 0, '3:1', '{}');"#,
         )
         .unwrap();
+    }
+
+    /// A data dir from before messages could be held for an endpoint: its queue table has
+    /// no `held_for`. It gets the column, keeps its messages, and holds.
+    #[tokio::test]
+    async fn a_queue_without_held_messages_gets_them_and_keeps_what_it_had() {
+        use app::ports::{OutgoingMessage, Queue, SystemClock};
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "ALTER TABLE queue_messages DROP COLUMN held_for;
+                 PRAGMA user_version = 3;
+                 INSERT INTO queue_messages (queue, id, body, sent_at, visible_at)
+                     VALUES ('deliveries', 'm_old', 'old', 1, 1);",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let queue = crate::SqliteQueue::new(
+            db,
+            "deliveries",
+            Duration::from_secs(30),
+            None,
+            std::sync::Arc::new(SystemClock),
+        );
+        let old = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].body, "old");
+        queue
+            .send_batch(vec![OutgoingMessage {
+                id: "0".into(),
+                body: "held".into(),
+                delay: Duration::from_secs(60),
+                held_for: Some("wh_1".into()),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(queue.release_held("wh_1", 100).await.unwrap(), 1);
+        let back = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].body, "held");
+        let conn = Connection::open(&path).unwrap();
+        assert!(has_column(&conn, "queue_messages", "held_for").unwrap());
     }
 
     #[tokio::test]

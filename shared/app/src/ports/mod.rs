@@ -22,8 +22,8 @@ pub use http_sender::{
 };
 pub use jwt_keys::JwtKeyStore;
 pub use queue::{
-    batch_calls, check_sizes, OutgoingMessage, Queue, QueueMessage, ENTRY_MARGIN_BYTES, MAX_BATCH,
-    MAX_BATCH_BYTES, MAX_MESSAGE_BYTES,
+    batch_calls, check_sizes, released_after_ms, OutgoingMessage, Queue, QueueMessage,
+    ENTRY_MARGIN_BYTES, MAX_BATCH, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES,
 };
 pub use sealing_keys::{FixedSealingKey, SealingKeys};
 pub use subscriptions::SubscriptionStore;

@@ -28,6 +28,11 @@ pub struct OutgoingMessage {
     pub id: String,
     pub body: String,
     pub delay: Duration,
+    /// The key (a subscription id) of the endpoint whose recovery this message waits for:
+    /// [`Queue::release_held`] with that key brings it back before its `delay`, which is
+    /// then only a backstop. Set only for a queue that [`Queue::releases_held`]; others
+    /// ignore it.
+    pub held_for: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,23 @@ pub trait Queue: Send + Sync {
         }
         Ok(())
     }
+    /// Whether [`Queue::release_held`] works here: the embedded and in-memory queues, where
+    /// one process sends, receives and knows when an endpoint recovers. SQS cannot find a
+    /// group of waiting messages, so there a held message waits its whole delay. No
+    /// default, like the next: a wrapper must say what it forwards.
+    fn releases_held(&self) -> bool;
+    /// Brings the messages held for `key` (sent or requeued with that `held_for`, not
+    /// received since) back before their delay, oldest first, `per_second` of them a
+    /// second from now: an endpoint that recovers gets its backlog at a pace it can take,
+    /// not all at once. Never later than they were due. Answers how many; 0 where the
+    /// queue does not release.
+    async fn release_held(&self, key: &str, per_second: u32) -> Result<usize>;
+}
+
+/// When the `n`th message (from 0) of a release at `per_second` becomes visible, in ms
+/// after the release: one every `1000 / per_second` ms.
+pub fn released_after_ms(n: usize, per_second: u32) -> i64 {
+    (n as i64).saturating_mul(1000) / i64::from(per_second.max(1))
 }
 
 /// Refuses a batch holding a message over `max_bytes` (nothing of it is sent): the same
@@ -111,6 +133,7 @@ mod tests {
             id: "0".into(),
             body: "x".repeat(len),
             delay: Duration::ZERO,
+            held_for: None,
         }
     }
 

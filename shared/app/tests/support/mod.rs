@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 
-use app::ports::{Clock, HttpSender, OsRandom, OutboundRequest, Queue, QueueMessage, SendResult};
+use app::ports::{
+    Clock, HttpSender, OsRandom, OutboundRequest, OutgoingMessage, Queue, QueueMessage, SendResult,
+};
 use app::{Services, Settings, Stores};
 use domain::catalog::EventType;
 use domain::destination::DestinationPolicy;
@@ -103,6 +105,14 @@ impl Harness {
     /// The endpoint will answer the statuses in order, one per request.
     pub fn new(statuses: &[u16]) -> Self {
         Self::with_stores(statuses, |_| {})
+    }
+
+    /// The same, with a deliveries queue that cannot release held messages, as SQS cannot:
+    /// deliver and fan-out park as they do on AWS.
+    pub fn like_sqs(statuses: &[u16]) -> Self {
+        Self::with_stores(statuses, |stores| {
+            stores.deliveries_queue = Arc::new(NoRelease(stores.deliveries_queue.clone()));
+        })
     }
 
     /// The same, with some of the stores replaced by `adjust`.
@@ -235,4 +245,33 @@ pub fn failures(response: &SqsBatchResponse) -> Vec<String> {
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect()
+}
+
+/// A queue that holds nothing back for release, as SQS (`SqsQueue::releases_held`).
+pub struct NoRelease(pub Arc<dyn Queue>);
+
+#[async_trait]
+impl Queue for NoRelease {
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> app::Result<()> {
+        assert!(
+            messages.iter().all(|m| m.held_for.is_none()),
+            "held for a queue that does not release"
+        );
+        self.0.send_batch(messages).await
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> app::Result<Vec<QueueMessage>> {
+        self.0.receive(max, wait).await
+    }
+    async fn delete_batch(&self, receipt_handles: Vec<String>) -> app::Result<()> {
+        self.0.delete_batch(receipt_handles).await
+    }
+    async fn change_visibility_batch(&self, changes: Vec<(String, Duration)>) -> app::Result<()> {
+        self.0.change_visibility_batch(changes).await
+    }
+    fn releases_held(&self) -> bool {
+        false
+    }
+    async fn release_held(&self, _: &str, _: u32) -> app::Result<usize> {
+        Ok(0)
+    }
 }
