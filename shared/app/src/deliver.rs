@@ -218,6 +218,15 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         .collect()
         .await;
 
+    // The endpoints a probe of this batch found answering: proven in the limiter already,
+    // so what was held for them comes back whatever becomes of this batch.
+    let proven: Vec<&Subscription> = handled
+        .iter()
+        .filter(|h| h.proven)
+        .filter_map(|h| {
+            subscriptions.get(&(h.task.account_id.clone(), h.task.subscription_id.clone()))
+        })
+        .collect();
     let updates: Vec<DeliveryUpdate> = handled.iter().filter_map(|h| h.update.clone()).collect();
     let found = match services.deliveries.record(&updates).await {
         Ok(found) => found,
@@ -226,6 +235,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             for h in &handled {
                 response.add_failure(h.message_id.clone());
             }
+            release_held(services, proven).await;
             return response;
         }
     };
@@ -248,13 +258,6 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         metrics_of(&handled).publish(stage, services.clock.now_ms());
     }
     health::track(services, &subscriptions, &observed(&handled)).await;
-    let proven: Vec<&Subscription> = handled
-        .iter()
-        .filter(|h| h.proven)
-        .filter_map(|h| {
-            subscriptions.get(&(h.task.account_id.clone(), h.task.subscription_id.clone()))
-        })
-        .collect();
     settle(
         services,
         &subscriptions,
@@ -399,7 +402,13 @@ async fn settle(
                     Refusal::Failing => (park(task.parkings), true),
                     // Counted in the same field: a delivery that waited for a proof and
                     // then for a failing endpoint's probe starts its parking further on.
-                    Refusal::Unproven { stalled: true } => (park(task.parkings), true),
+                    // Held, but with the shorter parking as its backstop: only its own
+                    // endpoint's success releases it, and that endpoint may be healthy and
+                    // only waiting for one of its account's probe slots, which no release
+                    // announces.
+                    Refusal::Unproven { stalled: true } => {
+                        (parking_delay(task.parkings, unit), true)
+                    }
                     Refusal::Unproven { stalled: false } => {
                         (unproven_wait(task.parkings, unit), false)
                     }
@@ -495,15 +504,20 @@ async fn defer(
             let still_held = d.held
                 && subscriptions
                     .get(&(d.task.account_id.clone(), d.task.subscription_id.clone()))
-                    .is_some_and(|sub| services.limiter.would_park(sub, now));
+                    .is_some_and(|sub| services.limiter.would_hold(sub, now));
+            let mut task = d.task;
+            if d.held && !still_held {
+                // Not parked after all: this refusal does not count as one.
+                task.parkings = task.parkings.saturating_sub(1);
+            }
             let copy = OutgoingMessage {
                 id: i.to_string(),
-                body: serde_json::to_string(&d.task).expect("a delivery task serialises"),
+                body: serde_json::to_string(&task).expect("a delivery task serialises"),
                 delay: match (d.held, still_held) {
                     (true, false) => IN_FLIGHT_DEFERRAL,
                     _ => d.wait,
                 },
-                held_for: still_held.then(|| d.task.subscription_id.to_string()),
+                held_for: still_held.then(|| task.subscription_id.to_string()),
             };
             (d.message_id, (d.receipt_handle, copy))
         })

@@ -11,9 +11,7 @@ use crate::ingest::EventMessage;
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
 use domain::alerts::AlertTopic;
-#[cfg(test)]
-use domain::delivery::DeliveryTask;
-use domain::delivery::{Delivery, DeliveryStatus, Payload};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
 use domain::ids::AccountId;
 use domain::retry::{holding_delay, parking_delay};
@@ -181,8 +179,9 @@ pub(crate) fn matching<'a>(
 pub(crate) struct Plan {
     skipped: Vec<Delivery>,
     messages: Vec<OutgoingMessage>,
-    /// The endpoint each held message (by index) waits for: asked again at the send.
-    held: Vec<(usize, Subscription)>,
+    /// The endpoint each held message (by index) waits for, asked again at the send, and
+    /// the task to send instead if it is not held after all.
+    held: Vec<(usize, Subscription, DeliveryTask)>,
 }
 
 impl Plan {
@@ -225,11 +224,17 @@ impl Plan {
                 // So do those of an endpoint not yet heard from while its account's probes
                 // hang (known only where fan-out and deliver share a process: the runner).
                 // Where the queue can release them, they are held for the endpoint instead.
-                let would_park = services.limiter.would_park(sub, std::time::Instant::now());
-                let parked = would_park || (!holds && sub.failing_since.is_some());
+                let now = std::time::Instant::now();
+                let parked = if holds {
+                    services.limiter.would_hold(sub, now)
+                } else {
+                    sub.failing_since.is_some() || services.limiter.would_park(sub, now)
+                };
+                // Held behind its own failing endpoint's probe, the backstop is long; behind
+                // its account's stalled probes, short (see deliver's `settle`).
                 let delay = if !parked {
                     Duration::ZERO
-                } else if holds {
+                } else if holds && sub.failing_since.is_some() {
                     holding_delay(0, services.random.unit())
                 } else {
                     parking_delay(0, services.random.unit())
@@ -239,7 +244,9 @@ impl Plan {
                 }
                 let held = parked && holds;
                 if held {
-                    plan.held.push((plan.messages.len(), sub.clone()));
+                    let mut unheld = task.clone();
+                    unheld.parkings = 0;
+                    plan.held.push((plan.messages.len(), sub.clone(), unheld));
                 }
                 plan.messages.push(OutgoingMessage {
                     id: plan.messages.len().to_string(),
@@ -260,9 +267,10 @@ impl Plan {
         // As deliver does before holding (see `deliver::defer`): a probe that ended since
         // the plan may have released its endpoint already; such a delivery goes now.
         let now = std::time::Instant::now();
-        for (i, sub) in &self.held {
-            if !services.limiter.would_park(sub, now) {
+        for (i, sub, unheld) in &self.held {
+            if !services.limiter.would_hold(sub, now) {
                 let m = &mut self.messages[*i];
+                m.body = serde_json::to_string(unheld).expect("a delivery task serialises");
                 m.held_for = None;
                 m.delay = Duration::ZERO;
             }

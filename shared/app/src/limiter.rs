@@ -47,7 +47,9 @@ pub enum Refusal {
     /// The endpoint's own rate limit: try again after this long.
     RateLimited(Duration),
     /// The endpoint is failing and its probe (or its account's probes) are in flight: the
-    /// delivery is parked (see `domain::retry::parking_delay`), not cycled every second.
+    /// delivery is parked (see `domain::retry::parking_delay`), not cycled every second;
+    /// where the queue can release it, held for the endpoint until a probe succeeds
+    /// (`domain::retry::holding_delay` is then only a backstop).
     Failing,
     /// The endpoint has not answered yet and its account's probes are in flight. While they
     /// are quick (a new customer's first burst, answered in milliseconds) the delivery waits
@@ -147,7 +149,7 @@ impl Limiter {
     /// instead of being received only to be sent back: two queue writes fewer for each
     /// delivery of a hanging account's backlog. Takes nothing. Asked at the send, not at
     /// the receipt: should the probes end in between, a delivery deliver would have
-    /// attempted waits its parking (about 30 s) all the same.
+    /// attempted waits its parking (or, held, until its endpoint's release) all the same.
     pub fn would_park(&self, sub: &Subscription, now: Instant) -> bool {
         let counts = self.counts.lock().expect("limiter lock");
         let endpoint = counts.endpoints.get(&sub.id);
@@ -174,6 +176,26 @@ impl Limiter {
                     .any(|started| now.saturating_duration_since(*started) >= PROBE_STALLED_AFTER)
             }
         }
+    }
+
+    /// Whether a delivery to `sub` should be held for its endpoint now (see
+    /// `Queue::release_held`): [`Limiter::would_park`], unless the endpoint has answered 2xx
+    /// at its URL since `sub` was read. A batch's copy of a subscription can be tens of
+    /// seconds old (one of its attempts may hang that long), and may still say failing
+    /// after a probe succeeded and released the endpoint: a delivery held then would wait
+    /// its whole backstop. The proof may also predate the failure `sub` records (no
+    /// attempt since, which would have cleared it): the delivery then comes back within a
+    /// second, is refused, and is held.
+    pub fn would_hold(&self, sub: &Subscription, now: Instant) -> bool {
+        let proven = {
+            let counts = self.counts.lock().expect("limiter lock");
+            counts
+                .endpoints
+                .get(&sub.id)
+                .and_then(|e| e.proven_url.as_deref())
+                == Some(sub.url.as_str())
+        };
+        !proven && self.would_park(sub, now)
     }
 
     /// A slot for one attempt to `sub` now, or why not.

@@ -355,21 +355,43 @@ async fn a_failing_endpoints_new_delivery_is_its_probe_or_is_held_behind_one() {
         "back before its backstop"
     );
     drop(probe);
-    // Released by the probe's success (see deliver's tests), or, here, at the backstop.
-    h.clock.advance(std::time::Duration::from_secs(50));
+    // Held for this endpoint: a release (deliver's, when a probe succeeds) brings it back.
+    let release = || {
+        h.services
+            .deliveries_queue
+            .release_held(failing.id.as_str(), 100)
+    };
+    assert_eq!(release().await.unwrap(), 1);
     let later = queued_tasks(&h).await;
     assert_eq!(later.len(), 1);
     assert_eq!(
         (later[0].event_id.as_str(), later[0].parkings),
         ("evt_2", 1)
     );
-    let released = h
+    assert_eq!(
+        release().await.unwrap(),
+        0,
+        "a received message is no longer held"
+    );
+
+    // Unreleased, it would have come back at its backstop, about 2 min.
+    let e = event("acct_a", "evt_3", "call.ended");
+    let probe = h
         .services
-        .deliveries_queue
-        .release_held(failing.id.as_str(), 100)
-        .await
+        .limiter
+        .try_acquire(&failing, std::time::Instant::now())
         .unwrap();
-    assert_eq!(released, 0, "a received message is no longer held");
+    assert!(fan_out(&h, "m3", &e, 1).await.is_empty());
+    drop(probe);
+    h.clock.advance(std::time::Duration::from_secs(95));
+    assert!(
+        queued_tasks(&h).await.is_empty(),
+        "back before its backstop"
+    );
+    h.clock.advance(std::time::Duration::from_secs(50));
+    let later = queued_tasks(&h).await;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].event_id.as_str(), "evt_3");
 }
 
 /// Where fan-out shares the limiter with deliver (the runner), an endpoint not heard from yet
@@ -408,8 +430,9 @@ async fn an_unproven_endpoints_new_deliveries_start_parked_while_its_accounts_pr
     assert_eq!(now.len(), 1);
     assert_eq!((&now[0].subscription_id, now[0].parkings), (&new.id, 0));
 
-    // Held for the endpoint (it may be released by its first success), 2 min at most.
-    h.clock.advance(std::time::Duration::from_secs(145));
+    // Held for the endpoint (released by its first success), with the short parking as
+    // its backstop: the endpoint may be healthy, only waiting for a probe slot.
+    h.clock.advance(std::time::Duration::from_secs(37));
     let later = queued_tasks(&h).await;
     assert_eq!(later.len(), 1);
     assert_eq!((&later[0].subscription_id, later[0].parkings), (&new.id, 1));

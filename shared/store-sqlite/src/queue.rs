@@ -1,4 +1,4 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,27 +30,55 @@ pub struct Redrive {
 /// put each of them on a page of its own, which measurably slowed every other account's
 /// deliveries (fairness scenario: B's p99 beside A 3.6–3.9 ms with the index, 2.5–3.4
 /// without). Kept in memory, changed only inside the writer's calls, so in the order
-/// their writes are made; shared by every handle on the queue (`Db::held_of`). An id may
-/// outlive its hold (a call undone, a message received): `release_held` looks again at the
-/// row. A restart forgets them: what was held before waits its backstop, as for a recovery
-/// no probe in this process saw; so does a message held beyond [`HELD_IDS`].
+/// their writes are made; shared by every handle on the queue (`Db::held_of`).
+///
+/// It may be wrong both ways, never for long: an id may outlive its hold (a call undone, a
+/// message received), and `release_held` looks again at the row; an id may be dropped while
+/// its row stays held (a release undone), and that message waits its backstop. A restart
+/// forgets them all: what was held before comes back at its backstop, as for a recovery no
+/// probe in this process saw. Past [`HELD_IDS_PER_ENDPOINT`] for one endpoint, or
+/// [`HELD_IDS`] in all, an endpoint's holds are released by a look at every message of the
+/// queue instead (slower, and said in the log): one endpoint down for a day cannot take
+/// the release away from the others.
 #[derive(Default)]
 pub(crate) struct HeldIds {
-    by_key: HashMap<String, HashSet<String>>,
+    /// Ordered: message ids are time-ordered, so the oldest holds are released first.
+    by_key: HashMap<String, BTreeSet<String>>,
     count: usize,
+    /// Endpoints some of whose holds were not remembered.
+    overflowed: HashSet<String>,
 }
 
-/// Held ids remembered at most (a few MiB).
-const HELD_IDS: usize = 50_000;
+/// Held ids remembered at most, and for one endpoint (about 70 bytes each).
+const HELD_IDS: usize = 100_000;
+const HELD_IDS_PER_ENDPOINT: usize = 20_000;
+
+/// Held messages released per call to the writer: each call is a few milliseconds, so a
+/// recovered endpoint's backlog does not hold up everyone else's writes while it goes.
+const RELEASED_PER_CALL: usize = 1_000;
 
 impl HeldIds {
     fn remember(&mut self, key: &str, id: &str) {
-        if self.count < HELD_IDS
-            && self
+        let full = self.count >= HELD_IDS
+            || self
                 .by_key
-                .entry(key.to_string())
-                .or_default()
-                .insert(id.to_string())
+                .get(key)
+                .is_some_and(|ids| ids.len() >= HELD_IDS_PER_ENDPOINT);
+        if full {
+            if self.overflowed.insert(key.to_string()) {
+                tracing::warn!(
+                    subscription_id = key,
+                    held = self.count,
+                    "too many held deliveries to remember; this endpoint's will be found by a scan when it recovers"
+                );
+            }
+            return;
+        }
+        if self
+            .by_key
+            .entry(key.to_string())
+            .or_default()
+            .insert(id.to_string())
         {
             self.count += 1;
         }
@@ -67,10 +95,28 @@ impl HeldIds {
         }
     }
 
-    fn take(&mut self, key: &str) -> HashSet<String> {
-        let ids = self.by_key.remove(key).unwrap_or_default();
-        self.count -= ids.len();
-        ids
+    /// Up to `max` of the oldest ids held for `key`, forgotten.
+    fn take(&mut self, key: &str, max: usize) -> Vec<String> {
+        let Some(ids) = self.by_key.get_mut(key) else {
+            return Vec::new();
+        };
+        let taken: Vec<String> = std::iter::from_fn(|| ids.pop_first()).take(max).collect();
+        if ids.is_empty() {
+            self.by_key.remove(key);
+        }
+        self.count -= taken.len();
+        taken
+    }
+
+    /// Forgets everything held for `key`; says whether some of it was never remembered.
+    fn take_overflowed(&mut self, key: &str) -> bool {
+        if !self.overflowed.remove(key) {
+            return false;
+        }
+        if let Some(ids) = self.by_key.remove(key) {
+            self.count -= ids.len();
+        }
+        true
     }
 }
 
@@ -530,59 +576,103 @@ impl Queue for SqliteQueue {
         true
     }
 
-    /// The ids remembered for `key` (see [`HeldIds`]), each looked up by its key: those
-    /// still held, ranked by due time, each given the earlier of its due time and its place
-    /// in the paced release (as `released_after_ms` counts it). No scan, and no SQL for an
-    /// endpoint with none held (every first success after a start). Asked on the writer
-    /// even then, not of the map beforehand: a hold whose write was made before this call
-    /// is in the map by the time the call runs.
+    /// The ids remembered for `key` (see [`HeldIds`]), oldest first, [`RELEASED_PER_CALL`]
+    /// to a call: each looked up by its key; those still held ranked by due time and given
+    /// the earlier of their due time and their place in the paced release (as
+    /// `released_after_ms` counts it). No scan, and no SQL for an endpoint with none held
+    /// (every first success after a start). Asked on the writer even then, not of the map
+    /// beforehand: a hold whose write was made before this call is in the map by the time
+    /// the call runs. An endpoint some of whose holds were not remembered is released by
+    /// one look at every message of the queue.
     async fn release_held(&self, key: &str, per_second: u32) -> Result<usize> {
-        let (queue, key, now) = (self.name.clone(), key.to_string(), self.clock.now_ms());
-        let held = self.held.clone();
-        let released = self
-            .db
-            .call(move |c| {
-                let ids = lock(&held).take(&key);
-                if ids.is_empty() {
-                    return Ok(0);
-                }
-                let tx = c.savepoint()?;
-                let mut due: Vec<(i64, String)> = Vec::with_capacity(ids.len());
-                {
-                    let mut look = tx.prepare_cached(
-                        "SELECT visible_at FROM queue_messages
-                         WHERE queue = ?1 AND id = ?2 AND held_for = ?3",
-                    )?;
-                    for id in ids {
-                        if let Some(at) = look
-                            .query_row(params![queue, id, key], |r| r.get::<_, i64>(0))
-                            .optional()?
-                        {
-                            due.push((at, id));
+        let now = self.clock.now_ms();
+        let mut released = 0;
+        loop {
+            let (queue, key, held) = (self.name.clone(), key.to_string(), self.held.clone());
+            let (looked, changed) = self
+                .db
+                .call(move |c| {
+                    if lock(&held).take_overflowed(&key) {
+                        return Ok((
+                            0,
+                            release_by_scan(c, &queue, &key, now, per_second, released)?,
+                        ));
+                    }
+                    let ids = lock(&held).take(&key, RELEASED_PER_CALL);
+                    if ids.is_empty() {
+                        return Ok((0, 0));
+                    }
+                    let looked = ids.len();
+                    let tx = c.savepoint()?;
+                    let mut due: Vec<(i64, String)> = Vec::with_capacity(ids.len());
+                    {
+                        let mut look = tx.prepare_cached(
+                            "SELECT visible_at FROM queue_messages
+                             WHERE queue = ?1 AND id = ?2 AND held_for = ?3",
+                        )?;
+                        for id in ids {
+                            if let Some(at) = look
+                                .query_row(params![queue, id, key], |r| r.get::<_, i64>(0))
+                                .optional()?
+                            {
+                                due.push((at, id));
+                            }
                         }
                     }
-                }
-                due.sort_unstable();
-                {
-                    let mut release = tx.prepare_cached(
-                        "UPDATE queue_messages SET visible_at = ?3, held_for = NULL
-                         WHERE queue = ?1 AND id = ?2",
-                    )?;
-                    for (n, (at, id)) in due.iter().enumerate() {
-                        let at = (*at).min(now + released_after_ms(n, per_second));
-                        release.execute(params![queue, id, at])?;
+                    due.sort_unstable();
+                    {
+                        let mut release = tx.prepare_cached(
+                            "UPDATE queue_messages SET visible_at = ?3, held_for = NULL
+                             WHERE queue = ?1 AND id = ?2",
+                        )?;
+                        for (n, (at, id)) in due.iter().enumerate() {
+                            let slot = now + released_after_ms(released + n, per_second);
+                            release.execute(params![queue, id, (*at).min(slot)])?;
+                        }
                     }
-                }
-                tx.commit()?;
-                Ok(due.len())
-            })
-            .await?;
-        if released > 0 {
-            // The first is due now: one receiver looks (and tells the timer of the rest).
-            self.arrivals.notify_one();
+                    tx.commit()?;
+                    Ok((looked, due.len()))
+                })
+                .await?;
+            if changed > 0 && released == 0 {
+                // The first is due now: one receiver looks (and tells the timer of the rest).
+                self.arrivals.notify_one();
+            }
+            released += changed;
+            if looked < RELEASED_PER_CALL {
+                return Ok(released);
+            }
         }
-        Ok(released)
     }
+}
+
+/// Releases every message of `queue` held for `key`, paced after the `before` already
+/// released: a scan of the queue, for an endpoint with more holds than [`HeldIds`] keeps.
+fn release_by_scan(
+    c: &mut rusqlite::Connection,
+    queue: &str,
+    key: &str,
+    now: i64,
+    per_second: u32,
+    before: usize,
+) -> crate::DbResult<usize> {
+    let released = c
+        .prepare_cached(
+            "WITH held AS (
+                 SELECT id, row_number() OVER (ORDER BY visible_at, id) - 1 AS n
+                 FROM queue_messages WHERE queue = ?1 AND held_for = ?2
+             )
+             UPDATE queue_messages
+             SET visible_at = min(visible_at, ?3 + (held.n + ?5) * 1000 / ?4), held_for = NULL
+             FROM held WHERE queue_messages.queue = ?1 AND queue_messages.id = held.id",
+        )?
+        .execute(params![queue, key, now, per_second.max(1), before as i64])?;
+    tracing::info!(
+        subscription_id = key,
+        released,
+        "held deliveries released by a scan"
+    );
+    Ok(released)
 }
 
 #[cfg(test)]
@@ -599,6 +689,103 @@ mod tests {
             redrive,
             Arc::new(SystemClock),
         )
+    }
+
+    fn held(body: &str, key: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            id: body.into(),
+            body: body.into(),
+            delay: Duration::from_secs(600),
+            held_for: Some(key.into()),
+        }
+    }
+
+    /// Held messages requeued in place are remembered like sent ones; a release takes them
+    /// oldest first, a call's worth at a time, and leaves another endpoint's alone.
+    #[tokio::test]
+    async fn a_release_finds_requeued_holds_and_goes_a_call_at_a_time() {
+        let db = Db::in_memory().unwrap();
+        let q = queue(&db, "deliveries", 30_000, None);
+        let plain = |body: &str| OutgoingMessage {
+            id: body.into(),
+            body: body.into(),
+            delay: Duration::ZERO,
+            held_for: None,
+        };
+        q.send_batch(vec![plain("r1"), plain("r2")]).await.unwrap();
+        let got = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 2);
+        let requeued: Vec<_> = got
+            .iter()
+            .map(|m| (m.receipt_handle.clone(), held(&m.body, "wh_a")))
+            .collect();
+        q.requeue_batch(requeued).await.unwrap();
+        let more: Vec<_> = (0..RELEASED_PER_CALL + 3)
+            .map(|i| held(&format!("s{i}"), "wh_a"))
+            .collect();
+        for chunk in more.chunks(MAX_BATCH) {
+            q.send_batch(chunk.to_vec()).await.unwrap();
+        }
+        q.send_batch(vec![held("b", "wh_b")]).await.unwrap();
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+
+        // Fast enough that every one is due within the test.
+        let released = q.release_held("wh_a", 1_000_000).await.unwrap();
+        assert_eq!(released, RELEASED_PER_CALL + 5);
+        let mut back = Vec::new();
+        loop {
+            let got = q.receive(10, Duration::from_millis(200)).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            back.extend(got.into_iter().map(|m| m.body));
+        }
+        assert_eq!(back.len(), RELEASED_PER_CALL + 5);
+        assert!(!back.contains(&"b".to_string()));
+        // The requeued two were remembered too.
+        assert!(back.contains(&"r1".to_string()) && back.contains(&"r2".to_string()));
+        assert_eq!(q.release_held("wh_a", 100).await.unwrap(), 0);
+        assert_eq!(q.release_held("wh_b", 100).await.unwrap(), 1);
+    }
+
+    /// Past what `HeldIds` remembers for an endpoint, its holds are still released, all of
+    /// them, by a scan, and paced.
+    #[tokio::test]
+    async fn an_endpoint_with_more_holds_than_remembered_is_released_by_a_scan() {
+        let db = Db::in_memory().unwrap();
+        let q = queue(&db, "deliveries", 30_000, None);
+        q.send_batch(vec![
+            held("h1", "wh_a"),
+            held("h2", "wh_a"),
+            held("b", "wh_b"),
+        ])
+        .await
+        .unwrap();
+        {
+            // As if the cap had been reached before one of them.
+            let mut ids = lock(&q.held);
+            let last = ids.by_key["wh_a"].last().cloned().unwrap();
+            ids.forget("wh_a", &last);
+            ids.overflowed.insert("wh_a".into());
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(q.release_held("wh_a", 2).await.unwrap(), 2);
+        let mut back = Vec::new();
+        while back.len() < 2 {
+            let got = q.receive(10, Duration::from_secs(2)).await.unwrap();
+            assert!(!got.is_empty(), "not released");
+            back.extend(got.into_iter().map(|m| (m.body, started.elapsed())));
+        }
+        // Due at the same moment, either may go first; the second waits its slot.
+        let mut bodies = [back[0].0.as_str(), back[1].0.as_str()];
+        bodies.sort_unstable();
+        assert_eq!(bodies, ["h1", "h2"]);
+        assert!(
+            back[1].1 >= Duration::from_millis(450),
+            "not paced: {back:?}"
+        );
+        assert!(lock(&q.held).overflowed.is_empty());
+        assert_eq!(q.release_held("wh_b", 100).await.unwrap(), 1);
     }
 
     #[test]
