@@ -373,7 +373,8 @@ async fn settle(
     let mut dead = Vec::new();
     let mut deferred = Vec::new();
     // Where the queue can bring them back when a probe succeeds, parked deliveries are held
-    // for their endpoint instead, with a longer backstop.
+    // for their endpoint instead: behind a failing endpoint's own probe with a longer
+    // backstop, behind its account's stalled probes with the usual parking.
     let holds = services.deliveries_queue.releases_held();
     for h in handled {
         match h.next {
