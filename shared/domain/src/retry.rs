@@ -45,8 +45,10 @@ pub fn parking_delay(parkings: u32, unit: f64) -> Duration {
 /// again every thirty seconds, ahead of every other account's deliveries.
 pub const FIRST_HOLDING: Duration = Duration::from_secs(120);
 
-/// How long a held delivery waits at most before it is looked at again: 2 min, doubling
-/// with each holding of the same delivery up to [`MAX_PARKING`], ±20 %.
+/// How long a delivery held behind its failing endpoint's probe waits at most before it is
+/// looked at again: 2 min, doubling with each holding of the same delivery up to
+/// [`MAX_PARKING`], ±20 %. (One held behind its account's stalled probes waits its
+/// `parking_delay`: its endpoint may be healthy, and only waiting for a probe slot.)
 pub fn holding_delay(holdings: u32, unit: f64) -> Duration {
     doubling(FIRST_HOLDING, MAX_PARKING, holdings, unit)
 }
