@@ -1,6 +1,7 @@
 //! Layout 2 on DynamoDB (a moto server), where the bytes of an item are what is billed:
-//! events are stored deflated, and items written by layout 1 still read back; the sweep
-//! queries the pending deliveries' index instead of scanning the table.
+//! events are stored deflated, and items written by layout 1 still read back; events are
+//! listed from one listing per request rather than an index entry each; the sweep queries
+//! the pending deliveries' index instead of scanning the table.
 
 use app::ports::DeliveryLog;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -134,6 +135,395 @@ async fn events_are_stored_deflated_and_layout_1_items_read_back() {
     }
     let listed = stores.events.list(&account, None, None, 10).await.unwrap();
     assert_eq!(listed.items, [new, old], "newest first, both layouts");
+}
+
+/// Every page of an account's events (of `event_type`), `limit` at a time: the ids.
+async fn every_page(
+    events: &dyn app::ports::EventStore,
+    account: &AccountId,
+    event_type: Option<&str>,
+    limit: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page = events
+            .list(account, event_type, cursor.as_deref(), limit)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= limit);
+        ids.extend(page.items.into_iter().map(|e| e.id.into_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("more than 100 pages: {ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_listed_from_one_listing_per_request_each_once() {
+    let (clients, resources) = moto::deployment("listing").await;
+    let stores = store_aws::stores(&clients, &resources);
+    let account = AccountId::parse("acct_layout").unwrap();
+    let table = &resources.events_table;
+
+    // A request of 25 events (every third an agent's), and one of another account.
+    let request: Vec<Event> = (0..25)
+        .map(|i| {
+            let mut e = event(&format!("evt_{i:02}"), format!("call {i}"));
+            if i % 3 == 0 {
+                e.event_type = EventType::known("agent.status_changed").unwrap();
+            }
+            e
+        })
+        .collect();
+    let mut other = event("evt_other", "another account's".into());
+    other.account_id = AccountId::parse("acct_other").unwrap();
+    let mut batch = request.clone();
+    batch.push(other);
+    stores.events.insert_batch(&batch).await.unwrap();
+
+    let listings = |account: &'static str| {
+        let client = clients.dynamodb.clone();
+        async move {
+            client
+                .query()
+                .table_name(table)
+                .key_condition_expression("account_id = :a AND begins_with(id, :l)")
+                .expression_attribute_values(":a", AttributeValue::S(account.into()))
+                .expression_attribute_values(":l", AttributeValue::S("#list#".into()))
+                .send()
+                .await
+                .unwrap()
+                .items
+                .unwrap_or_default()
+        }
+    };
+    // One listing for the account's 25 (not an index entry each), one for the other's.
+    let ours = listings("acct_layout").await;
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(listings("acct_other").await.len(), 1);
+    let listing_key = ours[0]["id"].as_s().unwrap().clone();
+    let stored = clients
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("account_id", AttributeValue::S("acct_layout".into()))
+        .key("id", AttributeValue::S("evt_07".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(
+        !stored.contains_key("received_at"),
+        "not in by_time: {stored:?}"
+    );
+    assert_eq!(stored["listed_in"].as_s().unwrap(), &listing_key);
+
+    // A retry of three of them, later: they exist, and the retry's listing names them again.
+    let mut retry: Vec<Event> = request[10..13].to_vec();
+    for e in &mut retry {
+        e.received_at = e.received_at.plus_millis(5_000);
+    }
+    stores.events.insert_batch(&retry).await.unwrap();
+    assert_eq!(listings("acct_layout").await.len(), 2);
+
+    // A listing whose events were never stored (their request failed after it).
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(table)
+        .item("account_id", AttributeValue::S("acct_layout".into()))
+        .item("id", AttributeValue::S("#list#1900000009000#00".into()))
+        .item(
+            "ids",
+            AttributeValue::L(vec![AttributeValue::S("evt_ghost".into())]),
+        )
+        .item(
+            "types",
+            AttributeValue::L(vec![AttributeValue::S("call.ended".into())]),
+        )
+        .item("expires_at", AttributeValue::N("4000000000".into()))
+        .send()
+        .await
+        .unwrap();
+
+    // Two events as written before listings: in the by_time index, older than all.
+    for (id, ty) in [
+        ("evt_old_a", "call.ended"),
+        ("evt_old_b", "agent.status_changed"),
+    ] {
+        let mut old = event(id, "written before listings".into());
+        old.event_type = EventType::known(ty).unwrap();
+        old.received_at = Timestamp::from_millis(1_899_000_000_000);
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(table)
+            .item("account_id", AttributeValue::S("acct_layout".into()))
+            .item("id", AttributeValue::S(id.into()))
+            .item("type", AttributeValue::S(ty.into()))
+            .item(
+                "received_at",
+                AttributeValue::N(old.received_at.as_millis().to_string()),
+            )
+            .item("expires_at", AttributeValue::N("4000000000".into()))
+            .item(
+                "doc",
+                AttributeValue::S(serde_json::to_string(&old).unwrap()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Each stored event once, where it was first listed, newest first; then the old ones.
+    let mut expected: Vec<String> = (0..25).rev().map(|i| format!("evt_{i:02}")).collect();
+    expected.extend(["evt_old_b".to_string(), "evt_old_a".to_string()]);
+    let expected_agents: Vec<String> = expected
+        .iter()
+        .filter(|id| *id == "evt_old_b" || id[4..].parse::<u32>().is_ok_and(|i| i % 3 == 0))
+        .cloned()
+        .collect();
+    // Page sizes that end a page inside a listing, exactly at its end (25 = 5 × 5), and
+    // past it into the index.
+    for limit in [1, 4, 5, 7, 25, 26, 100] {
+        assert_eq!(
+            every_page(&*stores.events, &account, None, limit).await,
+            expected,
+            "limit {limit}"
+        );
+        assert_eq!(
+            every_page(
+                &*stores.events,
+                &account,
+                Some("agent.status_changed"),
+                limit
+            )
+            .await,
+            expected_agents,
+            "agents, limit {limit}"
+        );
+    }
+    assert_eq!(
+        every_page(
+            &*stores.events,
+            &AccountId::parse("acct_other").unwrap(),
+            None,
+            10
+        )
+        .await,
+        ["evt_other"]
+    );
+
+    // A cursor is the store's own: one naming a key outside the listings is refused.
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"l":{"listing":"evt_05","shown":0}}"#);
+    let refused = stores.events.list(&account, None, Some(&forged), 10).await;
+    assert!(
+        matches!(refused, Err(app::Error::InvalidCursor)),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_listings_page_through_many_requests_and_old_cursors() {
+    let (clients, resources) = moto::deployment("listings").await;
+    let stores = store_aws::stores(&clients, &resources);
+    let account = AccountId::parse("acct_layout").unwrap();
+    let table = &resources.events_table;
+
+    // 20 single-event requests, a millisecond apart: more listings than one query reads.
+    let base = Timestamp::from_millis(1_900_000_000_000);
+    for i in 0..20 {
+        let mut e = event(&format!("evt_{i:02}"), format!("call {i}"));
+        e.received_at = base.plus_millis(i);
+        if i % 4 == 0 {
+            e.event_type = EventType::known("agent.status_changed").unwrap();
+        }
+        stores.events.insert_batch(&[e]).await.unwrap();
+    }
+    // The same id posted again in the same millisecond with another type: a listing of its
+    // own, and the event keeps the type it was stored with.
+    let mut again = event("evt_05", "call 5".into());
+    again.received_at = base.plus_millis(5);
+    again.event_type = EventType::known("agent.status_changed").unwrap();
+    stores.events.insert_batch(&[again]).await.unwrap();
+
+    let newest_first: Vec<String> = (0..20).rev().map(|i| format!("evt_{i:02}")).collect();
+    let agents: Vec<String> = (0..20)
+        .rev()
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("evt_{i:02}"))
+        .collect();
+    let calls: Vec<String> = (0..20)
+        .rev()
+        .filter(|i| i % 4 != 0)
+        .map(|i| format!("evt_{i:02}"))
+        .collect();
+    for limit in [1, 3, 8, 9, 19, 20, 50] {
+        assert_eq!(
+            every_page(&*stores.events, &account, None, limit).await,
+            newest_first,
+            "limit {limit}"
+        );
+        assert_eq!(
+            every_page(
+                &*stores.events,
+                &account,
+                Some("agent.status_changed"),
+                limit
+            )
+            .await,
+            agents,
+            "agents, limit {limit}"
+        );
+        assert_eq!(
+            every_page(&*stores.events, &account, Some("call.ended"), limit).await,
+            calls,
+            "calls, limit {limit}"
+        );
+    }
+
+    // A page whose cursor's listing is gone (expired and deleted) resumes at the next.
+    let first = stores.events.list(&account, None, None, 3).await.unwrap();
+    let ids: Vec<&str> = first.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_19", "evt_18", "evt_17"]);
+    let listing_of_17 = clients
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("account_id", AttributeValue::S("acct_layout".into()))
+        .key("id", AttributeValue::S("evt_17".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()["listed_in"]
+        .as_s()
+        .unwrap()
+        .clone();
+    clients
+        .dynamodb
+        .delete_item()
+        .table_name(table)
+        .key("account_id", AttributeValue::S("acct_layout".into()))
+        .key("id", AttributeValue::S(listing_of_17))
+        .send()
+        .await
+        .unwrap();
+    let next = stores
+        .events
+        .list(&account, None, first.next_cursor.as_deref(), 3)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = next.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_16", "evt_15", "evt_14"]);
+
+    // A cursor of the version before listings (a place in the by_time index) still pages
+    // through the index.
+    for (id, at) in [("evt_old_a", 1), ("evt_old_b", 2), ("evt_old_c", 3)] {
+        let mut old = event(id, "written before listings".into());
+        old.received_at = Timestamp::from_millis(1_899_000_000_000 + at);
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(table)
+            .item("account_id", AttributeValue::S("acct_layout".into()))
+            .item("id", AttributeValue::S(id.into()))
+            .item("type", AttributeValue::S("call.ended".into()))
+            .item(
+                "received_at",
+                AttributeValue::N(old.received_at.as_millis().to_string()),
+            )
+            .item("expires_at", AttributeValue::N("4000000000".into()))
+            .item(
+                "doc",
+                AttributeValue::S(serde_json::to_string(&old).unwrap()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    use base64::Engine;
+    let old_cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        r#"{"account_id":{"S":"acct_layout"},"id":{"S":"evt_old_c"},"received_at":{"N":"1899000000003"}}"#,
+    );
+    let rest = stores
+        .events
+        .list(&account, None, Some(&old_cursor), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rest.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_old_b", "evt_old_a"]);
+    assert_eq!(rest.next_cursor, None);
+
+    // 1 100 listings of calls (whose events are long gone) behind the agents' events: a
+    // page filtered on agents looks through 1 000 of them, then ends with a cursor.
+    let requests: Vec<_> = (0..1_100u64)
+        .map(|i| {
+            let item = [
+                ("account_id", AttributeValue::S("acct_layout".into())),
+                (
+                    "id",
+                    AttributeValue::S(format!("#list#{:013}#{i:016x}", 1_899_500_000_000u64 + i)),
+                ),
+                (
+                    "ids",
+                    AttributeValue::L(vec![AttributeValue::S(format!("evt_gone_{i}"))]),
+                ),
+                (
+                    "types",
+                    AttributeValue::L(vec![AttributeValue::S("call.ended".into())]),
+                ),
+                ("expires_at", AttributeValue::N("4000000000".into())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            aws_sdk_dynamodb::types::WriteRequest::builder()
+                .put_request(
+                    aws_sdk_dynamodb::types::PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        })
+        .collect();
+    for chunk in requests.chunks(25) {
+        clients
+            .dynamodb
+            .batch_write_item()
+            .request_items(table.clone(), chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+    }
+    let agent = Some("agent.status_changed");
+    let first = stores.events.list(&account, agent, None, 10).await.unwrap();
+    let ids: Vec<String> = first.items.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, agents, "the agents' events, then the page's bound");
+    let next = first.next_cursor.expect("the listings are not done");
+    let last = stores
+        .events
+        .list(&account, agent, Some(&next), 10)
+        .await
+        .unwrap();
+    assert!(
+        last.items.is_empty() && last.next_cursor.is_none(),
+        "{:?}",
+        last.next_cursor
+    );
+    // Unfiltered, the same listings only make the last page slower: 19 events (the
+    // listing of 17 is gone) and 3 old.
+    assert_eq!(
+        every_page(&*stores.events, &account, None, 50).await.len(),
+        22
+    );
 }
 
 fn pending(id: &str, updated_at: Timestamp, next_attempt_at: Option<Timestamp>) -> Delivery {

@@ -58,8 +58,11 @@ const LOG_BYTES_PER_FAILED_ATTEMPT: f64 = 600.0;
 /// What API Gateway sends back for one ingest call (a 202 with its small JSON body and
 /// headers), estimated.
 const INGEST_ANSWER_BYTES: f64 = 300.0;
-/// The realistic cases' steady rate of single-event ingest, events per second.
+/// The realistic cases' steady rate of events, per second.
 const STEADY_RATE: f64 = 20.0;
+/// How often a producer that batches posts what it has at the steady rate: every second, so
+/// 20 events a request (an event waits at most this long before it is posted).
+const STEADY_BATCH_EVERY_SECS: f64 = 1.0;
 
 /// Every function's memory (template.yaml, `Globals.Function.MemorySize`).
 const LAMBDA_MEMORY_GB: f64 = 256.0 / 1024.0;
@@ -340,6 +343,8 @@ enum Ingest {
     Batched,
     /// Single-event posts at `STEADY_RATE`, so batches fill as they do under a steady load.
     Steady,
+    /// Events at `STEADY_RATE`, posted together every `STEADY_BATCH_EVERY_SECS`.
+    SteadyBatched,
 }
 
 struct Case {
@@ -362,8 +367,12 @@ impl Case {
     }
 
     const fn realistic(fanout: usize, retry: bool) -> Case {
+        Case::realistic_posted(Ingest::Steady, fanout, retry)
+    }
+
+    const fn realistic_posted(ingest: Ingest, fanout: usize, retry: bool) -> Case {
         Case {
-            ingest: Ingest::Steady,
+            ingest,
             retry,
             fanout,
             realistic: true,
@@ -375,6 +384,9 @@ impl Case {
             Ingest::Single => "single-event ingest",
             Ingest::Batched => "100-event batches",
             Ingest::Steady => "realistic: 1.5 KB events at 20/s, 300 B answers",
+            Ingest::SteadyBatched => {
+                "realistic, posted 20 a request each second: 1.5 KB events at 20/s, 300 B answers"
+            }
         };
         let retry = if self.retry { "one retry" } else { "first try" };
         match self.realistic {
@@ -551,15 +563,21 @@ async fn run_case(moto: &str, case: &Case, events: usize, tag: usize) -> Result<
     let ids: Vec<String> = (0..events).map(|i| format!("evt_cost_{tag}_{i}")).collect();
     let bodies: Vec<Value> = match case.ingest {
         Ingest::Single | Ingest::Steady => ids.iter().map(|id| event(id, case.realistic)).collect(),
-        Ingest::Batched => ids
-            .chunks(100)
+        Ingest::Batched | Ingest::SteadyBatched => ids
+            .chunks(match case.ingest {
+                Ingest::Batched => 100,
+                _ => (STEADY_RATE * STEADY_BATCH_EVERY_SECS) as usize,
+            })
             .map(|c| json!({"events": c.iter().map(|id| event(id, case.realistic)).collect::<Vec<_>>()}))
             .collect(),
     };
     let results: Vec<Result<Value, String>> = match case.ingest {
-        Ingest::Steady => {
-            // Each event posted at its time, whatever the previous answers took.
-            let pace = Duration::from_secs_f64(1.0 / STEADY_RATE);
+        Ingest::Steady | Ingest::SteadyBatched => {
+            // Each request posted at its time, whatever the previous answers took.
+            let pace = Duration::from_secs_f64(match case.ingest {
+                Ingest::Steady => 1.0 / STEADY_RATE,
+                _ => STEADY_BATCH_EVERY_SECS,
+            });
             futures::stream::iter(bodies.iter().enumerate())
                 .map(|(i, b)| {
                     let at = tokio::time::Instant::from_std(started) + pace * i as u32;
@@ -732,6 +750,7 @@ pub async fn cost(quick: bool) -> Res {
             Case::flattering(Ingest::Single, false),
             Case::realistic(1, false),
             Case::flattering(Ingest::Single, true),
+            Case::realistic_posted(Ingest::SteadyBatched, 3, false),
         ]
     } else {
         vec![
@@ -742,6 +761,8 @@ pub async fn cost(quick: bool) -> Res {
             Case::realistic(3, false),
             Case::realistic(1, false),
             Case::realistic(3, true),
+            Case::realistic_posted(Ingest::SteadyBatched, 3, false),
+            Case::realistic_posted(Ingest::SteadyBatched, 1, false),
         ]
     };
     let mut measured = Vec::new();
@@ -985,10 +1006,16 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
         })
         .collect();
     let idle_month = IDLE_RECEIVES_PER_MINUTE * 60.0 * 24.0 * DAYS_PER_MONTH * SQS_REQUEST;
-    // The case the "where it goes" note is about: the flattering batched first try, if run.
+    // The case the "where it goes" note is about: the realistic batched fan-out 3 first
+    // try, else the flattering batched first try, if run.
     let focus = cases
         .iter()
-        .position(|c| c.ingest == Ingest::Batched && !c.retry)
+        .position(|c| c.ingest == Ingest::SteadyBatched && c.fanout == 3 && !c.retry)
+        .or_else(|| {
+            cases
+                .iter()
+                .position(|c| c.ingest == Ingest::Batched && !c.retry)
+        })
         .unwrap_or(0);
     let mut notes = vec![
         format!(
@@ -1050,8 +1077,8 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
          {events} events per case to 3 subscriptions (1 in the fan-out 1 case) on one account; each case on \
          fresh queues and tables, with the calls of provisioning and set-up left out. The flattering cases \
          (the first four) send tiny events as fast as they go, to receivers answering 204; the realistic \
-         ones send 1.5 KB events one at a time at a steady 20 a second, to receivers answering 200 with a \
-         300-byte JSON body. In the one-retry cases the receiver answers 500 to the first attempt of each \
+         ones send 1.5 KB events at a steady 20 a second, one a request or (\"posted 20 a request\") \
+         what has come each second, to receivers answering 200 with a 300-byte JSON body. In the one-retry cases the receiver answers 500 to the first attempt of each \
          `webhook-id` (retry schedule [1] s). Single-event ingest posts each event on its own, batched \
          ingest 100 at a time. Pollers: {POLLERS} per queue, \
          batches of 10, as the template's event source mappings; one invocation per batch that held \
