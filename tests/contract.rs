@@ -1465,6 +1465,175 @@ pub async fn deliveries_list_newest_first_by_subscription_and_status(p: Ports) {
     ));
 }
 
+/// However a subscription's deliveries were logged (first-try successes of several batches,
+/// the same success logged twice, a failure, a delivery created before its outcome), its
+/// list holds each once, newest first by creation, on any page size and by status; a
+/// success whose status is moved later is listed once, under its new status.
+pub async fn a_subscriptions_deliveries_are_listed_once_however_logged(p: Ports) {
+    let d = &p.deliveries;
+    let base = now();
+    let t = |ms: i64| base.plus_millis(ms);
+    let outcome = |id: &'static str, sub: &'static str, created: i64, status| DeliveryUpdate {
+        delivery_id: msg_id(id),
+        account_id: acct("acct"),
+        subscription_id: sub_id(sub),
+        event_id: evt_id("e1"),
+        event_type: event_type("call.ended"),
+        created_at: t(created),
+        first_try: true,
+        status,
+        attempt: Some(Attempt {
+            attempt: 1,
+            at: t(created + 1),
+            url: "https://example.com/hook".into(),
+            request_headers: vec![],
+            response_headers: vec![],
+            status_code: Some(if status == DeliveryStatus::Succeeded {
+                204
+            } else {
+                503
+            }),
+            latency_ms: 4,
+            response_body: None,
+            error: None,
+        }),
+        next_attempt_at: (status == DeliveryStatus::Pending).then(|| t(created + 60_000)),
+        error: (status != DeliveryStatus::Succeeded).then(|| "endpoint answered 503".into()),
+        cause: None,
+        at: t(created + 5),
+        listed_on_event: false,
+    };
+    use DeliveryStatus::{Pending, Succeeded};
+    // Created before its outcome (a paused subscription's skip is created so).
+    let mut early = delivery("msg_c0", "e0");
+    early.created_at = t(0);
+    early.updated_at = t(0);
+    d.create_batch(&[early]).await.unwrap();
+    d.record(&[
+        outcome("msg_a1", "wh_1", 10, Succeeded),
+        outcome("msg_a2", "wh_1", 10, Succeeded),
+        outcome("msg_b1", "wh_2", 10, Succeeded),
+        outcome("msg_f1", "wh_1", 10, Pending),
+    ])
+    .await
+    .unwrap();
+    d.record(&[
+        outcome("msg_a3", "wh_1", 30, Succeeded),
+        outcome("msg_a4", "wh_1", 30, Succeeded),
+        // The same message received twice: one delivery.
+        outcome("msg_a2", "wh_1", 10, Succeeded),
+        outcome("msg_f2", "wh_1", 20, Pending),
+    ])
+    .await
+    .unwrap();
+    d.record(&[outcome("msg_a5", "wh_1", 50, Succeeded)])
+        .await
+        .unwrap();
+
+    // Every page of wh_1's list (of `status`), `limit` at a time: each listed once, newest
+    // first by creation (ties in any order).
+    let every = |status: Option<DeliveryStatus>, limit: usize| async move {
+        let mut seen: Vec<Delivery> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..50 {
+            let page = d
+                .list_for_subscription(
+                    &acct("acct"),
+                    &sub_id("wh_1"),
+                    status,
+                    cursor.as_deref(),
+                    limit,
+                )
+                .await
+                .unwrap();
+            assert!(page.items.len() <= limit, "limit {limit}");
+            seen.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+            "newest first, limit {limit}: {:?}",
+            seen.iter()
+                .map(|x| (x.id.as_str(), x.created_at))
+                .collect::<Vec<_>>()
+        );
+        let mut ids: Vec<String> = seen.iter().map(|x| x.id.to_string()).collect();
+        let listed = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), listed, "each once, limit {limit}: {ids:?}");
+        ids
+    };
+    for limit in [1, 2, 3, 4, 10] {
+        assert_eq!(
+            every(None, limit).await,
+            ["msg_a1", "msg_a2", "msg_a3", "msg_a4", "msg_a5", "msg_c0", "msg_f1", "msg_f2"],
+            "limit {limit}"
+        );
+        assert_eq!(
+            every(Some(Succeeded), limit).await,
+            ["msg_a1", "msg_a2", "msg_a3", "msg_a4", "msg_a5"],
+            "succeeded, limit {limit}"
+        );
+        assert_eq!(
+            every(Some(Pending), limit).await,
+            ["msg_c0", "msg_f1", "msg_f2"],
+            "pending, limit {limit}"
+        );
+    }
+
+    // A success moved back to pending (a retry asked for) is listed once, as pending.
+    let a3 = d
+        .get(&acct("acct"), &msg_id("msg_a3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d
+        .move_status(
+            &acct("acct"),
+            &a3.id,
+            (Succeeded, a3.attempt_count),
+            Pending,
+            t(100)
+        )
+        .await
+        .unwrap());
+    for limit in [1, 3, 10] {
+        assert_eq!(
+            every(None, limit).await,
+            ["msg_a1", "msg_a2", "msg_a3", "msg_a4", "msg_a5", "msg_c0", "msg_f1", "msg_f2"],
+            "after the move, limit {limit}"
+        );
+        assert_eq!(
+            every(Some(Succeeded), limit).await,
+            ["msg_a1", "msg_a2", "msg_a4", "msg_a5"],
+            "succeeded after the move, limit {limit}"
+        );
+        assert_eq!(
+            every(Some(Pending), limit).await,
+            ["msg_a3", "msg_c0", "msg_f1", "msg_f2"],
+            "pending after the move, limit {limit}"
+        );
+    }
+    // The other subscription's stays its own.
+    let other = d
+        .list_for_subscription(&acct("acct"), &sub_id("wh_2"), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .items
+            .iter()
+            .map(|x| x.id.as_str())
+            .collect::<Vec<_>>(),
+        ["msg_b1"]
+    );
+    assert!(other.next_cursor.is_none());
+}
+
 /// Every recorded attempt adds to its subscription's five-minute slot, in the same write:
 /// counts by outcome, latencies, failures by cause with examples. Two batches into one slot
 /// add up; slots are read per account or per subscription, from a time on.
@@ -2484,6 +2653,7 @@ contract_tests! {
         an_outcome_is_never_visible_without_its_attempt,
         a_late_failure_never_reopens_a_finished_delivery,
         deliveries_list_newest_first_by_subscription_and_status,
+        a_subscriptions_deliveries_are_listed_once_however_logged,
         stats_slots_add_up_outcomes_by_subscription_and_cause,
         events_list_newest_first_by_type,
         queue_sends_receives_and_deletes,

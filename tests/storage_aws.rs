@@ -1,6 +1,7 @@
 //! Layout 2 on DynamoDB (a moto server), where the bytes of an item are what is billed:
 //! events are stored deflated, and items written by layout 1 still read back; events are
-//! listed from one listing per request rather than an index entry each; the sweep queries
+//! listed from one listing per request rather than an index entry each, and a
+//! subscription's first-try successes from one listing per deliver batch; the sweep queries
 //! the pending deliveries' index instead of scanning the table.
 
 use app::ports::DeliveryLog;
@@ -524,6 +525,157 @@ async fn event_listings_page_through_many_requests_and_old_cursors() {
         every_page(&*stores.events, &account, None, 50).await.len(),
         22
     );
+}
+
+fn outcome_of(
+    id: &str,
+    sub: &str,
+    created_at: Timestamp,
+    status: DeliveryStatus,
+) -> domain::delivery::DeliveryUpdate {
+    domain::delivery::DeliveryUpdate {
+        delivery_id: DeliveryId::parse(id).unwrap(),
+        account_id: AccountId::parse("acct_subs").unwrap(),
+        subscription_id: SubscriptionId::parse(sub).unwrap(),
+        event_id: EventId::parse(format!("evt_{id}")).unwrap(),
+        event_type: EventType::known("call.ended").unwrap(),
+        created_at,
+        first_try: true,
+        status,
+        attempt: Some(domain::delivery::Attempt {
+            attempt: 1,
+            at: created_at.plus_millis(1),
+            url: "https://example.com/hook".into(),
+            request_headers: vec![],
+            response_headers: vec![],
+            status_code: Some(if status == DeliveryStatus::Succeeded {
+                204
+            } else {
+                503
+            }),
+            latency_ms: 4,
+            response_body: None,
+            error: None,
+        }),
+        next_attempt_at: (status == DeliveryStatus::Pending)
+            .then(|| created_at.plus_millis(60_000)),
+        error: None,
+        cause: None,
+        at: created_at.plus_millis(5),
+        listed_on_event: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_try_successes_are_listed_per_subscription_not_indexed() {
+    let (clients, resources) = moto::deployment("sublist").await;
+    let stores = store_aws::stores(&clients, &resources);
+    let table = &resources.deliveries_table;
+    let account = AccountId::parse("acct_subs").unwrap();
+    let wh_1 = SubscriptionId::parse("wh_1").unwrap();
+    let created = now_ms();
+
+    // A deliver batch of one request's deliveries: three successes and a failure to wh_1,
+    // a success to wh_2.
+    use DeliveryStatus::{Pending, Succeeded};
+    stores
+        .deliveries
+        .record(&[
+            outcome_of("msg_s1", "wh_1", created, Succeeded),
+            outcome_of("msg_s2", "wh_1", created, Succeeded),
+            outcome_of("msg_s3", "wh_1", created, Succeeded),
+            outcome_of("msg_f1", "wh_1", created, Pending),
+            outcome_of("msg_o1", "wh_2", created, Succeeded),
+        ])
+        .await
+        .unwrap();
+    let items_of = |pk: String| {
+        let client = clients.dynamodb.clone();
+        async move {
+            client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", AttributeValue::S(pk))
+                .send()
+                .await
+                .unwrap()
+                .items
+                .unwrap_or_default()
+        }
+    };
+    // One listing per subscription for the batch, naming its successes only.
+    let listings = items_of("subscription#acct_subs#wh_1".into()).await;
+    assert_eq!(listings.len(), 1, "{listings:?}");
+    let AttributeValue::L(ids) = &listings[0]["ids"] else {
+        panic!("no ids: {listings:?}");
+    };
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        items_of("subscription#acct_subs#wh_2".into()).await.len(),
+        1
+    );
+    // The successes are out of by_subscription (no sub_key); the failure is in it.
+    for (id, indexed) in [("msg_s1", false), ("msg_s3", false), ("msg_f1", true)] {
+        let item = items_of(id.into())
+            .await
+            .into_iter()
+            .find(|i| i["sk"].as_s().is_ok_and(|sk| sk == "delivery"))
+            .unwrap();
+        assert_eq!(item.contains_key("sub_key"), indexed, "{id}: {item:?}");
+        assert_eq!(item.contains_key("listed_in"), !indexed, "{id}: {item:?}");
+    }
+
+    // Older deliveries in the index, as written before listings, and a cursor of that
+    // version into them: it pages through the index.
+    let old: Vec<Delivery> = (1..=3)
+        .map(|i| Delivery {
+            id: DeliveryId::parse(format!("msg_old{i}")).unwrap(),
+            account_id: account.clone(),
+            subscription_id: wh_1.clone(),
+            event_id: EventId::parse(format!("evt_old{i}")).unwrap(),
+            event_type: EventType::known("call.ended").unwrap(),
+            status: DeliveryStatus::Succeeded,
+            attempt_count: 1,
+            created_at: created.plus_millis(-1_000 * i),
+            updated_at: created.plus_millis(-1_000 * i),
+            next_attempt_at: None,
+            last_error: None,
+            last_latency_ms: Some(3),
+        })
+        .collect();
+    stores.deliveries.create_batch(&old).await.unwrap();
+    let all = stores
+        .deliveries
+        .list_for_subscription(&account, &wh_1, None, None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = all.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), 7, "{ids:?}");
+    assert_eq!(&ids[4..], ["msg_old1", "msg_old2", "msg_old3"]);
+    use base64::Engine;
+    let old_cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({
+            "pk": {"S": "msg_old1"},
+            "sk": {"S": "delivery"},
+            "sub_key": {"S": "acct_subs#wh_1"},
+            "created_at": {"N": created.plus_millis(-1_000).as_millis().to_string()},
+        })
+        .to_string(),
+    );
+    let rest = stores
+        .deliveries
+        .list_for_subscription(&account, &wh_1, None, Some(&old_cursor), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rest.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["msg_old2", "msg_old3"]);
+    assert!(rest.next_cursor.is_none());
+}
+
+fn now_ms() -> Timestamp {
+    use app::ports::Clock;
+    app::ports::SystemClock.now()
 }
 
 fn pending(id: &str, updated_at: Timestamp, next_attempt_at: Option<Timestamp>) -> Delivery {

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +9,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use super::attributes::{
     decode_cursor, encode_cursor, expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms,
     opt_n, opt_s, s, Item,
+};
+use super::listing::{
+    is_listing_key, listing_column, listing_key, Candidate, ListingPosition, Listings, LISTED_IN,
 };
 use super::paging::{all_items, batch_get_items, page_of_items};
 use super::{storage_error, UNPROCESSED_BACKOFF};
@@ -116,6 +119,11 @@ impl Round {
     }
 }
 
+/// The `by_subscription` key of a delivery to `subscription_id`.
+fn sub_key(account_id: &AccountId, subscription_id: &SubscriptionId) -> String {
+    format!("{account_id}#{subscription_id}")
+}
+
 /// The `by_event` key of a delivery of `event_id`.
 fn event_key(account_id: &AccountId, event_id: &EventId) -> String {
     format!("{account_id}#{event_id}")
@@ -131,6 +139,56 @@ const SET_EVENT_KEY_IF_NONE: &str = ", #ek = if_not_exists(#ek, :ek)";
 /// it expired), its next unlisted outcome puts it back in the index.
 fn event_key_unless_listed(u: &DeliveryUpdate) -> Option<AttributeValue> {
     (!u.listed_on_event).then(|| s(event_key(&u.account_id, &u.event_id)))
+}
+
+/// One of the two places a subscription's deliveries are read from, in a cursor: not
+/// started, at a position, or done.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Side<P> {
+    #[serde(rename = "s")]
+    Start,
+    #[serde(rename = "a")]
+    At(P),
+    #[serde(rename = "d")]
+    Done,
+}
+
+/// Where the next page of a subscription's deliveries starts: in its listings (see
+/// `DynamoDeliveryLog`) and in `by_subscription`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SubscriptionCursor {
+    #[serde(rename = "l")]
+    listed: Side<ListingPosition>,
+    #[serde(rename = "i")]
+    indexed: Side<String>,
+}
+
+impl SubscriptionCursor {
+    fn encode(&self) -> String {
+        use base64::Engine;
+        let json = serde_json::to_vec(self).expect("a cursor serializes");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(cursor: &str) -> Result<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| Error::InvalidCursor)?;
+        let Ok(decoded) = serde_json::from_slice::<SubscriptionCursor>(&bytes) else {
+            // A cursor of the version before listings, still in a client's hands across the
+            // upgrade: a place in the index, older than every listed delivery.
+            decode_cursor(cursor, BY_SUBSCRIPTION_KEYS)?;
+            return Ok(SubscriptionCursor {
+                listed: Side::Done,
+                indexed: Side::At(cursor.to_string()),
+            });
+        };
+        match &decoded.listed {
+            Side::At(p) if !is_listing_key(&p.listing) => Err(Error::InvalidCursor),
+            _ => Ok(decoded),
+        }
+    }
 }
 
 /// What a sweep starting afresh does (see `DynamoDeliveryLog::scan_state`).
@@ -166,6 +224,15 @@ const SCAN_KEYS: &[&str] = &["pk", "sk"];
 /// one is pending there once it has failed (or when created pending: a test send, a
 /// redrive); a first-try success never touches the index. Every item carries a TTL in
 /// `expires_at`.
+///
+/// **A first-try success is not in `by_subscription`** either: the deliveries of one
+/// subscription that a deliver batch logs as first-try successes, created in the same
+/// millisecond (one request's), are named by one listing (see `listing`) in the partition
+/// `subscription#<account>#<subscription>`, and each names it in `listed_in`. A
+/// subscription's deliveries are its listings' and its index entries, merged newest first
+/// by `created_at`. A listed delivery that changes later (a retry asked for, a redrive)
+/// moves into the index: it is given `sub_key` and loses `listed_in`, so it is found in
+/// one place only, and a list of failed or pending deliveries reads the index alone.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -208,7 +275,7 @@ impl DynamoDeliveryLog {
             ),
             (
                 "sub_key".to_string(),
-                s(format!("{}#{}", d.account_id, d.subscription_id)),
+                s(sub_key(&d.account_id, &d.subscription_id)),
             ),
             ("status".to_string(), s(d.status.as_str())),
             ("attempt_count".to_string(), n(d.attempt_count)),
@@ -272,12 +339,18 @@ impl DynamoDeliveryLog {
 
     /// Writes `u` as its delivery's first outcome, creating the delivery item: an update
     /// whose condition is that the item is absent (so deliver needs no `PutItem`). One kept
-    /// in short carries its attempt in `first_*`. Says whether it was the first.
-    async fn create_first(&self, u: &DeliveryUpdate) -> Result<bool> {
+    /// in short carries its attempt in `first_*`; one named by its subscription's `listing`
+    /// says so instead of carrying `sub_key`. Says whether it was the first.
+    async fn create_first(&self, u: &DeliveryUpdate, listing: Option<&str>) -> Result<bool> {
         let first = u.first_of_its_delivery();
         let mut item = self.delivery_item(&first);
         item.remove("pk");
         item.remove("sk");
+        if let Some(key) = listing {
+            // Out of `by_subscription`: an index write saved.
+            item.remove("sub_key");
+            item.insert(LISTED_IN.into(), s(key));
+        }
         if u.listed_on_event {
             // Found from its event's list (`list_for_event`): an index entry saved, a write
             // unit at each of the delivery's writes.
@@ -384,14 +457,19 @@ impl DynamoDeliveryLog {
     async fn apply_outcome(&self, u: &DeliveryUpdate, only_while_pending: bool) -> Result<()> {
         // A delivery still being worked on is kept the table's retention from its last
         // change, not from its creation: a long retry schedule never outlives its row.
-        let mut set = vec!["#st = :st", "#ua = :ua", "#ex = :exp"];
-        let mut remove = Vec::new();
+        // A listed delivery that changes moves into the index (see the type); one there
+        // already is given the key it has.
+        let mut set = vec!["#st = :st", "#ua = :ua", "#ex = :exp", "#subk = :subk"];
+        let mut remove = vec!["#li"];
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(u.delivery_id.as_str()))
             .key("sk", s(DELIVERY_SK))
+            .expression_attribute_names("#subk", "sub_key")
+            .expression_attribute_values(":subk", s(sub_key(&u.account_id, &u.subscription_id)))
+            .expression_attribute_names("#li", LISTED_IN)
             .condition_expression(if only_while_pending {
                 "attribute_exists(pk) AND #acct = :acct AND #st = :pending"
             } else {
@@ -749,6 +827,158 @@ impl DynamoDeliveryLog {
         })
     }
 
+    /// The listings of a subscription's first-try successes (see the type).
+    fn subscription_listings(
+        &self,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+    ) -> Listings<'_> {
+        Listings {
+            client: &self.client,
+            table: &self.table,
+            partition: ("pk", format!("subscription#{account_id}#{subscription_id}")),
+            sort: "sk",
+        }
+    }
+
+    /// The oldest millisecond a live listing can be of. A listing is of its deliveries'
+    /// creation, and kept the retention from their first outcome, which may come later:
+    /// after holds and parkings, rarely more than hours. Two days of margin; a listing
+    /// past its TTL within them is left out when read.
+    fn oldest_listing_ms(&self) -> i64 {
+        const MARGIN_SECS: i64 = 2 * 86_400;
+        (now_secs() - self.retention.as_secs() as i64 - MARGIN_SECS) * 1000
+    }
+
+    /// Writes the listings of the first-try successes among `updates` that may be kept
+    /// short: one per subscription and millisecond of creation (of a request, so one per
+    /// subscription in a deliver batch of a request's deliveries). Says each delivery's
+    /// listing.
+    async fn list_first_successes<'u>(
+        &self,
+        updates: &'u [DeliveryUpdate],
+    ) -> Result<HashMap<&'u DeliveryId, String>> {
+        let mut groups: BTreeMap<(&AccountId, &SubscriptionId, i64), Vec<&'u DeliveryUpdate>> =
+            BTreeMap::new();
+        for u in updates.iter().filter(|u| u.kept_short_if_first()) {
+            let group = groups
+                .entry((&u.account_id, &u.subscription_id, u.created_at.as_millis()))
+                .or_default();
+            // The same message twice in a batch is named once.
+            if group.iter().all(|g| g.delivery_id != u.delivery_id) {
+                group.push(u);
+            }
+        }
+        let writes =
+            groups
+                .into_iter()
+                .map(|((account_id, subscription_id, at), group)| async move {
+                    let key = listing_key(at, group.iter().map(|u| u.delivery_id.as_str()));
+                    let expires_at = group.iter().map(|u| self.expires_at(u.at)).max();
+                    self.subscription_listings(account_id, subscription_id)
+                        .write(
+                            &key,
+                            vec![(
+                                "ids",
+                                group.iter().map(|u| u.delivery_id.to_string()).collect(),
+                            )],
+                            expires_at.unwrap_or_default(),
+                        )
+                        .await?;
+                    Ok::<_, Error>(
+                        group
+                            .into_iter()
+                            .map(move |u| (&u.delivery_id, key.clone())),
+                    )
+                });
+        Ok(futures::future::try_join_all(writes)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// The candidates' deliveries that are shown from their listing, in order: live, of
+    /// this account and subscription, and still naming that listing (not moved into the
+    /// index, nor named first by another).
+    async fn listed_deliveries(
+        &self,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        run: Vec<Candidate>,
+    ) -> Result<Vec<(ListingPosition, Delivery)>> {
+        let ids = run
+            .iter()
+            .map(|c| DeliveryId::parse(c.id.as_str()))
+            .collect::<std::result::Result<std::collections::BTreeSet<_>, _>>()
+            .map_err(|_| Error::storage("corrupt listing of deliveries"))?;
+        let now = now_secs();
+        let keys = ids
+            .iter()
+            .map(|id| {
+                HashMap::from([
+                    ("pk".to_string(), s(id.as_str())),
+                    ("sk".to_string(), s(DELIVERY_SK)),
+                ])
+            })
+            .collect();
+        let items = batch_get_items(&self.client, &self.table, keys).await?;
+        let by_id: HashMap<String, &Item> = items
+            .iter()
+            .filter(|i| !expired(i, now))
+            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
+            .filter(|i| get_s(i, "subscription_id").is_ok_and(|a| a == subscription_id.as_str()))
+            .filter_map(|i| Some((get_s(i, "pk").ok()?, i)))
+            .collect();
+        let mut shown = Vec::new();
+        for candidate in run {
+            let Some(item) = by_id.get(&candidate.id) else {
+                continue;
+            };
+            if get_s(item, LISTED_IN).is_ok_and(|l| l == candidate.position.listing) {
+                shown.push((candidate.position, delivery_from_item(item)?));
+            }
+        }
+        Ok(shown)
+    }
+
+    /// Up to `limit` of a subscription's items in `by_subscription` (of `status`, if
+    /// given), newest first, from `cursor`; and the cursor after them when more follow.
+    async fn by_subscription_items(
+        &self,
+        account_id: &AccountId,
+        subscription_id: &SubscriptionId,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<String>)> {
+        let key = sub_key(account_id, subscription_id);
+        page_of_items(
+            |start| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(BY_SUBSCRIPTION_INDEX)
+                    .key_condition_expression("sub_key = :k")
+                    .expression_attribute_values(":k", s(key.clone()))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start);
+                match status {
+                    Some(st) => query
+                        .filter_expression("#st = :st")
+                        .expression_attribute_names("#st", "status")
+                        .expression_attribute_values(":st", s(st.as_str())),
+                    None => query,
+                }
+            },
+            BY_SUBSCRIPTION_KEYS,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
     /// Writes items 25 at a time, retrying what DynamoDB leaves unprocessed.
     async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
         for chunk in items.chunks(MAX_BATCH_WRITE) {
@@ -916,6 +1146,24 @@ impl DeliveryLog for DynamoDeliveryLog {
         to: DeliveryStatus,
         at: Timestamp,
     ) -> Result<bool> {
+        // A listed delivery moves into the index (see the type): its subscription is read
+        // for the key. A status move is rare (a retry asked for, a redrive).
+        let listed = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(id.as_str()))
+            .key("sk", s(DELIVERY_SK))
+            .projection_expression("#li, subscription_id")
+            .expression_attribute_names("#li", LISTED_IN)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage_error)?
+            .item
+            .filter(|i| i.contains_key(LISTED_IN))
+            .map(|i| get_id::<SubscriptionId>(&i, "subscription_id"))
+            .transpose()?;
         let mut request = self
             .client
             .update_item()
@@ -941,6 +1189,14 @@ impl DeliveryLog for DynamoDeliveryLog {
             .expression_attribute_values(":exp", n(self.expires_at(at)));
         let mut set = vec!["#st = :to", "#ua = :ua", "#ex = :exp"];
         let mut remove = Vec::new();
+        if let Some(subscription_id) = listed {
+            set.push("#subk = :subk");
+            remove.push("#li");
+            request = request
+                .expression_attribute_names("#subk", "sub_key")
+                .expression_attribute_values(":subk", s(sub_key(account_id, &subscription_id)))
+                .expression_attribute_names("#li", LISTED_IN);
+        }
         if to == DeliveryStatus::Pending {
             set.push("#na = :na");
             request = request.expression_attribute_values(":na", ms(at));
@@ -979,15 +1235,22 @@ impl DeliveryLog for DynamoDeliveryLog {
         // update of it; any other outcome the other way round. Each wrong guess costs a
         // refused conditional write: a write unit. A first-try success that may be kept
         // short writes no attempt item unless its delivery exists.
+        //
+        // The first-try successes are listed for their subscriptions before they are
+        // created (see the type).
         let items = updates
             .iter()
             .filter(|u| !u.kept_short_if_first())
             .filter_map(|u| u.attempt.as_ref().map(|a| self.attempt_item(u, a)))
             .collect::<Result<Vec<_>>>()?;
-        self.batch_put(items).await?;
+        let (listed, ()) =
+            futures::future::try_join(self.list_first_successes(updates), self.batch_put(items))
+                .await?;
+        let listed = &listed;
         let found = futures::future::try_join_all(updates.iter().map(|u| async move {
             if u.first_try {
-                if self.create_first(u).await? {
+                let listing = listed.get(&u.delivery_id).map(String::as_str);
+                if self.create_first(u, listing).await? {
                     return Ok(true);
                 }
                 if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
@@ -998,7 +1261,7 @@ impl DeliveryLog for DynamoDeliveryLog {
                 Ok(()) => Ok(true),
                 // Not logged (a later try whose delivery expired, a skip or a dead letter
                 // without an attempt before), or another account's.
-                Err(Error::NotFound) if !u.first_try => self.create_first(u).await,
+                Err(Error::NotFound) if !u.first_try => self.create_first(u, None).await,
                 Err(Error::NotFound) => Ok(false),
                 Err(e) => Err(e),
             }
@@ -1113,19 +1376,116 @@ impl DeliveryLog for DynamoDeliveryLog {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        self.index_page(
-            BY_SUBSCRIPTION_INDEX,
-            BY_SUBSCRIPTION_KEYS,
-            (
-                "sub_key = :k",
-                ":k",
-                format!("{account_id}#{subscription_id}"),
-            ),
-            status,
-            cursor,
-            limit,
-        )
-        .await
+        let cursor = match cursor {
+            None => SubscriptionCursor {
+                listed: Side::Start,
+                indexed: Side::Start,
+            },
+            Some(c) => SubscriptionCursor::decode(c)?,
+        };
+        // Only first-try successes are listed: a list of another status is the index's.
+        let listed_side = match status {
+            None | Some(DeliveryStatus::Succeeded) => cursor.listed,
+            Some(_) => Side::Done,
+        };
+        let want = limit + 1;
+        let (listed, listed_stopped) = match &listed_side {
+            Side::Done => (Vec::new(), None),
+            side => {
+                let from = match side {
+                    Side::At(p) => Some(p.clone()),
+                    _ => None,
+                };
+                let walk = self
+                    .subscription_listings(account_id, subscription_id)
+                    .walk(
+                        from,
+                        self.oldest_listing_ms(),
+                        want,
+                        |listing| {
+                            Ok(listing_column(listing, "ids")?
+                                .into_iter()
+                                .map(|id| (id, true))
+                                .collect())
+                        },
+                        |run| self.listed_deliveries(account_id, subscription_id, run),
+                    )
+                    .await?;
+                (walk.found, walk.stopped_at)
+            }
+        };
+        let (indexed, index_has_more) = match &cursor.indexed {
+            Side::Done => (Vec::new(), false),
+            side => {
+                let from = match side {
+                    Side::At(c) => Some(c.as_str()),
+                    _ => None,
+                };
+                let (items, next) = self
+                    .by_subscription_items(account_id, subscription_id, status, from, want)
+                    .await?;
+                let deliveries = items
+                    .into_iter()
+                    .map(|i| Ok((delivery_from_item(&i)?, i)))
+                    .collect::<Result<Vec<_>>>()?;
+                (deliveries, next.is_some())
+            }
+        };
+        // The listings stopped at their bound before finding all they wanted: what lies
+        // past where they stopped is not looked at yet, so nothing older is taken from the
+        // index this time.
+        let listed_bound = (listed.len() < want)
+            .then(|| listed_stopped.as_ref().and_then(ListingPosition::at_ms))
+            .flatten();
+        // Newest first by creation, a listed one first on a tie.
+        let (mut from_listed, mut from_index) = (0, 0);
+        let mut items = Vec::with_capacity(limit);
+        while items.len() < limit {
+            let next_listed = listed.get(from_listed);
+            let next_indexed = indexed
+                .get(from_index)
+                .filter(|(d, _)| listed_bound.is_none_or(|b| d.created_at.as_millis() > b));
+            let take_listed = match (next_listed, next_indexed) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((_, l)), Some((i, _))) => l.created_at >= i.created_at,
+            };
+            if take_listed {
+                items.push(listed[from_listed].1.clone());
+                from_listed += 1;
+            } else {
+                items.push(indexed[from_index].0.clone());
+                from_index += 1;
+            }
+        }
+        let next = SubscriptionCursor {
+            listed: match listed_side {
+                Side::Done => Side::Done,
+                _ if from_listed == listed.len() => match listed_stopped {
+                    // A walk that found all it wanted stopped at its last, taken here.
+                    Some(p) if listed.len() < want => Side::At(p),
+                    _ if listed.len() < want => Side::Done,
+                    _ => Side::At(listed[from_listed - 1].0.clone()),
+                },
+                _ if from_listed > 0 => Side::At(listed[from_listed - 1].0.clone()),
+                unchanged => unchanged,
+            },
+            indexed: match cursor.indexed {
+                Side::Done => Side::Done,
+                _ if from_index == indexed.len() && !index_has_more => Side::Done,
+                _ if from_index > 0 => Side::At(encode_cursor(
+                    &indexed[from_index - 1].1,
+                    BY_SUBSCRIPTION_KEYS,
+                )),
+                unchanged => unchanged,
+            },
+        };
+        let done = matches!((&next.listed, &next.indexed), (Side::Done, Side::Done));
+        Ok(Page {
+            items,
+            next_cursor: (!done).then(|| next.encode()),
+        })
     }
 
     async fn list_dead(

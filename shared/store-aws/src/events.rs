@@ -1,5 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,21 +12,10 @@ use app::ports::Page;
 pub const BY_TIME_INDEX: &str = "by_time";
 /// An event's attribute listing the subscriptions ingest fanned it out to.
 const FANNED_OUT_TO: &str = "fanned_out_to";
-/// An event's attribute naming the listing (see [`DynamoEventStore`]) it is listed in.
-const LISTED_IN: &str = "listed_in";
 const BY_TIME_KEYS: &[&str] = &["account_id", "id", "received_at"];
-/// What every listing's sort key starts with. No event id holds `#` (the id rule), so no
-/// event sorts among them.
-const LISTING_PREFIX: &str = "#list#";
-/// Just past every listing's sort key (`$` follows `#`).
-const LISTINGS_END: &str = "#list$";
-/// Listings read by a page's first query (each names up to 100 events); each further
-/// query of the page reads twice as many, up to [`MOST_LISTINGS_PER_QUERY`].
-const FIRST_LISTINGS_PER_QUERY: i32 = 8;
-const MOST_LISTINGS_PER_QUERY: i32 = 128;
-/// Listings one page may look through. A filter on a rare type could otherwise read every
-/// listing of the retention; past this many, the page ends short, with a cursor.
-const MOST_LISTINGS_PER_PAGE: usize = 1_000;
+use super::listing::{
+    is_listing_key, listing_column, listing_key, Candidate, ListingPosition, Listings, LISTED_IN,
+};
 use super::paging::{batch_get_items, page_of_items};
 use super::storage_error;
 use app::ports::{EventInsert, EventStore};
@@ -41,16 +29,12 @@ use domain::ids::{AccountId, EventId, SubscriptionId};
 /// `fanned_out_to` (a string set; absent when none, or fanned out by the fan-out function)
 /// and a TTL in `expires_at`, written once.
 ///
-/// **Listings, not an index entry per event.** An account's events are listed newest first
-/// from *listings*: items of the same table, sorted `#list#<received_at ms>#<hash>`, one per
-/// account and millisecond of each stored batch (so one per request: a request's events
-/// share their time), naming its events (`ids`) and their types (`types`), in the batch's
-/// order. A batch of 100 events of an account costs one listing of a few write units
-/// instead of 100 index writes; a lone event costs the same one unit as before. A listing
-/// is written *before* its events, and each event names its listing in `listed_in`: a
-/// listed event is shown only if it exists and names that listing, so an event a failed
-/// request never stored is not shown, and one posted again (a duplicate, listed again by
-/// the retry) is shown once, where it was first stored.
+/// **Listings, not an index entry per event** (see `listing`). An account's events are
+/// listed newest first from listings in its partition, one per account and millisecond of
+/// each stored batch (so one per request: a request's events share their time), naming
+/// its events (`ids`) and their types (`types`). A batch of 100 events of an account costs
+/// one listing of a few write units instead of 100 index writes; a lone event costs the
+/// same one unit as before.
 ///
 /// Events written before listings carry `received_at` and sit in the index `by_time`
 /// (`account_id`, by `received_at`): they are listed after every listed event, being older
@@ -86,8 +70,8 @@ impl DynamoEventStore {
         ])
     }
 
-    fn expires_at(&self, received_at: domain::time::Timestamp) -> AttributeValue {
-        n(received_at.as_millis() / 1000 + self.retention.as_secs() as i64)
+    fn expires_at_secs(&self, received_at: domain::time::Timestamp) -> i64 {
+        received_at.as_millis() / 1000 + self.retention.as_secs() as i64
     }
 
     /// A conditional put: the event is written only if absent (or expired), naming the
@@ -104,7 +88,10 @@ impl DynamoEventStore {
         let mut item = Self::key(&event.account_id, &event.id);
         item.insert("type".into(), s(event.event_type.as_str()));
         item.insert(LISTED_IN.into(), s(listing));
-        item.insert("expires_at".into(), self.expires_at(event.received_at));
+        item.insert(
+            "expires_at".into(),
+            n(self.expires_at_secs(event.received_at)),
+        );
         item.insert("docz".into(), AttributeValue::B(Blob::new(compress(&doc))));
         // A string set cannot be empty: no attribute lists none.
         if let Some(subs) = listed.filter(|l| !l.is_empty()) {
@@ -145,43 +132,43 @@ impl DynamoEventStore {
     }
 
     /// Writes the listing of `events` (one account's, of one millisecond, in the batch's
-    /// order) and says its sort key. The key's hash is of the ids and types, so the same
-    /// request sent again in the same millisecond rewrites the same listing, and one that
-    /// differs gets its own. The hash is only ever compared with the stored key, so it
-    /// need not be stable across versions.
+    /// order) and says its sort key, which hashes their ids and types: the same request
+    /// retried rewrites it, one that differs gets its own.
     async fn write_listing(&self, events: &[&Event]) -> Result<String> {
         let first = events[0];
-        let mut hasher = DefaultHasher::new();
-        for event in events {
-            event.id.as_str().hash(&mut hasher);
-            event.event_type.as_str().hash(&mut hasher);
-        }
-        let key = format!(
-            "{LISTING_PREFIX}{:013}#{:016x}",
+        let key = listing_key(
             first.received_at.as_millis(),
-            hasher.finish()
+            events
+                .iter()
+                .flat_map(|e| [e.id.as_str(), e.event_type.as_str()]),
         );
-        let list =
-            |f: fn(&Event) -> &str| AttributeValue::L(events.iter().map(|e| s(f(e))).collect());
-        let mut item = Self::key(&first.account_id, &key);
-        item.insert("ids".into(), list(|e| e.id.as_str()));
-        item.insert("types".into(), list(|e| e.event_type.as_str()));
-        item.insert("expires_at".into(), self.expires_at(first.received_at));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(storage_error)?;
+        let column = |f: fn(&Event) -> &str| events.iter().map(|e| f(e).to_string()).collect();
+        self.listings(&first.account_id)
+            .write(
+                &key,
+                vec![
+                    ("ids", column(|e| e.id.as_str())),
+                    ("types", column(|e| e.event_type.as_str())),
+                ],
+                self.expires_at_secs(first.received_at),
+            )
+            .await?;
         Ok(key)
     }
 
+    fn listings(&self, account_id: &str) -> Listings<'_> {
+        Listings {
+            client: &self.client,
+            table: &self.table,
+            partition: ("account_id", account_id.to_string()),
+            sort: "id",
+        }
+    }
+
     /// Up to `limit` listed events of an account (of `event_type`, if given), newest first,
-    /// from the position `from` (a listing's key, and how many of its events, newest first,
-    /// were already looked at) or from the newest; and the position after the last event
-    /// looked at when more listings follow. None: the listings are done, and what follows
-    /// is in the `by_time` index. A page that looked through [`MOST_LISTINGS_PER_PAGE`]
+    /// from the position `from` or from the newest; and where the next page starts when
+    /// more listings follow. None: the listings are done, and what follows is in the
+    /// `by_time` index. A page that looked through `listing::MOST_LISTINGS_PER_PAGE`
     /// listings ends there, short (even empty), with its position.
     async fn listed_page(
         &self,
@@ -190,95 +177,37 @@ impl DynamoEventStore {
         from: Option<ListingPosition>,
         limit: usize,
     ) -> Result<(Vec<Event>, Option<ListingPosition>)> {
-        let now = now_secs();
         // A listing older than the retention has expired: it is not read at all, though
         // DynamoDB may not have deleted it yet.
-        let oldest_live = (now - self.retention.as_secs() as i64).max(0) * 1000;
-        let lower = format!("{LISTING_PREFIX}{oldest_live:013}");
-        let upper = from
-            .as_ref()
-            .map_or(LISTINGS_END.to_string(), |p| p.listing.clone());
-        let mut skip = from;
-        let mut start = None;
-        let mut per_query = FIRST_LISTINGS_PER_QUERY;
-        let mut looked_through = 0;
-        let mut listings_done = upper < lower;
-        // The position after the last listing looked through, all of its events included.
-        let mut last_looked_at: Option<ListingPosition> = None;
-        let mut candidates: VecDeque<Candidate> = VecDeque::new();
-        let mut found: Vec<(ListingPosition, Event)> = Vec::new();
-        while found.len() <= limit {
-            // As many as the page still needs, and one more to know if there is a next.
-            let needed = limit + 1 - found.len();
-            if candidates.len() < needed
-                && !listings_done
-                && looked_through < MOST_LISTINGS_PER_PAGE
-            {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("account_id = :a AND id BETWEEN :lo AND :hi")
-                    .expression_attribute_values(":a", s(account_id.as_str()))
-                    .expression_attribute_values(":lo", s(&lower))
-                    .expression_attribute_values(":hi", s(&upper))
-                    .scan_index_forward(false)
-                    .limit(per_query)
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(storage_error)?;
-                per_query = (per_query * 2).min(MOST_LISTINGS_PER_QUERY);
-                looked_through += out.items().len();
-                for listing in out.items().iter().filter(|i| !expired(i, now)) {
-                    let key = get_s(listing, "id")?;
-                    // The position's own listing (the first read, unless it expired since)
-                    // resumes after the events already looked at.
-                    let behind = match skip.take() {
-                        Some(p) if p.listing == key => p.shown,
-                        _ => 0,
-                    };
-                    let entries = listing_entries(listing)?;
-                    last_looked_at = Some(ListingPosition {
-                        listing: key.clone(),
-                        shown: entries.len(),
-                    });
-                    for (newest_first, (id, ty)) in entries.into_iter().rev().enumerate() {
-                        if newest_first < behind || event_type.is_some_and(|t| t != ty) {
-                            continue;
-                        }
-                        candidates.push_back(Candidate {
-                            position: ListingPosition {
-                                listing: key.clone(),
-                                shown: newest_first + 1,
-                            },
-                            id,
-                        });
+        let oldest_ms = (now_secs() - self.retention.as_secs() as i64) * 1000;
+        let walk = self
+            .listings(account_id)
+            .walk(
+                from,
+                oldest_ms,
+                limit + 1,
+                |listing| {
+                    let ids = listing_column(listing, "ids")?;
+                    let types = listing_column(listing, "types")?;
+                    if ids.len() != types.len() {
+                        return Err(Error::storage("corrupt listing of events"));
                     }
-                }
-                match out.last_evaluated_key() {
-                    Some(k) if !k.is_empty() => start = Some(k.clone()),
-                    _ => listings_done = true,
-                }
-                continue;
+                    Ok(ids
+                        .into_iter()
+                        .zip(types)
+                        .map(|(id, ty)| (id, event_type.is_none_or(|t| t == ty)))
+                        .collect())
+                },
+                |run| self.shown_of(account_id, event_type, run),
+            )
+            .await?;
+        let mut found = walk.found;
+        let next = match found.len() > limit {
+            true => {
+                found.truncate(limit);
+                found.last().map(|(p, _)| p.clone())
             }
-            if candidates.is_empty() {
-                break;
-            }
-            let take = needed.min(candidates.len());
-            let batch: Vec<Candidate> = candidates.drain(..take).collect();
-            found.extend(self.shown_of(account_id, event_type, batch).await?);
-        }
-        let next = if found.len() > limit {
-            found.truncate(limit);
-            found.last().map(|(p, _)| p.clone())
-        } else if listings_done {
-            None
-        } else {
-            // Stopped at the page's bound: every candidate was looked at, so the next page
-            // starts after the last listing read.
-            last_looked_at.or(skip)
+            false => walk.stopped_at,
         };
         Ok((found.into_iter().map(|(_, e)| e).collect(), next))
     }
@@ -365,20 +294,6 @@ impl DynamoEventStore {
     }
 }
 
-/// Where a listing of events is read from: a listing, and how many of its events (newest
-/// first, of any type) are behind.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct ListingPosition {
-    listing: String,
-    shown: usize,
-}
-
-/// An event named by a listing, not yet read.
-struct Candidate {
-    position: ListingPosition,
-    id: String,
-}
-
 /// Where the next page of an account's events starts: in the listings, or in the index of
 /// the events written before them (`None`: at its newest).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -414,38 +329,6 @@ impl ListCursor {
             _ => Ok(decoded),
         }
     }
-}
-
-/// Whether `key` is a listing's sort key as [`DynamoEventStore::write_listing`] writes it:
-/// the prefix, 13 digits of milliseconds, `#`, 16 hex digits.
-fn is_listing_key(key: &str) -> bool {
-    let Some(rest) = key.strip_prefix(LISTING_PREFIX) else {
-        return false;
-    };
-    let bytes = rest.as_bytes();
-    bytes.len() == 30
-        && bytes[..13].iter().all(u8::is_ascii_digit)
-        && bytes[13] == b'#'
-        && bytes[14..].iter().all(u8::is_ascii_hexdigit)
-}
-
-/// A listing's events, in the batch's order: (id, type).
-fn listing_entries(listing: &Item) -> Result<Vec<(String, String)>> {
-    let corrupt = || Error::storage("corrupt listing of events");
-    let strings = |name: &str| -> Result<Vec<String>> {
-        match listing.get(name) {
-            Some(AttributeValue::L(values)) => values
-                .iter()
-                .map(|v| v.as_s().cloned().map_err(|_| corrupt()))
-                .collect(),
-            _ => Err(corrupt()),
-        }
-    };
-    let (ids, types) = (strings("ids")?, strings("types")?);
-    if ids.len() != types.len() {
-        return Err(corrupt());
-    }
-    Ok(ids.into_iter().zip(types).collect())
 }
 
 /// The events' JSON, deflated: a 1.5 KB event of prose compresses to well under the 1 KB

@@ -9,6 +9,7 @@ mod attributes;
 mod deliveries;
 mod events;
 mod jwt_keys;
+mod listing;
 mod paging;
 pub mod provision;
 mod sealing_key;
