@@ -466,36 +466,27 @@ async fn event_listings_page_through_many_requests_and_old_cursors() {
     // page filtered on agents looks through 1 000 of them, then ends with a cursor.
     let requests: Vec<_> = (0..1_100u64)
         .map(|i| {
-            let item = [
-                ("account_id", AttributeValue::S("acct_layout".into())),
-                (
-                    "id",
-                    AttributeValue::S(format!("#list#{:013}#{i:016x}", 1_899_500_000_000u64 + i)),
-                ),
-                (
-                    "ids",
-                    AttributeValue::L(vec![AttributeValue::S(format!("evt_gone_{i}"))]),
-                ),
-                (
-                    "types",
-                    AttributeValue::L(vec![AttributeValue::S("call.ended".into())]),
-                ),
-                ("expires_at", AttributeValue::N("4000000000".into())),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-            aws_sdk_dynamodb::types::WriteRequest::builder()
-                .put_request(
-                    aws_sdk_dynamodb::types::PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .unwrap(),
-                )
-                .build()
+            listing_put(
+                format!("#list#{:013}#{i:016x}", 1_899_500_000_000u64 + i),
+                &format!("evt_gone_{i}"),
+                "call.ended",
+                "4000000000",
+            )
         })
         .collect();
-    for chunk in requests.chunks(25) {
+    // And 1 100 listings past their TTL, not yet deleted, between those and the agents':
+    // looked through, never shown, and no page stops on them for good.
+    let expired: Vec<_> = (0..1_100u64)
+        .map(|i| {
+            listing_put(
+                format!("#list#{:013}#{i:016x}", 1_899_600_000_000u64 + i),
+                "evt_00",
+                "agent.status_changed",
+                "1",
+            )
+        })
+        .collect();
+    for chunk in requests.chunks(25).chain(expired.chunks(25)) {
         clients
             .dynamodb
             .batch_write_item()
@@ -508,16 +499,11 @@ async fn event_listings_page_through_many_requests_and_old_cursors() {
     let first = stores.events.list(&account, agent, None, 10).await.unwrap();
     let ids: Vec<String> = first.items.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(ids, agents, "the agents' events, then the page's bound");
-    let next = first.next_cursor.expect("the listings are not done");
-    let last = stores
-        .events
-        .list(&account, agent, Some(&next), 10)
-        .await
-        .unwrap();
-    assert!(
-        last.items.is_empty() && last.next_cursor.is_none(),
-        "{:?}",
-        last.next_cursor
+    assert!(first.next_cursor.is_some(), "the listings are not done");
+    assert_eq!(
+        every_page(&*stores.events, &account, agent, 10).await,
+        agents,
+        "pages bounded, then done"
     );
     // Unfiltered, the same listings only make the last page slower: 19 events (the
     // listing of 17 is gone) and 3 old.
@@ -525,6 +511,36 @@ async fn event_listings_page_through_many_requests_and_old_cursors() {
         every_page(&*stores.events, &account, None, 50).await.len(),
         22
     );
+}
+
+/// A batch write of a listing of the account `acct_layout` naming one event.
+fn listing_put(
+    key: String,
+    id: &str,
+    event_type: &str,
+    expires_at: &str,
+) -> aws_sdk_dynamodb::types::WriteRequest {
+    let item = [
+        ("account_id", AttributeValue::S("acct_layout".into())),
+        ("id", AttributeValue::S(key)),
+        ("ids", AttributeValue::L(vec![AttributeValue::S(id.into())])),
+        (
+            "types",
+            AttributeValue::L(vec![AttributeValue::S(event_type.into())]),
+        ),
+        ("expires_at", AttributeValue::N(expires_at.into())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    aws_sdk_dynamodb::types::WriteRequest::builder()
+        .put_request(
+            aws_sdk_dynamodb::types::PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .unwrap(),
+        )
+        .build()
 }
 
 fn outcome_of(
@@ -576,7 +592,7 @@ async fn first_try_successes_are_listed_per_subscription_not_indexed() {
     let created = now_ms();
 
     // A deliver batch of one request's deliveries: three successes and a failure to wh_1,
-    // a success to wh_2.
+    // one success to wh_2.
     use DeliveryStatus::{Pending, Succeeded};
     stores
         .deliveries
@@ -611,12 +627,19 @@ async fn first_try_successes_are_listed_per_subscription_not_indexed() {
         panic!("no ids: {listings:?}");
     };
     assert_eq!(ids.len(), 3);
-    assert_eq!(
-        items_of("subscription#acct_subs#wh_2".into()).await.len(),
-        1
-    );
-    // The successes are out of by_subscription (no sub_key); the failure is in it.
-    for (id, indexed) in [("msg_s1", false), ("msg_s3", false), ("msg_f1", true)] {
+    // A lone success (wh_2's) is not listed: its listing would cost what its index entry
+    // does.
+    assert!(items_of("subscription#acct_subs#wh_2".into())
+        .await
+        .is_empty());
+    // The listed successes are out of by_subscription (no sub_key); the failure and the
+    // lone success are in it.
+    for (id, indexed) in [
+        ("msg_s1", false),
+        ("msg_s3", false),
+        ("msg_f1", true),
+        ("msg_o1", true),
+    ] {
         let item = items_of(id.into())
             .await
             .into_iter()
@@ -625,6 +648,23 @@ async fn first_try_successes_are_listed_per_subscription_not_indexed() {
         assert_eq!(item.contains_key("sub_key"), indexed, "{id}: {item:?}");
         assert_eq!(item.contains_key("listed_in"), !indexed, "{id}: {item:?}");
     }
+
+    // A late failed attempt of a listed success (an earlier copy of its message, answered
+    // after): counted, and the delivery moves into the index, where its TTL (extended by
+    // the count) is kept; it is still listed once.
+    let mut late = outcome_of("msg_s2", "wh_1", created, Pending);
+    late.first_try = false;
+    stores.deliveries.record(&[late]).await.unwrap();
+    let item = items_of("msg_s2".into())
+        .await
+        .into_iter()
+        .find(|i| i["sk"].as_s().is_ok_and(|sk| sk == "delivery"))
+        .unwrap();
+    assert!(
+        item.contains_key("sub_key") && !item.contains_key("listed_in"),
+        "{item:?}"
+    );
+    assert_eq!(item["status"].as_s().unwrap(), "succeeded");
 
     // Older deliveries in the index, as written before listings, and a cursor of that
     // version into them: it pages through the index.
@@ -651,7 +691,8 @@ async fn first_try_successes_are_listed_per_subscription_not_indexed() {
         .await
         .unwrap();
     let ids: Vec<&str> = all.items.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids.len(), 7, "{ids:?}");
+    assert_eq!(ids.len(), 7, "each once: {ids:?}");
+    assert_eq!(ids.iter().filter(|id| **id == "msg_s2").count(), 1);
     assert_eq!(&ids[4..], ["msg_old1", "msg_old2", "msg_old3"]);
     use base64::Engine;
     let old_cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(

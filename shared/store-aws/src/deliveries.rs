@@ -177,7 +177,9 @@ impl SubscriptionCursor {
             .map_err(|_| Error::InvalidCursor)?;
         let Ok(decoded) = serde_json::from_slice::<SubscriptionCursor>(&bytes) else {
             // A cursor of the version before listings, still in a client's hands across the
-            // upgrade: a place in the index, older than every listed delivery.
+            // upgrade: a place in the index. What is listed (first-try successes logged
+            // since) is mostly newer, and left out: a few successes logged after the
+            // upgrade but created before that place are not shown on those pages.
             decode_cursor(cursor, BY_SUBSCRIPTION_KEYS)?;
             return Ok(SubscriptionCursor {
                 listed: Side::Done,
@@ -419,14 +421,19 @@ impl DynamoDeliveryLog {
             .key("pk", s(u.delivery_id.as_str()))
             .key("sk", s(DELIVERY_SK))
             .condition_expression("attribute_exists(pk) AND #acct = :acct")
+            // A listed delivery moves into the index (see the type): its TTL is extended
+            // here, past its listing's.
             .update_expression(format!(
-                "SET #ua = :ua, #ll = :ll, #ex = :exp{} ADD #ac :one",
+                "SET #ua = :ua, #ll = :ll, #ex = :exp, #subk = :subk{} ADD #ac :one REMOVE #li",
                 if event_key.is_some() {
                     SET_EVENT_KEY_IF_NONE
                 } else {
                     ""
                 }
-            ));
+            ))
+            .expression_attribute_names("#subk", "sub_key")
+            .expression_attribute_values(":subk", s(sub_key(&u.account_id, &u.subscription_id)))
+            .expression_attribute_names("#li", LISTED_IN);
         if let Some(key) = event_key {
             request = request
                 .expression_attribute_names("#ek", "event_key")
@@ -842,18 +849,19 @@ impl DynamoDeliveryLog {
     }
 
     /// The oldest millisecond a live listing can be of. A listing is of its deliveries'
-    /// creation, and kept the retention from their first outcome, which may come later:
-    /// after holds and parkings, rarely more than hours. Two days of margin; a listing
-    /// past its TTL within them is left out when read.
+    /// creation, and kept the retention from their first outcome, which may come up to the
+    /// retry horizon later (a delivery parked or held is not tried meanwhile). A listing
+    /// past its TTL within that margin is looked through, not shown.
     fn oldest_listing_ms(&self) -> i64 {
-        const MARGIN_SECS: i64 = 2 * 86_400;
-        (now_secs() - self.retention.as_secs() as i64 - MARGIN_SECS) * 1000
+        let margin = domain::retry::MAX_RETRY_HORIZON.as_secs() as i64 + 86_400;
+        (now_secs() - self.retention.as_secs() as i64 - margin) * 1000
     }
 
     /// Writes the listings of the first-try successes among `updates` that may be kept
     /// short: one per subscription and millisecond of creation (of a request, so one per
-    /// subscription in a deliver batch of a request's deliveries). Says each delivery's
-    /// listing.
+    /// subscription in a deliver batch of a request's deliveries). Says each listed
+    /// delivery's listing. A group of one is not listed: its listing would cost the write
+    /// unit its index entry does, and a round trip before the delivery is logged.
     async fn list_first_successes<'u>(
         &self,
         updates: &'u [DeliveryUpdate],
@@ -869,28 +877,27 @@ impl DynamoDeliveryLog {
                 group.push(u);
             }
         }
-        let writes =
-            groups
-                .into_iter()
-                .map(|((account_id, subscription_id, at), group)| async move {
-                    let key = listing_key(at, group.iter().map(|u| u.delivery_id.as_str()));
-                    let expires_at = group.iter().map(|u| self.expires_at(u.at)).max();
-                    self.subscription_listings(account_id, subscription_id)
-                        .write(
-                            &key,
-                            vec![(
-                                "ids",
-                                group.iter().map(|u| u.delivery_id.to_string()).collect(),
-                            )],
-                            expires_at.unwrap_or_default(),
-                        )
-                        .await?;
-                    Ok::<_, Error>(
-                        group
-                            .into_iter()
-                            .map(move |u| (&u.delivery_id, key.clone())),
+        let writes = groups.into_iter().filter(|(_, group)| group.len() > 1).map(
+            |((account_id, subscription_id, at), group)| async move {
+                let key = listing_key(at, group.iter().map(|u| u.delivery_id.as_str()));
+                let expires_at = group.iter().map(|u| self.expires_at(u.at)).max();
+                self.subscription_listings(account_id, subscription_id)
+                    .write(
+                        &key,
+                        vec![(
+                            "ids",
+                            group.iter().map(|u| u.delivery_id.to_string()).collect(),
+                        )],
+                        expires_at.unwrap_or_default(),
                     )
-                });
+                    .await?;
+                Ok::<_, Error>(
+                    group
+                        .into_iter()
+                        .map(move |u| (&u.delivery_id, key.clone())),
+                )
+            },
+        );
         Ok(futures::future::try_join_all(writes)
             .await?
             .into_iter()
@@ -899,8 +906,9 @@ impl DynamoDeliveryLog {
     }
 
     /// The candidates' deliveries that are shown from their listing, in order: live, of
-    /// this account and subscription, and still naming that listing (not moved into the
-    /// index, nor named first by another).
+    /// this account and subscription, still naming that listing (not moved into the
+    /// index, nor named first by another) and still succeeded (a version before this one,
+    /// rolled back to, could change one without moving it).
     async fn listed_deliveries(
         &self,
         account_id: &AccountId,
@@ -935,11 +943,33 @@ impl DynamoDeliveryLog {
             let Some(item) = by_id.get(&candidate.id) else {
                 continue;
             };
-            if get_s(item, LISTED_IN).is_ok_and(|l| l == candidate.position.listing) {
+            let listed_here = get_s(item, LISTED_IN).is_ok_and(|l| l == candidate.position.listing);
+            let succeeded =
+                get_s(item, "status").is_ok_and(|st| st == DeliveryStatus::Succeeded.as_str());
+            if listed_here && succeeded {
                 shown.push((candidate.position, delivery_from_item(item)?));
             }
         }
         Ok(shown)
+    }
+
+    /// The subscription of the delivery `id` if it is listed (see the type).
+    async fn listed_subscription(&self, id: &DeliveryId) -> Result<Option<SubscriptionId>> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(id.as_str()))
+            .key("sk", s(DELIVERY_SK))
+            .projection_expression("#li, subscription_id")
+            .expression_attribute_names("#li", LISTED_IN)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage_error)?
+            .item
+            .filter(|i| i.contains_key(LISTED_IN))
+            .map(|i| get_id::<SubscriptionId>(&i, "subscription_id"))
+            .transpose()
     }
 
     /// Up to `limit` of a subscription's items in `by_subscription` (of `status`, if
@@ -1147,23 +1177,12 @@ impl DeliveryLog for DynamoDeliveryLog {
         at: Timestamp,
     ) -> Result<bool> {
         // A listed delivery moves into the index (see the type): its subscription is read
-        // for the key. A status move is rare (a retry asked for, a redrive).
-        let listed = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(id.as_str()))
-            .key("sk", s(DELIVERY_SK))
-            .projection_expression("#li, subscription_id")
-            .expression_attribute_names("#li", LISTED_IN)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(storage_error)?
-            .item
-            .filter(|i| i.contains_key(LISTED_IN))
-            .map(|i| get_id::<SubscriptionId>(&i, "subscription_id"))
-            .transpose()?;
+        // for the key. Only a success is listed, and a move of one is rare (a retry asked
+        // for); a redrive or the sweep moves a failed or pending one, never listed.
+        let listed = match from.0 {
+            DeliveryStatus::Succeeded => self.listed_subscription(id).await?,
+            _ => None,
+        };
         let mut request = self
             .client
             .update_item()
@@ -1383,54 +1402,64 @@ impl DeliveryLog for DynamoDeliveryLog {
             },
             Some(c) => SubscriptionCursor::decode(c)?,
         };
-        // Only first-try successes are listed: a list of another status is the index's.
-        let listed_side = match status {
-            None | Some(DeliveryStatus::Succeeded) => cursor.listed,
-            Some(_) => Side::Done,
+        // Only first-try successes are listed: a list of another status is the index's
+        // (and its cursor keeps the listings' side as it came, should it be used without
+        // that filter).
+        let bypassed = !matches!(status, None | Some(DeliveryStatus::Succeeded));
+        let listed_side = match bypassed {
+            true => Side::Done,
+            false => cursor.listed.clone(),
         };
         let want = limit + 1;
-        let (listed, listed_stopped) = match &listed_side {
-            Side::Done => (Vec::new(), None),
-            side => {
-                let from = match side {
-                    Side::At(p) => Some(p.clone()),
-                    _ => None,
-                };
-                let walk = self
-                    .subscription_listings(account_id, subscription_id)
-                    .walk(
-                        from,
-                        self.oldest_listing_ms(),
-                        want,
-                        |listing| {
-                            Ok(listing_column(listing, "ids")?
-                                .into_iter()
-                                .map(|id| (id, true))
-                                .collect())
-                        },
-                        |run| self.listed_deliveries(account_id, subscription_id, run),
-                    )
-                    .await?;
-                (walk.found, walk.stopped_at)
-            }
+        // Both places are read at once.
+        let listed_read = async {
+            Ok::<_, Error>(match &listed_side {
+                Side::Done => (Vec::new(), None),
+                side => {
+                    let from = match side {
+                        Side::At(p) => Some(p.clone()),
+                        _ => None,
+                    };
+                    let walk = self
+                        .subscription_listings(account_id, subscription_id)
+                        .walk(
+                            from,
+                            self.oldest_listing_ms(),
+                            want,
+                            |listing| {
+                                Ok(listing_column(listing, "ids")?
+                                    .into_iter()
+                                    .map(|id| (id, true))
+                                    .collect())
+                            },
+                            |run| self.listed_deliveries(account_id, subscription_id, run),
+                        )
+                        .await?;
+                    (walk.found, walk.stopped_at)
+                }
+            })
         };
-        let (indexed, index_has_more) = match &cursor.indexed {
-            Side::Done => (Vec::new(), false),
-            side => {
-                let from = match side {
-                    Side::At(c) => Some(c.as_str()),
-                    _ => None,
-                };
-                let (items, next) = self
-                    .by_subscription_items(account_id, subscription_id, status, from, want)
-                    .await?;
-                let deliveries = items
-                    .into_iter()
-                    .map(|i| Ok((delivery_from_item(&i)?, i)))
-                    .collect::<Result<Vec<_>>>()?;
-                (deliveries, next.is_some())
-            }
+        let indexed_read = async {
+            Ok::<_, Error>(match &cursor.indexed {
+                Side::Done => (Vec::new(), false),
+                side => {
+                    let from = match side {
+                        Side::At(c) => Some(c.as_str()),
+                        _ => None,
+                    };
+                    let (items, next) = self
+                        .by_subscription_items(account_id, subscription_id, status, from, want)
+                        .await?;
+                    let deliveries = items
+                        .into_iter()
+                        .map(|i| Ok((delivery_from_item(&i)?, i)))
+                        .collect::<Result<Vec<_>>>()?;
+                    (deliveries, next.is_some())
+                }
+            })
         };
+        let ((listed, listed_stopped), (indexed, index_has_more)) =
+            futures::future::try_join(listed_read, indexed_read).await?;
         // The listings stopped at their bound before finding all they wanted: what lies
         // past where they stopped is not looked at yet, so nothing older is taken from the
         // index this time.
@@ -1461,6 +1490,7 @@ impl DeliveryLog for DynamoDeliveryLog {
         }
         let next = SubscriptionCursor {
             listed: match listed_side {
+                _ if bypassed => cursor.listed,
                 Side::Done => Side::Done,
                 _ if from_listed == listed.len() => match listed_stopped {
                     // A walk that found all it wanted stopped at its last, taken here.
@@ -1481,7 +1511,8 @@ impl DeliveryLog for DynamoDeliveryLog {
                 unchanged => unchanged,
             },
         };
-        let done = matches!((&next.listed, &next.indexed), (Side::Done, Side::Done));
+        let done =
+            matches!(next.indexed, Side::Done) && (bypassed || matches!(next.listed, Side::Done));
         Ok(Page {
             items,
             next_cursor: (!done).then(|| next.encode()),

@@ -204,14 +204,23 @@ impl Listings<'_> {
                     .map_err(storage_error)?;
                 per_query = (per_query * 2).min(MOST_LISTINGS_PER_QUERY);
                 looked_through += out.items().len();
-                for listing in out.items().iter().filter(|i| !expired(i, now)) {
+                for listing in out.items() {
                     let key = get_s(listing, self.sort)?;
-                    // The position's own listing (the first read, unless it expired since)
+                    // The position's own listing (the first read, unless it is gone since)
                     // resumes after the entries already behind.
                     let behind = match skip.take() {
                         Some(p) if p.listing == key => p.shown,
                         _ => 0,
                     };
+                    if expired(listing, now) {
+                        // Past its TTL, not yet deleted: nothing to show, but looked
+                        // through, so a walk stopped by its bound goes on after it.
+                        last_looked_at = Some(ListingPosition {
+                            listing: key,
+                            shown: usize::MAX,
+                        });
+                        continue;
+                    }
                     let entries = entries(listing)?;
                     last_looked_at = Some(ListingPosition {
                         listing: key.clone(),

@@ -43,7 +43,9 @@ pub trait DeliveryLog: Send + Sync {
         account_id: &AccountId,
         event_id: &EventId,
     ) -> Result<Vec<Delivery>>;
-    /// A subscription's deliveries, newest first, optionally of one status.
+    /// A subscription's deliveries, newest first, optionally of one status. A page may
+    /// hold fewer than `limit` (even none) and still have a next: a backend may bound what
+    /// one page reads.
     async fn list_for_subscription(
         &self,
         account_id: &AccountId,

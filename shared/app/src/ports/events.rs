@@ -32,7 +32,9 @@ pub trait EventStore: Send + Sync {
         listed: &[Option<Vec<SubscriptionId>>],
     ) -> Result<Vec<EventInsert>>;
     async fn get(&self, account_id: &AccountId, id: &EventId) -> Result<Option<Event>>;
-    /// An account's events, newest first, optionally of one type.
+    /// An account's events, newest first, optionally of one type. A page may hold fewer
+    /// than `limit` (even none) and still have a next: a backend may bound what one page
+    /// reads.
     async fn list(
         &self,
         account_id: &AccountId,
