@@ -11,7 +11,8 @@ use super::attributes::{
     opt_n, opt_s, s, Item,
 };
 use super::listing::{
-    is_listing_key, listing_column, listing_key, Candidate, ListingPosition, Listings, LISTED_IN,
+    decode_cursor_json, encode_cursor_json, is_listing_key, listing_column, listing_key, Candidate,
+    ListingPosition, Listings, LISTED_IN,
 };
 use super::paging::{all_items, batch_get_items, page_of_items};
 use super::{storage_error, UNPROCESSED_BACKOFF};
@@ -119,6 +120,14 @@ impl Round {
     }
 }
 
+/// The table key of the delivery item of `id`.
+fn delivery_key(id: &DeliveryId) -> Item {
+    HashMap::from([
+        ("pk".to_string(), s(id.as_str())),
+        ("sk".to_string(), s(DELIVERY_SK)),
+    ])
+}
+
 /// The `by_subscription` key of a delivery to `subscription_id`.
 fn sub_key(account_id: &AccountId, subscription_id: &SubscriptionId) -> String {
     format!("{account_id}#{subscription_id}")
@@ -165,17 +174,11 @@ struct SubscriptionCursor {
 
 impl SubscriptionCursor {
     fn encode(&self) -> String {
-        use base64::Engine;
-        let json = serde_json::to_vec(self).expect("a cursor serializes");
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+        encode_cursor_json(self)
     }
 
     fn decode(cursor: &str) -> Result<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| Error::InvalidCursor)?;
-        let Ok(decoded) = serde_json::from_slice::<SubscriptionCursor>(&bytes) else {
+        let Some(decoded) = decode_cursor_json::<SubscriptionCursor>(cursor)? else {
             // A cursor of the version before listings, still in a client's hands across the
             // upgrade: a place in the index. What is listed (first-try successes logged
             // since) is mostly newer, and left out: a few successes logged after the
@@ -232,8 +235,8 @@ const SCAN_KEYS: &[&str] = &["pk", "sk"];
 /// millisecond (one request's), are named by one listing (see `listing`) in the partition
 /// `subscription#<account>#<subscription>`, and each names it in `listed_in`. A
 /// subscription's deliveries are its listings' and its index entries, merged newest first
-/// by `created_at`. A listed delivery that changes later (a retry asked for, a redrive)
-/// moves into the index: it is given `sub_key` and loses `listed_in`, so it is found in
+/// by `created_at`. A listed delivery that changes later (a retry asked for, a late
+/// attempt counted) moves into the index: it is given `sub_key` and loses `listed_in`, so it is found in
 /// one place only, and a list of failed or pending deliveries reads the index alone.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
@@ -302,15 +305,7 @@ impl DynamoDeliveryLog {
 
     /// The live delivery items at `ids`, in any order; an id with none is left out.
     async fn get_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>> {
-        let keys = ids
-            .iter()
-            .map(|id| {
-                HashMap::from([
-                    ("pk".to_string(), s(id.as_str())),
-                    ("sk".to_string(), s(DELIVERY_SK)),
-                ])
-            })
-            .collect();
+        let keys = ids.iter().map(delivery_key).collect();
         let now = now_secs();
         batch_get_items(&self.client, &self.table, keys)
             .await?
@@ -921,15 +916,7 @@ impl DynamoDeliveryLog {
             .collect::<std::result::Result<std::collections::BTreeSet<_>, _>>()
             .map_err(|_| Error::storage("corrupt listing of deliveries"))?;
         let now = now_secs();
-        let keys = ids
-            .iter()
-            .map(|id| {
-                HashMap::from([
-                    ("pk".to_string(), s(id.as_str())),
-                    ("sk".to_string(), s(DELIVERY_SK)),
-                ])
-            })
-            .collect();
+        let keys = ids.iter().map(delivery_key).collect();
         let items = batch_get_items(&self.client, &self.table, keys).await?;
         let by_id: HashMap<String, &Item> = items
             .iter()

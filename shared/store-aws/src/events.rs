@@ -14,7 +14,8 @@ pub const BY_TIME_INDEX: &str = "by_time";
 const FANNED_OUT_TO: &str = "fanned_out_to";
 const BY_TIME_KEYS: &[&str] = &["account_id", "id", "received_at"];
 use super::listing::{
-    is_listing_key, listing_column, listing_key, Candidate, ListingPosition, Listings, LISTED_IN,
+    decode_cursor_json, encode_cursor_json, is_listing_key, listing_column, listing_key, Candidate,
+    ListingPosition, Listings, LISTED_IN,
 };
 use super::paging::{batch_get_items, page_of_items};
 use super::storage_error;
@@ -306,17 +307,11 @@ enum ListCursor {
 
 impl ListCursor {
     fn encode(&self) -> String {
-        use base64::Engine;
-        let json = serde_json::to_vec(self).expect("a cursor serializes");
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+        encode_cursor_json(self)
     }
 
     fn decode(cursor: &str) -> Result<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| Error::InvalidCursor)?;
-        let Ok(decoded) = serde_json::from_slice::<ListCursor>(&bytes) else {
+        let Some(decoded) = decode_cursor_json::<ListCursor>(cursor)? else {
             // A cursor of the version before listings, still in a client's hands across the
             // upgrade: a place in the index.
             decode_cursor(cursor, BY_TIME_KEYS)?;

@@ -95,6 +95,25 @@ fn listing_ms(key: &str) -> Option<i64> {
     key.strip_prefix(LISTING_PREFIX)?.get(..13)?.parse().ok()
 }
 
+/// A cursor of a list read from listings, as its caller hands it out: `cursor` as JSON, in
+/// URL-safe base64.
+pub(crate) fn encode_cursor_json(cursor: &impl serde::Serialize) -> String {
+    use base64::Engine;
+    let json = serde_json::to_vec(cursor).expect("a cursor serializes");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// The cursor `text` is, if it is one of `T` as [`encode_cursor_json`] makes them. `None`:
+/// base64 of something else, which may be a cursor of the version before listings (a
+/// place in an index) for the caller to try; not base64 at all is a bad cursor.
+pub(crate) fn decode_cursor_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<Option<T>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| Error::InvalidCursor)?;
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
 /// The strings of a listing's list attribute `name`.
 pub(crate) fn listing_column(listing: &Item, name: &str) -> Result<Vec<String>> {
     let corrupt = || Error::storage(format!("corrupt listing: {name}"));
