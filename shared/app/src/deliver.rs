@@ -59,12 +59,31 @@ struct Handled {
     next: Next,
     /// The endpoint answered 410 Gone.
     gone: bool,
-    /// A probe succeeded (the endpoint was failing, or not yet heard from in this
-    /// process): what was held for its recovery comes back now.
-    proven: bool,
+    /// What became of this attempt if it was a probe, for what is held behind it.
+    probe: ProbeEnd,
     /// For a first try: how long after its message was sent the attempt was made.
     first_try_lag_ms: Option<u64>,
 }
+
+/// What became of a probe (an attempt at an endpoint that was failing, or not yet heard
+/// from in this process), for the deliveries held behind it (`Queue::release_held`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ProbeEnd {
+    /// Not a probe, or one whose delivery is retried later: that retry is the next probe.
+    Nothing,
+    /// It succeeded: what was held for the endpoint's recovery comes back now, at the
+    /// endpoint's pace.
+    Proven,
+    /// It failed, and its delivery is not tried again (dead, or refused for good): the
+    /// endpoint has no probe left, so what was held comes back one a second, the first at
+    /// once, to be the next probe. A subscription allowing one attempt would otherwise
+    /// have each of its deliveries wait its whole backstop.
+    GaveUp,
+}
+
+/// How fast the deliveries held for an endpoint come back after its last probe gave up:
+/// the first becomes the next probe, and the rest, while it is in flight, are held again.
+const RELEASE_AFTER_GIVING_UP_PER_SECOND: u32 = 1;
 
 /// The dead-letter message: the delivery and everything tried, for a human to review.
 #[derive(Serialize)]
@@ -193,7 +212,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
             async move {
                 let attempt_number = task.prior_receives + receive_count;
-                let (mut update, next, gone, proven) =
+                let (mut update, next, gone, probe) =
                     attempt(services, sub, &task, attempt_number, retry_until).await;
                 if let Some(u) = &mut update {
                     u.first_try = attempt_number == 1;
@@ -207,7 +226,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                     update,
                     next,
                     gone,
-                    proven,
+                    probe,
                     first_try_lag_ms,
                 }
             }
@@ -218,13 +237,16 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
         .collect()
         .await;
 
-    // The endpoints a probe of this batch found answering: proven in the limiter already,
-    // so what was held for them comes back whatever becomes of this batch.
-    let proven: Vec<&Subscription> = handled
+    // The endpoints a probe of this batch found answering (proven in the limiter already)
+    // or left without a probe: what was held for them comes back whatever becomes of this
+    // batch.
+    let probes_ended: Vec<(&Subscription, ProbeEnd)> = handled
         .iter()
-        .filter(|h| h.proven)
+        .filter(|h| h.probe != ProbeEnd::Nothing)
         .filter_map(|h| {
-            subscriptions.get(&(h.task.account_id.clone(), h.task.subscription_id.clone()))
+            subscriptions
+                .get(&(h.task.account_id.clone(), h.task.subscription_id.clone()))
+                .map(|sub| (sub, h.probe))
         })
         .collect();
     let updates: Vec<DeliveryUpdate> = handled.iter().filter_map(|h| h.update.clone()).collect();
@@ -235,7 +257,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             for h in &handled {
                 response.add_failure(h.message_id.clone());
             }
-            release_held(services, proven).await;
+            release_held(services, probes_ended).await;
             return response;
         }
     };
@@ -267,27 +289,33 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
     )
     .await;
     // After this batch's own deferrals are held, so that those are released too.
-    release_held(services, proven).await;
+    release_held(services, probes_ended).await;
     response
 }
 
-/// Brings back what was held for each endpoint a probe of this batch found answering, at
-/// the endpoint's pace: [`RELEASE_PER_SECOND`], or its own rate limit if lower. Where the
-/// queue cannot release, nothing was held.
-async fn release_held(services: &Services, proven: Vec<&Subscription>) {
+/// Brings back what was held for each endpoint whose probe ended in this batch (see
+/// [`ProbeEnd`]): proven, at the endpoint's pace ([`RELEASE_PER_SECOND`], or its own rate
+/// limit if lower); given up, one a second. An endpoint both proven and given up in one
+/// batch is proven. Where the queue cannot release, nothing was held.
+async fn release_held(services: &Services, mut probes_ended: Vec<(&Subscription, ProbeEnd)>) {
     if !services.deliveries_queue.releases_held() {
         return;
     }
+    // Proven first, so that an endpoint's proof is the release it gets.
+    probes_ended.sort_by_key(|(_, end)| *end != ProbeEnd::Proven);
     let mut done: Vec<&SubscriptionId> = Vec::new();
-    for sub in proven {
+    for (sub, end) in probes_ended {
         if done.contains(&&sub.id) {
             continue;
         }
         done.push(&sub.id);
-        let per_second = sub
-            .rate_limit_per_second
-            .filter(|r| *r > 0)
-            .map_or(RELEASE_PER_SECOND, |r| r.min(RELEASE_PER_SECOND));
+        let per_second = match end {
+            ProbeEnd::Proven => sub
+                .rate_limit_per_second
+                .filter(|r| *r > 0)
+                .map_or(RELEASE_PER_SECOND, |r| r.min(RELEASE_PER_SECOND)),
+            _ => RELEASE_AFTER_GIVING_UP_PER_SECOND,
+        };
         match services
             .deliveries_queue
             .release_held(sub.id.as_str(), per_second)
@@ -295,7 +323,7 @@ async fn release_held(services: &Services, proven: Vec<&Subscription>) {
         {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(subscription_id = %sub.id, released = n, per_second, "endpoint answers: its held deliveries come back")
+                tracing::info!(subscription_id = %sub.id, released = n, per_second, proven = end == ProbeEnd::Proven, "a probe ended: the endpoint's held deliveries come back")
             }
             // They come back at their backstop instead.
             Err(e) => {
@@ -620,7 +648,7 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
 
 /// One attempt at one delivery; `attempt_number` numbers it within its attempt budget.
 /// Answers the outcome to log, what becomes of the message, whether the endpoint said it
-/// is gone, and whether this success was a probe's (see `Handled::proven`).
+/// is gone, and what became of it if it was a probe (see `ProbeEnd`).
 #[tracing::instrument(
     name = "attempt",
     skip_all,
@@ -637,10 +665,10 @@ async fn attempt(
     task: &DeliveryTask,
     attempt_number: u32,
     retry_until: Option<Timestamp>,
-) -> (Option<DeliveryUpdate>, Next, bool, bool) {
+) -> (Option<DeliveryUpdate>, Next, bool, ProbeEnd) {
     let now = services.clock.now();
     if task.recheck && attempt_number == 1 && !still_to_send(services, task).await {
-        return (None, Next::Acknowledge, false, false);
+        return (None, Next::Acknowledge, false, ProbeEnd::Nothing);
     }
     let sub = match sub {
         Some(s) if s.enabled => s,
@@ -650,7 +678,7 @@ async fn attempt(
                 Some(_) => "subscription paused or disabled".into(),
                 None => "subscription deleted".into(),
             });
-            return (Some(u), Next::Acknowledge, false, false);
+            return (Some(u), Next::Acknowledge, false, ProbeEnd::Nothing);
         }
     };
     let policy = RetryPolicy::for_subscription(&sub);
@@ -668,12 +696,12 @@ async fn attempt(
                     Some(update(task, DeliveryStatus::Dead, now)),
                     Next::DeadLetter,
                     false,
-                    false,
+                    ProbeEnd::Nothing,
                 );
             }
             // A leftover copy of a delivery that already ended: nothing to do.
             Ok(Some(d)) if d.status != DeliveryStatus::Pending => {
-                return (None, Next::Acknowledge, false, false)
+                return (None, Next::Acknowledge, false, ProbeEnd::Nothing)
             }
             // Still pending: one real attempt before giving up, so no delivery ends dead
             // without having been tried.
@@ -685,12 +713,15 @@ async fn attempt(
         .try_acquire(&sub, std::time::Instant::now())
     {
         Ok(permit) => permit,
-        Err(refusal) => return (None, Next::Defer(refusal), false, false),
+        Err(refusal) => return (None, Next::Defer(refusal), false, ProbeEnd::Nothing),
     };
 
     let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
     let verdict = verdict_of(&result);
-    let proven = verdict == Verdict::Succeeded && permit.succeeded();
+    let was_probe = match verdict {
+        Verdict::Succeeded => permit.succeeded(),
+        _ => permit.is_probe(),
+    };
     drop(permit);
     let gone = verdict == Verdict::Gone;
     let next = match verdict {
@@ -727,7 +758,12 @@ async fn attempt(
             }
         }
     };
-    (Some(u), next, gone, proven)
+    let probe = match (was_probe, &next) {
+        (false, _) | (_, Next::RetryAfter(_)) => ProbeEnd::Nothing,
+        _ if verdict == Verdict::Succeeded => ProbeEnd::Proven,
+        _ => ProbeEnd::GaveUp,
+    };
+    (Some(u), next, gone, probe)
 }
 
 /// Whether a task fan-out sent again (see `DeliveryTask::recheck`) still has its delivery to

@@ -103,6 +103,11 @@ pub struct Permit {
 }
 
 impl Permit {
+    /// Whether this attempt is a probe (see [`Permit::succeeded`]).
+    pub fn is_probe(&self) -> bool {
+        self.probe_of.is_some()
+    }
+
     /// The attempt got a 2xx: the endpoint is proven, and its next attempts are not probes.
     /// Says whether this attempt was a probe: the endpoint was failing or not yet heard
     /// from, so deliveries may be held for it (see `Queue::release_held`).

@@ -695,6 +695,73 @@ async fn a_succeeding_probe_releases_what_was_held_for_its_endpoint() {
         .is_none());
 }
 
+/// When a failing endpoint's probe fails and its delivery is not tried again (a
+/// subscription allowing one attempt), the endpoint has no probe left: what was held for it
+/// comes back one a second, the first at once, to be the next probe, not after the
+/// two-minute backstop.
+#[tokio::test]
+async fn a_probe_that_gives_up_releases_what_was_held_one_a_second() {
+    let h = Harness::new(&[500, 500, 500, 500]);
+    let mut sub = subscription("acct_a", "wh_down", &["call.*"]);
+    sub.failing_since = Some(h.now());
+    sub.max_attempts = Some(1);
+    h.services.subscriptions.put(&sub).await.unwrap();
+    let held: Vec<DeliveryTask> = (0..3)
+        .map(|i| {
+            let e = event("acct_a", &format!("evt_held_{i}"), "call.ended");
+            Delivery::new(&e, &sub, h.now()).task(Payload::of(&e))
+        })
+        .collect();
+    for task in &held {
+        send(&h, task).await;
+    }
+    let probe = h
+        .services
+        .limiter
+        .try_acquire(&sub, std::time::Instant::now())
+        .unwrap();
+    let (received, _) = deliver_visible(&h).await;
+    assert_eq!(received.len(), 3);
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+
+    // That probe ends elsewhere; a new delivery is the next probe, fails, and is dead.
+    drop(probe);
+    let e = event("acct_a", "evt_probe", "call.ended");
+    let last_probe = Delivery::new(&e, &sub, h.now()).task(Payload::of(&e));
+    send(&h, &last_probe).await;
+    let (received, failed) = deliver_visible(&h).await;
+    assert_eq!((received.len(), failed.len()), (1, 0));
+    assert_eq!(delivery(&h, &last_probe).await.status, DeliveryStatus::Dead);
+
+    // The held come back one a second, the first at once.
+    let mut visible_counts = Vec::new();
+    for _ in 0..3 {
+        let visible = receive_all(&h.services.deliveries_queue).await;
+        visible_counts.push(visible.len());
+        h.services
+            .deliveries_queue
+            .change_visibility_batch(
+                visible
+                    .into_iter()
+                    .map(|m| (m.receipt_handle, Duration::ZERO))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(visible_counts, [1, 2, 3]);
+    // Tried in turn, within seconds: each is the next probe, and dies after its one
+    // attempt; the others, held again behind it, come back when it gives up.
+    for _ in 0..10 {
+        deliver_visible(&h).await;
+        h.clock.advance(Duration::from_secs(1));
+    }
+    for task in &held {
+        assert_eq!(delivery(&h, task).await.status, DeliveryStatus::Dead);
+    }
+}
+
 /// The events the service announced, oldest first.
 async fn announced(h: &Harness) -> Vec<Event> {
     let mut events: Vec<Event> = receive_all(&h.services.events_queue)
