@@ -612,6 +612,38 @@ async fn parked_behind_a_probe(h: &Harness) -> (u64, u64) {
     (parked_for[0], parked_for[1])
 }
 
+/// Looks at the deliveries queue `rounds` times, `step` apart, leaving what it sees
+/// visible: how many messages were visible each time, and which deliveries they were.
+async fn visible_over(
+    h: &Harness,
+    rounds: usize,
+    step: Duration,
+) -> (Vec<usize>, BTreeSet<DeliveryId>) {
+    let mut counts = Vec::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..rounds {
+        let visible = receive_all(&h.services.deliveries_queue).await;
+        counts.push(visible.len());
+        seen.extend(visible.iter().map(|m| {
+            serde_json::from_str::<DeliveryTask>(&m.body)
+                .unwrap()
+                .delivery_id
+        }));
+        h.services
+            .deliveries_queue
+            .change_visibility_batch(
+                visible
+                    .into_iter()
+                    .map(|m| (m.receipt_handle, Duration::ZERO))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        h.clock.advance(step);
+    }
+    (counts, seen)
+}
+
 /// When a failing endpoint's probe succeeds, what was held for it comes back at once, paced
 /// (not after its two-minute backstop); another endpoint's held deliveries stay held.
 #[tokio::test]
@@ -657,28 +689,7 @@ async fn a_succeeding_probe_releases_what_was_held_for_its_endpoint() {
 
     // Its held deliveries come back one every 10 ms (100 a second), in the order they were
     // due; the other endpoint's do not.
-    let mut visible_counts = Vec::new();
-    let mut back = BTreeSet::new();
-    for _ in 0..3 {
-        let visible = receive_all(&h.services.deliveries_queue).await;
-        visible_counts.push(visible.len());
-        back.extend(visible.iter().map(|m| {
-            serde_json::from_str::<DeliveryTask>(&m.body)
-                .unwrap()
-                .delivery_id
-        }));
-        h.services
-            .deliveries_queue
-            .change_visibility_batch(
-                visible
-                    .into_iter()
-                    .map(|m| (m.receipt_handle, Duration::ZERO))
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        h.clock.advance(Duration::from_millis(10));
-    }
+    let (visible_counts, back) = visible_over(&h, 3, Duration::from_millis(10)).await;
     assert_eq!(visible_counts, [1, 2, 3]);
     assert_eq!(back, held.iter().map(|t| t.delivery_id.clone()).collect());
     let (received, failed) = deliver_visible(&h).await;
@@ -734,23 +745,9 @@ async fn a_probe_that_gives_up_releases_what_was_held_one_a_second() {
     assert_eq!(delivery(&h, &last_probe).await.status, DeliveryStatus::Dead);
 
     // The held come back one a second, the first at once.
-    let mut visible_counts = Vec::new();
-    for _ in 0..3 {
-        let visible = receive_all(&h.services.deliveries_queue).await;
-        visible_counts.push(visible.len());
-        h.services
-            .deliveries_queue
-            .change_visibility_batch(
-                visible
-                    .into_iter()
-                    .map(|m| (m.receipt_handle, Duration::ZERO))
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        h.clock.advance(Duration::from_secs(1));
-    }
+    let (visible_counts, back) = visible_over(&h, 3, Duration::from_secs(1)).await;
     assert_eq!(visible_counts, [1, 2, 3]);
+    assert_eq!(back, held.iter().map(|t| t.delivery_id.clone()).collect());
     // Tried in turn, within seconds: each is the next probe, and dies after its one
     // attempt; the others, held again behind it, come back when it gives up.
     for _ in 0..10 {

@@ -785,7 +785,7 @@ impl DynamoDeliveryLog {
         Ok(item)
     }
 
-    /// A newest-first page of delivery items from an index, optionally filtered by status.
+    /// A newest-first page of deliveries from an index, optionally filtered by status.
     async fn index_page(
         &self,
         index: &str,
@@ -795,8 +795,31 @@ impl DynamoDeliveryLog {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
+        let (items, next_cursor) = self
+            .index_items(index, key_names, key_condition, status, cursor, limit)
+            .await?;
+        Ok(Page {
+            items: items
+                .iter()
+                .map(delivery_from_item)
+                .collect::<Result<_>>()?,
+            next_cursor,
+        })
+    }
+
+    /// Up to `limit` delivery items from an index (of `status`, if given), newest first,
+    /// from `cursor`; and the cursor after them when more follow.
+    async fn index_items(
+        &self,
+        index: &str,
+        key_names: &[&str],
+        key_condition: (&str, &str, String),
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<String>)> {
         let (condition, name, value) = key_condition;
-        let (items, next_cursor) = page_of_items(
+        page_of_items(
             |start| {
                 let query = self
                     .client
@@ -819,14 +842,7 @@ impl DynamoDeliveryLog {
             cursor,
             limit,
         )
-        .await?;
-        Ok(Page {
-            items: items
-                .iter()
-                .map(delivery_from_item)
-                .collect::<Result<_>>()?,
-            next_cursor,
-        })
+        .await
     }
 
     /// The listings of a subscription's first-try successes (see the type).
@@ -957,43 +973,6 @@ impl DynamoDeliveryLog {
             .filter(|i| i.contains_key(LISTED_IN))
             .map(|i| get_id::<SubscriptionId>(&i, "subscription_id"))
             .transpose()
-    }
-
-    /// Up to `limit` of a subscription's items in `by_subscription` (of `status`, if
-    /// given), newest first, from `cursor`; and the cursor after them when more follow.
-    async fn by_subscription_items(
-        &self,
-        account_id: &AccountId,
-        subscription_id: &SubscriptionId,
-        status: Option<DeliveryStatus>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<Item>, Option<String>)> {
-        let key = sub_key(account_id, subscription_id);
-        page_of_items(
-            |start| {
-                let query = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(BY_SUBSCRIPTION_INDEX)
-                    .key_condition_expression("sub_key = :k")
-                    .expression_attribute_values(":k", s(key.clone()))
-                    .scan_index_forward(false)
-                    .set_exclusive_start_key(start);
-                match status {
-                    Some(st) => query
-                        .filter_expression("#st = :st")
-                        .expression_attribute_names("#st", "status")
-                        .expression_attribute_values(":st", s(st.as_str())),
-                    None => query,
-                }
-            },
-            BY_SUBSCRIPTION_KEYS,
-            cursor,
-            limit,
-        )
-        .await
     }
 
     /// Writes items 25 at a time, retrying what DynamoDB leaves unprocessed.
@@ -1435,7 +1414,14 @@ impl DeliveryLog for DynamoDeliveryLog {
                         _ => None,
                     };
                     let (items, next) = self
-                        .by_subscription_items(account_id, subscription_id, status, from, want)
+                        .index_items(
+                            BY_SUBSCRIPTION_INDEX,
+                            BY_SUBSCRIPTION_KEYS,
+                            ("sub_key = :k", ":k", sub_key(account_id, subscription_id)),
+                            status,
+                            from,
+                            want,
+                        )
                         .await?;
                     let deliveries = items
                         .into_iter()
