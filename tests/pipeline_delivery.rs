@@ -337,15 +337,79 @@ async fn a_repeated_event_id_delivers_nothing_new(t: TestRunner) {
     t.runner.shutdown().await;
 }
 
+/// A request of several events travels to each subscription in one queue message (a pack):
+/// each event reaches each endpoint, and a failure among them is retried on its own, with
+/// the same `webhook-id`, while the others are not sent again.
+async fn a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone(t: TestRunner) {
+    let r = Receiver::start().await;
+    let steady = t
+        .create_webhook(
+            "acct_p",
+            json!({"url": r.url("steady", Behavior::Status(204)), "event_types": ["call.*"]}),
+        )
+        .await;
+    let flaky = t
+        .create_webhook(
+            "acct_p",
+            json!({"url": r.url("flaky", Behavior::Sequence(vec![500])),
+                   "event_types": ["call.*"], "retry_schedule": [1]}),
+        )
+        .await;
+    let ids: Vec<String> = (0..5).map(|i| format!("evt_pack_{i}")).collect();
+    let events: Vec<_> = ids
+        .iter()
+        .map(|id| event("call.ended", "acct_p", Some(id)))
+        .collect();
+    let accepted = t.send_event(json!({ "events": events })).await;
+    assert_eq!(accepted["results"].as_array().unwrap().len(), 5);
+
+    let mut retried = Vec::new();
+    for (path, sub) in [("steady", &steady), ("flaky", &flaky)] {
+        for event_id in &ids {
+            let id = delivery_id("acct_p", event_id, sub["id"].as_str().unwrap());
+            let (got, d) = t
+                .wait_for_logged("acct_p", &id, "succeeded", &r, path, WAIT)
+                .await;
+            assert!(got.iter().all(|g| g.json()["id"] == event_id.as_str()));
+            assert!(got
+                .iter()
+                .all(|g| verify_signature(sub["secret"].as_str().unwrap(), g)));
+            let codes: Vec<u64> = d["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["status_code"].as_u64().unwrap())
+                .collect();
+            if codes.contains(&500) {
+                retried.push((path, codes));
+            }
+        }
+    }
+    // The endpoint answered 500 once: that delivery alone was tried again.
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    let (path, codes) = &retried[0];
+    assert_eq!(*path, "flaky");
+    assert_eq!(codes.first(), Some(&500));
+    assert_eq!(codes.last(), Some(&200));
+    if !t.may_duplicate {
+        assert_eq!(codes, &[500, 200]);
+        assert_eq!(r.received("steady").len(), 5);
+        assert_eq!(r.received("flaky").len(), 6);
+    }
+    t.runner.shutdown().await;
+}
+
 on_backend!(embedded, TestRunner::start_embedded;
     an_event_reaches_each_matching_subscription_of_its_account_once_signed,
     a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id,
     an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue,
-    a_repeated_event_id_delivers_nothing_new
+    a_repeated_event_id_delivers_nothing_new,
+    a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone
 );
 on_backend!(moto, TestRunner::start_moto;
     an_event_reaches_each_matching_subscription_of_its_account_once_signed,
     a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id,
     an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue,
-    a_repeated_event_id_delivers_nothing_new
+    a_repeated_event_id_delivers_nothing_new,
+    a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone
 );

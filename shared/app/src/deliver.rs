@@ -15,6 +15,7 @@ use super::sqs::{set_aside, Record};
 use crate::limiter::{Refusal, IN_FLIGHT_DEFERRAL, RELEASE_PER_SECOND};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::{OutboundRequest, OutgoingMessage, SendError, SendResult, MAX_MESSAGE_BYTES};
+use crate::task_message;
 use crate::Services;
 use domain::catalog::is_operational;
 use domain::catalog::EventType;
@@ -46,6 +47,9 @@ enum Next {
     Defer(Refusal),
     RetryAfter(Duration),
     DeadLetter,
+    /// Received before its `not_before` (a queue capped its delay): sent back for the rest
+    /// of its wait, without spending an attempt.
+    Wait(Duration),
 }
 
 struct Handled {
@@ -63,6 +67,129 @@ struct Handled {
     probe: ProbeEnd,
     /// For a first try: how long after its message was sent the attempt was made.
     first_try_lag_ms: Option<u64>,
+    /// One of the tasks of a pack (`task_message`): whatever is left to do of it is split
+    /// off into a message of its own, and its message is acknowledged once all are.
+    packed: bool,
+}
+
+/// How long after a batch arrives the deliveries of a pack may still start; those that
+/// have not are split off to come back in a second (as over an in-flight cap). A batch of
+/// ten packs of forty to slow endpoints must not run into the function's timeout, which
+/// would bring back every one of its messages, delivered or not.
+const PACK_SEND_BUDGET: Duration = Duration::from_secs(20);
+
+/// How often a pack's delivery refused as busy looks again for its endpoint's turn.
+const PACKED_TURN_POLL: Duration = Duration::from_millis(5);
+
+/// The longest a pack's delivery waits in place for its endpoint's rate limit; longer, it
+/// is split off to come back when due.
+const PACKED_RATE_WAIT: Duration = Duration::from_secs(1);
+
+/// One task of a received message, ready to be attempted.
+struct Unit {
+    message_id: String,
+    receipt_handle: String,
+    receive_count: u32,
+    task: DeliveryTask,
+    sub: Option<Subscription>,
+    /// Retries must end before the message expires from the queue.
+    retry_until: Option<Timestamp>,
+    first_try_lag_ms: Option<u64>,
+    packed: bool,
+}
+
+impl Unit {
+    fn of(
+        services: &Services,
+        record: &Record<'_>,
+        task: DeliveryTask,
+        sub: Option<Subscription>,
+        packed: bool,
+    ) -> Unit {
+        let receive_count = record.receive_count;
+        // A first try is due when fan-out sends it: the time since is the pipeline's lag,
+        // which SQS's own age metrics do not show (they ignore messages received more than
+        // twice, and a waiting retry is as old as its delivery). A delivery sent parked
+        // (its endpoint failing) was meant to wait: it is not counted.
+        let first_try_lag_ms =
+            (task.prior_receives == 0 && task.parkings == 0 && receive_count == 1)
+                .then_some(record.sent_at)
+                .flatten()
+                .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
+        Unit {
+            message_id: record.message_id.to_string(),
+            receipt_handle: record.receipt_handle.to_string(),
+            receive_count,
+            retry_until: record.sent_at.map(|sent| sent + MAX_RETRY_HORIZON),
+            first_try_lag_ms,
+            task,
+            sub,
+            packed,
+        }
+    }
+
+    /// Attempts the delivery when one of `slots` is free.
+    async fn run(
+        self,
+        services: &Services,
+        slots: &tokio::sync::Semaphore,
+        start_packed_by: std::time::Instant,
+    ) -> Handled {
+        let attempt_number = self.task.prior_receives + self.receive_count;
+        let returned_pack = self.packed && self.receive_count > 1;
+        // The reads a recheck makes (see `attempt`) are made on the first try only.
+        let mut task = self.task.clone();
+        let mut first_try = true;
+        let (update, next, gone, probe) = loop {
+            let slot = slots
+                .acquire()
+                .await
+                .expect("the batch's slots are never closed");
+            if self.packed && std::time::Instant::now() > start_packed_by {
+                break (None, Next::Defer(Refusal::Busy), false, ProbeEnd::Nothing);
+            }
+            let (mut update, next, gone, probe) = attempt(
+                services,
+                self.sub.clone(),
+                &task,
+                attempt_number,
+                self.retry_until,
+                returned_pack && first_try,
+            )
+            .await;
+            (first_try, task.recheck) = (false, false);
+            // A pack's delivery over its endpoint's in-flight cap (other messages to it are
+            // in flight) or just short of its rate waits here for its turn, its slot given
+            // up meanwhile: split off, each would cost the queue a message of its own.
+            let wait = match next {
+                Next::Defer(Refusal::Busy) => PACKED_TURN_POLL,
+                Next::Defer(Refusal::RateLimited(wait)) if wait <= PACKED_RATE_WAIT => wait,
+                _ => Duration::ZERO,
+            };
+            if self.packed && !wait.is_zero() {
+                drop(slot);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if let Some(u) = &mut update {
+                u.first_try = attempt_number == 1;
+            }
+            break (update, next, gone, probe);
+        };
+        Handled {
+            message_id: self.message_id,
+            attempt_number,
+            receive_count: self.receive_count,
+            receipt_handle: self.receipt_handle,
+            task: self.task,
+            update,
+            next,
+            gone,
+            probe,
+            first_try_lag_ms: self.first_try_lag_ms,
+            packed: self.packed,
+        }
+    }
 }
 
 /// What became of a probe (an attempt at an endpoint that was failing, or not yet heard
@@ -149,24 +276,25 @@ pub(crate) fn dead_letter_body(
 pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatchResponse {
     let received_at = services.clock.now_ms();
     let mut response = SqsBatchResponse::default();
-    let mut tasks = Vec::new();
+    let mut messages = Vec::new();
     for message in &batch.records {
         let Some(record) = Record::from_message(message) else {
             tracing::error!("deliveries queue record without id or body");
             continue;
         };
-        match serde_json::from_str::<DeliveryTask>(record.body) {
-            Ok(task) => tasks.push((record, task)),
+        match task_message::parse(record.body) {
+            Ok((tasks, packed)) => messages.push((record, tasks, packed)),
             Err(e) => set_aside(services, "deliveries", &record, &e, &mut response).await,
         }
     }
-    if tasks.is_empty() {
+    if messages.is_empty() {
         return response;
     }
 
-    let keys: Vec<(AccountId, SubscriptionId)> = tasks
+    let keys: Vec<(AccountId, SubscriptionId)> = messages
         .iter()
-        .map(|(_, t)| (t.account_id.clone(), t.subscription_id.clone()))
+        .flat_map(|(_, tasks, _)| tasks)
+        .map(|t| (t.account_id.clone(), t.subscription_id.clone()))
         .collect();
     let subscriptions: HashMap<(AccountId, SubscriptionId), Subscription> = match services
         .subscriptions
@@ -179,63 +307,57 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "could not load subscriptions; the batch will be retried");
-            for (record, _) in &tasks {
+            for (record, _, _) in &messages {
                 response.add_failure(record.message_id);
             }
             return response;
         }
     };
 
-    // Built eagerly so the stream holds plain futures; a lazily mapping closure over
-    // borrowed data trips the compiler's `Send` inference in the pollers.
-    let attempts: Vec<_> = tasks
+    // At most `send_concurrency` attempts at once, whatever the messages carry.
+    let slots = tokio::sync::Semaphore::new(services.settings.send_concurrency.max(1));
+    let start_packed_by = std::time::Instant::now() + PACK_SEND_BUDGET;
+    let per_message: Vec<_> = messages
         .into_iter()
-        .map(|(record, task)| {
-            let sub = subscriptions
-                .get(&(task.account_id.clone(), task.subscription_id.clone()))
-                .cloned();
-            let (message_id, receipt_handle, receive_count) = (
-                record.message_id.to_string(),
-                record.receipt_handle.to_string(),
-                record.receive_count,
-            );
-            // Retries must end before the message expires from the queue.
-            let retry_until = record.sent_at.map(|sent| sent + MAX_RETRY_HORIZON);
-            // A first try is due when fan-out sends it: the time since is the pipeline's
-            // lag, which SQS's own age metrics do not show (they ignore messages received
-            // more than twice, and a waiting retry is as old as its delivery). A delivery
-            // sent parked (its endpoint failing) was meant to wait: it is not counted.
-            let first_try_lag_ms =
-                (task.prior_receives == 0 && task.parkings == 0 && receive_count == 1)
-                    .then_some(record.sent_at)
-                    .flatten()
-                    .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
+        .map(|(record, tasks, packed)| {
+            let units: Vec<Unit> = tasks
+                .into_iter()
+                .map(|task| {
+                    let sub = subscriptions
+                        .get(&(task.account_id.clone(), task.subscription_id.clone()))
+                        .cloned();
+                    Unit::of(services, &record, task, sub, packed)
+                })
+                .collect();
+            let (slots, max_in_flight) = (&slots, services.settings.max_in_flight_per_subscription);
             async move {
-                let attempt_number = task.prior_receives + receive_count;
-                let (mut update, next, gone, probe) =
-                    attempt(services, sub, &task, attempt_number, retry_until).await;
-                if let Some(u) = &mut update {
-                    u.first_try = attempt_number == 1;
-                }
-                Handled {
-                    message_id,
-                    attempt_number,
-                    receive_count,
-                    receipt_handle,
-                    task,
-                    update,
-                    next,
-                    gone,
-                    probe,
-                    first_try_lag_ms,
-                }
+                let mut units = units.into_iter();
+                let Some(first) = units.next() else {
+                    return Vec::new();
+                };
+                // A pack's first delivery goes first: on an endpoint not yet heard from it
+                // is the probe, and once it answers the rest are not probes. The rest then
+                // go together, at most the endpoint's in-flight cap of them, so that a
+                // pack does not refuse its own deliveries as busy.
+                let mut done = vec![first.run(services, slots, start_packed_by).await];
+                let rest: Vec<_> = units
+                    .map(|unit| unit.run(services, slots, start_packed_by))
+                    .collect();
+                done.extend(
+                    futures::stream::iter(rest)
+                        .buffer_unordered(max_in_flight.max(1))
+                        .collect::<Vec<Handled>>()
+                        .await,
+                );
+                done
             }
         })
         .collect();
-    let handled: Vec<Handled> = futures::stream::iter(attempts)
-        .buffer_unordered(services.settings.send_concurrency.max(1))
-        .collect()
-        .await;
+    let handled: Vec<Handled> = futures::future::join_all(per_message)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
 
     // The endpoints a probe of this batch found answering (proven in the limiter already)
     // or left without a probe: what was held for them comes back whatever becomes of this
@@ -258,7 +380,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 response.add_failure(h.message_id.clone());
             }
             release_held(services, probes_ended).await;
-            return response;
+            return once_each(response);
         }
     };
     // An outcome the log refused (its delivery id is logged under another account: a forged
@@ -290,6 +412,15 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
     .await;
     // After this batch's own deferrals are held, so that those are released too.
     release_held(services, probes_ended).await;
+    once_each(response)
+}
+
+/// `response` with each failed message named once: a pack's tasks may each report it.
+fn once_each(mut response: SqsBatchResponse) -> SqsBatchResponse {
+    let mut seen = std::collections::HashSet::new();
+    response
+        .batch_item_failures
+        .retain(|f| seen.insert(f.item_identifier.clone()));
     response
 }
 
@@ -405,6 +536,8 @@ async fn settle(
     // backstop, behind its account's stalled probes with the usual parking.
     let holds = services.deliveries_queue.releases_held();
     for h in handled {
+        // A pack's task is split off into a message of its own; the pack is not touched.
+        let receipt = (!h.packed).then_some(h.receipt_handle);
         match h.next {
             Next::Acknowledge => {}
             Next::Defer(refusal) => {
@@ -447,23 +580,51 @@ async fn settle(
                 }
                 deferred.push(Deferred {
                     message_id: h.message_id,
-                    receipt_handle: h.receipt_handle,
+                    receipt_handle: receipt,
                     task,
                     wait,
                     held: holds && parked,
                 });
             }
-            Next::RetryAfter(delay) => {
-                retries.push((h.receipt_handle, delay.min(longest)));
-                response.add_failure(h.message_id);
+            Next::Wait(wait) => {
+                let mut task = h.task;
+                task.prior_receives += h.receive_count.saturating_sub(1);
+                deferred.push(Deferred {
+                    message_id: h.message_id,
+                    receipt_handle: receipt,
+                    task,
+                    wait,
+                    held: false,
+                });
             }
+            Next::RetryAfter(delay) => match receipt {
+                Some(receipt_handle) => {
+                    retries.push((receipt_handle, delay.min(longest)));
+                    response.add_failure(h.message_id);
+                }
+                // Split off: a new message, whose receives count on from this one's, not
+                // attempted before its time however soon the queue hands it back.
+                None => {
+                    let mut task = h.task;
+                    task.prior_receives += h.receive_count;
+                    task.recheck = false;
+                    task.not_before = Some(services.clock.now() + delay);
+                    deferred.push(Deferred {
+                        message_id: h.message_id,
+                        receipt_handle: None,
+                        task,
+                        wait: delay,
+                        held: false,
+                    });
+                }
+            },
             Next::DeadLetter => {
                 // Spent by this attempt (not a re-log of one already dead): announced.
                 let spent = h
                     .update
                     .filter(|u| u.attempt.is_some())
                     .map(|u| (u, h.attempt_number));
-                dead.push((h.message_id, h.receipt_handle, h.task, spent));
+                dead.push((h.message_id, receipt, h.task, spent));
             }
         }
     }
@@ -502,10 +663,11 @@ async fn settle(
     futures::future::join_all(announcing).await;
 }
 
-/// A delivery sent back without an attempt.
+/// A delivery sent back without an attempt, or split off from its pack.
 struct Deferred {
     message_id: String,
-    receipt_handle: String,
+    /// The message it replaces; `None` when split off from a pack, which stays.
+    receipt_handle: Option<String>,
     task: DeliveryTask,
     wait: Duration,
     /// Held for its endpoint's recovery (`OutgoingMessage::held_for`), `wait` a backstop.
@@ -526,44 +688,60 @@ async fn defer(
     // whole backstop. A probe that ends after this look releases after this write (the
     // embedded store applies writes in the order they are made).
     let now = std::time::Instant::now();
-    let (message_ids, requeued): (Vec<String>, Vec<(String, OutgoingMessage)>) = deferred
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let still_held = d.held
-                && subscriptions
-                    .get(&(d.task.account_id.clone(), d.task.subscription_id.clone()))
-                    .is_some_and(|sub| services.limiter.would_hold(sub, now));
-            let mut task = d.task;
-            if d.held && !still_held {
-                // Not parked after all: this refusal does not count as one.
-                task.parkings = task.parkings.saturating_sub(1);
-            }
-            let copy = OutgoingMessage {
-                id: i.to_string(),
-                body: serde_json::to_string(&task).expect("a delivery task serialises"),
-                delay: match (d.held, still_held) {
-                    (true, false) => IN_FLIGHT_DEFERRAL,
-                    _ => d.wait,
-                },
-                held_for: still_held.then(|| task.subscription_id.to_string()),
-            };
-            (d.message_id, (d.receipt_handle, copy))
-        })
-        .unzip();
+    let mut requeued: Vec<(String, (String, OutgoingMessage))> = Vec::new();
+    let mut split_off: Vec<(String, OutgoingMessage)> = Vec::new();
+    for (i, d) in deferred.into_iter().enumerate() {
+        let still_held = d.held
+            && subscriptions
+                .get(&(d.task.account_id.clone(), d.task.subscription_id.clone()))
+                .is_some_and(|sub| services.limiter.would_hold(sub, now));
+        let mut task = d.task;
+        if d.held && !still_held {
+            // Not parked after all: this refusal does not count as one.
+            task.parkings = task.parkings.saturating_sub(1);
+        }
+        let copy = OutgoingMessage {
+            id: i.to_string(),
+            body: task_message::single(&task),
+            delay: match (d.held, still_held) {
+                (true, false) => IN_FLIGHT_DEFERRAL,
+                _ => d.wait,
+            },
+            held_for: still_held.then(|| task.subscription_id.to_string()),
+        };
+        match d.receipt_handle {
+            Some(receipt) => requeued.push((d.message_id, (receipt, copy))),
+            None => split_off.push((d.message_id, copy)),
+        }
+    }
     // In place of the received messages (the task carries its parkings and receives).
-    if let Err(e) = services.deliveries_queue.requeue_batch(requeued).await {
-        tracing::warn!(error = %e, "could not defer deliveries; they will come back");
-        for message_id in message_ids {
-            response.add_failure(message_id);
+    if !requeued.is_empty() {
+        let (message_ids, requeued): (Vec<String>, Vec<_>) = requeued.into_iter().unzip();
+        if let Err(e) = services.deliveries_queue.requeue_batch(requeued).await {
+            tracing::warn!(error = %e, "could not defer deliveries; they will come back");
+            for message_id in message_ids {
+                response.add_failure(message_id);
+            }
+        }
+    }
+    // Beside their packs, which are acknowledged only if these are sent.
+    if !split_off.is_empty() {
+        let (message_ids, copies): (Vec<String>, Vec<_>) = split_off.into_iter().unzip();
+        if let Err(e) = services.deliveries_queue.send_batch(copies).await {
+            tracing::warn!(error = %e, "could not split deliveries off their packs; the packs will come back");
+            for message_id in message_ids {
+                response.add_failure(message_id);
+            }
         }
     }
 }
 
+/// Moves `task` to the dead-letter queue, deleting its message if it has one of its own
+/// (`receipt_handle`; a pack's is left to the rest of the pack).
 async fn dead_letter(
     services: &Services,
     task: &DeliveryTask,
-    receipt_handle: String,
+    receipt_handle: Option<String>,
 ) -> crate::Result<()> {
     let attempts = services
         .deliveries
@@ -579,10 +757,12 @@ async fn dead_letter(
             held_for: None,
         }])
         .await?;
-    services
-        .deliveries_queue
-        .delete_batch(vec![receipt_handle])
-        .await?;
+    if let Some(receipt_handle) = receipt_handle {
+        services
+            .deliveries_queue
+            .delete_batch(vec![receipt_handle])
+            .await?;
+    }
     tracing::warn!(
         delivery_id = %task.delivery_id,
         subscription_id = %task.subscription_id,
@@ -665,10 +845,41 @@ async fn attempt(
     task: &DeliveryTask,
     attempt_number: u32,
     retry_until: Option<Timestamp>,
+    returned_pack: bool,
 ) -> (Option<DeliveryUpdate>, Next, bool, ProbeEnd) {
     let now = services.clock.now();
+    if let Some(due) = task.not_before {
+        // A second's leeway: sooner than that is within the retry's jitter.
+        if due.since(now) > Duration::from_secs(1) {
+            return (None, Next::Wait(due.since(now)), false, ProbeEnd::Nothing);
+        }
+    }
     if task.recheck && attempt_number == 1 && !still_to_send(services, task).await {
         return (None, Next::Acknowledge, false, ProbeEnd::Nothing);
+    }
+    if returned_pack {
+        // A pack came back (its batch timed out, or what it split off could not be sent):
+        // its deliveries that already ended are not sent again; a dead one's move to the
+        // dead-letter queue may not have happened, so it is made again. The others are
+        // attempted: at least once.
+        if let Ok(Some(d)) = services
+            .deliveries
+            .get(&task.account_id, &task.delivery_id)
+            .await
+        {
+            match d.status {
+                DeliveryStatus::Pending => {}
+                DeliveryStatus::Dead => {
+                    return (
+                        Some(update(task, DeliveryStatus::Dead, now)),
+                        Next::DeadLetter,
+                        false,
+                        ProbeEnd::Nothing,
+                    )
+                }
+                _ => return (None, Next::Acknowledge, false, ProbeEnd::Nothing),
+            }
+        }
     }
     let sub = match sub {
         Some(s) if s.enabled => s,
@@ -1027,6 +1238,7 @@ mod tests {
             created_at: None,
             recheck: false,
             listed_on_event: false,
+            not_before: None,
         }
     }
 

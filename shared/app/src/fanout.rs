@@ -9,11 +9,12 @@ use super::sqs::{set_aside, Record};
 use crate::alerts;
 use crate::ingest::EventMessage;
 use crate::ports::OutgoingMessage;
+use crate::task_message::{self, Packer};
 use crate::{Result, Services};
 use domain::alerts::AlertTopic;
 use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
-use domain::ids::AccountId;
+use domain::ids::{AccountId, SubscriptionId};
 use domain::retry::{holding_delay, parking_delay};
 use domain::subscription::Subscription;
 
@@ -201,6 +202,9 @@ impl Plan {
         // one limiter, which knows whether a failing endpoint has a probe in flight: if not,
         // a new delivery goes now and is its probe. Elsewhere only `failing_since` is known.
         let holds = services.deliveries_queue.releases_held();
+        // The open pack of each subscription, in the order first met.
+        let mut packs: Vec<Packer> = Vec::new();
+        let mut pack_of: HashMap<(AccountId, SubscriptionId), usize> = HashMap::new();
         for ToFanOut {
             event,
             again,
@@ -224,11 +228,11 @@ impl Plan {
                 // So do those of an endpoint not yet heard from while its account's probes
                 // hang (known only where fan-out and deliver share a process: the runner).
                 // Where the queue can release them, they are held for the endpoint instead.
-                let now = std::time::Instant::now();
+                let instant = std::time::Instant::now();
                 let parked = if holds {
-                    services.limiter.would_hold(sub, now)
+                    services.limiter.would_hold(sub, instant)
                 } else {
-                    sub.failing_since.is_some() || services.limiter.would_park(sub, now)
+                    sub.failing_since.is_some() || services.limiter.would_park(sub, instant)
                 };
                 // Held behind its own failing endpoint's probe, the backstop is long; behind
                 // its account's stalled probes, short (see deliver's `settle`).
@@ -242,6 +246,21 @@ impl Plan {
                 if parked {
                     task.parkings = 1;
                 }
+                if !parked && sub.failing_since.is_none() {
+                    // Due now: packed with the others of its subscription (see
+                    // `task_message`). A failing endpoint's go alone, each the probe it may
+                    // be or held behind one.
+                    let key = (sub.account_id.clone(), sub.id.clone());
+                    let next = packs.len();
+                    let at = *pack_of.entry(key).or_insert(next);
+                    if at == packs.len() {
+                        packs.push(Packer::default());
+                    }
+                    if let Some(body) = packs[at].add(task_message::single(&task)) {
+                        plan.push(body);
+                    }
+                    continue;
+                }
                 let held = parked && holds;
                 if held {
                     let mut unheld = task.clone();
@@ -250,13 +269,28 @@ impl Plan {
                 }
                 plan.messages.push(OutgoingMessage {
                     id: plan.messages.len().to_string(),
-                    body: serde_json::to_string(&task).expect("a delivery task serialises"),
+                    body: task_message::single(&task),
                     delay,
                     held_for: held.then(|| sub.id.to_string()),
                 });
             }
         }
+        for mut pack in packs {
+            if let Some(body) = pack.close() {
+                plan.push(body);
+            }
+        }
         plan
+    }
+
+    /// Adds a message due now, held for nothing.
+    fn push(&mut self, body: String) {
+        self.messages.push(OutgoingMessage {
+            id: self.messages.len().to_string(),
+            body,
+            delay: Duration::ZERO,
+            held_for: None,
+        });
     }
 
     /// Logs the skipped deliveries and sends the tasks.
@@ -270,7 +304,7 @@ impl Plan {
         for (i, sub, unheld) in &self.held {
             if !services.limiter.would_hold(sub, now) {
                 let m = &mut self.messages[*i];
-                m.body = serde_json::to_string(unheld).expect("a delivery task serialises");
+                m.body = task_message::single(unheld);
                 m.held_for = None;
                 m.delay = Duration::ZERO;
             }
@@ -322,6 +356,7 @@ mod tests {
             created_at: Some(Timestamp::from_millis(i64::MAX)),
             recheck: true,
             listed_on_event: false,
+            not_before: Some(Timestamp::from_millis(i64::MAX)),
         };
         let task_message = serde_json::to_string(&task).unwrap();
         assert!(task_message.len() < payload.len() + 4096);

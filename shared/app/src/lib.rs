@@ -22,6 +22,7 @@ pub mod services;
 mod sqs;
 pub mod stranded;
 pub mod sweep;
+pub mod task_message;
 pub mod topology;
 
 pub use deliver::handle_deliveries;

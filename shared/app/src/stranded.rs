@@ -17,6 +17,7 @@ use super::deliver::dead_letter_body;
 use super::sqs::{set_aside, Record};
 use crate::metrics::DeliveryMetrics;
 use crate::ports::OutgoingMessage;
+use crate::task_message;
 use crate::{Result, Services};
 use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask};
 
@@ -35,20 +36,27 @@ pub async fn handle_stranded(services: &Services, batch: SqsEvent) -> SqsBatchRe
             tracing::error!("stranded queue record without id or body");
             continue;
         };
-        let task = match serde_json::from_str::<DeliveryTask>(record.body) {
-            Ok(task) => task,
+        // A pack (see `task_message`) strands all of its deliveries.
+        let tasks = match task_message::parse(record.body) {
+            Ok((tasks, _)) => tasks,
             Err(e) => {
                 set_aside(services, QUEUE, &record, &e, &mut response).await;
                 continue;
             }
         };
-        match mark_dead(services, &task, record.receive_count).await {
-            Ok(true) => metrics.dead += 1,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(delivery_id = %task.delivery_id, error = %e, "could not mark a stranded delivery dead; it will come back");
-                response.add_failure(record.message_id);
+        let mut failed = false;
+        for task in &tasks {
+            match mark_dead(services, task, record.receive_count).await {
+                Ok(true) => metrics.dead += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(delivery_id = %task.delivery_id, error = %e, "could not mark a stranded delivery dead; it will come back");
+                    failed = true;
+                }
             }
+        }
+        if failed {
+            response.add_failure(record.message_id);
         }
     }
     if let Some(stage) = &services.settings.metrics_stage {

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use app::handle_deliveries;
 use app::ports::{OsRandom, OutgoingMessage, Queue, QueueMessage};
+use app::task_message::{self, Packer};
 use domain::alerts::AlertSettings;
 use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 use domain::event::Event;
@@ -910,5 +911,234 @@ async fn a_delivery_whose_attempts_run_out_is_announced_dead_but_never_one_of_an
     assert!(
         announced(&h).await.is_empty(),
         "a dead announcement was announced"
+    );
+}
+
+/// As [`deliver_visible`], then deletes what the batch did not report failed, as Lambda's
+/// event source does.
+async fn deliver_and_acknowledge(h: &Harness) -> (Vec<QueueMessage>, Vec<String>) {
+    let (received, failed) = deliver_visible(h).await;
+    let done: Vec<String> = received
+        .iter()
+        .filter(|m| !failed.contains(&m.message_id))
+        .map(|m| m.receipt_handle.clone())
+        .collect();
+    h.services
+        .deliveries_queue
+        .delete_batch(done)
+        .await
+        .unwrap();
+    (received, failed)
+}
+
+/// `n` deliveries to `sub` of `call.ended` events, as fan-out makes them from one request.
+async fn tasks_of_one_request(h: &Harness, sub: &Subscription, n: usize) -> Vec<DeliveryTask> {
+    h.services.subscriptions.put(sub).await.unwrap();
+    (0..n)
+        .map(|i| {
+            let event = event(&sub.account_id, &format!("evt_{i}"), "call.ended");
+            Delivery::new(&event, sub, h.now()).task(Payload::of(&event))
+        })
+        .collect()
+}
+
+/// Puts `tasks` on the deliveries queue as one pack, as fan-out sends a request's
+/// deliveries to one subscription.
+async fn send_pack(h: &Harness, tasks: &[DeliveryTask]) {
+    let mut packer = Packer::default();
+    for task in tasks {
+        assert!(packer.add(task_message::single(task)).is_none());
+    }
+    h.services
+        .deliveries_queue
+        .send_batch(vec![OutgoingMessage {
+            id: "0".into(),
+            body: packer.close().unwrap(),
+            delay: Duration::ZERO,
+            held_for: None,
+        }])
+        .await
+        .unwrap();
+}
+
+/// The statuses of `tasks`' deliveries, in order (`None` where not logged).
+async fn statuses(h: &Harness, tasks: &[DeliveryTask]) -> Vec<Option<DeliveryStatus>> {
+    let mut out = Vec::new();
+    for t in tasks {
+        let d = h
+            .services
+            .deliveries
+            .get(&t.account_id, &t.delivery_id)
+            .await
+            .unwrap();
+        out.push(d.map(|d| d.status));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_pack_is_acknowledged_once_its_failure_is_split_off_and_that_is_retried_alone() {
+    // The first of a pack goes first; the other two then together, in order.
+    let h = Harness::new(&[200, 500, 200, 200]);
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let tasks = tasks_of_one_request(&h, &sub, 3).await;
+    send_pack(&h, &tasks).await;
+
+    let (received, failed) = deliver_and_acknowledge(&h).await;
+    assert_eq!(received.len(), 1);
+    assert!(
+        failed.is_empty(),
+        "the pack itself is done with: {failed:?}"
+    );
+    assert_eq!(h.http.sent().len(), 3);
+    use DeliveryStatus::{Pending, Succeeded};
+    assert_eq!(
+        statuses(&h, &tasks).await,
+        [Some(Succeeded), Some(Pending), Some(Succeeded)]
+    );
+    let retry_in = delivery(&h, &tasks[1])
+        .await
+        .next_attempt_at
+        .expect("a retry is scheduled")
+        .as_millis()
+        - START_MS;
+
+    // Not before its retry: the failure travels in a message of its own.
+    h.clock
+        .advance(Duration::from_millis(retry_in as u64 - 500));
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+    h.clock.advance(Duration::from_secs(1));
+    let (again, failed) = deliver_and_acknowledge(&h).await;
+    assert_eq!(again.len(), 1);
+    assert!(failed.is_empty());
+    let (split, packed) = task_message::parse(&again[0].body).unwrap();
+    assert!(!packed);
+    assert_eq!(split[0].delivery_id, tasks[1].delivery_id);
+    assert_eq!((split[0].prior_receives, again[0].receive_count), (1, 1));
+    assert_eq!(
+        attempts(&h, &tasks[1]).await,
+        [(1, Some(500)), (2, Some(200))]
+    );
+    assert_eq!(statuses(&h, &tasks).await, [Some(Succeeded); 3]);
+    assert_eq!(h.http.sent().len(), 4, "nothing else was sent twice");
+    h.clock.advance(DAY);
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+}
+
+/// SQS delays a message 15 minutes at most: a split-off retry due later comes back early
+/// and goes back for the rest of its wait, its attempt not spent.
+#[tokio::test]
+async fn a_split_off_retry_received_before_its_time_waits_without_spending_an_attempt() {
+    let h = Harness::new(&[200]);
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let mut task = tasks_of_one_request(&h, &sub, 1).await.remove(0);
+    task.prior_receives = 1;
+    task.not_before = Some(h.now() + Duration::from_secs(3600));
+    send(&h, &task).await;
+
+    let (received, failed) = deliver_and_acknowledge(&h).await;
+    assert_eq!((received.len(), failed.len()), (1, 0));
+    assert!(h.http.sent().is_empty(), "received early: not attempted");
+    h.clock.advance(Duration::from_secs(3590));
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+    h.clock.advance(Duration::from_secs(10));
+    let back = receive_all(&h.services.deliveries_queue).await;
+    assert_eq!(back.len(), 1);
+    let (copy, _) = task_message::parse(&back[0].body).unwrap();
+    assert_eq!(
+        (back[0].receive_count, copy[0].prior_receives),
+        (1, 1),
+        "a new message, the early receive not counted"
+    );
+    let response = handle_deliveries(&h.services, sqs_event(records_of(&back))).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(h.http.sent().len(), 1);
+    assert_eq!(delivery(&h, &task).await.status, DeliveryStatus::Succeeded);
+}
+
+/// A pack that comes back (its batch timed out, or its split-off could not be sent) sends
+/// again only what has not ended.
+#[tokio::test]
+async fn a_pack_that_comes_back_sends_only_the_deliveries_that_have_not_ended() {
+    let h = Harness::new(&[200, 200, 200]);
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let tasks = tasks_of_one_request(&h, &sub, 3).await;
+    // The first was delivered on the pack's first receive; then the batch was lost.
+    send(&h, &tasks[0]).await;
+    assert!(deliver_and_acknowledge(&h).await.1.is_empty());
+    send_pack(&h, &tasks).await;
+    assert_eq!(receive_all(&h.services.deliveries_queue).await.len(), 1);
+    h.clock.advance(Duration::from_secs(600));
+
+    let (again, failed) = deliver_and_acknowledge(&h).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].receive_count, 2);
+    assert!(failed.is_empty());
+    assert_eq!(
+        h.http.sent().len(),
+        3,
+        "the delivered one is not sent again"
+    );
+    assert_eq!(
+        statuses(&h, &tasks).await,
+        [Some(DeliveryStatus::Succeeded); 3]
+    );
+    assert_eq!(attempts(&h, &tasks[0]).await, [(1, Some(200))]);
+}
+
+#[tokio::test]
+async fn a_delivery_of_a_pack_that_runs_out_of_attempts_is_dead_lettered_alone() {
+    let h = Harness::new(&[200, 500]);
+    let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
+    sub.max_attempts = Some(1);
+    let tasks = tasks_of_one_request(&h, &sub, 2).await;
+    send_pack(&h, &tasks).await;
+
+    let (_, failed) = deliver_and_acknowledge(&h).await;
+    assert!(failed.is_empty());
+    assert_eq!(
+        statuses(&h, &tasks).await,
+        [Some(DeliveryStatus::Succeeded), Some(DeliveryStatus::Dead)]
+    );
+    let letters = receive_all(&h.services.dead_letter_queue).await;
+    assert_eq!(letters.len(), 1);
+    let letter: Value = serde_json::from_str(&letters[0].body).unwrap();
+    assert_eq!(
+        letter["delivery"]["delivery_id"],
+        json!(tasks[1].delivery_id)
+    );
+    h.clock.advance(DAY);
+    assert!(receive_all(&h.services.deliveries_queue).await.is_empty());
+}
+
+/// Where batches run side by side in one process (the runner's pollers), two packs to one
+/// endpoint ask for more attempts at once than its in-flight cap: the deliveries over it
+/// wait for their turn within their batch instead of each being split off.
+#[tokio::test]
+async fn packs_to_one_endpoint_in_batches_side_by_side_wait_for_its_turn() {
+    let h = Harness::new(&[200; 24]);
+    h.http.answer_after(Duration::from_millis(20));
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let tasks = tasks_of_one_request(&h, &sub, 24).await;
+    send_pack(&h, &tasks[..12]).await;
+    let first = receive_all(&h.services.deliveries_queue).await;
+    send_pack(&h, &tasks[12..]).await;
+    let second = receive_all(&h.services.deliveries_queue).await;
+    assert_eq!((first.len(), second.len()), (1, 1));
+
+    let (a, b) = tokio::join!(
+        handle_deliveries(&h.services, sqs_event(records_of(&first))),
+        handle_deliveries(&h.services, sqs_event(records_of(&second))),
+    );
+    assert!(failures(&a).is_empty() && failures(&b).is_empty());
+    assert_eq!(h.http.sent().len(), 24);
+    assert_eq!(
+        statuses(&h, &tasks).await,
+        [Some(DeliveryStatus::Succeeded); 24]
+    );
+    h.clock.advance(Duration::from_secs(2));
+    assert!(
+        receive_all(&h.services.deliveries_queue).await.is_empty(),
+        "nothing was split off"
     );
 }

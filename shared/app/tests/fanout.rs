@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use app::handle_events;
+use app::task_message;
 use domain::delivery::{DeliveryStatus, DeliveryTask};
 use domain::event::Event;
 use domain::ids::{DeliveryId, EventId};
@@ -31,10 +32,62 @@ async fn queued_tasks(h: &Harness) -> Vec<DeliveryTask> {
     let mut tasks: Vec<DeliveryTask> = receive_all(&h.services.deliveries_queue)
         .await
         .iter()
-        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .flat_map(|m| task_message::parse(&m.body).unwrap().0)
         .collect();
     tasks.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
     tasks
+}
+
+/// The events of one events-queue batch to one subscription travel in one message (a pack,
+/// see `task_message`), each other subscription's in its own; a failing endpoint's
+/// deliveries each go alone, as its probe or held behind one.
+#[tokio::test]
+async fn a_batchs_deliveries_to_one_subscription_travel_in_one_message() {
+    let h = Harness::new(&[]);
+    let mut failing = subscription("acct_a", "wh_failing", &["call.*"]);
+    failing.failing_since = Some(h.now());
+    for sub in [
+        subscription("acct_a", "wh_calls", &["call.*"]),
+        subscription("acct_a", "wh_everything", &["*"]),
+        failing,
+    ] {
+        h.services.subscriptions.put(&sub).await.unwrap();
+    }
+    let records: Vec<Value> = (0..5)
+        .map(|i| {
+            let e = event("acct_a", &format!("evt_{i}"), "call.ended");
+            record(&format!("m{i}"), &serde_json::to_string(&e).unwrap(), 1)
+        })
+        .collect();
+    assert!(failures(&handle_events(&h.services, sqs_event(records)).await).is_empty());
+
+    let messages = receive_all(&h.services.deliveries_queue).await;
+    let mut shapes: Vec<(String, bool, Vec<String>)> = messages
+        .iter()
+        .map(|m| {
+            let (tasks, packed) = task_message::parse(&m.body).unwrap();
+            let sub = tasks[0].subscription_id.to_string();
+            assert!(tasks.iter().all(|t| t.subscription_id.as_str() == sub));
+            (
+                sub,
+                packed,
+                tasks.iter().map(|t| t.event_id.to_string()).collect(),
+            )
+        })
+        .collect();
+    shapes.sort();
+    let events: Vec<String> = (0..5).map(|i| format!("evt_{i}")).collect();
+    let mut expected = vec![
+        ("wh_calls".to_string(), true, events.clone()),
+        ("wh_everything".to_string(), true, events.clone()),
+    ];
+    expected.extend(
+        events
+            .iter()
+            .map(|e| ("wh_failing".to_string(), false, vec![e.clone()])),
+    );
+    expected.sort();
+    assert_eq!(shapes, expected);
 }
 
 #[tokio::test]

@@ -371,3 +371,54 @@ async fn the_sweep_reads_past_a_failing_endpoints_backlog_and_resends_a_disabled
     assert!(report.cut_short, "{report:?}");
     assert_eq!(report.overdue, app::sweep::PAGE, "{report:?}");
 }
+
+/// A pack (a request's deliveries to one subscription, see `task_message`) the queue gave
+/// up on strands each of its deliveries: those not ended are marked dead, one by one.
+#[tokio::test]
+async fn a_stranded_pack_marks_each_of_its_unfinished_deliveries_dead() {
+    let h = Harness::new(&[]);
+    let sub = subscription("acct_s", "wh_s", &["call.ended"]);
+    h.services.subscriptions.put(&sub).await.unwrap();
+    let deliveries: Vec<Delivery> = (0..3)
+        .map(|i| {
+            let e = event("acct_s", &format!("evt_{i}"), "call.ended");
+            Delivery::new(&e, &sub, h.now())
+        })
+        .collect();
+    // The first was delivered before its pack's batches began to crash.
+    let mut done = deliveries[0].clone();
+    done.status = DeliveryStatus::Succeeded;
+    h.services
+        .deliveries
+        .create_batch(std::slice::from_ref(&done))
+        .await
+        .unwrap();
+    let mut packer = app::task_message::Packer::default();
+    for d in &deliveries {
+        let e = event("acct_s", d.event_id.as_str(), "call.ended");
+        packer.add(app::task_message::single(
+            &d.task(domain::delivery::Payload::of(&e)),
+        ));
+    }
+    let body = packer.close().unwrap();
+    let response = handle_stranded(&h.services, sqs_event(vec![record("m1", &body, 1)])).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+
+    let mut statuses = Vec::new();
+    for d in &deliveries {
+        statuses.push(current(&h, d).await.status);
+    }
+    use DeliveryStatus::{Dead, Succeeded};
+    assert_eq!(statuses, [Succeeded, Dead, Dead]);
+    assert_eq!(receive_all(&h.services.dead_letter_queue).await.len(), 2);
+    assert_eq!(
+        h.services
+            .deliveries
+            .list_dead(&account("acct_s"), None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+}

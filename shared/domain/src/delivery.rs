@@ -329,6 +329,11 @@ pub struct DeliveryTask {
     /// certain (ingest fanning out an event it has just stored); never wrong to leave false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub listed_on_event: bool,
+    /// Not to be attempted before this time: a retry split off from a pack (see
+    /// `app::task_message`) travels as a new message whose delay a queue may cap (SQS at
+    /// 15 minutes); received early, it goes back for the rest of its wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
 }
 
 impl Delivery {
@@ -370,6 +375,7 @@ impl Delivery {
             created_at: Some(self.created_at),
             recheck: false,
             listed_on_event: false,
+            not_before: None,
         }
     }
 }

@@ -65,17 +65,28 @@ pub fn delivery_id(account_id: &str, event_id: &str, subscription_id: &str) -> D
 pub struct ScriptedSender {
     statuses: Mutex<VecDeque<u16>>,
     sent: Mutex<Vec<OutboundRequest>>,
+    /// How long each answer takes, in real time (none unless a test says).
+    pause: Mutex<Duration>,
 }
 
 impl ScriptedSender {
     pub fn sent(&self) -> Vec<OutboundRequest> {
         self.sent.lock().unwrap().clone()
     }
+
+    /// Each answer takes `pause` from now on, so that attempts overlap.
+    pub fn answer_after(&self, pause: Duration) {
+        *self.pause.lock().unwrap() = pause;
+    }
 }
 
 #[async_trait]
 impl HttpSender for ScriptedSender {
     async fn send(&self, request: OutboundRequest) -> SendResult {
+        let pause = *self.pause.lock().unwrap();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let status = self
             .statuses
             .lock()
@@ -121,6 +132,7 @@ impl Harness {
         let http = Arc::new(ScriptedSender {
             statuses: Mutex::new(statuses.iter().copied().collect()),
             sent: Mutex::new(Vec::new()),
+            pause: Mutex::new(Duration::ZERO),
         });
         let settings = Settings {
             platform_key_hash: String::new(),
