@@ -86,26 +86,26 @@ const PACKED_TURN_POLL: Duration = Duration::from_millis(5);
 const PACKED_RATE_WAIT: Duration = Duration::from_secs(1);
 
 /// One task of a received message, ready to be attempted.
-struct Unit {
+struct Unit<'a> {
     message_id: String,
     receipt_handle: String,
     receive_count: u32,
     task: DeliveryTask,
-    sub: Option<Subscription>,
+    sub: Option<&'a Subscription>,
     /// Retries must end before the message expires from the queue.
     retry_until: Option<Timestamp>,
     first_try_lag_ms: Option<u64>,
     packed: bool,
 }
 
-impl Unit {
+impl<'a> Unit<'a> {
     fn of(
         services: &Services,
         record: &Record<'_>,
         task: DeliveryTask,
-        sub: Option<Subscription>,
+        sub: Option<&'a Subscription>,
         packed: bool,
-    ) -> Unit {
+    ) -> Unit<'a> {
         let receive_count = record.receive_count;
         // A first try is due when fan-out sends it: the time since is the pipeline's lag,
         // which SQS's own age metrics do not show (they ignore messages received more than
@@ -150,7 +150,7 @@ impl Unit {
             }
             let (mut update, next, gone, probe) = attempt(
                 services,
-                self.sub.clone(),
+                self.sub,
                 &task,
                 attempt_number,
                 self.retry_until,
@@ -323,9 +323,8 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
             let units: Vec<Unit> = tasks
                 .into_iter()
                 .map(|task| {
-                    let sub = subscriptions
-                        .get(&(task.account_id.clone(), task.subscription_id.clone()))
-                        .cloned();
+                    let sub =
+                        subscriptions.get(&(task.account_id.clone(), task.subscription_id.clone()));
                     Unit::of(services, &record, task, sub, packed)
                 })
                 .collect();
@@ -339,16 +338,22 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 // is the probe, and once it answers the rest are not probes. The rest then
                 // go together, at most the endpoint's in-flight cap of them, so that a
                 // pack does not refuse its own deliveries as busy.
+                // An attempt's future is large: each is made only when the pack's turn
+                // comes for it, never a pack's worth at once.
+                // (A loop, not a mapped stream: a closure over `Unit<'_>` trips the
+                // compiler's `Send` inference in the pollers.)
                 let mut done = vec![first.run(services, slots, start_packed_by).await];
-                let rest: Vec<_> = units
-                    .map(|unit| unit.run(services, slots, start_packed_by))
-                    .collect();
-                done.extend(
-                    futures::stream::iter(rest)
-                        .buffer_unordered(max_in_flight.max(1))
-                        .collect::<Vec<Handled>>()
-                        .await,
-                );
+                let mut running = futures::stream::FuturesUnordered::new();
+                loop {
+                    while running.len() < max_in_flight.max(1) {
+                        let Some(unit) = units.next() else { break };
+                        running.push(unit.run(services, slots, start_packed_by));
+                    }
+                    match running.next().await {
+                        Some(handled) => done.push(handled),
+                        None => break,
+                    }
+                }
                 done
             }
         })
@@ -841,7 +846,7 @@ fn update(task: &DeliveryTask, status: DeliveryStatus, at: Timestamp) -> Deliver
 )]
 async fn attempt(
     services: &Services,
-    sub: Option<Subscription>,
+    sub: Option<&Subscription>,
     task: &DeliveryTask,
     attempt_number: u32,
     retry_until: Option<Timestamp>,
@@ -892,7 +897,7 @@ async fn attempt(
             return (Some(u), Next::Acknowledge, false, ProbeEnd::Nothing);
         }
     };
-    let policy = RetryPolicy::for_subscription(&sub);
+    let policy = RetryPolicy::for_subscription(sub);
     if attempt_number > policy.max_attempts() {
         // Receives beyond the budget: either the last attempt was logged as exhausted and
         // the move to the dead-letter queue did not finish, or receives that made no
@@ -919,15 +924,12 @@ async fn attempt(
             _ => {}
         }
     }
-    let permit = match services
-        .limiter
-        .try_acquire(&sub, std::time::Instant::now())
-    {
+    let permit = match services.limiter.try_acquire(sub, std::time::Instant::now()) {
         Ok(permit) => permit,
         Err(refusal) => return (None, Next::Defer(refusal), false, ProbeEnd::Nothing),
     };
 
-    let (mut u, result) = send_once(services, &sub, task, attempt_number).await;
+    let (mut u, result) = send_once(services, sub, task, attempt_number).await;
     let verdict = verdict_of(&result);
     let was_probe = match verdict {
         Verdict::Succeeded => permit.succeeded(),
@@ -1223,6 +1225,20 @@ mod tests {
     use domain::catalog::EventType;
     use domain::delivery::Payload;
     use domain::ids::{DeliveryId, EventId};
+
+    /// The last delivery of a pack starts within its budget and may take the longest
+    /// timeout an endpoint may have (OAuth token requests included); the batch then logs
+    /// and settles. All of it must end before the function times out, which would bring
+    /// back every message of the batch, delivered or not.
+    #[test]
+    fn a_batch_of_packs_ends_before_the_functions_timeout() {
+        let longest_attempt = Duration::from_secs(domain::subscription::MAX_TIMEOUT_SECONDS.into());
+        let settling = Duration::from_secs(5);
+        assert!(
+            PACK_SEND_BUDGET + longest_attempt + settling
+                <= crate::topology::DELIVER.function_timeout
+        );
+    }
 
     fn task(payload_bytes: usize) -> DeliveryTask {
         let payload = format!(r#"{{"data":"{}"}}"#, "x".repeat(payload_bytes));

@@ -22,6 +22,12 @@ const PACK_END: &str = "]}";
 /// About forty realistic (1.5 KB) tasks; a task larger than this travels alone.
 pub const MAX_PACK_BYTES: usize = 64 * 1024 - 1024;
 
+/// The most tasks a pack holds, however small: a request's worth at the rate a platform
+/// that posts each second's events sends them. Each batch of packs is logged in one write,
+/// and a larger one makes the write (and what the embedded store holds to undo it) larger
+/// for no saving left to make.
+pub const MAX_PACK_TASKS: usize = 20;
+
 #[derive(Deserialize, Serialize)]
 struct Pack {
     tasks: Vec<DeliveryTask>,
@@ -60,7 +66,8 @@ impl Packer {
     pub fn add(&mut self, task: String) -> Option<String> {
         let size = task.len() + 1;
         let closed = (!self.open.is_empty()
-            && PACK_START.len() + PACK_END.len() + self.bytes + size > MAX_PACK_BYTES)
+            && (self.open.len() == MAX_PACK_TASKS
+                || PACK_START.len() + PACK_END.len() + self.bytes + size > MAX_PACK_BYTES))
             .then(|| self.close())
             .flatten();
         self.bytes += size;
@@ -161,10 +168,24 @@ mod tests {
         let mut seen = Vec::new();
         for body in &bodies {
             assert!(body.len() <= MAX_PACK_BYTES, "{}", body.len());
-            seen.extend(ids(&parse(body).unwrap().0));
+            let tasks = parse(body).unwrap().0;
+            assert!(tasks.len() <= MAX_PACK_TASKS);
+            seen.extend(ids(&tasks));
         }
         let expected: Vec<String> = (0..100).map(|n| format!("evt_{n}")).collect();
         assert_eq!(seen, expected, "every task once, in order");
+
+        // Small ones, by count.
+        let mut packer = Packer::default();
+        let mut bodies: Vec<String> = (0..45)
+            .filter_map(|n| packer.add(single(&task(n, 10))))
+            .collect();
+        bodies.extend(packer.close());
+        let sizes: Vec<usize> = bodies.iter().map(|b| parse(b).unwrap().0.len()).collect();
+        assert_eq!(
+            sizes,
+            [MAX_PACK_TASKS, MAX_PACK_TASKS, 45 - 2 * MAX_PACK_TASKS]
+        );
 
         let mut packer = Packer::default();
         packer.add(single(&task(0, 10)));

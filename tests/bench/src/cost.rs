@@ -87,9 +87,13 @@ const INGEST_MS: f64 = 15.0;
 const INGEST_MS_PER_EVENT: f64 = 0.5;
 const FANOUT_MS: f64 = 10.0;
 const FANOUT_MS_PER_DELIVERY: f64 = 1.0;
-/// A batch's requests go out at once: one endpoint round trip per batch.
+/// A batch's requests go out at once, `SEND_CONCURRENCY` at a time: one endpoint round trip
+/// for its messages' first deliveries (a pack's first goes alone), then one for each
+/// `SEND_CONCURRENCY` of the rest of its packs.
 const DELIVER_MS: f64 = 20.0;
 const ENDPOINT_MS: f64 = 100.0;
+/// `WEBHOOKS_SEND_CONCURRENCY` in the template.
+const SEND_CONCURRENCY: f64 = 10.0;
 
 /// A moto server: the one `WEBHOOKS_TEST_MOTO_ENDPOINT` names, or one started here.
 pub(crate) struct Moto {
@@ -677,12 +681,15 @@ impl Dollars {
         let per_million = 1e6 / m.deliveries as f64;
         let batches = |queue: &str| m.ledger.batches.get(queue).map_or(0, |b| b.0) as f64;
         let (fanouts, delivers) = (batches("events"), batches("deliveries"));
+        let received = m.ledger.batches.get("deliveries").map_or(0, |b| b.1) as f64;
+        let round_trips = delivers + (m.attempts as f64 - received).max(0.0) / SEND_CONCURRENCY;
         let ingest_calls = m.ingest_calls as f64;
         let billed_ms = ingest_calls * INGEST_MS
             + m.events as f64 * INGEST_MS_PER_EVENT
             + fanouts * FANOUT_MS
             + m.deliveries as f64 * FANOUT_MS_PER_DELIVERY
-            + delivers * (DELIVER_MS + ENDPOINT_MS);
+            + delivers * DELIVER_MS
+            + round_trips * ENDPOINT_MS;
         let months = RETENTION_DAYS / DAYS_PER_MONTH;
         let gib = |bytes: usize| bytes as f64 / (1u64 << 30) as f64;
         let (table, index) = m.stored;
@@ -917,7 +924,7 @@ fn report(cases: &[Case], measured: &[Measured], events: usize) -> String {
     let lambda_assumption = format!(
         "${LAMBDA_GB_SECOND} per GB-s, arm64, {:.0} MB; billed time assumed: ingest {INGEST_MS:.0} ms + \
          {INGEST_MS_PER_EVENT} ms per event, fanout {FANOUT_MS:.0} ms + {FANOUT_MS_PER_DELIVERY:.0} ms \
-         per delivery, deliver {DELIVER_MS:.0} ms + a {ENDPOINT_MS:.0} ms endpoint round trip per batch",
+         per delivery, deliver {DELIVER_MS:.0} ms + a {ENDPOINT_MS:.0} ms endpoint round trip per batch and per {SEND_CONCURRENCY:.0} deliveries of its packs beyond their first",
         LAMBDA_MEMORY_GB * 1024.0
     );
     let money = [
