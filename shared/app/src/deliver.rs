@@ -94,13 +94,13 @@ struct Unit<'a> {
     sub: Option<&'a Subscription>,
     /// Retries must end before the message expires from the queue.
     retry_until: Option<Timestamp>,
-    first_try_lag_ms: Option<u64>,
+    /// For a first try, when its message was sent (see `Handled::first_try_lag_ms`).
+    first_try_sent_at: Option<Timestamp>,
     packed: bool,
 }
 
 impl<'a> Unit<'a> {
     fn of(
-        services: &Services,
         record: &Record<'_>,
         task: DeliveryTask,
         sub: Option<&'a Subscription>,
@@ -111,17 +111,16 @@ impl<'a> Unit<'a> {
         // which SQS's own age metrics do not show (they ignore messages received more than
         // twice, and a waiting retry is as old as its delivery). A delivery sent parked
         // (its endpoint failing) was meant to wait: it is not counted.
-        let first_try_lag_ms =
+        let first_try_sent_at =
             (task.prior_receives == 0 && task.parkings == 0 && receive_count == 1)
                 .then_some(record.sent_at)
-                .flatten()
-                .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
+                .flatten();
         Unit {
             message_id: record.message_id.to_string(),
             receipt_handle: record.receipt_handle.to_string(),
             receive_count,
             retry_until: record.sent_at.map(|sent| sent + MAX_RETRY_HORIZON),
-            first_try_lag_ms,
+            first_try_sent_at,
             task,
             sub,
             packed,
@@ -135,6 +134,10 @@ impl<'a> Unit<'a> {
         slots: &tokio::sync::Semaphore,
         start_packed_by: std::time::Instant,
     ) -> Handled {
+        // Measured when its turn comes: a pack's last delivery starts after the others.
+        let first_try_lag_ms = self
+            .first_try_sent_at
+            .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
         let attempt_number = self.task.prior_receives + self.receive_count;
         let returned_pack = self.packed && self.receive_count > 1;
         // The reads a recheck makes (see `attempt`) are made on the first try only.
@@ -186,7 +189,7 @@ impl<'a> Unit<'a> {
             next,
             gone,
             probe,
-            first_try_lag_ms: self.first_try_lag_ms,
+            first_try_lag_ms,
             packed: self.packed,
         }
     }
@@ -325,7 +328,7 @@ pub async fn handle_deliveries(services: &Services, batch: SqsEvent) -> SqsBatch
                 .map(|task| {
                     let sub =
                         subscriptions.get(&(task.account_id.clone(), task.subscription_id.clone()));
-                    Unit::of(services, &record, task, sub, packed)
+                    Unit::of(&record, task, sub, packed)
                 })
                 .collect();
             let (slots, max_in_flight) = (&slots, services.settings.max_in_flight_per_subscription);
@@ -643,29 +646,112 @@ async fn settle(
             tracing::warn!(error = %e, "could not schedule retries");
         }
     }
+    // What is left of each pack, by its message.
+    let mut packs: HashMap<String, PackLeft> = HashMap::new();
+    let (deferred, split_off): (Vec<Deferred>, Vec<Deferred>) = deferred
+        .into_iter()
+        .partition(|d| d.receipt_handle.is_some());
+    for d in split_off {
+        packs
+            .entry(d.message_id.clone())
+            .or_default()
+            .split_off
+            .push(d);
+    }
+    let (dead, packed_dead): (Vec<_>, Vec<_>) = dead
+        .into_iter()
+        .partition(|(_, receipt, _, _)| receipt.is_some());
+    for (message_id, _, task, spent) in packed_dead {
+        packs
+            .entry(message_id)
+            .or_default()
+            .dead
+            .push((task, spent));
+    }
     if !deferred.is_empty() {
         defer(services, subscriptions, deferred, response).await;
     }
-    let mut announcements = Vec::new();
+    let mut spent_dead = Vec::new();
     for (message_id, receipt_handle, task, spent) in dead {
         if let Err(e) = dead_letter(services, &task, receipt_handle).await {
             tracing::warn!(delivery_id = %task.delivery_id, error = %e, "dead-lettering failed; will try again");
             response.add_failure(message_id);
             continue;
         }
+        spent_dead.push((task, spent));
+    }
+    // Packs at once, each on its own: one pack's failure does not bring back another.
+    let packs_settled = packs
+        .into_iter()
+        .map(|(message_id, left)| settle_pack(services, subscriptions, message_id, left));
+    for (message_id, settled, dead) in futures::future::join_all(packs_settled).await {
+        if !settled {
+            response.add_failure(message_id);
+        }
+        spent_dead.extend(dead);
+    }
+    let announcements: Vec<Event> = spent_dead
+        .into_iter()
         // Never about the delivery of an operational event: a `delivery.dead` about a dead
         // `delivery.dead` could go on for ever.
-        if let Some((update, attempts)) =
-            spent.filter(|_| !is_operational(task.event_type.as_str()))
-        {
-            announcements.push(dead_event(&task, &update, attempts, services));
-        }
-    }
+        .filter(|(task, _)| !is_operational(task.event_type.as_str()))
+        .filter_map(|(task, spent)| {
+            spent.map(|(update, attempts)| dead_event(&task, &update, attempts, services))
+        })
+        .collect();
     // At once, not one after another: each may take a few tries of its own.
     let announcing = announcements
         .into_iter()
         .map(|event| health::announce(services, event));
     futures::future::join_all(announcing).await;
+}
+
+/// A dead delivery, and the outcome and attempt number that spent it (`None` for a re-log
+/// of one already dead: not announced again).
+type DeadTask = (DeliveryTask, Option<(DeliveryUpdate, u32)>);
+
+/// What is left to do of one pack: its dead deliveries to move, its others to split off.
+#[derive(Default)]
+struct PackLeft {
+    dead: Vec<DeadTask>,
+    split_off: Vec<Deferred>,
+}
+
+/// Moves a pack's dead deliveries to the dead-letter queue, then, only if all moved, sends
+/// its split-offs in one call; answers whether the pack is done with (else it is reported
+/// failed and comes back) and the dead deliveries moved. In that order so that a pack that
+/// comes back has nothing split off yet: its pending deliveries are then tried early, not
+/// twice over in two messages. (A send the queue takes in part, 10 entries at a time, can
+/// still leave copies; at least once.)
+async fn settle_pack(
+    services: &Services,
+    subscriptions: &HashMap<(AccountId, SubscriptionId), Subscription>,
+    message_id: String,
+    left: PackLeft,
+) -> (String, bool, Vec<DeadTask>) {
+    let moves = left
+        .dead
+        .iter()
+        .map(|(task, _)| dead_letter(services, task, None));
+    let moved = futures::future::join_all(moves).await;
+    if let Some(Err(e)) = moved.iter().find(|m| m.is_err()) {
+        tracing::warn!(message_id = %message_id, error = %e, "dead-lettering part of a pack failed; the pack will come back");
+        return (message_id, false, Vec::new());
+    }
+    if !left.split_off.is_empty() {
+        let now = std::time::Instant::now();
+        let copies: Vec<OutgoingMessage> = left
+            .split_off
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| deferred_copy(services, subscriptions, d, i, now).1)
+            .collect();
+        if let Err(e) = services.deliveries_queue.send_batch(copies).await {
+            tracing::warn!(message_id = %message_id, error = %e, "could not split deliveries off their pack; the pack will come back");
+            return (message_id, false, left.dead);
+        }
+    }
+    (message_id, true, left.dead)
 }
 
 /// A delivery sent back without an attempt, or split off from its pack.
@@ -693,52 +779,54 @@ async fn defer(
     // whole backstop. A probe that ends after this look releases after this write (the
     // embedded store applies writes in the order they are made).
     let now = std::time::Instant::now();
-    let mut requeued: Vec<(String, (String, OutgoingMessage))> = Vec::new();
-    let mut split_off: Vec<(String, OutgoingMessage)> = Vec::new();
-    for (i, d) in deferred.into_iter().enumerate() {
-        let still_held = d.held
-            && subscriptions
-                .get(&(d.task.account_id.clone(), d.task.subscription_id.clone()))
-                .is_some_and(|sub| services.limiter.would_hold(sub, now));
-        let mut task = d.task;
-        if d.held && !still_held {
-            // Not parked after all: this refusal does not count as one.
-            task.parkings = task.parkings.saturating_sub(1);
-        }
-        let copy = OutgoingMessage {
-            id: i.to_string(),
-            body: task_message::single(&task),
-            delay: match (d.held, still_held) {
-                (true, false) => IN_FLIGHT_DEFERRAL,
-                _ => d.wait,
-            },
-            held_for: still_held.then(|| task.subscription_id.to_string()),
-        };
-        match d.receipt_handle {
-            Some(receipt) => requeued.push((d.message_id, (receipt, copy))),
-            None => split_off.push((d.message_id, copy)),
-        }
-    }
+    let (message_ids, requeued): (Vec<String>, Vec<(String, OutgoingMessage)>) = deferred
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let message_id = d.message_id.clone();
+            let (receipt, copy) = deferred_copy(services, subscriptions, d, i, now);
+            receipt.map(|receipt| (message_id, (receipt, copy)))
+        })
+        .unzip();
     // In place of the received messages (the task carries its parkings and receives).
-    if !requeued.is_empty() {
-        let (message_ids, requeued): (Vec<String>, Vec<_>) = requeued.into_iter().unzip();
-        if let Err(e) = services.deliveries_queue.requeue_batch(requeued).await {
-            tracing::warn!(error = %e, "could not defer deliveries; they will come back");
-            for message_id in message_ids {
-                response.add_failure(message_id);
-            }
+    if let Err(e) = services.deliveries_queue.requeue_batch(requeued).await {
+        tracing::warn!(error = %e, "could not defer deliveries; they will come back");
+        for message_id in message_ids {
+            response.add_failure(message_id);
         }
     }
-    // Beside their packs, which are acknowledged only if these are sent.
-    if !split_off.is_empty() {
-        let (message_ids, copies): (Vec<String>, Vec<_>) = split_off.into_iter().unzip();
-        if let Err(e) = services.deliveries_queue.send_batch(copies).await {
-            tracing::warn!(error = %e, "could not split deliveries off their packs; the packs will come back");
-            for message_id in message_ids {
-                response.add_failure(message_id);
-            }
-        }
+}
+
+/// The message that carries `d` back (numbered `id` in its send), and the receipt of the
+/// message it replaces, if any. Whether it is still held is asked now: a probe that ended
+/// since the refusal may have released its endpoint's held deliveries already, and one
+/// held now would wait its whole backstop.
+fn deferred_copy(
+    services: &Services,
+    subscriptions: &HashMap<(AccountId, SubscriptionId), Subscription>,
+    d: Deferred,
+    id: usize,
+    now: std::time::Instant,
+) -> (Option<String>, OutgoingMessage) {
+    let still_held = d.held
+        && subscriptions
+            .get(&(d.task.account_id.clone(), d.task.subscription_id.clone()))
+            .is_some_and(|sub| services.limiter.would_hold(sub, now));
+    let mut task = d.task;
+    if d.held && !still_held {
+        // Not parked after all: this refusal does not count as one.
+        task.parkings = task.parkings.saturating_sub(1);
     }
+    let copy = OutgoingMessage {
+        id: id.to_string(),
+        body: task_message::single(&task),
+        delay: match (d.held, still_held) {
+            (true, false) => IN_FLIGHT_DEFERRAL,
+            _ => d.wait,
+        },
+        held_for: still_held.then(|| task.subscription_id.to_string()),
+    };
+    (d.receipt_handle, copy)
 }
 
 /// Moves `task` to the dead-letter queue, deleting its message if it has one of its own

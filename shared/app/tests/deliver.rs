@@ -478,16 +478,7 @@ async fn a_delivery_logged_under_another_account_drops_its_own_message_not_the_b
     // The refused one is not retried for ever: acknowledged, so the event source mapping
     // deletes it (done here as the mapping would).
     assert_eq!(failed.len(), usize::from(kept_failed), "{failed:?}");
-    let acknowledged: Vec<String> = received
-        .iter()
-        .filter(|m| !failed.contains(&m.message_id))
-        .map(|m| m.receipt_handle.clone())
-        .collect();
-    h.services
-        .deliveries_queue
-        .delete_batch(acknowledged)
-        .await
-        .unwrap();
+    acknowledge(&h, &received, &failed).await;
     h.clock.advance(DAY);
     let left = receive_all(&h.services.deliveries_queue).await;
     assert!(
@@ -914,10 +905,15 @@ async fn a_delivery_whose_attempts_run_out_is_announced_dead_but_never_one_of_an
     );
 }
 
-/// As [`deliver_visible`], then deletes what the batch did not report failed, as Lambda's
-/// event source does.
+/// As [`deliver_visible`], then acknowledges what the batch did not report failed.
 async fn deliver_and_acknowledge(h: &Harness) -> (Vec<QueueMessage>, Vec<String>) {
     let (received, failed) = deliver_visible(h).await;
+    acknowledge(h, &received, &failed).await;
+    (received, failed)
+}
+
+/// Deletes the `received` messages not among `failed`, as Lambda's event source does.
+async fn acknowledge(h: &Harness, received: &[QueueMessage], failed: &[String]) {
     let done: Vec<String> = received
         .iter()
         .filter(|m| !failed.contains(&m.message_id))
@@ -928,7 +924,6 @@ async fn deliver_and_acknowledge(h: &Harness) -> (Vec<QueueMessage>, Vec<String>
         .delete_batch(done)
         .await
         .unwrap();
-    (received, failed)
 }
 
 /// `n` deliveries to `sub` of `call.ended` events, as fan-out makes them from one request.
@@ -945,15 +940,11 @@ async fn tasks_of_one_request(h: &Harness, sub: &Subscription, n: usize) -> Vec<
 /// Puts `tasks` on the deliveries queue as one pack, as fan-out sends a request's
 /// deliveries to one subscription.
 async fn send_pack(h: &Harness, tasks: &[DeliveryTask]) {
-    let mut packer = Packer::default();
-    for task in tasks {
-        assert!(packer.add(task_message::single(task)).is_none());
-    }
     h.services
         .deliveries_queue
         .send_batch(vec![OutgoingMessage {
             id: "0".into(),
-            body: packer.close().unwrap(),
+            body: pack_body(tasks),
             delay: Duration::ZERO,
             held_for: None,
         }])
@@ -1137,6 +1128,69 @@ async fn packs_to_one_endpoint_in_batches_side_by_side_wait_for_its_turn() {
         [Some(DeliveryStatus::Succeeded); 24]
     );
     h.clock.advance(Duration::from_secs(2));
+    assert!(
+        receive_all(&h.services.deliveries_queue).await.is_empty(),
+        "nothing was split off"
+    );
+}
+
+/// The body of a pack of `tasks`.
+fn pack_body(tasks: &[DeliveryTask]) -> String {
+    let mut packer = Packer::default();
+    for task in tasks {
+        assert!(packer.add(task_message::single(task)).is_none());
+    }
+    packer.close().unwrap()
+}
+
+/// A pack whose split-off cannot be sent is reported failed and comes back; then only what
+/// did not end is sent again.
+#[tokio::test]
+async fn a_pack_whose_split_off_cannot_be_sent_comes_back_and_sends_only_the_rest() {
+    let h = Harness::with_stores(&[200, 500, 200], |stores| {
+        stores.deliveries_queue = Arc::new(RefusingQueue);
+    });
+    let sub = subscription("acct_a", "wh_1", &["call.*"]);
+    let tasks = tasks_of_one_request(&h, &sub, 2).await;
+    let body = pack_body(&tasks);
+
+    let response = handle_deliveries(&h.services, sqs_event(vec![record("m1", &body, 1)])).await;
+    assert_eq!(failures(&response), ["m1"]);
+    h.clock.advance(Duration::from_secs(10));
+    let response = handle_deliveries(&h.services, sqs_event(vec![record("m1", &body, 2)])).await;
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert_eq!(
+        h.http.sent().len(),
+        3,
+        "the delivered one is not sent again"
+    );
+    assert_eq!(
+        statuses(&h, &tasks).await,
+        [Some(DeliveryStatus::Succeeded); 2]
+    );
+}
+
+/// A pack's dead letters are moved before anything of it is split off: when a move fails
+/// the pack comes back with nothing split off, so none of its deliveries travels twice.
+#[tokio::test]
+async fn a_pack_whose_dead_letter_cannot_be_moved_splits_nothing_off() {
+    let h = Harness::with_stores(&[500], |stores| {
+        stores.dead_letter_queue = Arc::new(RefusingQueue);
+    });
+    let mut sub = subscription("acct_a", "wh_1", &["call.*"]);
+    sub.max_attempts = Some(1);
+    let mut tasks = tasks_of_one_request(&h, &sub, 2).await;
+    // Not due for an hour: split off to wait.
+    tasks[1].not_before = Some(h.now() + Duration::from_secs(3600));
+    let body = pack_body(&tasks);
+
+    let response = handle_deliveries(&h.services, sqs_event(vec![record("m1", &body, 1)])).await;
+    assert_eq!(failures(&response), ["m1"]);
+    assert_eq!(
+        statuses(&h, &tasks).await,
+        [Some(DeliveryStatus::Dead), None]
+    );
+    h.clock.advance(DAY);
     assert!(
         receive_all(&h.services.deliveries_queue).await.is_empty(),
         "nothing was split off"
