@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use futures::{StreamExt, TryStreamExt};
 
 use super::attributes::{
     decode_cursor, encode_cursor, expired, get_id, get_ms, get_n, get_s, ms, n, now_secs, opt_ms,
@@ -28,6 +29,9 @@ use domain::stats::{
     roll_up, slot_deltas, CauseStats, LatencyHistogram, SlotKey, SlotStats, StatsGrain, StatsSlot,
 };
 use domain::time::Timestamp;
+
+/// Deliveries logged at once by one `record` call (see there).
+const MAX_WRITES_AT_ONCE: usize = 25;
 
 /// The parts the sweep's scan reads the deliveries table in (see `overdue`).
 const OVERDUE_SEGMENTS: u32 = 16;
@@ -1232,26 +1236,36 @@ impl DeliveryLog for DynamoDeliveryLog {
             futures::future::try_join(self.list_first_successes(updates), self.batch_put(items))
                 .await?;
         let listed = &listed;
-        let found = futures::future::try_join_all(updates.iter().map(|u| async move {
-            if u.first_try {
-                let listing = listed.get(&u.delivery_id).map(String::as_str);
-                if self.create_first(u, listing).await? {
-                    return Ok(true);
+        // At most so many writes at once, in order: a batch of packs logs up to 200
+        // outcomes, and a small function opening that many connections at once spends
+        // seconds on TLS handshakes. (Made first, then run: a stream mapping a closure over
+        // borrowed updates trips the compiler's `Send` inference.)
+        let writes: Vec<_> = updates
+            .iter()
+            .map(|u| async move {
+                if u.first_try {
+                    let listing = listed.get(&u.delivery_id).map(String::as_str);
+                    if self.create_first(u, listing).await? {
+                        return Ok(true);
+                    }
+                    if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
+                        self.batch_put(vec![self.attempt_item(u, a)?]).await?;
+                    }
                 }
-                if let Some(a) = u.attempt.as_ref().filter(|_| u.kept_short_if_first()) {
-                    self.batch_put(vec![self.attempt_item(u, a)?]).await?;
+                match self.apply(u).await {
+                    Ok(()) => Ok(true),
+                    // Not logged (a later try whose delivery expired, a skip or a dead letter
+                    // without an attempt before), or another account's.
+                    Err(Error::NotFound) if !u.first_try => self.create_first(u, None).await,
+                    Err(Error::NotFound) => Ok(false),
+                    Err(e) => Err(e),
                 }
-            }
-            match self.apply(u).await {
-                Ok(()) => Ok(true),
-                // Not logged (a later try whose delivery expired, a skip or a dead letter
-                // without an attempt before), or another account's.
-                Err(Error::NotFound) if !u.first_try => self.create_first(u, None).await,
-                Err(Error::NotFound) => Ok(false),
-                Err(e) => Err(e),
-            }
-        }))
-        .await?;
+            })
+            .collect();
+        let found: Vec<bool> = futures::stream::iter(writes)
+            .buffered(MAX_WRITES_AT_ONCE)
+            .try_collect()
+            .await?;
         self.add_to_slots(slot_deltas(updates)).await;
         Ok(found)
     }
