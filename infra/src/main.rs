@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
 /// glibc gives each thread that allocates under contention an arena of its own, up to
 /// eight per core, and keeps what is freed in each. The runner's threads (the runtime's,
-/// the SQLite writer's and readers') then hold several idle heaps: under load, about 4 MiB
+/// the SQLite writer's and readers') then hold several idle heaps: under load, about 3 MiB
 /// of resident memory more than with two arenas (`BENCHMARKS.md`, memory). Set before any
 /// thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

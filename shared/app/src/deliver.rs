@@ -140,8 +140,9 @@ impl<'a> Unit<'a> {
             .map(|sent| (services.clock.now_ms() - sent.as_millis()).max(0) as u64);
         let attempt_number = self.task.prior_receives + self.receive_count;
         let returned_pack = self.packed && self.receive_count > 1;
-        // The reads a recheck makes (see `attempt`) are made on the first try only.
-        let mut task = self.task.clone();
+        // The reads a recheck makes (see `attempt`) are made on the first try only: later
+        // tries go with a copy that asks for none (made only for a task that asks).
+        let mut task = std::borrow::Cow::Borrowed(&self.task);
         let mut first_try = true;
         let (update, next, gone, probe) = loop {
             let slot = slots
@@ -160,7 +161,10 @@ impl<'a> Unit<'a> {
                 returned_pack && first_try,
             )
             .await;
-            (first_try, task.recheck) = (false, false);
+            first_try = false;
+            if task.recheck {
+                task.to_mut().recheck = false;
+            }
             // A pack's delivery over its endpoint's in-flight cap (other messages to it are
             // in flight) or just short of its rate waits here for its turn, its slot given
             // up meanwhile: split off, each would cost the queue a message of its own.

@@ -202,9 +202,8 @@ impl Plan {
         // one limiter, which knows whether a failing endpoint has a probe in flight: if not,
         // a new delivery goes now and is its probe. Elsewhere only `failing_since` is known.
         let holds = services.deliveries_queue.releases_held();
-        // The open pack of each subscription, in the order first met.
-        let mut packs: Vec<Packer> = Vec::new();
-        let mut pack_of: HashMap<(AccountId, SubscriptionId), usize> = HashMap::new();
+        // The open pack of each subscription.
+        let mut packs: HashMap<(AccountId, SubscriptionId), Packer> = HashMap::new();
         for ToFanOut {
             event,
             again,
@@ -250,13 +249,10 @@ impl Plan {
                     // Due now: packed with the others of its subscription (see
                     // `task_message`). A failing endpoint's go alone, each the probe it may
                     // be or held behind one.
-                    let key = (sub.account_id.clone(), sub.id.clone());
-                    let next = packs.len();
-                    let at = *pack_of.entry(key).or_insert(next);
-                    if at == packs.len() {
-                        packs.push(Packer::default());
-                    }
-                    if let Some(body) = packs[at].add(task_message::single(&task)) {
+                    let pack = packs
+                        .entry((sub.account_id.clone(), sub.id.clone()))
+                        .or_default();
+                    if let Some(body) = pack.add(task_message::single(&task)) {
                         plan.push(body);
                     }
                     continue;
@@ -275,7 +271,7 @@ impl Plan {
                 });
             }
         }
-        for mut pack in packs {
+        for mut pack in packs.into_values() {
             if let Some(body) = pack.close() {
                 plan.push(body);
             }
