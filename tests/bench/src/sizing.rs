@@ -5,8 +5,11 @@
 //! slice). As on Lambda, where an on-demand function's init runs on a full vCPU, the quota
 //! is set once the process has initialised (its first Runtime API poll). Measured per size
 //! against moto: a single-event ingest, a fan-out batch of 10 events to 3 subscriptions
-//! each, and deliver batches of 10 (a receiver answering 204): wall time per invocation,
-//! the CPU time it took, the peak RSS, and the log bytes each wrote.
+//! each (the account has 10 more for other events, so its events go to the fan-out
+//! function), and the deliver batch of the 3 packs it makes (a receiver answering 204);
+//! then, batched, a request of
+//! 20 events that ingest fans out itself into 3 packs, delivered in one batch of 60: wall
+//! time per invocation, the CPU time it took, the peak RSS, and the log bytes each wrote.
 //!
 //! Moto answers more slowly than DynamoDB and SQS do in-region, so the wall times mostly
 //! measure moto; the in-region duration is modelled as the cost scenario's assumed wait on
@@ -223,6 +226,7 @@ async fn pipeline(
     cap: &CpuCap,
     moto: &str,
     rounds: usize,
+    traffic: Traffic,
     sized: &mut Sized,
 ) -> Result<(), String> {
     let clients = store_aws::Clients::new(&e2e::moto::config_at(moto).await);
@@ -267,17 +271,41 @@ async fn pipeline(
             return Err(format!("creating a subscription: {status} {body}"));
         }
     }
+    if let Traffic::Single = traffic {
+        // More subscriptions than ingest fans out to itself, none of them for these events:
+        // the events go through the fan-out function, which makes 3 deliveries of each.
+        for i in 0..app::ingest::DIRECT_FAN_OUT_MAX_SUBSCRIPTIONS {
+            let (status, body) = http_answer(
+                &api.invoke(http_event(
+                    "POST",
+                    &format!("/v1/accounts/{ACCOUNT}/webhooks"),
+                    &key,
+                    Some(
+                        json!({"url": receiver.url(&format!("other{i}"), Behavior::Status(204)),
+                                "event_types": ["agent.status_changed"]}),
+                    ),
+                ))
+                .await,
+            );
+            if status != 201 {
+                return Err(format!("creating a subscription: {status} {body}"));
+            }
+        }
+    }
     let events_queue = SqsQueue::new(clients.sqs.clone(), &resources.events_queue_url);
     let deliveries_queue = SqsQueue::new(clients.sqs.clone(), &resources.deliveries_queue_url);
     let (mut ingests, mut fanouts, mut delivers) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        for i in 0..10 {
-            let request = http_event(
-                "POST",
-                "/v1/events",
-                &key,
-                Some(event(&format!("evt_{round}_{i}"))),
-            );
+        let requests: Vec<Value> = match traffic {
+            Traffic::Single => (0..10)
+                .map(|i| event(&format!("evt_{round}_{i}")))
+                .collect(),
+            Traffic::Batched => vec![json!({"events": (0..BATCHED_EVENTS)
+                .map(|i| event(&format!("evt_{round}_{i}")))
+                .collect::<Vec<_>>()})],
+        };
+        for body in requests {
+            let request = http_event("POST", "/v1/events", &key, Some(body));
             let cpu = cpu_ms(ingest.pid());
             let started = Instant::now();
             let (status, body) = http_answer(&ingest.invoke(request).await);
@@ -290,8 +318,19 @@ async fn pipeline(
             }
         }
         // The first round warms each process (its first SDK calls open connections).
-        let f = drain(&events_queue, "events", fanout, 10).await?;
-        let d = drain(&deliveries_queue, "deliveries", deliver, 30).await?;
+        let (f, d) = match traffic {
+            Traffic::Single => (
+                drain(&events_queue, "events", fanout, 10).await?,
+                // Fan-out packs a batch's deliveries per subscription: 3 packs of 10.
+                drain(&deliveries_queue, "deliveries", deliver, 3).await?,
+            ),
+            // Ingest fans out itself (3 subscriptions) and sends one pack per subscription:
+            // one deliver batch of 3 messages, 60 deliveries.
+            Traffic::Batched => (
+                Vec::new(),
+                drain(&deliveries_queue, "deliveries", deliver, 3).await?,
+            ),
+        };
         if round > 0 {
             fanouts.extend(f);
             delivers.extend(d);
@@ -314,9 +353,12 @@ async fn pipeline(
                 .sum::<usize>()
         })
         .sum();
-    sized.log_bytes = logged as f64 / ((rounds - 1) * 30) as f64;
+    sized.log_bytes = logged as f64 / ((rounds - 1) * traffic.deliveries_a_round()) as f64;
     sized.ingest = medians(&mut ingests);
-    sized.fanout = medians(&mut fanouts);
+    // The batched case has no fan-out function at work: ingest fans out itself.
+    if !fanouts.is_empty() {
+        sized.fanout = medians(&mut fanouts);
+    }
     sized.deliver = medians(&mut delivers);
     sized.peak_rss = functions
         .iter()
@@ -325,40 +367,79 @@ async fn pipeline(
     Ok(())
 }
 
+/// How the platform posts: one event a request (10 a round), or a second's worth in one
+/// request ([`BATCHED_EVENTS`] a round), which ingest fans out itself into packs.
+#[derive(Clone, Copy)]
+enum Traffic {
+    Single,
+    Batched,
+}
+
+/// The realistic cost case's request: 20 events, a second's worth at 20/s.
+const BATCHED_EVENTS: usize = 20;
+
+impl Traffic {
+    fn deliveries_a_round(self) -> usize {
+        match self {
+            Traffic::Single => 30,
+            Traffic::Batched => BATCHED_EVENTS * 3,
+        }
+    }
+}
+
 /// The cost scenario's assumed in-region wait per invocation (AWS calls, and the endpoint's
 /// round trip for deliver), ms: ingest of one event, a fan-out batch of 30 deliveries, a
-/// deliver batch.
-const IO_MS: [f64; 3] = [10.5, 40.0, 120.0];
+/// deliver batch of its 3 packs (20 ms, one 100 ms endpoint round trip for the packs'
+/// first deliveries, one more for each 10 of the other 27).
+const IO_MS: [f64; 3] = [10.5, 40.0, 20.0 + 100.0 * (1.0 + 27.0 / 10.0)];
+
+/// The batched case's assumed in-region wait, ms, as the cost scenario models it: ingest of
+/// a 20-event request (15 ms and 0.5 per event), and a deliver batch of its 3 packs (20 ms,
+/// one 100 ms endpoint round trip for the packs' first deliveries, one more for each 10 of
+/// the other 57).
+const BATCHED_IO_MS: [f64; 2] = [25.0, 20.0 + 100.0 * (1.0 + 57.0 / 10.0)];
 
 pub async fn lambda_sizing(quick: bool) -> Res {
     let rounds = if quick { 2 } else { 8 };
     let moto = Moto::get().await?;
-    let mut rows = Vec::new();
-    for mb in SIZES {
-        let cap = CpuCap::new(mb)?;
-        let mut sized = Sized::default();
-        pipeline(&cap, &moto.endpoint, rounds, &mut sized).await?;
-        eprintln!(
-            "{mb} MB: fanout {:?}, deliver {:?}",
-            sized.fanout, sized.deliver
-        );
-        rows.push((mb, sized));
+    let mut out = String::new();
+    for traffic in [Traffic::Single, Traffic::Batched] {
+        let mut rows = Vec::new();
+        for mb in SIZES {
+            let cap = CpuCap::new(mb)?;
+            let mut sized = Sized::default();
+            pipeline(&cap, &moto.endpoint, rounds, traffic, &mut sized).await?;
+            eprintln!(
+                "{mb} MB: ingest {:?}, fanout {:?}, deliver {:?}",
+                sized.ingest, sized.fanout, sized.deliver
+            );
+            rows.push((mb, sized));
+        }
+        match traffic {
+            Traffic::Single => single_table(&rows, rounds, &mut out),
+            Traffic::Batched => batched_table(&rows, rounds, &mut out),
+        }
     }
-    let mut out = String::from(
-        "### Lambda sizing: the release binaries at each memory size's CPU share (memory / 1 769 MB of a core; a CFS quota, 20 ms period, set after init as Lambda runs init on a full vCPU), against moto; medians of 7 rounds of 10 events × 3 subscriptions (1.5 KB events)\n\n\
-         | memory | CPU share | ingest, 1 event: wall / CPU ms | fanout, 10 events × 3: wall / CPU ms | deliver, 10 deliveries: wall / CPU ms | peak RSS MiB | in-region duration modelled, ingest / fanout / deliver ms | duration $ per million deliveries | log bytes per delivery |\n\
+    Ok(out)
+}
+
+fn single_table(rows: &[(u32, Sized)], rounds: usize, out: &mut String) {
+    out.push_str(&format!(
+        "### Lambda sizing: the release binaries at each memory size's CPU share (memory / 1 769 MB of a core; a CFS quota, 20 ms period, set after init as Lambda runs init on a full vCPU), against moto; medians of {} rounds of 10 single-event requests × 3 subscriptions (1.5 KB events)\n\n\
+         | memory | CPU share | ingest, 1 event: wall / CPU ms | fanout, 10 events × 3: wall / CPU ms | deliver, 3 packs (30 deliveries): wall / CPU ms | peak RSS MiB | in-region duration modelled, ingest / fanout / deliver ms | duration $ per million deliveries | log bytes per delivery |\n\
          | ---: | ---: | --- | --- | --- | ---: | --- | ---: | ---: |\n",
-    );
-    for (mb, s) in &rows {
+        rounds - 1
+    ));
+    for (mb, s) in rows {
         let share = f64::from(*mb) / MB_PER_VCPU;
         let modelled = [
             IO_MS[0] + s.ingest.1 / share,
             IO_MS[1] + s.fanout.1 / share,
             IO_MS[2] + s.deliver.1 / share,
         ];
-        // Per delivery: a third of an ingest, a thirtieth of a fan-out batch, a tenth of a
+        // Per delivery: a third of an ingest, a thirtieth of a fan-out batch and of a
         // deliver batch (fan-out 3, single-event ingest, full batches).
-        let seconds = (modelled[0] / 3.0 + modelled[1] / 30.0 + modelled[2] / 10.0) / 1000.0;
+        let seconds = (modelled[0] / 3.0 + modelled[1] / 30.0 + modelled[2] / 30.0) / 1000.0;
         let dollars = seconds * f64::from(*mb) / 1024.0 * GB_SECOND * 1e6;
         out.push_str(&format!(
             "| {mb} MB | {share:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} / {:.0} | ${dollars:.3} | {:.0} |\n",
@@ -375,5 +456,35 @@ pub async fn lambda_sizing(quick: bool) -> Res {
             s.log_bytes,
         ));
     }
-    Ok(out)
+}
+
+fn batched_table(rows: &[(u32, Sized)], rounds: usize, out: &mut String) {
+    out.push_str(&format!(
+        "\n### Lambda sizing, batched: {} rounds of one {BATCHED_EVENTS}-event request × 3 subscriptions (1.5 KB events), which ingest fans out itself into 3 packs, delivered in one batch\n\n\
+         | memory | CPU share | ingest, {BATCHED_EVENTS} events: wall / CPU ms | deliver, 3 packs ({} deliveries): wall / CPU ms | peak RSS MiB | in-region duration modelled, ingest / deliver ms | duration $ per million deliveries | log bytes per delivery |\n\
+         | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |\n",
+        rounds - 1,
+        BATCHED_EVENTS * 3
+    ));
+    let deliveries = (BATCHED_EVENTS * 3) as f64;
+    for (mb, s) in rows {
+        let share = f64::from(*mb) / MB_PER_VCPU;
+        let modelled = [
+            BATCHED_IO_MS[0] + s.ingest.1 / share,
+            BATCHED_IO_MS[1] + s.deliver.1 / share,
+        ];
+        let seconds = (modelled[0] + modelled[1]) / deliveries / 1000.0;
+        let dollars = seconds * f64::from(*mb) / 1024.0 * GB_SECOND * 1e6;
+        out.push_str(&format!(
+            "| {mb} MB | {share:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} | ${dollars:.3} | {:.0} |\n",
+            s.ingest.0,
+            s.ingest.1,
+            s.deliver.0,
+            s.deliver.1,
+            s.peak_rss,
+            modelled[0],
+            modelled[1],
+            s.log_bytes,
+        ));
+    }
 }
