@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::smtp::{SmtpSink, SunkMail};
-use e2e::{assert_error, delivery_id, event, eventually, Behavior, Receiver, TestRunner, WAIT};
+use e2e::{assert_error, event, eventually, Behavior, Receiver, TestRunner, WAIT};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -58,7 +58,7 @@ async fn a_failing_endpoint_is_emailed_once_per_cause_with_a_link_to_its_deliver
     }
     let mut deliveries = Vec::new();
     for id in ids {
-        let delivery = delivery_id(account, id, &webhook_id);
+        let delivery = t.delivery_id(account, id, &webhook_id).await;
         t.wait_for_status(account, &delivery, "dead", WAIT).await;
         deliveries.push(delivery);
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::process::{Output, RunnerProcess};
-use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, WAIT};
+use e2e::{call, event, eventually, Behavior, Receiver, WAIT};
 use serde_json::json;
 
 const KEY: &str = "whp_crash_test_key";
@@ -106,6 +106,13 @@ async fn every_accepted_event_survives_repeated_sigkills() {
     );
 
     let expected = accepted.len() * subs.len();
+    // The ids to expect: each begins with its event's receipt time, read from the API.
+    let mut expected_ids = Vec::with_capacity(expected);
+    for e in &accepted {
+        for (_, s) in &subs {
+            expected_ids.push(e2e::delivery_id_at(&http, &base, KEY, "acct_c", e, s).await);
+        }
+    }
     // Generous: a loaded machine delivers slowly, and the loop ends as soon as all arrived.
     let deadline = Instant::now() + Duration::from_secs(180);
     let (received, missing) = loop {
@@ -118,10 +125,10 @@ async fn every_accepted_event_survives_repeated_sigkills() {
                     .push(got.body.clone());
             }
         }
-        let missing: Vec<String> = accepted
+        let missing: Vec<String> = expected_ids
             .iter()
-            .flat_map(|e| subs.iter().map(move |(_, s)| delivery_id("acct_c", e, s)))
-            .filter(|id| !received.contains_key(id))
+            .filter(|id| !received.contains_key(*id))
+            .cloned()
             .collect();
         if missing.is_empty() || Instant::now() > deadline {
             break (received, missing);

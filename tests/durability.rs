@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use e2e::process::RunnerProcess;
-use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, WAIT};
+use e2e::{call, event, eventually, Behavior, Receiver, WAIT};
 use serde_json::json;
 
 const KEY: &str = "whp_durability_test_key";
@@ -75,7 +75,15 @@ async fn deliveries_in_flight_and_queued_survive_a_kill() {
     let mut p = runner.start().await.unwrap();
 
     let got = r.wait_for("hang", 2, WAIT).await;
-    let id = delivery_id("acct_k", "evt_in_flight", sub["id"].as_str().unwrap());
+    let id = e2e::delivery_id_at(
+        &http,
+        p.base(),
+        KEY,
+        "acct_k",
+        "evt_in_flight",
+        sub["id"].as_str().unwrap(),
+    )
+    .await;
     assert!(
         got.iter().all(|g| g.header("webhook-id") == id),
         "a retry after the crash changed the webhook-id"

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use e2e::server::serve;
-use e2e::{delivery_id, event, eventually, Behavior, Receiver, TestRunner, WAIT};
+use e2e::{event, eventually, Behavior, Receiver, TestRunner, WAIT};
 use serde_json::{json, Value};
 
 fn status_codes(delivery: &Value) -> Vec<Value> {
@@ -37,7 +37,7 @@ async fn a_410_fails_the_delivery_and_disables_the_subscription() {
     let sub_id = sub["id"].as_str().unwrap();
     t.send_event(event("call.ended", "acct_gone", Some("evt_gone_1")))
         .await;
-    let id = delivery_id("acct_gone", "evt_gone_1", sub_id);
+    let id = t.delivery_id("acct_gone", "evt_gone_1", sub_id).await;
     let d = t.wait_for_status("acct_gone", &id, "failed", WAIT).await;
     assert_eq!(d["attempt_count"], 1, "{d}");
     assert_eq!(status_codes(&d), [json!(410)]);
@@ -61,7 +61,7 @@ async fn a_410_fails_the_delivery_and_disables_the_subscription() {
 
     t.send_event(event("call.ended", "acct_gone", Some("evt_gone_2")))
         .await;
-    let later = delivery_id("acct_gone", "evt_gone_2", sub_id);
+    let later = t.delivery_id("acct_gone", "evt_gone_2", sub_id).await;
     let d = t
         .wait_for_status("acct_gone", &later, "skipped", WAIT)
         .await;
@@ -89,7 +89,9 @@ async fn a_redirect_is_a_failed_attempt_and_is_retried() {
         .await;
     t.send_event(event("call.ended", "acct_301", Some("evt_moved")))
         .await;
-    let id = delivery_id("acct_301", "evt_moved", sub["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_301", "evt_moved", sub["id"].as_str().unwrap())
+        .await;
     let d = t.wait_for_status("acct_301", &id, "succeeded", WAIT).await;
     assert_eq!(d["attempt_count"], 2, "{d}");
     assert_eq!(status_codes(&d), [json!(301), json!(200)]);
@@ -135,7 +137,9 @@ async fn retry_after_of_a_429_is_honoured_within_the_schedule() {
         .await;
     t.send_event(event("call.ended", "acct_429", Some("evt_limited")))
         .await;
-    let id = delivery_id("acct_429", "evt_limited", sub["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_429", "evt_limited", sub["id"].as_str().unwrap())
+        .await;
     let d = t.wait_for_status("acct_429", &id, "succeeded", WAIT).await;
     assert_eq!(status_codes(&d), [json!(429), json!(200)]);
 
@@ -182,7 +186,7 @@ async fn a_destination_refused_at_delivery_time_fails_once_without_retry() {
 
     t.send_event(event("call.ended", "acct_ssrf", Some("evt_refused")))
         .await;
-    let id = delivery_id("acct_ssrf", "evt_refused", sub_id);
+    let id = t.delivery_id("acct_ssrf", "evt_refused", sub_id).await;
     let d = t.wait_for_status("acct_ssrf", &id, "failed", WAIT).await;
     let mentions_refused = |v: &Value| {
         v.as_str()

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use e2e::process::{Output, RunnerProcess};
-use e2e::{call, delivery_id, event, eventually, Behavior, Receiver, WAIT};
+use e2e::{call, event, eventually, Behavior, Receiver, WAIT};
 use serde_json::json;
 
 #[cfg(unix)]
@@ -110,7 +110,15 @@ async fn credentials_and_signing_secrets_never_reach_the_logs() {
         assert_eq!(sent, expected, "{path}: credentials not sent");
         assert_eq!(got[0].header("x-tenant-token"), TENANT_TOKEN);
         // And the success was logged before the process goes.
-        let id = delivery_id("acct_log", "evt_log", sub["id"].as_str().unwrap());
+        let id = e2e::delivery_id_at(
+            &http,
+            p.base(),
+            &key,
+            "acct_log",
+            "evt_log",
+            sub["id"].as_str().unwrap(),
+        )
+        .await;
         let d = eventually(
             &format!("{path}: the delivery to succeed"),
             WAIT,

@@ -5,9 +5,7 @@
 //! calls as their bytes need) or refused at once with a 413 that names the limit: never a
 //! 503 that a retrying producer would get again and again.
 
-use e2e::{
-    delivery_id, event, on_backend, verify_signature, Behavior, Gate, Receiver, TestRunner, WAIT,
-};
+use e2e::{event, on_backend, verify_signature, Behavior, Gate, Receiver, TestRunner, WAIT};
 use serde_json::{json, Value};
 
 /// The ingest route's body limit (`MAX_INGEST_BODY_BYTES` in `shared/http-api`).
@@ -126,7 +124,8 @@ async fn a_250_kib_event_reaches_each_of_ten_subscriptions(t: TestRunner) {
         let request = &got[0];
         assert_eq!(
             request.header("webhook-id"),
-            delivery_id("acct_big", "evt_big", sub["id"].as_str().unwrap())
+            t.delivery_id("acct_big", "evt_big", sub["id"].as_str().unwrap())
+                .await
         );
         assert!(
             verify_signature(sub["secret"].as_str().unwrap(), request),
@@ -142,7 +141,9 @@ async fn a_250_kib_event_reaches_each_of_ten_subscriptions(t: TestRunner) {
         assert!(request.body == payload, "{path}: another body");
     }
     for (path, sub) in &subs {
-        let id = delivery_id("acct_big", "evt_big", sub["id"].as_str().unwrap());
+        let id = t
+            .delivery_id("acct_big", "evt_big", sub["id"].as_str().unwrap())
+            .await;
         t.wait_for_logged("acct_big", &id, "succeeded", &r, path, WAIT)
             .await;
     }

@@ -3,7 +3,7 @@
 //! dead letters redriven, retried and recovered with the same `webhook-id` (and a pending
 //! delivery not retried twice at once).
 
-use e2e::{assert_error, delivery_id, event, Behavior, Receiver, TestRunner, WAIT};
+use e2e::{assert_error, event, Behavior, Receiver, TestRunner, WAIT};
 use reqwest::Method;
 use serde_json::json;
 
@@ -31,7 +31,7 @@ async fn deliveries_and_events_are_listed_newest_first_across_pages() {
     for i in 0..5 {
         t.wait_for_status(
             "acct_l",
-            &delivery_id("acct_l", &format!("evt_l{i}"), wh),
+            &t.delivery_id("acct_l", &format!("evt_l{i}"), wh).await,
             "succeeded",
             WAIT,
         )
@@ -180,10 +180,10 @@ async fn dead_letters_are_redriven_retried_and_recovered_with_the_same_webhook_i
     for id in ["evt_d1", "evt_d2", "evt_d3"] {
         t.send_event(event("call.failed", "acct_d", Some(id))).await;
     }
-    let ids: Vec<String> = ["evt_d1", "evt_d2", "evt_d3"]
-        .iter()
-        .map(|e| delivery_id("acct_d", e, wh))
-        .collect();
+    let mut ids: Vec<String> = Vec::new();
+    for e in ["evt_d1", "evt_d2", "evt_d3"] {
+        ids.push(t.delivery_id("acct_d", e, wh).await);
+    }
     for id in &ids {
         t.wait_for_status("acct_d", id, "dead", WAIT).await;
     }
@@ -303,7 +303,9 @@ async fn a_pending_delivery_cannot_be_retried_twice_at_once() {
     t.send_event(event("call.started", "acct_q", Some("evt_q")))
         .await;
     r.wait_for("q", 1, WAIT).await;
-    let id = delivery_id("acct_q", "evt_q", sub["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_q", "evt_q", sub["id"].as_str().unwrap())
+        .await;
     t.wait_for_status("acct_q", &id, "pending", WAIT).await;
     let (status, err) = t
         .call(
@@ -357,14 +359,19 @@ async fn account_stats_count_outcomes_over_time_and_group_failures_by_cause() {
         let evt = format!("evt_s{i}");
         t.wait_for_status(
             "acct_s",
-            &delivery_id("acct_s", &evt, ok),
+            &t.delivery_id("acct_s", &evt, ok).await,
             "succeeded",
             WAIT,
         )
         .await;
         for wh in [failing, refused] {
-            t.wait_for_status("acct_s", &delivery_id("acct_s", &evt, wh), "dead", WAIT)
-                .await;
+            t.wait_for_status(
+                "acct_s",
+                &t.delivery_id("acct_s", &evt, wh).await,
+                "dead",
+                WAIT,
+            )
+            .await;
         }
     }
 

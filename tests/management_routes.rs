@@ -2,7 +2,7 @@
 //! account route answers 404 to another account's key (and changes nothing), and the
 //! OpenAPI document lists every route.
 
-use e2e::{assert_error, delivery_id, event, Behavior, Receiver, TestRunner, WAIT};
+use e2e::{assert_error, event, Behavior, Receiver, TestRunner, WAIT};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ async fn every_account_route_answers_404_to_another_accounts_key() {
     t.send_event(event("call.ended", "acct_in", Some("evt_in")))
         .await;
     r.wait_for("in", 1, WAIT).await;
-    let dlv = delivery_id("acct_in", "evt_in", wh);
+    let dlv = t.delivery_id("acct_in", "evt_in", wh).await;
     let base = "/v1/accounts/acct_in";
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, format!("{base}/api-keys"), None),

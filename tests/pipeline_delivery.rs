@@ -6,10 +6,7 @@
 
 use std::time::Duration;
 
-use e2e::{
-    delivery_id, event, eventually, on_backend, verify_signature, Behavior, Receiver, TestRunner,
-    WAIT,
-};
+use e2e::{event, eventually, on_backend, verify_signature, Behavior, Receiver, TestRunner, WAIT};
 use serde_json::json;
 
 async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(t: TestRunner) {
@@ -55,7 +52,8 @@ async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(
         );
         assert_eq!(
             request.header("webhook-id"),
-            delivery_id("acct_a", "evt_fanout_1", sub["id"].as_str().unwrap())
+            t.delivery_id("acct_a", "evt_fanout_1", sub["id"].as_str().unwrap())
+                .await
         );
         assert_eq!(request.header("content-type"), "application/json");
         assert!(request
@@ -78,13 +76,13 @@ async fn an_event_reaches_each_matching_subscription_of_its_account_once_signed(
         ));
     }
     // Each request is in the log, as an attempt answered with the endpoint's status.
-    let ids: Vec<(&str, String)> = [("family", &family), ("exact", &exact), ("all", &all)]
-        .into_iter()
-        .map(|(path, sub)| {
-            let id = delivery_id("acct_a", "evt_fanout_1", sub["id"].as_str().unwrap());
-            (path, id)
-        })
-        .collect();
+    let mut ids: Vec<(&str, String)> = Vec::new();
+    for (path, sub) in [("family", &family), ("exact", &exact), ("all", &all)] {
+        let id = t
+            .delivery_id("acct_a", "evt_fanout_1", sub["id"].as_str().unwrap())
+            .await;
+        ids.push((path, id));
+    }
     for ((path, id), code) in ids.iter().zip([204, 200, 202]) {
         let (_, d) = t
             .wait_for_logged("acct_a", id, "succeeded", &r, path, WAIT)
@@ -130,7 +128,9 @@ async fn a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id
     t.send_event(event("call.failed", "acct_r", Some("evt_retry")))
         .await;
 
-    let id = delivery_id("acct_r", "evt_retry", sub["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_r", "evt_retry", sub["id"].as_str().unwrap())
+        .await;
     // Succeeded, with every request the endpoint got in the log as an attempt of its own
     // (a queue that delivers at least once may have sent a copy as well).
     let (got, d) = t
@@ -223,7 +223,9 @@ async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue(t: Tes
         .await;
     t.send_event(event("agent.status_changed", "acct_d", Some("evt_dead")))
         .await;
-    let id = delivery_id("acct_d", "evt_dead", sub["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_d", "evt_dead", sub["id"].as_str().unwrap())
+        .await;
     let (got, d) = t
         .wait_for_logged("acct_d", &id, "dead", &r, "down", WAIT)
         .await;
@@ -366,7 +368,9 @@ async fn a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone
     let mut retried = Vec::new();
     for (path, sub) in [("steady", &steady), ("flaky", &flaky)] {
         for event_id in &ids {
-            let id = delivery_id("acct_p", event_id, sub["id"].as_str().unwrap());
+            let id = t
+                .delivery_id("acct_p", event_id, sub["id"].as_str().unwrap())
+                .await;
             let (got, d) = t
                 .wait_for_logged("acct_p", &id, "succeeded", &r, path, WAIT)
                 .await;
@@ -399,17 +403,77 @@ async fn a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone
     t.runner.shutdown().await;
 }
 
+/// A request's deliveries to one endpoint, dead together and redriven together, are logged
+/// delivered: their rows are updated (a store keeps no first try of theirs elsewhere).
+async fn a_requests_dead_deliveries_redriven_together_are_logged_delivered(t: TestRunner) {
+    let r = Receiver::start().await;
+    let sub = t
+        .create_webhook(
+            "acct_rd",
+            json!({"url": r.url("down", Behavior::Status(500)),
+                   "event_types": ["call.*"], "max_attempts": 1}),
+        )
+        .await;
+    let wh = sub["id"].as_str().unwrap();
+    let event_ids: Vec<String> = (0..3).map(|i| format!("evt_rd_{i}")).collect();
+    let events: Vec<_> = event_ids
+        .iter()
+        .map(|id| event("call.ended", "acct_rd", Some(id)))
+        .collect();
+    t.send_event(json!({ "events": events })).await;
+    let mut ids = Vec::new();
+    for e in &event_ids {
+        let id = t.delivery_id("acct_rd", e, wh).await;
+        t.wait_for_status("acct_rd", &id, "dead", WAIT).await;
+        ids.push(id);
+    }
+    // The endpoint recovers, and a new event's success says so: redriven deliveries are
+    // then sent together (to a failing endpoint they go one at a time).
+    r.url("down", Behavior::Status(200));
+    t.send_event(event("call.ended", "acct_rd", Some("evt_rd_ok")))
+        .await;
+    let ok = t.delivery_id("acct_rd", "evt_rd_ok", wh).await;
+    t.wait_for_status("acct_rd", &ok, "succeeded", WAIT).await;
+    let (status, done) = t
+        .call(
+            reqwest::Method::POST,
+            "/v1/accounts/acct_rd/dead-letters/redrive",
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{done}");
+    assert_eq!(done["redriven"], 3, "{done}");
+    for id in &ids {
+        let d = t.wait_for_status("acct_rd", id, "succeeded", WAIT).await;
+        assert_eq!(d["attempt_count"], 2, "{d}");
+    }
+    let (status, dead) = t
+        .call(
+            reqwest::Method::GET,
+            "/v1/accounts/acct_rd/dead-letters",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(dead["data"].as_array().unwrap().is_empty(), "{dead}");
+    t.runner.shutdown().await;
+}
+
 on_backend!(embedded, TestRunner::start_embedded;
     an_event_reaches_each_matching_subscription_of_its_account_once_signed,
     a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id,
     an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue,
     a_repeated_event_id_delivers_nothing_new,
-    a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone
+    a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone,
+    a_requests_dead_deliveries_redriven_together_are_logged_delivered
 );
 on_backend!(moto, TestRunner::start_moto;
     an_event_reaches_each_matching_subscription_of_its_account_once_signed,
     a_failing_endpoint_is_retried_with_growing_gaps_and_the_same_webhook_id,
     an_endpoint_that_always_fails_ends_dead_in_the_dead_letter_queue,
     a_repeated_event_id_delivers_nothing_new,
-    a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone
+    a_batch_is_delivered_in_packs_and_a_failure_among_them_is_retried_alone,
+    a_requests_dead_deliveries_redriven_together_are_logged_delivered
 );

@@ -8,8 +8,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::{
-    delivery_id, event, eventually, on_backend, verify_signature, Behavior, Gate, Receiver,
-    TestRunner, WAIT,
+    event, eventually, on_backend, verify_signature, Behavior, Gate, Receiver, TestRunner, WAIT,
 };
 use serde_json::json;
 
@@ -52,7 +51,9 @@ async fn a_paused_subscription_receives_nothing_and_the_skip_is_recorded(t: Test
         .await;
     t.send_event(event("system.maintenance", "acct_p", Some("evt_paused")))
         .await;
-    let id = delivery_id("acct_p", "evt_paused", paused["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_p", "evt_paused", paused["id"].as_str().unwrap())
+        .await;
     let d = t.wait_for_status("acct_p", &id, "skipped", WAIT).await;
     assert_eq!(d["attempt_count"], 0);
     assert!(r.received("paused").is_empty());
@@ -91,7 +92,9 @@ async fn each_attempt_uses_the_subscription_as_it_is_now(t: TestRunner) {
         .await;
     assert_eq!(status, 200);
     gate.open();
-    let id = delivery_id("acct_n", "evt_pause_later", sub["id"].as_str().unwrap());
+    let id = t
+        .delivery_id("acct_n", "evt_pause_later", sub["id"].as_str().unwrap())
+        .await;
     let (got, d) = t
         .wait_for_logged("acct_n", &id, "skipped", &r, "changing", WAIT)
         .await;
@@ -133,11 +136,13 @@ async fn a_rate_limited_endpoint_is_paced_without_spending_attempts(t: TestRunne
     );
     // Deferred deliveries spent no attempt: with a budget of one, all succeed.
     for i in 0..6 {
-        let id = delivery_id(
-            "acct_rl",
-            &format!("evt_rl{i}"),
-            sub["id"].as_str().unwrap(),
-        );
+        let id = t
+            .delivery_id(
+                "acct_rl",
+                &format!("evt_rl{i}"),
+                sub["id"].as_str().unwrap(),
+            )
+            .await;
         let (got, d) = t
             .wait_for_logged("acct_rl", &id, "succeeded", &r, "paced", WAIT)
             .await;
@@ -278,7 +283,8 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_and_announced(t: T
         .deliveries
         .attempts(
             &domain::ids::AccountId::parse(acct).unwrap(),
-            &domain::ids::DeliveryId::parse(delivery_id(acct, "evt_health_1", failing_id)).unwrap(),
+            &domain::ids::DeliveryId::parse(t.delivery_id(acct, "evt_health_1", failing_id).await)
+                .unwrap(),
         )
         .await
         .unwrap();

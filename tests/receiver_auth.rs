@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use e2e::{delivery_id, event, eventually, on_backend, Behavior, Receiver, TestRunner, WAIT};
+use e2e::{event, eventually, on_backend, Behavior, Receiver, TestRunner, WAIT};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::Method;
@@ -173,7 +173,7 @@ async fn oauth_token_is_fetched_once_refreshed_on_expiry_and_on_401(t: TestRunne
     assert_eq!(got[0].header("authorization"), "Bearer tok-1");
     assert_eq!(got[1].header("authorization"), "Bearer tok-2");
     assert_eq!(token.requests().len(), 2);
-    let delivery = delivery_id(account, "evt_o401", &id);
+    let delivery = t.delivery_id(account, "evt_o401", &id).await;
     let read = eventually("the delivery to succeed", WAIT, || async {
         let (_, d) = t
             .call(
@@ -269,7 +269,7 @@ async fn a_failing_token_endpoint_fails_the_attempt_with_its_cause_and_is_retrie
     let id = created["id"].as_str().unwrap().to_string();
     t.send_event(event("call.ended", account, Some("evt_down")))
         .await;
-    let delivery = delivery_id(account, "evt_down", &id);
+    let delivery = t.delivery_id(account, "evt_down", &id).await;
     let path = format!("/v1/accounts/{account}/deliveries/{delivery}");
     let read = eventually("a failed attempt", WAIT, || async {
         let (_, d) = t.call(Method::GET, &path, None, None).await;
@@ -450,7 +450,7 @@ async fn jwt_deliveries_verify_against_the_published_keys(t: TestRunner) {
         .unwrap();
     validation.set_audience(&[&audience]);
     assert!(decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_ok());
-    let delivery = delivery_id(account, "evt_j2", &id);
+    let delivery = t.delivery_id(account, "evt_j2", &id).await;
     let (_, read) = t
         .call(
             Method::GET,

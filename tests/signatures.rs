@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use e2e::{delivery_id, event, on_backend, Behavior, Received, Receiver, TestRunner, WAIT};
+use e2e::{event, on_backend, Behavior, Received, Receiver, TestRunner, WAIT};
 use reqwest::Method;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::json;
@@ -85,9 +85,10 @@ async fn ed25519_deliveries_verify_with_the_public_key_alone(t: TestRunner) {
     t.send_event(event("call.ended", account, Some("evt_ed2")))
         .await;
     let got = receiver.wait_for("ed", 2, WAIT).await;
+    let second_id = t.delivery_id(account, "evt_ed2", &id).await;
     let second = got
         .iter()
-        .find(|r| r.header("webhook-id") == delivery_id(account, "evt_ed2", &id))
+        .find(|r| r.header("webhook-id") == second_id)
         .unwrap();
     assert_eq!(second.header("webhook-signature").split(' ').count(), 2);
     assert!(verifies(&first_key, second) && verifies(&second_key, second));

@@ -419,6 +419,21 @@ impl TestRunner {
         accepted
     }
 
+    /// The delivery id (and `webhook-id`) of a stored event at a subscription (see
+    /// [`delivery_id_at`]).
+    pub async fn delivery_id(&self, account: &str, event_id: &str, webhook_id: &str) -> String {
+        let (status, event) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/accounts/{account}/events/{event_id}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{event}");
+        delivery_id_of(&event, webhook_id)
+    }
+
     pub async fn delivery(&self, account: &str, id: &str) -> Value {
         let (status, d) = self
             .call(
@@ -597,12 +612,39 @@ pub fn event(event_type: &str, account: &str, id: Option<&str>) -> Value {
     e
 }
 
-/// The delivery id (and `webhook-id`) of an event at a subscription.
-pub fn delivery_id(account: &str, event_id: &str, webhook_id: &str) -> String {
+/// The delivery id (and `webhook-id`) of a stored event at a subscription: it begins with
+/// the event's receipt time, read from the API at `base` with `key`.
+pub async fn delivery_id_at(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    account: &str,
+    event_id: &str,
+    webhook_id: &str,
+) -> String {
+    let (status, event) = call(
+        http,
+        &format!("{base}/v1/accounts/{account}/events/{event_id}"),
+        reqwest::Method::GET,
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{event}");
+    delivery_id_of(&event, webhook_id)
+}
+
+/// The delivery id of `event` (as the API shows it) at the subscription `webhook_id`.
+fn delivery_id_of(event: &Value, webhook_id: &str) -> String {
     use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
+    let received_at = domain::event::parse_rfc3339(event["received_at"].as_str().unwrap())
+        .expect("an RFC 3339 receipt time");
     DeliveryId::of(
-        &AccountId::parse(account).expect("an account id"),
-        &EventId::parse(event_id).expect("an event id"),
+        &AccountId::parse(event["account_id"].as_str().unwrap()).expect("an account id"),
+        &EventId::parse(event["id"].as_str().unwrap()).expect("an event id"),
+        domain::time::Timestamp::from_millis(
+            (received_at.unix_timestamp_nanos() / 1_000_000) as i64,
+        ),
         &SubscriptionId::parse(webhook_id).expect("a webhook id"),
     )
     .into_string()

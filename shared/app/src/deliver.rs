@@ -25,7 +25,7 @@ use domain::delivery::{
 use domain::diagnosis::Diagnosis;
 use domain::event::Event;
 use domain::health::Observed;
-use domain::ids::{AccountId, EventId, SubscriptionId};
+use domain::ids::{AccountId, DeliveryId, EventId, SubscriptionId};
 use domain::retry::{
     classify_status, holding_delay, parking_delay, unproven_wait, visibility_left, Failure,
     RetryPolicy, Verdict, MAX_RETRY_HORIZON,
@@ -179,7 +179,9 @@ impl<'a> Unit<'a> {
                 continue;
             }
             if let Some(u) = &mut update {
-                u.first_try = attempt_number == 1;
+                // A delivery logged before its task was sent (a redrive, the sweep's) is
+                // not created by its first try: its row is updated.
+                u.first_try = attempt_number == 1 && !self.task.logged;
             }
             break (update, next, gone, probe);
         };
@@ -1075,6 +1077,23 @@ async fn attempt(
 /// make: it does unless the delivery is logged as finished, or as retrying under another
 /// message. Unreadable, it is sent: at least once.
 async fn still_to_send(services: &Services, task: &DeliveryTask) -> bool {
+    // An event fanned out before delivery ids began with their event's receipt, and
+    // posted again since, has its deliveries under the old id: looked for there too (until
+    // the retention after that upgrade, when none is left).
+    let old_id =
+        DeliveryId::without_receipt_time(&task.account_id, &task.event_id, &task.subscription_id);
+    if old_id != task.delivery_id {
+        match services.deliveries.get(&task.account_id, &old_id).await {
+            Ok(Some(d)) if !(d.status == DeliveryStatus::Pending && d.attempt_count == 0) => {
+                return false
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, delivery_id = %task.delivery_id, "could not recheck a delivery sent again; it is sent");
+                return true;
+            }
+        }
+    }
     match services
         .deliveries
         .get(&task.account_id, &task.delivery_id)
@@ -1344,6 +1363,7 @@ mod tests {
             prior_receives: 0,
             parkings: 0,
             created_at: None,
+            logged: false,
             recheck: false,
             listed_on_event: false,
             not_before: None,

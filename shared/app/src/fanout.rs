@@ -341,7 +341,12 @@ mod tests {
         let event_message = serde_json::to_string(&event).unwrap();
         let subscription_id = SubscriptionId::parse(&id).unwrap();
         let task = DeliveryTask {
-            delivery_id: DeliveryId::of(&event.account_id, &event.id, &subscription_id),
+            delivery_id: DeliveryId::of(
+                &event.account_id,
+                &event.id,
+                event.received_at,
+                &subscription_id,
+            ),
             account_id: event.account_id.clone(),
             subscription_id,
             event_id: event.id.clone(),
@@ -350,6 +355,7 @@ mod tests {
             prior_receives: u32::MAX,
             parkings: u32::MAX,
             created_at: Some(Timestamp::from_millis(i64::MAX)),
+            logged: false,
             recheck: true,
             listed_on_event: false,
             not_before: Some(Timestamp::from_millis(i64::MAX)),

@@ -107,11 +107,19 @@ async fn store(
         .events
         .insert_batch_listing(events, &fanned_out_here)
         .await?;
+    let as_stored = as_first_received(services, events, &inserted, &first_in_request).await?;
     let mut messages = Vec::new();
     let mut direct: Vec<ToFanOut> = Vec::new();
     let mut results = Vec::with_capacity(events.len());
-    for (i, ((event, insert), body)) in events.iter().zip(&inserted).zip(bodies).enumerate() {
+    for (i, ((posted, insert), body)) in events.iter().zip(&inserted).zip(bodies).enumerate() {
         let duplicate = *insert == EventInsert::Exists;
+        let (event, body) = match &as_stored[i] {
+            Some(stored) => (
+                stored,
+                serde_json::to_string(stored).expect("an event serialises"),
+            ),
+            None => (posted, body),
+        };
         if !first_in_request[i] {
         } else if fanned_out_here[i].is_some() {
             direct.push(ToFanOut {
@@ -144,6 +152,37 @@ async fn store(
     }
     services.events_queue.send_batch(messages).await?;
     Ok(results)
+}
+
+/// Each event posted again (stored before, first in its request) as it goes out again:
+/// with the receipt time it was stored with, not this request's. Its deliveries' ids begin
+/// with that time (`DeliveryId::of`), so they are the ids it was first sent under, and
+/// deliver's recheck finds what was sent. `None`: the event as posted.
+async fn as_first_received(
+    services: &Services,
+    events: &[Event],
+    inserted: &[EventInsert],
+    first_in_request: &[bool],
+) -> crate::Result<Vec<Option<Event>>> {
+    let mut out = Vec::with_capacity(events.len());
+    for ((event, insert), first) in events.iter().zip(inserted).zip(first_in_request) {
+        if *insert != EventInsert::Exists || !first {
+            out.push(None);
+            continue;
+        }
+        // Unreadable, the request fails (and is retried): sent under other ids, the
+        // event's deliveries could reach their endpoints twice.
+        let stored = services.events.get(&event.account_id, &event.id).await?;
+        out.push(
+            stored
+                .filter(|s| s.received_at != event.received_at)
+                .map(|s| Event {
+                    received_at: s.received_at,
+                    ..event.clone()
+                }),
+        );
+    }
+    Ok(out)
 }
 
 /// The subscriptions of each account of `events` that has few enough for ingest to fan

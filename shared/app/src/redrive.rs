@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::ports::OutgoingMessage;
 use crate::{Result, Services};
-use domain::delivery::{Delivery, DeliveryStatus, Payload};
+use domain::delivery::{Delivery, DeliveryStatus, DeliveryTask, Payload};
 
 /// Whether a delivery in this status may be sent again. A pending one already has a
 /// message on the queue; sending another would run two attempt streams at once.
@@ -41,7 +41,10 @@ pub async fn redrive(services: &Services, deliveries: &[Delivery]) -> Result<usi
             continue;
         }
         marked.push(d);
-        let task = d.task(Payload::of(&event));
+        let task = DeliveryTask {
+            logged: true,
+            ..d.task(Payload::of(&event))
+        };
         messages.push(OutgoingMessage {
             id: messages.len().to_string(),
             body: serde_json::to_string(&task).expect("a delivery task serialises"),

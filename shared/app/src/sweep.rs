@@ -154,6 +154,7 @@ async fn sweep_page(
         let mut task = d.task(Payload::of(&event));
         // Its attempt numbers go on from those already made.
         task.prior_receives = d.attempt_count;
+        task.logged = true;
         messages.push(OutgoingMessage {
             id: messages.len().to_string(),
             body: serde_json::to_string(&task).expect("a delivery task serialises"),

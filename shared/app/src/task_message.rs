@@ -110,7 +110,12 @@ mod tests {
         };
         let subscription_id = SubscriptionId::parse("wh_1").unwrap();
         DeliveryTask {
-            delivery_id: DeliveryId::of(&event.account_id, &event.id, &subscription_id),
+            delivery_id: DeliveryId::of(
+                &event.account_id,
+                &event.id,
+                event.received_at,
+                &subscription_id,
+            ),
             account_id: event.account_id.clone(),
             subscription_id,
             event_id: event.id.clone(),
@@ -119,6 +124,7 @@ mod tests {
             prior_receives: 0,
             parkings: 0,
             created_at: Some(event.received_at),
+            logged: false,
             recheck: false,
             listed_on_event: false,
             not_before: None,

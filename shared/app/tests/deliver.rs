@@ -154,6 +154,57 @@ async fn a_task_sent_again_delivers_only_what_is_still_to_do() {
     assert_eq!(delivery(&h, &lost).await.status, DeliveryStatus::Succeeded);
 }
 
+/// An event fanned out before delivery ids began with their event's receipt time, and
+/// posted again after: its tasks carry the new ids, and its deliveries are logged under the
+/// old ones. What was sent is found there, and not sent again under another `webhook-id`.
+#[tokio::test]
+async fn a_task_sent_again_finds_its_delivery_under_the_old_id_shape() {
+    let h = Harness::new(&[200]);
+    let sent_sub = subscription("acct_a", "wh_sent", &["call.*"]);
+    let untried_sub = subscription("acct_a", "wh_untried", &["call.*"]);
+    h.services.subscriptions.put(&sent_sub).await.unwrap();
+    h.services.subscriptions.put(&untried_sub).await.unwrap();
+    let event = event("acct_a", "evt_1", "call.ended");
+    let logged_before = |sub: &domain::subscription::Subscription, status, attempts| {
+        let mut d = Delivery::new(&event, sub, h.now());
+        d.id = DeliveryId::without_receipt_time(&event.account_id, &event.id, &sub.id);
+        d.status = status;
+        d.attempt_count = attempts;
+        d
+    };
+    h.services
+        .deliveries
+        .create_batch(&[
+            logged_before(&sent_sub, DeliveryStatus::Succeeded, 1),
+            // Made by fan-out before deliveries were logged at their first outcome, never
+            // tried: still to send.
+            logged_before(&untried_sub, DeliveryStatus::Pending, 0),
+        ])
+        .await
+        .unwrap();
+    for sub in [&sent_sub, &untried_sub] {
+        let task = Delivery::new(&event, sub, h.now()).task(Payload::of(&event));
+        assert_ne!(
+            task.delivery_id,
+            DeliveryId::without_receipt_time(&event.account_id, &event.id, &sub.id)
+        );
+        send(
+            &h,
+            &DeliveryTask {
+                recheck: true,
+                ..task
+            },
+        )
+        .await;
+    }
+    let (received, failed) = deliver_visible(&h).await;
+    assert_eq!(received.len(), 2);
+    assert!(failed.is_empty(), "{failed:?}");
+    let sent = h.http.sent();
+    assert_eq!(sent.len(), 1, "only the untried one is sent");
+    assert_eq!(sent[0].url, untried_sub.url);
+}
+
 #[tokio::test]
 async fn a_5xx_answer_keeps_the_delivery_pending_and_retries_it_on_schedule() {
     let h = Harness::new(&[500, 200]);

@@ -318,6 +318,11 @@ pub struct DeliveryTask {
     /// rows were created at the first outcome, whose rows already exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// The delivery is logged already (a redrive, the sweep sending an overdue one again):
+    /// its outcomes update its row, even the first try's, which a store may otherwise keep
+    /// elsewhere (see `DeliveryUpdate::first_try`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logged: bool,
     /// The delivery may already be logged: fan-out ran its event before (a redelivered
     /// events message, or an event posted again). Deliver then reads its row first and sends
     /// nothing for a delivery that is finished or retrying under another message.
@@ -341,7 +346,7 @@ impl Delivery {
     /// or skipped at once when the subscription is paused.
     pub fn new(event: &Event, sub: &Subscription, now: Timestamp) -> Delivery {
         Delivery {
-            id: DeliveryId::of(&event.account_id, &event.id, &sub.id),
+            id: DeliveryId::of(&event.account_id, &event.id, event.received_at, &sub.id),
             account_id: event.account_id.clone(),
             subscription_id: sub.id.clone(),
             event_id: event.id.clone(),
@@ -373,6 +378,7 @@ impl Delivery {
             prior_receives: 0,
             parkings: 0,
             created_at: Some(self.created_at),
+            logged: false,
             recheck: false,
             listed_on_event: false,
             not_before: None,

@@ -238,16 +238,62 @@ impl ApiKeyId {
 }
 
 impl DeliveryId {
-    /// The delivery id of an (event, subscription) pair. Deterministic, so a redelivered
-    /// event fans out to the same ids and conditional writes make fan-out idempotent. It is
-    /// also the `webhook-id` header, the same on every attempt.
-    pub fn of(account: &AccountId, event: &EventId, subscription: &SubscriptionId) -> Self {
+    /// The delivery id of an (event, subscription) pair: `msg_` and 26 base32 characters,
+    /// of which the first 48 bits are the event's receipt millisecond (`received_at`, the
+    /// stored event's) and the other 80 a hash of account, event and subscription.
+    /// Deterministic, so a redelivered or re-posted event fans out to the same ids and
+    /// conditional writes make fan-out idempotent. It is also the `webhook-id` header, the
+    /// same on every attempt. The time is what a store finds the deliveries of one request
+    /// by ([`DeliveryId::receipt_ms`]): a first-try success may be kept only in a record
+    /// shared by that request's deliveries, with no item of its own.
+    pub fn of(
+        account: &AccountId,
+        event: &EventId,
+        received_at: Timestamp,
+        subscription: &SubscriptionId,
+    ) -> Self {
+        let hash = Self::hash(account, event, subscription);
+        let mut raw = [0u8; 16];
+        raw[..6].copy_from_slice(&(received_at.as_millis().max(0) as u64).to_be_bytes()[2..]);
+        raw[6..].copy_from_slice(&hash[..10]);
+        DeliveryId(format!("msg_{}", base32(&raw)))
+    }
+
+    /// The id the pair had before ids began with their event's receipt time: all hash.
+    /// Deliveries made before that version keep it for their retention; deliver's recheck
+    /// of a re-posted event looks for them under it (see `deliver::still_to_send`).
+    pub fn without_receipt_time(
+        account: &AccountId,
+        event: &EventId,
+        subscription: &SubscriptionId,
+    ) -> Self {
+        DeliveryId(format!(
+            "msg_{}",
+            base32(&Self::hash(account, event, subscription)[..16])
+        ))
+    }
+
+    fn hash(account: &AccountId, event: &EventId, subscription: &SubscriptionId) -> [u8; 32] {
         let mut h = Sha256::new();
         for part in [account.as_str(), event.as_str(), subscription.as_str()] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
-        DeliveryId(format!("msg_{}", base32(&h.finalize()[..16])))
+        h.finalize().into()
+    }
+
+    /// The receipt millisecond an id made by [`DeliveryId::of`] begins with. Any other id
+    /// of the same form (one without its receipt time, made before) reads as some
+    /// millisecond too, where a store finds nothing of it: `None` only for another form.
+    pub fn receipt_ms(&self) -> Option<i64> {
+        let digits = self.0.strip_prefix("msg_").filter(|d| d.len() == 26)?;
+        let mut bits: u64 = 0;
+        for c in digits.bytes().take(10) {
+            let value = ALPHABET.iter().position(|a| *a == c)?;
+            bits = (bits << 5) | value as u64;
+        }
+        // 10 characters are 50 bits: the first 48 are the time.
+        Some((bits >> 2) as i64)
     }
 }
 
@@ -283,11 +329,43 @@ mod tests {
 
     #[test]
     fn delivery_ids_are_deterministic_and_unambiguous() {
+        let at = Timestamp::from_millis(1_764_547_200_123);
         let (a, e, s) = ids("a", "e", "s");
-        assert_eq!(DeliveryId::of(&a, &e, &s), DeliveryId::of(&a, &e, &s));
+        assert_eq!(
+            DeliveryId::of(&a, &e, at, &s),
+            DeliveryId::of(&a, &e, at, &s)
+        );
         let (a1, e1, s1) = ids("ab", "c", "s");
         let (a2, e2, s2) = ids("a", "bc", "s");
-        assert_ne!(DeliveryId::of(&a1, &e1, &s1), DeliveryId::of(&a2, &e2, &s2));
+        assert_ne!(
+            DeliveryId::of(&a1, &e1, at, &s1),
+            DeliveryId::of(&a2, &e2, at, &s2)
+        );
+        assert_ne!(
+            DeliveryId::without_receipt_time(&a1, &e1, &s1),
+            DeliveryId::without_receipt_time(&a2, &e2, &s2)
+        );
+    }
+
+    #[test]
+    fn a_delivery_id_says_its_events_receipt_time_and_keeps_the_old_length() {
+        let (a, e, s) = ids("acct_1", "evt_1", "wh_1");
+        for ms in [0, 1, 1_764_547_200_123, (1 << 48) - 1] {
+            let id = DeliveryId::of(&a, &e, Timestamp::from_millis(ms), &s);
+            assert_eq!(id.receipt_ms(), Some(ms), "{id}");
+            assert_eq!(id.as_str().len(), 4 + 26);
+            assert!(DeliveryId::parse(id.as_str()).is_ok());
+        }
+        let old = DeliveryId::without_receipt_time(&a, &e, &s);
+        assert_eq!(old.as_str().len(), 4 + 26);
+        // The hash part is the old id's first 80 bits: the same pair, whatever the time.
+        let new = DeliveryId::of(&a, &e, Timestamp::from_millis(5), &s);
+        assert_ne!(new, old);
+        // Sorted by the event's receipt.
+        let later = DeliveryId::of(&a, &e, Timestamp::from_millis(6), &s);
+        assert!(new < later);
+        assert_eq!(DeliveryId::parse("msg_1").unwrap().receipt_ms(), None);
+        assert_eq!(DeliveryId::parse("other").unwrap().receipt_ms(), None);
     }
 
     #[test]

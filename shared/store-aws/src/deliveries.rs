@@ -30,6 +30,8 @@ use domain::stats::{
 };
 use domain::time::Timestamp;
 
+mod listed;
+
 /// Deliveries logged at once by one `record` call (see there).
 const MAX_WRITES_AT_ONCE: usize = 25;
 
@@ -218,6 +220,15 @@ const BY_STATUS_KEYS: &[&str] = &["pk", "sk", "status_key", "updated_at"];
 /// The keys of the table itself, as a scan's cursor holds them.
 const SCAN_KEYS: &[&str] = &["pk", "sk"];
 
+/// How a first-try success listed for its subscription is kept.
+#[derive(Debug, Clone)]
+enum Listed {
+    /// In its listing alone, with no item (see `listed`).
+    Only,
+    /// In an item of its own, which names the listing (`listed_in`).
+    InItem(String),
+}
+
 /// Table `deliveries`, one item collection per delivery: partition `pk` (the delivery id);
 /// sort `sk` = `delivery` for the delivery, `attempt#<start ms, 13 digits>#<random>` for its
 /// attempts (numbered by their order when read). Sparse
@@ -242,6 +253,11 @@ const SCAN_KEYS: &[&str] = &["pk", "sk"];
 /// by `created_at`. A listed delivery that changes later (a retry asked for, a late
 /// attempt counted) moves into the index: it is given `sub_key` and loses `listed_in`, so it is found in
 /// one place only, and a list of failed or pending deliveries reads the index alone.
+///
+/// **Nor has it an item**, when its id says its event's receipt (`DeliveryId::receipt_ms`,
+/// every id made since that version): its listing holds its record, and a pointer in the
+/// partition `receipts#<account>#<ms>` names the listing (see `listed`). A listing of ids
+/// alone, whose successes have items naming it, is one written before.
 pub struct DynamoDeliveryLog {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -759,12 +775,22 @@ impl DynamoDeliveryLog {
     /// two sends of one delivery in the same millisecond (a message handed to two receivers)
     /// as two attempts.
     fn attempt_item(&self, u: &DeliveryUpdate, a: &Attempt) -> Result<Item> {
+        self.attempt_item_of(&u.delivery_id, &u.account_id, a)
+    }
+
+    /// The attempt item of `a`, an attempt of the delivery `id` of `account_id`.
+    fn attempt_item_of(
+        &self,
+        id: &DeliveryId,
+        account_id: &AccountId,
+        a: &Attempt,
+    ) -> Result<Item> {
         let headers =
             serde_json::to_string(&a.request_headers).map_err(|e| Error::storage(e.to_string()))?;
         let mut item: Item = HashMap::from([
-            ("pk".to_string(), s(u.delivery_id.as_str())),
+            ("pk".to_string(), s(id.as_str())),
             ("sk".to_string(), s(attempt_sort_key(a.at))),
-            ("account_id".to_string(), s(u.account_id.as_str())),
+            ("account_id".to_string(), s(account_id.as_str())),
             ("at".to_string(), ms(a.at)),
             ("url".to_string(), s(&a.url)),
             ("request_headers".to_string(), s(headers)),
@@ -873,19 +899,25 @@ impl DynamoDeliveryLog {
     }
 
     /// Writes the listings of the first-try successes among `updates` that may be kept
-    /// short: one per subscription and millisecond of creation (of a request, so one per
-    /// subscription in a deliver batch of a request's deliveries). Says each listed
-    /// delivery's listing. A group of one is not listed: its listing would cost the write
-    /// unit its index entry does, and a round trip before the delivery is logged.
+    /// short: one per subscription and millisecond of creation and of their events'
+    /// receipt (of a request, so one per subscription in a deliver batch of a request's
+    /// deliveries). Says how each listed delivery is kept. A group of one is not listed:
+    /// its listing would cost the write unit its item does, and a round trip before the
+    /// delivery is logged.
     async fn list_first_successes<'u>(
         &self,
         updates: &'u [DeliveryUpdate],
-    ) -> Result<HashMap<&'u DeliveryId, String>> {
-        let mut groups: BTreeMap<(&AccountId, &SubscriptionId, i64), Vec<&'u DeliveryUpdate>> =
-            BTreeMap::new();
+    ) -> Result<HashMap<&'u DeliveryId, Listed>> {
+        type GroupKey<'u> = (&'u AccountId, &'u SubscriptionId, i64, Option<i64>);
+        let mut groups: BTreeMap<GroupKey<'u>, Vec<&'u DeliveryUpdate>> = BTreeMap::new();
         for u in updates.iter().filter(|u| u.kept_short_if_first()) {
             let group = groups
-                .entry((&u.account_id, &u.subscription_id, u.created_at.as_millis()))
+                .entry((
+                    &u.account_id,
+                    &u.subscription_id,
+                    u.created_at.as_millis(),
+                    u.delivery_id.receipt_ms(),
+                ))
                 .or_default();
             // The same message twice in a batch is named once.
             if group.iter().all(|g| g.delivery_id != u.delivery_id) {
@@ -893,8 +925,31 @@ impl DynamoDeliveryLog {
             }
         }
         let writes = groups.into_iter().filter(|(_, group)| group.len() > 1).map(
-            |((account_id, subscription_id, at), group)| async move {
+            |((account_id, subscription_id, at, receipt_ms), group)| async move {
                 let key = listing_key(at, group.iter().map(|u| u.delivery_id.as_str()));
+                let how = match receipt_ms {
+                    // Kept in the listing alone, found from its id (see `listed`).
+                    Some(receipt_ms) => {
+                        let group = listed::Group {
+                            account_id,
+                            subscription_id,
+                            receipt_ms,
+                            listing: key,
+                            updates: group,
+                        };
+                        self.batch_put(self.listed_success_items(&group)?).await?;
+                        return Ok::<_, Error>(
+                            group
+                                .updates
+                                .into_iter()
+                                .map(|u| (&u.delivery_id, Listed::Only))
+                                .collect::<Vec<_>>(),
+                        );
+                    }
+                    // An id that does not say its event's receipt (none made here): named
+                    // by the listing, kept in an item of its own.
+                    None => Listed::InItem(key.clone()),
+                };
                 let expires_at = group.iter().map(|u| self.expires_at(u.at)).max();
                 self.subscription_listings(account_id, subscription_id)
                     .write(
@@ -906,11 +961,10 @@ impl DynamoDeliveryLog {
                         expires_at.unwrap_or_default(),
                     )
                     .await?;
-                Ok::<_, Error>(
-                    group
-                        .into_iter()
-                        .map(move |u| (&u.delivery_id, key.clone())),
-                )
+                Ok(group
+                    .into_iter()
+                    .map(|u| (&u.delivery_id, how.clone()))
+                    .collect())
             },
         );
         Ok(futures::future::try_join_all(writes)
@@ -937,7 +991,17 @@ impl DynamoDeliveryLog {
             .map_err(|_| Error::storage("corrupt listing of deliveries"))?;
         let now = now_secs();
         let keys = ids.iter().map(delivery_key).collect();
-        let items = batch_get_items(&self.client, &self.table, keys).await?;
+        let ids: Vec<DeliveryId> = ids.into_iter().collect();
+        let (items, kept_in_listings) = futures::future::try_join(
+            batch_get_items(&self.client, &self.table, keys),
+            self.listed_successes(account_id, &ids),
+        )
+        .await?;
+        let kept_in_listings: HashMap<String, (listed::FirstListing, Delivery)> = kept_in_listings
+            .into_iter()
+            .filter(|(first, _, _)| &first.subscription_id == subscription_id)
+            .map(|(first, delivery, _)| (delivery.id.to_string(), (first, delivery)))
+            .collect();
         let by_id: HashMap<String, &Item> = items
             .iter()
             .filter(|i| !expired(i, now))
@@ -948,6 +1012,12 @@ impl DynamoDeliveryLog {
         let mut shown = Vec::new();
         for candidate in run {
             let Some(item) = by_id.get(&candidate.id) else {
+                // Kept in a listing alone: shown from the first listing naming it.
+                if let Some((first, delivery)) = kept_in_listings.get(&candidate.id) {
+                    if first.listing == candidate.position.listing {
+                        shown.push((candidate.position, delivery.clone()));
+                    }
+                }
                 continue;
             };
             let listed_here = get_s(item, LISTED_IN).is_ok_and(|l| l == candidate.position.listing);
@@ -1146,6 +1216,15 @@ impl DeliveryLog for DynamoDeliveryLog {
         to: DeliveryStatus,
         at: Timestamp,
     ) -> Result<bool> {
+        // A success kept in its listing alone gets its item (see `listed`).
+        if from.0 == DeliveryStatus::Succeeded {
+            if let Some(moved) = self
+                .move_listed_success(account_id, id, from, to, at)
+                .await?
+            {
+                return Ok(moved);
+            }
+        }
         // A listed delivery moves into the index (see the type): its subscription is read
         // for the key. Only a success is listed, and a move of one is rare (a retry asked
         // for); a redrive or the sweep moves a failed or pending one, never listed.
@@ -1226,7 +1305,8 @@ impl DeliveryLog for DynamoDeliveryLog {
         // short writes no attempt item unless its delivery exists.
         //
         // The first-try successes are listed for their subscriptions before they are
-        // created (see the type).
+        // created (see the type); those whose ids say their event's receipt are kept in
+        // their listing alone, with no item (see `listed`).
         let items = updates
             .iter()
             .filter(|u| !u.kept_short_if_first())
@@ -1244,7 +1324,11 @@ impl DeliveryLog for DynamoDeliveryLog {
             .iter()
             .map(|u| async move {
                 if u.first_try {
-                    let listing = listed.get(&u.delivery_id).map(String::as_str);
+                    let listing = match listed.get(&u.delivery_id) {
+                        Some(Listed::Only) if u.kept_short_if_first() => return Ok(true),
+                        Some(Listed::InItem(key)) => Some(key.as_str()),
+                        _ => None,
+                    };
                     if self.create_first(u, listing).await? {
                         return Ok(true);
                     }
@@ -1281,11 +1365,18 @@ impl DeliveryLog for DynamoDeliveryLog {
             .send()
             .await
             .map_err(storage_error)?;
-        out.item()
-            .filter(|i| !expired(i, now_secs()))
-            .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
-            .map(delivery_from_item)
-            .transpose()
+        match out.item() {
+            Some(item) => Ok(Some(item)
+                .filter(|i| !expired(i, now_secs()))
+                .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
+                .map(delivery_from_item)
+                .transpose()?),
+            // A first-try success kept in its listing alone.
+            None => Ok(self
+                .listed_success(account_id, id)
+                .await?
+                .map(|(delivery, _)| delivery)),
+        }
     }
 
     async fn attempts(&self, account_id: &AccountId, id: &DeliveryId) -> Result<Vec<Attempt>> {
@@ -1301,6 +1392,14 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .set_exclusive_start_key(start)
         })
         .await?;
+        if items.is_empty() {
+            // A first-try success kept in its listing alone.
+            return Ok(self
+                .listed_success(account_id, id)
+                .await?
+                .map(|(_, attempts)| attempts)
+                .unwrap_or_default());
+        }
         let ours: Vec<&Item> = items
             .iter()
             .filter(|i| get_s(i, "account_id").is_ok_and(|a| a == account_id.as_str()))
@@ -1339,20 +1438,35 @@ impl DeliveryLog for DynamoDeliveryLog {
                 .set_exclusive_start_key(start)
         });
         let listed = async {
-            let subs = super::events::listed_subscriptions(
+            let Some((subs, received_at)) = super::events::listed_subscriptions(
                 &self.client,
                 &self.events_table,
                 account_id,
                 event_id,
             )
-            .await?;
+            .await?
+            else {
+                return Ok((Vec::new(), Vec::new()));
+            };
+            // Under both id shapes: the event may have been fanned out before ids began
+            // with their event's receipt.
             let ids: Vec<DeliveryId> = subs
                 .iter()
-                .map(|sub| DeliveryId::of(account_id, event_id, sub))
+                .flat_map(|sub| {
+                    [
+                        DeliveryId::of(account_id, event_id, received_at, sub),
+                        DeliveryId::without_receipt_time(account_id, event_id, sub),
+                    ]
+                })
                 .collect();
-            self.get_deliveries(&ids).await
+            futures::future::try_join(
+                self.get_deliveries(&ids),
+                self.listed_successes_of_event(account_id, event_id, received_at),
+            )
+            .await
         };
-        let (indexed, listed) = futures::future::try_join(indexed, listed).await?;
+        let (indexed, (listed, kept_in_listings)) =
+            futures::future::try_join(indexed, listed).await?;
         // The copy read by id is the consistent one: it replaces the index's.
         let mut by_id: HashMap<DeliveryId, Delivery> = HashMap::new();
         for d in indexed.iter().map(delivery_from_item) {
@@ -1361,6 +1475,10 @@ impl DeliveryLog for DynamoDeliveryLog {
         }
         for d in listed.into_iter().filter(|d| &d.account_id == account_id) {
             by_id.insert(d.id.clone(), d);
+        }
+        // Shown from a listing only while it has no item (`listed_successes` checks).
+        for d in kept_in_listings {
+            by_id.entry(d.id.clone()).or_insert(d);
         }
         let mut deliveries: Vec<Delivery> = by_id.into_values().collect();
         deliveries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));

@@ -350,37 +350,43 @@ fn event_of(item: &Item) -> Result<Event> {
     }
 }
 
-/// The subscriptions a stored event names as fanned out to by ingest: their deliveries are
-/// not in the deliveries table's `by_event` index (see `DynamoDeliveryLog::list_for_event`).
-/// None for an event fanned out by the fan-out function, or written before this list was.
+/// The subscriptions a stored event names as fanned out to by ingest (their deliveries are
+/// not in the deliveries table's `by_event` index: see `DynamoDeliveryLog::list_for_event`;
+/// none for an event fanned out by the fan-out function, or written before this list was),
+/// and when the event was received (its deliveries' ids begin with it). `None`: no such
+/// event, live.
 pub(crate) async fn listed_subscriptions(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     account_id: &AccountId,
     event_id: &EventId,
-) -> Result<Vec<SubscriptionId>> {
+) -> Result<Option<(Vec<SubscriptionId>, domain::time::Timestamp)>> {
     let out = client
         .get_item()
         .table_name(table)
         .set_key(Some(DynamoEventStore::key(account_id, event_id)))
-        .projection_expression("#f, expires_at")
+        .projection_expression("#f, expires_at, #z, #d")
         .expression_attribute_names("#f", FANNED_OUT_TO)
+        .expression_attribute_names("#z", "docz")
+        .expression_attribute_names("#d", "doc")
         .consistent_read(true)
         .send()
         .await
         .map_err(storage_error)?;
     let Some(item) = out.item().filter(|i| !expired(i, now_secs())) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    match item.get(FANNED_OUT_TO) {
+    let received_at = event_of(item)?.received_at;
+    let subs = match item.get(FANNED_OUT_TO) {
         Some(AttributeValue::Ss(ids)) => ids
             .iter()
             .map(|id| {
                 SubscriptionId::parse(id).map_err(|e| Error::storage(format!("corrupt event: {e}")))
             })
-            .collect(),
-        _ => Ok(Vec::new()),
-    }
+            .collect::<Result<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    Ok(Some((subs, received_at)))
 }
 
 #[async_trait]

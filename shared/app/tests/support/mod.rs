@@ -53,10 +53,12 @@ pub fn account(id: &str) -> AccountId {
     AccountId::parse(id).unwrap()
 }
 
+/// The delivery id of [`event`]'s event `event_id` (received at `START_MS`).
 pub fn delivery_id(account_id: &str, event_id: &str, subscription_id: &str) -> DeliveryId {
     DeliveryId::of(
         &account(account_id),
         &EventId::parse(event_id).unwrap(),
+        at(START_MS),
         &SubscriptionId::parse(subscription_id).unwrap(),
     )
 }
