@@ -1651,9 +1651,13 @@ pub async fn a_subscriptions_deliveries_are_listed_once_however_logged(p: Ports)
 pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) {
     let d = &p.deliveries;
     let base = now();
+    // One request's: received in the same millisecond.
     let events: Vec<Event> = ["evt_t1", "evt_t2", "evt_t3"]
         .iter()
-        .map(|id| stored_event("acct", id))
+        .map(|id| Event {
+            received_at: base,
+            ..stored_event("acct", id)
+        })
         .collect();
     p.events.insert_batch(&events).await.unwrap();
     let id_of = |e: &Event, sub: &'static str| {
@@ -1884,6 +1888,148 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
         .map(|x| x.status)
         .collect();
     assert_eq!(of_event, [DeliveryStatus::Pending]);
+
+    // Its event posted again while the subscription is paused: the skip fan-out would log
+    // is refused, as for any delivery that exists.
+    let first = id_of(&events[0], "wh_1");
+    let mut skipped = delivery(first.as_str(), "evt_t1");
+    skipped.status = DeliveryStatus::Skipped;
+    assert_eq!(d.create_batch(&[skipped]).await.unwrap(), [false]);
+    let got = d.get(&acct("acct"), &first).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempt_count),
+        (DeliveryStatus::Succeeded, 1)
+    );
+    // A copy of its message handled again later, and failing: counted, never reopening it.
+    let mut late = outcome(&events[0], "wh_1", 9, 300);
+    late.first_try = false;
+    late.status = DeliveryStatus::Pending;
+    late.next_attempt_at = Some(base.plus_millis(60_000));
+    late.error = Some("endpoint answered 503".into());
+    if let Some(a) = late.attempt.as_mut() {
+        a.status_code = Some(503);
+    }
+    assert_eq!(d.record(&[late]).await.unwrap(), [true]);
+    let got = d.get(&acct("acct"), &first).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempt_count),
+        (DeliveryStatus::Succeeded, 2)
+    );
+    let codes: Vec<Option<u16>> = d
+        .attempts(&acct("acct"), &first)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.status_code)
+        .collect();
+    assert_eq!(codes, [Some(204), Some(503)]);
+    assert_eq!(
+        list(None).await,
+        all_three,
+        "each once after the late attempt"
+    );
+}
+
+/// A first try that succeeds for deliveries that are logged already (a copy of their
+/// message failed first) updates them, even logged together: the success wins, and each
+/// is listed once, as succeeded.
+pub async fn a_first_try_success_of_a_logged_delivery_updates_it(p: Ports) {
+    let d = &p.deliveries;
+    let base = now();
+    let events: Vec<Event> = ["evt_u1", "evt_u2"]
+        .iter()
+        .map(|id| Event {
+            received_at: base,
+            ..stored_event("acct", id)
+        })
+        .collect();
+    p.events.insert_batch(&events).await.unwrap();
+    let outcome = |e: &Event, status: DeliveryStatus, later: i64| DeliveryUpdate {
+        delivery_id: DeliveryId::of(&e.account_id, &e.id, e.received_at, &sub_id("wh_1")),
+        account_id: acct("acct"),
+        subscription_id: sub_id("wh_1"),
+        event_id: e.id.clone(),
+        event_type: e.event_type.clone(),
+        created_at: base,
+        first_try: true,
+        status,
+        attempt: Some(Attempt {
+            attempt: 1,
+            at: base.plus_millis(1 + later),
+            url: "https://example.com/hook".into(),
+            request_headers: vec![],
+            response_headers: vec![],
+            status_code: Some(if status == DeliveryStatus::Succeeded {
+                204
+            } else {
+                503
+            }),
+            latency_ms: 3,
+            response_body: None,
+            error: None,
+        }),
+        next_attempt_at: (status == DeliveryStatus::Pending).then(|| base.plus_millis(60_000)),
+        error: (status != DeliveryStatus::Succeeded).then(|| "endpoint answered 503".into()),
+        cause: None,
+        at: base.plus_millis(2 + later),
+        listed_on_event: false,
+    };
+    d.record(&[
+        outcome(&events[0], DeliveryStatus::Pending, 0),
+        outcome(&events[1], DeliveryStatus::Pending, 0),
+    ])
+    .await
+    .unwrap();
+    d.record(&[
+        outcome(&events[0], DeliveryStatus::Succeeded, 10),
+        outcome(&events[1], DeliveryStatus::Succeeded, 10),
+    ])
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for e in &events {
+        let id = DeliveryId::of(&e.account_id, &e.id, e.received_at, &sub_id("wh_1"));
+        let got = d.get(&acct("acct"), &id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.attempt_count),
+            (DeliveryStatus::Succeeded, 2),
+            "{id}"
+        );
+        let codes: Vec<Option<u16>> = d
+            .attempts(&acct("acct"), &id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.status_code)
+            .collect();
+        assert_eq!(codes, [Some(503), Some(204)], "{id}");
+        ids.push(id.to_string());
+    }
+    ids.sort();
+    for status in [None, Some(DeliveryStatus::Succeeded)] {
+        let mut listed: Vec<String> = d
+            .list_for_subscription(&acct("acct"), &sub_id("wh_1"), status, None, 10)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|x| x.id.to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ids, "{status:?}");
+    }
+    assert!(d
+        .list_for_subscription(
+            &acct("acct"),
+            &sub_id("wh_1"),
+            Some(DeliveryStatus::Pending),
+            None,
+            10
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
 
 /// Every recorded attempt adds to its subscription's five-minute slot, in the same write:
@@ -2907,6 +3053,7 @@ contract_tests! {
         deliveries_list_newest_first_by_subscription_and_status,
         a_subscriptions_deliveries_are_listed_once_however_logged,
         first_try_successes_logged_together_read_as_any_delivery,
+        a_first_try_success_of_a_logged_delivery_updates_it,
         stats_slots_add_up_outcomes_by_subscription_and_cause,
         events_list_newest_first_by_type,
         queue_sends_receives_and_deletes,

@@ -422,16 +422,25 @@ impl TestRunner {
     /// The delivery id (and `webhook-id`) of a stored event at a subscription (see
     /// [`delivery_id_at`]).
     pub async fn delivery_id(&self, account: &str, event_id: &str, webhook_id: &str) -> String {
-        let (status, event) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/accounts/{account}/events/{event_id}"),
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{event}");
-        delivery_id_of(&event, webhook_id)
+        let mut tries = 0;
+        loop {
+            let (status, event) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/accounts/{account}/events/{event_id}"),
+                    None,
+                    None,
+                )
+                .await;
+            // A 503 says to try again (a dependency failed: moto, busy, now and then).
+            if status == 503 && tries < 10 {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            assert_eq!(status, 200, "{event}");
+            return delivery_id_of(&event, webhook_id);
+        }
     }
 
     pub async fn delivery(&self, account: &str, id: &str) -> Value {
@@ -622,16 +631,25 @@ pub async fn delivery_id_at(
     event_id: &str,
     webhook_id: &str,
 ) -> String {
-    let (status, event) = call(
-        http,
-        &format!("{base}/v1/accounts/{account}/events/{event_id}"),
-        reqwest::Method::GET,
-        key,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{event}");
-    delivery_id_of(&event, webhook_id)
+    let mut tries = 0;
+    loop {
+        let (status, event) = call(
+            http,
+            &format!("{base}/v1/accounts/{account}/events/{event_id}"),
+            reqwest::Method::GET,
+            key,
+            None,
+        )
+        .await;
+        // A 503 says to try again.
+        if status == 503 && tries < 10 {
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "{event}");
+        return delivery_id_of(&event, webhook_id);
+    }
 }
 
 /// The delivery id of `event` (as the API shows it) at the subscription `webhook_id`.

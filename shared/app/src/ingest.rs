@@ -164,25 +164,24 @@ async fn as_first_received(
     inserted: &[EventInsert],
     first_in_request: &[bool],
 ) -> crate::Result<Vec<Option<Event>>> {
-    let mut out = Vec::with_capacity(events.len());
-    for ((event, insert), first) in events.iter().zip(inserted).zip(first_in_request) {
-        if *insert != EventInsert::Exists || !first {
-            out.push(None);
-            continue;
-        }
-        // Unreadable, the request fails (and is retried): sent under other ids, the
-        // event's deliveries could reach their endpoints twice.
-        let stored = services.events.get(&event.account_id, &event.id).await?;
-        out.push(
-            stored
-                .filter(|s| s.received_at != event.received_at)
-                .map(|s| Event {
-                    received_at: s.received_at,
-                    ..event.clone()
-                }),
+    let reads =
+        events.iter().zip(inserted).zip(first_in_request).map(
+            |((event, insert), first)| async move {
+                if *insert != EventInsert::Exists || !first {
+                    return Ok(None);
+                }
+                // Unreadable, the request fails (and is retried): sent under other ids, the
+                // event's deliveries could reach their endpoints twice.
+                let stored = services.events.get(&event.account_id, &event.id).await?;
+                Ok::<_, crate::Error>(stored.filter(|s| s.received_at != event.received_at).map(
+                    |s| Event {
+                        received_at: s.received_at,
+                        ..event.clone()
+                    },
+                ))
+            },
         );
-    }
-    Ok(out)
+    futures::future::try_join_all(reads).await
 }
 
 /// The subscriptions of each account of `events` that has few enough for ingest to fan

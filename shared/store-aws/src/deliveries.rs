@@ -336,6 +336,10 @@ impl DynamoDeliveryLog {
     }
 
     async fn create(&self, d: &Delivery) -> Result<bool> {
+        // A success kept in its listing alone exists as much as one with an item.
+        if self.listed_success(&d.account_id, &d.id).await?.is_some() {
+            return Ok(false);
+        }
         let item = self.delivery_item(d);
         let result = self
             .client
@@ -924,6 +928,25 @@ impl DynamoDeliveryLog {
                 group.push(u);
             }
         }
+        // A delivery that has an item already (a copy of its message handled first, a
+        // redrive queued before `DeliveryTask::logged`) is logged there, not listed: its
+        // item would hide the listing. One consistent read each, of the groups to list.
+        let to_list: Vec<&DeliveryId> = groups
+            .iter()
+            .filter(|((.., receipt), group)| receipt.is_some() && group.len() > 1)
+            .flat_map(|(_, group)| group.iter().map(|u| &u.delivery_id))
+            .collect();
+        if !to_list.is_empty() {
+            let existing: Vec<String> = self
+                .get_items(to_list.iter().map(|id| delivery_key(id)).collect())
+                .await?
+                .iter()
+                .filter_map(|i| get_s(i, "pk").ok())
+                .collect();
+            for group in groups.values_mut() {
+                group.retain(|u| !existing.iter().any(|e| e == u.delivery_id.as_str()));
+            }
+        }
         let writes = groups.into_iter().filter(|(_, group)| group.len() > 1).map(
             |((account_id, subscription_id, at, receipt_ms), group)| async move {
                 let key = listing_key(at, group.iter().map(|u| u.delivery_id.as_str()));
@@ -991,12 +1014,17 @@ impl DynamoDeliveryLog {
             .map_err(|_| Error::storage("corrupt listing of deliveries"))?;
         let now = now_secs();
         let keys = ids.iter().map(delivery_key).collect();
-        let ids: Vec<DeliveryId> = ids.into_iter().collect();
-        let (items, kept_in_listings) = futures::future::try_join(
-            batch_get_items(&self.client, &self.table, keys),
-            self.listed_successes(account_id, &ids),
-        )
-        .await?;
+        let items = batch_get_items(&self.client, &self.table, keys).await?;
+        // Those without an item may be kept in a listing alone (see `listed`).
+        let without_item: Vec<DeliveryId> = ids
+            .into_iter()
+            .filter(|id| {
+                !items
+                    .iter()
+                    .any(|i| get_s(i, "pk").is_ok_and(|pk| pk == id.as_str()))
+            })
+            .collect();
+        let kept_in_listings = self.listed_successes(account_id, &without_item).await?;
         let kept_in_listings: HashMap<String, (listed::FirstListing, Delivery)> = kept_in_listings
             .into_iter()
             .filter(|(first, _, _)| &first.subscription_id == subscription_id)
@@ -1340,7 +1368,18 @@ impl DeliveryLog for DynamoDeliveryLog {
                     Ok(()) => Ok(true),
                     // Not logged (a later try whose delivery expired, a skip or a dead letter
                     // without an attempt before), or another account's.
-                    Err(Error::NotFound) if !u.first_try => self.create_first(u, None).await,
+                    Err(Error::NotFound) if !u.first_try => {
+                        // A success kept in its listing alone gets its item first, which
+                        // this outcome then updates (see `listed`).
+                        if self
+                            .give_listed_success_its_item(&u.account_id, &u.delivery_id)
+                            .await?
+                        {
+                            self.apply(u).await.map(|()| true)
+                        } else {
+                            self.create_first(u, None).await
+                        }
+                    }
                     Err(Error::NotFound) => Ok(false),
                     Err(e) => Err(e),
                 }

@@ -6,7 +6,7 @@
 //! its id, and the URL and request headers they share once. A *pointer* in the partition
 //! `receipts#<account>#<receipt ms>` names the listing and its ids: a delivery id begins
 //! with its event's receipt millisecond (`DeliveryId::receipt_ms`), so a read by id finds
-//! the listing from the id alone. About 150 bytes a success and one pointer per listing,
+//! the listing from the id alone. About 200 bytes a success and one pointer per listing,
 //! against a write unit each for an item of its own.
 //!
 //! A success is shown from the *first* listing naming it (the pointers of its millisecond,
@@ -310,7 +310,7 @@ impl DynamoDeliveryLog {
 
     /// The items at `keys` that exist, read consistently. A few are read one by one: a
     /// read by id (deliver's recheck) needs no `BatchGetItem`, which its role lacks.
-    async fn get_items(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
+    pub(super) async fn get_items(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
         const ONE_BY_ONE: usize = 4;
         if keys.len() > ONE_BY_ONE {
             return batch_get_items(&self.client, &self.table, keys).await;
@@ -353,6 +353,7 @@ impl DynamoDeliveryLog {
         .await?;
         let with_items: Vec<String> = items.iter().filter_map(|i| get_s(i, "pk").ok()).collect();
         let mut records: HashMap<DeliveryId, Vec<(Delivery, Attempt)>> = HashMap::new();
+        let mut read_from: HashMap<DeliveryId, Vec<String>> = HashMap::new();
         for listing in &listings {
             let key = get_s(listing, "sk")?;
             for (id, delivery, attempt) in records_of(account_id, listing)? {
@@ -361,15 +362,21 @@ impl DynamoDeliveryLog {
                         .any(|l| l.listing == key && l.subscription_id == delivery.subscription_id)
                 });
                 if named_here && !with_items.iter().any(|i| i == id.as_str()) {
+                    read_from.entry(id.clone()).or_default().push(key.clone());
                     records.entry(id).or_default().push((delivery, attempt));
                 }
             }
         }
         let mut shown = Vec::new();
         for (id, mut copies) in records {
+            // Shown from the first listing naming it that holds it: a pointer whose listing
+            // was never written (the write failed after it, and was made again otherwise)
+            // names nothing.
             let Some(home) = naming.get(&id).and_then(|all| {
-                all.iter()
-                    .find(|l| l.subscription_id == copies[0].0.subscription_id)
+                all.iter().find(|l| {
+                    l.subscription_id == copies[0].0.subscription_id
+                        && read_from[&id].contains(&l.listing)
+                })
             }) else {
                 continue;
             };
@@ -470,7 +477,44 @@ impl DynamoDeliveryLog {
         delivery.status = to;
         delivery.updated_at = at;
         delivery.next_attempt_at = (to == DeliveryStatus::Pending).then_some(at);
-        let mut item = self.delivery_item(&delivery);
+        Ok(self
+            .create_item_from_listing(&delivery, attempt, later, at)
+            .await?
+            .then_some(true))
+    }
+
+    /// Gives the listed success `id` (no item of its own) its item, as it is, before
+    /// something else would create one: an item hides its listing, so one made from a
+    /// later outcome alone (a copy of its message handled again, a skip of its event
+    /// posted again) would hide the success. Says whether it was one.
+    pub(super) async fn give_listed_success_its_item(
+        &self,
+        account_id: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<bool> {
+        let Some((delivery, attempts)) = self.listed_success(account_id, id).await? else {
+            return Ok(false);
+        };
+        let Some((attempt, later)) = attempts.split_first() else {
+            return Ok(false);
+        };
+        self.create_item_from_listing(&delivery, attempt, later, delivery.updated_at)
+            .await?;
+        Ok(true)
+    }
+
+    /// Creates the item of a listed success as `delivery`, its first try kept in short and
+    /// the `later` ones as attempt items, kept the retention from `at`. Says whether it
+    /// was created (false: an item exists already).
+    async fn create_item_from_listing(
+        &self,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        later: &[Attempt],
+        at: Timestamp,
+    ) -> Result<bool> {
+        let (id, account_id) = (&delivery.id, &delivery.account_id);
+        let mut item = self.delivery_item(delivery);
         // A moved delivery lives on: it keeps the table's retention from now.
         item.insert("expires_at".into(), n(self.expires_at(at)));
         item.insert("first_at".into(), super::super::attributes::ms(attempt.at));
@@ -499,11 +543,11 @@ impl DynamoDeliveryLog {
             .send()
             .await
         {
-            Ok(_) => Ok(Some(true)),
+            Ok(_) => Ok(true),
             Err(e) => match e.into_service_error() {
                 // Created meanwhile: the item is the caller's to update.
                 aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_) => {
-                    Ok(None)
+                    Ok(false)
                 }
                 other => Err(storage_error(other)),
             },
