@@ -422,25 +422,15 @@ impl TestRunner {
     /// The delivery id (and `webhook-id`) of a stored event at a subscription (see
     /// [`delivery_id_at`]).
     pub async fn delivery_id(&self, account: &str, event_id: &str, webhook_id: &str) -> String {
-        let mut tries = 0;
-        loop {
-            let (status, event) = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/accounts/{account}/events/{event_id}"),
-                    None,
-                    None,
-                )
-                .await;
-            // A 503 says to try again (a dependency failed: moto, busy, now and then).
-            if status == 503 && tries < 10 {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            assert_eq!(status, 200, "{event}");
-            return delivery_id_of(&event, webhook_id);
-        }
+        delivery_id_at(
+            &self.http,
+            &self.url(""),
+            &self.runner.platform_key,
+            account,
+            event_id,
+            webhook_id,
+        )
+        .await
     }
 
     pub async fn delivery(&self, account: &str, id: &str) -> Value {
