@@ -134,6 +134,11 @@ fn delivery_key(id: &DeliveryId) -> Item {
     ])
 }
 
+/// The partition of the listings of a subscription's first-try successes (see the type).
+fn listing_partition(account_id: &AccountId, subscription_id: &SubscriptionId) -> String {
+    format!("subscription#{account_id}#{subscription_id}")
+}
+
 /// The `by_subscription` key of a delivery to `subscription_id`.
 fn sub_key(account_id: &AccountId, subscription_id: &SubscriptionId) -> String {
     format!("{account_id}#{subscription_id}")
@@ -888,7 +893,7 @@ impl DynamoDeliveryLog {
         Listings {
             client: &self.client,
             table: &self.table,
-            partition: ("pk", format!("subscription#{account_id}#{subscription_id}")),
+            partition: ("pk", listing_partition(account_id, subscription_id)),
             sort: "sk",
         }
     }

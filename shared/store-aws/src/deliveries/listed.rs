@@ -23,7 +23,7 @@ use super::super::attributes::{expired, get_s, n, now_secs, s, Item};
 use super::super::listing::listing_column;
 use super::super::paging::{all_items, batch_get_items};
 use super::super::storage_error;
-use super::{delivery_key, DynamoDeliveryLog};
+use super::{delivery_key, listing_partition, DynamoDeliveryLog};
 use app::{Error, Result};
 use domain::catalog::EventType;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
@@ -195,10 +195,7 @@ impl DynamoDeliveryLog {
         let listing = Item::from([
             (
                 "pk".to_string(),
-                s(format!(
-                    "subscription#{}#{}",
-                    group.account_id, group.subscription_id
-                )),
+                s(listing_partition(group.account_id, group.subscription_id)),
             ),
             ("sk".to_string(), s(&group.listing)),
             ("ids".to_string(), AttributeValue::L(ids.clone())),
@@ -291,7 +288,7 @@ impl DynamoDeliveryLog {
             let item = Item::from([
                 (
                     "pk".to_string(),
-                    s(format!("subscription#{account_id}#{}", key.subscription_id)),
+                    s(listing_partition(account_id, &key.subscription_id)),
                 ),
                 ("sk".to_string(), s(&key.listing)),
             ]);
