@@ -12,7 +12,8 @@ step() {
     printf '<== %s: %ds (total %dm%02ds)\n' "$step_name" $((SECONDS - step_started)) $((SECONDS / 60)) $((SECONDS % 60))
   fi
   step_name="$*" step_started=$SECONDS
-  [ -z "$step_name" ] || printf '\n==> %s\n' "$step_name"
+  # Free disk beside each step: a full disk fails a build far from its cause.
+  [ -z "$step_name" ] || printf '\n==> %s (%s free)\n' "$step_name" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
 }
 
 VENV=.venv
@@ -83,13 +84,17 @@ PY
 echo "moto on $WEBHOOKS_TEST_MOTO_ENDPOINT"
 
 step "build (tests run the real runner and function binaries)"
-cargo build --workspace --bins
+# With the tests, so binaries and tests share one build of the dependencies (features unify
+# over what is built together; built apart, every dependency was compiled and stored twice).
+cargo build --workspace --bins --tests
 
 step "tests"
 cargo test --workspace
 
 step "benchmark smoke: every scenario, tiny (numbers come from a release run by hand)"
-cargo run --quiet -p bench -- all --quick > /dev/null
+# The binary the build step made: `cargo run -p bench` would build the dependencies again
+# with the bench's own feature set.
+./target/debug/bench all --quick > /dev/null
 
 step "OpenAPI: validate the document and fuzz the running API (schemathesis)"
 api_dir=$(mktemp -d)
