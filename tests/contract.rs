@@ -1644,6 +1644,51 @@ pub async fn a_subscriptions_deliveries_are_listed_once_however_logged(p: Ports)
     assert!(other.next_cursor.is_none());
 }
 
+/// The request headers a first-try success of `id` to `sub` was sent with, signed at `at`.
+fn signed_headers(id: &DeliveryId, sub: &str, at: Timestamp) -> Vec<(String, String)> {
+    vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("webhook-id".to_string(), id.to_string()),
+        ("webhook-timestamp".to_string(), at.as_secs().to_string()),
+        ("webhook-signature".to_string(), format!("v1,{sub}{id}=")),
+        ("x-tenant".to_string(), "••••".to_string()),
+    ]
+}
+
+/// The outcome of a first try of `event` to `sub` that succeeded in `latency` ms: made at
+/// the event's receipt and sent 1 ms after it, or `later` ms after that when handled again
+/// (the same task: the same creation).
+fn first_try_success(event: &Event, sub: &'static str, latency: u64, later: i64) -> DeliveryUpdate {
+    let base = event.received_at;
+    let id = DeliveryId::of(&event.account_id, &event.id, base, &sub_id(sub));
+    DeliveryUpdate {
+        delivery_id: id.clone(),
+        account_id: event.account_id.clone(),
+        subscription_id: sub_id(sub),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        created_at: base,
+        first_try: true,
+        status: DeliveryStatus::Succeeded,
+        attempt: Some(Attempt {
+            attempt: 1,
+            at: base.plus_millis(1 + later),
+            url: format!("https://example.com/{sub}"),
+            request_headers: signed_headers(&id, sub, base),
+            response_headers: vec![],
+            status_code: Some(204),
+            latency_ms: latency,
+            response_body: None,
+            error: None,
+        }),
+        next_attempt_at: None,
+        error: None,
+        cause: None,
+        at: base.plus_millis(2 + later),
+        listed_on_event: false,
+    }
+}
+
 /// The first-try successes of one request to one subscription, logged together (on AWS
 /// kept in their listing alone, found from their ids), read as any delivery is: by id with
 /// their attempt as sent, in their subscription's list and their event's, once each even
@@ -1663,45 +1708,9 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
     let id_of = |e: &Event, sub: &'static str| {
         DeliveryId::of(&e.account_id, &e.id, e.received_at, &sub_id(sub))
     };
-    let headers_of = |id: &DeliveryId, sub: &str| {
-        vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("webhook-id".to_string(), id.to_string()),
-            ("webhook-timestamp".to_string(), base.as_secs().to_string()),
-            ("webhook-signature".to_string(), format!("v1,{sub}{id}=")),
-            ("x-tenant".to_string(), "••••".to_string()),
-        ]
-    };
+    let headers_of = |id: &DeliveryId, sub: &str| signed_headers(id, sub, base);
     // `later`: handled again that much later (the same task: the same creation).
-    let outcome = |e: &Event, sub: &'static str, latency: u64, later: i64| {
-        let id = id_of(e, sub);
-        DeliveryUpdate {
-            delivery_id: id.clone(),
-            account_id: acct("acct"),
-            subscription_id: sub_id(sub),
-            event_id: e.id.clone(),
-            event_type: e.event_type.clone(),
-            created_at: base,
-            first_try: true,
-            status: DeliveryStatus::Succeeded,
-            attempt: Some(Attempt {
-                attempt: 1,
-                at: base.plus_millis(1 + later),
-                url: format!("https://example.com/{sub}"),
-                request_headers: headers_of(&id, sub),
-                response_headers: vec![],
-                status_code: Some(204),
-                latency_ms: latency,
-                response_body: None,
-                error: None,
-            }),
-            next_attempt_at: None,
-            error: None,
-            cause: None,
-            at: base.plus_millis(2 + later),
-            listed_on_event: false,
-        }
-    };
+    let outcome = first_try_success;
     d.record(&[
         outcome(&events[0], "wh_1", 3, 0),
         outcome(&events[1], "wh_1", 4, 0),
@@ -1928,6 +1937,60 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
         all_three,
         "each once after the late attempt"
     );
+}
+
+/// A request's first-try successes to one subscription handled twice alike (their message
+/// received twice, each sent again): each delivery shows both attempts, the later last, and
+/// is listed once.
+pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports) {
+    let d = &p.deliveries;
+    let base = now();
+    let events: Vec<Event> = ["evt_u1", "evt_u2"]
+        .iter()
+        .map(|id| Event {
+            received_at: base,
+            ..stored_event("acct", id)
+        })
+        .collect();
+    p.events.insert_batch(&events).await.unwrap();
+    for (latency, later) in [(3, 0), (9, 50)] {
+        d.record(&[
+            first_try_success(&events[0], "wh_1", latency, later),
+            first_try_success(&events[1], "wh_1", latency + 1, later),
+        ])
+        .await
+        .unwrap();
+    }
+    for (e, last_latency) in [(&events[0], 9), (&events[1], 10)] {
+        let id = DeliveryId::of(&e.account_id, &e.id, base, &sub_id("wh_1"));
+        let got = d
+            .get(&acct("acct"), &id)
+            .await
+            .unwrap()
+            .expect("found by id");
+        assert_eq!(
+            (got.status, got.attempt_count, got.last_latency_ms),
+            (DeliveryStatus::Succeeded, 2, Some(last_latency)),
+            "{id}"
+        );
+        let attempts = d.attempts(&acct("acct"), &id).await.unwrap();
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| (a.attempt, a.at))
+                .collect::<Vec<_>>(),
+            [(1, base.plus_millis(1)), (2, base.plus_millis(51))],
+            "{id}"
+        );
+        // The first's latency is not compared: see the gap of the embedded short form in
+        // `first_try_successes_logged_together_read_as_any_delivery`.
+        assert_eq!(attempts[1].latency_ms, last_latency);
+    }
+    let listed = d
+        .list_for_subscription(&acct("acct"), &sub_id("wh_1"), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2, "each once: {:?}", listed.items);
 }
 
 /// A first try that succeeds for deliveries that are logged already (a copy of their
@@ -3053,6 +3116,7 @@ contract_tests! {
         deliveries_list_newest_first_by_subscription_and_status,
         a_subscriptions_deliveries_are_listed_once_however_logged,
         first_try_successes_logged_together_read_as_any_delivery,
+        first_try_successes_handled_twice_alike_keep_both_attempts,
         a_first_try_success_of_a_logged_delivery_updates_it,
         stats_slots_add_up_outcomes_by_subscription_and_cause,
         events_list_newest_first_by_type,

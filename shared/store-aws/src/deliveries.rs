@@ -954,30 +954,47 @@ impl DynamoDeliveryLog {
         }
         let writes = groups.into_iter().filter(|(_, group)| group.len() > 1).map(
             |((account_id, subscription_id, at, receipt_ms), group)| async move {
+                // Kept in the listing alone, found from its id (see `listed`).
+                if let Some(receipt_ms) = receipt_ms {
+                    // Named by when each was sent too: the same message handled again
+                    // (received twice) is a second listing, a second attempt of each,
+                    // where a key of the ids alone would write over the first's records.
+                    let sent: Vec<String> = group
+                        .iter()
+                        .map(|u| {
+                            u.attempt
+                                .as_ref()
+                                .map_or(0, |a| a.at.as_millis())
+                                .to_string()
+                        })
+                        .collect();
+                    let key = listing_key(
+                        at,
+                        group
+                            .iter()
+                            .map(|u| u.delivery_id.as_str())
+                            .chain(sent.iter().map(String::as_str)),
+                    );
+                    let group = listed::Group {
+                        account_id,
+                        subscription_id,
+                        receipt_ms,
+                        listing: key,
+                        updates: group,
+                    };
+                    self.batch_put(self.listed_success_items(&group)?).await?;
+                    return Ok::<_, Error>(
+                        group
+                            .updates
+                            .into_iter()
+                            .map(|u| (&u.delivery_id, Listed::Only))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                // An id that does not say its event's receipt (none made here): named by
+                // the listing, kept in an item of its own.
                 let key = listing_key(at, group.iter().map(|u| u.delivery_id.as_str()));
-                let how = match receipt_ms {
-                    // Kept in the listing alone, found from its id (see `listed`).
-                    Some(receipt_ms) => {
-                        let group = listed::Group {
-                            account_id,
-                            subscription_id,
-                            receipt_ms,
-                            listing: key,
-                            updates: group,
-                        };
-                        self.batch_put(self.listed_success_items(&group)?).await?;
-                        return Ok::<_, Error>(
-                            group
-                                .updates
-                                .into_iter()
-                                .map(|u| (&u.delivery_id, Listed::Only))
-                                .collect::<Vec<_>>(),
-                        );
-                    }
-                    // An id that does not say its event's receipt (none made here): named
-                    // by the listing, kept in an item of its own.
-                    None => Listed::InItem(key.clone()),
-                };
+                let how = Listed::InItem(key.clone());
                 let expires_at = group.iter().map(|u| self.expires_at(u.at)).max();
                 self.subscription_listings(account_id, subscription_id)
                     .write(
