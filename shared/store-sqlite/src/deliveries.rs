@@ -145,6 +145,21 @@ impl DeliveryLog for SqliteDeliveryLog {
                          status_code, latency_ms, response_body, error, response_headers)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )?;
+                    // Another attempt of a delivery kept in short gives its first attempt a
+                    // row of its own first: the short form's latency is the delivery's
+                    // latest, which the new attempt is about to change.
+                    let mut first_attempt_to_row = tx.prepare_cached(
+                        "INSERT INTO attempts (delivery_id, attempt, at, url, request_headers,
+                         status_code, latency_ms)
+                         SELECT id, 1, first_at, first_url, COALESCE(first_request_headers, '[]'),
+                         first_status, last_latency_ms FROM deliveries
+                         WHERE id = ?1 AND account_id = ?2 AND first_at IS NOT NULL",
+                    )?;
+                    let mut no_longer_short = tx.prepare_cached(
+                        "UPDATE deliveries SET first_at = NULL, first_status = NULL,
+                         first_url = NULL, first_request_headers = NULL
+                         WHERE id = ?1 AND account_id = ?2",
+                    )?;
                     for (u, headers, response_headers) in rows {
                         let first = u.first_of_its_delivery();
                         let short = u.attempt.as_ref().filter(|_| u.kept_short_if_first());
@@ -169,6 +184,17 @@ impl DeliveryLog for SqliteDeliveryLog {
                         let attempt_number = if created {
                             Some(first.attempt_count)
                         } else {
+                            if u.attempt.is_some()
+                                && first_attempt_to_row.execute(params![
+                                    u.delivery_id.as_str(),
+                                    u.account_id.as_str()
+                                ])? == 1
+                            {
+                                no_longer_short.execute(params![
+                                    u.delivery_id.as_str(),
+                                    u.account_id.as_str()
+                                ])?;
+                            }
                             update
                                 .query_row(
                                     params![
