@@ -1872,7 +1872,11 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
             .collect::<Vec<_>>(),
         [(1, base.plus_millis(1)), (2, base.plus_millis(101))]
     );
-    assert_eq!(attempts[1].latency_ms, 7);
+    assert_eq!(
+        (attempts[0].latency_ms, attempts[1].latency_ms),
+        (4, 7),
+        "each attempt's own latency, in its item now"
+    );
     assert!(attempts
         .iter()
         .all(|a| a.request_headers == headers_of(&moved, "wh_1")));
@@ -1934,13 +1938,14 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
     );
 }
 
-/// A request's first-try successes to one subscription handled twice alike (their message
-/// received twice, each sent again): each delivery shows both attempts, the later last, and
-/// is listed once.
+/// A request's first-try successes handled twice alike (their message received twice, each
+/// sent again), two to one subscription (on AWS kept in their listing) and one alone to
+/// another (in an item of its own): each delivery shows both attempts with their own
+/// latencies, and is listed once.
 pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports) {
     let d = &p.deliveries;
     let base = now();
-    let events: Vec<Event> = ["evt_u1", "evt_u2"]
+    let events: Vec<Event> = ["evt_u1", "evt_u2", "evt_u3"]
         .iter()
         .map(|id| Event {
             received_at: base,
@@ -1952,12 +1957,17 @@ pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports
         d.record(&[
             first_try_success(&events[0], "wh_1", latency, later),
             first_try_success(&events[1], "wh_1", latency + 1, later),
+            first_try_success(&events[2], "wh_2", latency + 2, later),
         ])
         .await
         .unwrap();
     }
-    for (e, last_latency) in [(&events[0], 9), (&events[1], 10)] {
-        let id = DeliveryId::of(&e.account_id, &e.id, base, &sub_id("wh_1"));
+    for (e, sub, last_latency) in [
+        (&events[0], "wh_1", 9),
+        (&events[1], "wh_1", 10),
+        (&events[2], "wh_2", 11),
+    ] {
+        let id = DeliveryId::of(&e.account_id, &e.id, base, &sub_id(sub));
         let got = d
             .get(&acct("acct"), &id)
             .await

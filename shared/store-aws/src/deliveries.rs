@@ -4,7 +4,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
 
 use super::attributes::{
@@ -217,6 +217,9 @@ enum ScanState {
 /// DynamoDB's limit on requests per `BatchWriteItem`.
 const MAX_BATCH_WRITE: usize = 25;
 const DELIVERY_SK: &str = "delivery";
+/// The latency of a first try kept in short (`first_*`), once another attempt has made
+/// `last_latency_ms` that one's; until then the first's latency is `last_latency_ms`.
+pub(super) const FIRST_LATENCY: &str = "first_latency_ms";
 pub const BY_EVENT_INDEX: &str = "by_event";
 pub const BY_SUBSCRIPTION_INDEX: &str = "by_subscription";
 pub const BY_STATUS_INDEX: &str = "by_status";
@@ -463,7 +466,7 @@ impl DynamoDeliveryLog {
                 .expression_attribute_names("#ek", "event_key")
                 .expression_attribute_values(":ek", key);
         }
-        request
+        let out = request
             .expression_attribute_names("#ex", "expires_at")
             .expression_attribute_values(":exp", n(self.expires_at(u.at)))
             .expression_attribute_names("#acct", "account_id")
@@ -474,13 +477,51 @@ impl DynamoDeliveryLog {
             .expression_attribute_values(":ua", ms(u.at))
             .expression_attribute_values(":ll", n(latency))
             .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| match e.into_service_error() {
                 UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
                 other => storage_error(other),
             })?;
-        Ok(())
+        self.keep_first_latency(u, out.attributes()).await
+    }
+
+    /// After an attempt logged on `before` (the item as it was): a first try kept in short
+    /// whose latency was `last_latency_ms` keeps it in [`FIRST_LATENCY`], since the new
+    /// attempt's latency has taken that place. One more write, only the first time a
+    /// first-try success is tried again (a message handled twice, a retry asked for).
+    async fn keep_first_latency(&self, u: &DeliveryUpdate, before: Option<&Item>) -> Result<()> {
+        let Some(before) = before.filter(|b| u.attempt.is_some() && b.contains_key("first_at"))
+        else {
+            return Ok(());
+        };
+        let Some(latency) = opt_n::<u64>(before, "last_latency_ms") else {
+            return Ok(());
+        };
+        if before.contains_key(FIRST_LATENCY) {
+            return Ok(());
+        }
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(u.delivery_id.as_str()))
+            .key("sk", s(DELIVERY_SK))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#fl)")
+            .update_expression("SET #fl = :fl")
+            .expression_attribute_names("#fl", FIRST_LATENCY)
+            .expression_attribute_values(":fl", n(latency))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match e.into_service_error() {
+                // Kept by a copy of this outcome, or the item is gone: nothing to keep.
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(storage_error(other)),
+            },
+        }
     }
 
     /// Writes the outcome; with `only_while_pending`, a delivery found in another status is a
@@ -564,8 +605,10 @@ impl DynamoDeliveryLog {
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        request
+        // The item as it was costs no read units: whether its first try was kept in short.
+        let out = request
             .update_expression(expression)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| match e.into_service_error() {
@@ -577,7 +620,7 @@ impl DynamoDeliveryLog {
                 UpdateItemError::ConditionalCheckFailedException(_) => Error::NotFound,
                 other => storage_error(other),
             })?;
-        Ok(())
+        self.keep_first_latency(u, out.attributes()).await
     }
 
     /// The sweep's question as a filtered, segmented `Scan`, until the first whole pass:
@@ -1183,7 +1226,9 @@ fn short_attempt(delivery: &Item) -> Result<Option<Attempt>> {
         url,
         headers,
         status,
-        opt_n(delivery, "last_latency_ms").unwrap_or(0),
+        opt_n(delivery, FIRST_LATENCY)
+            .or_else(|| opt_n(delivery, "last_latency_ms"))
+            .unwrap_or(0),
     )))
 }
 

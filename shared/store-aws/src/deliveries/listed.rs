@@ -23,7 +23,7 @@ use super::super::attributes::{expired, get_s, n, now_secs, s, Item};
 use super::super::listing::listing_column;
 use super::super::paging::{all_items, batch_get_items};
 use super::super::storage_error;
-use super::{delivery_key, listing_partition, DynamoDeliveryLog};
+use super::{delivery_key, listing_partition, DynamoDeliveryLog, FIRST_LATENCY};
 use app::{Error, Result};
 use domain::catalog::EventType;
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
@@ -523,6 +523,10 @@ impl DynamoDeliveryLog {
         );
         if let Some(code) = attempt.status_code {
             item.insert("first_status".into(), n(code));
+        }
+        if !later.is_empty() {
+            // `last_latency_ms` is the latest attempt's.
+            item.insert(FIRST_LATENCY.into(), n(attempt.latency_ms));
         }
         // Its other attempts (handled twice) as attempt items, before the delivery item
         // that counts them: a reader never sees a count without its attempts.
