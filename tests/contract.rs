@@ -1938,10 +1938,10 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
     );
 }
 
-/// A request's first-try successes handled twice alike (their message received twice, each
-/// sent again), two to one subscription (on AWS kept in their listing) and one alone to
-/// another (in an item of its own): each delivery shows both attempts with their own
-/// latencies, and is listed once.
+/// A request's first-try successes handled again alike (copies of their message handed
+/// out more than once, each sent again), two to one subscription (on AWS kept in their
+/// listing) and one alone to another (in an item of its own): each delivery shows every
+/// attempt with its own latency, in the order sent, and is listed once, page by page.
 pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports) {
     let d = &p.deliveries;
     let base = now();
@@ -1953,7 +1953,8 @@ pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports
         })
         .collect();
     p.events.insert_batch(&events).await.unwrap();
-    for (latency, later) in [(3, 0), (9, 50)] {
+    let handlings = [(3, 0), (9, 50), (15, 80)];
+    for (latency, later) in handlings {
         d.record(&[
             first_try_success(&events[0], "wh_1", latency, later),
             first_try_success(&events[1], "wh_1", latency + 1, later),
@@ -1962,10 +1963,10 @@ pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports
         .await
         .unwrap();
     }
-    for (e, sub, last_latency) in [
-        (&events[0], "wh_1", 9),
-        (&events[1], "wh_1", 10),
-        (&events[2], "wh_2", 11),
+    for (e, sub, offset) in [
+        (&events[0], "wh_1", 0),
+        (&events[1], "wh_1", 1),
+        (&events[2], "wh_2", 2),
     ] {
         let id = DeliveryId::of(&e.account_id, &e.id, base, &sub_id(sub));
         let got = d
@@ -1975,29 +1976,69 @@ pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports
             .expect("found by id");
         assert_eq!(
             (got.status, got.attempt_count, got.last_latency_ms),
-            (DeliveryStatus::Succeeded, 2, Some(last_latency)),
+            (DeliveryStatus::Succeeded, 3, Some(15 + offset)),
             "{id}"
         );
         let attempts = d.attempts(&acct("acct"), &id).await.unwrap();
         assert_eq!(
             attempts
                 .iter()
-                .map(|a| (a.attempt, a.at))
+                .map(|a| (a.attempt, a.at, a.latency_ms))
                 .collect::<Vec<_>>(),
-            [(1, base.plus_millis(1)), (2, base.plus_millis(51))],
+            handlings
+                .iter()
+                .zip(1..)
+                .map(|(&(latency, later), n)| (n, base.plus_millis(1 + later), latency + offset))
+                .collect::<Vec<_>>(),
             "{id}"
         );
+        let of_event = d.list_for_event(&acct("acct"), &e.id).await.unwrap();
         assert_eq!(
-            (attempts[0].latency_ms, attempts[1].latency_ms),
-            (last_latency - 6, last_latency),
-            "{id}"
+            of_event
+                .iter()
+                .map(|x| (x.id.as_str(), x.attempt_count))
+                .collect::<Vec<_>>(),
+            [(id.as_str(), 3)],
+            "{id}'s event"
         );
     }
-    let listed = d
-        .list_for_subscription(&acct("acct"), &sub_id("wh_1"), None, None, 10)
-        .await
-        .unwrap();
-    assert_eq!(listed.items.len(), 2, "each once: {:?}", listed.items);
+    for limit in [1, 2, 10] {
+        let mut listed = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10 {
+            let page = d
+                .list_for_subscription(
+                    &acct("acct"),
+                    &sub_id("wh_1"),
+                    None,
+                    cursor.as_deref(),
+                    limit,
+                )
+                .await
+                .unwrap();
+            listed.extend(
+                page.items
+                    .iter()
+                    .map(|x| (x.id.to_string(), x.attempt_count)),
+            );
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        listed.sort();
+        let mut expected: Vec<(String, u32)> = events[..2]
+            .iter()
+            .map(|e| {
+                (
+                    DeliveryId::of(&e.account_id, &e.id, base, &sub_id("wh_1")).to_string(),
+                    3,
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(listed, expected, "each once, limit {limit}");
+    }
 }
 
 /// A first try that succeeds for deliveries that are logged already (a copy of their

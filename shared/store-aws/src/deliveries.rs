@@ -12,8 +12,8 @@ use super::attributes::{
     opt_n, opt_s, s, Item,
 };
 use super::listing::{
-    decode_cursor_json, encode_cursor_json, is_listing_key, listing_column, listing_key, Candidate,
-    ListingPosition, Listings, LISTED_IN,
+    decode_cursor_json, encode_cursor_json, is_listing_key, listing_column, listing_key,
+    ordered_listing_key, Candidate, ListingPosition, Listings, LISTED_IN,
 };
 use super::paging::{all_items, batch_get_items, page_of_items};
 use super::{storage_error, UNPROCESSED_BACKOFF};
@@ -489,19 +489,25 @@ impl DynamoDeliveryLog {
 
     /// After an attempt logged on `before` (the item as it was): a first try kept in short
     /// whose latency was `last_latency_ms` keeps it in [`FIRST_LATENCY`], since the new
-    /// attempt's latency has taken that place. One more write, only the first time a
-    /// first-try success is tried again (a message handled twice, a retry asked for).
+    /// attempt's latency has taken that place. One more write, only when a first-try
+    /// success gets its second attempt (a message handled twice, a retry asked for): the
+    /// update that saw one attempt before it is the one that holds the first's latency,
+    /// whichever of two concurrent updates lands first; an item that had more (logged by a
+    /// version before this one) lost it already. Until the write lands, a reader sees the
+    /// new latency on the first attempt too. A failure is logged, not returned: the outcome
+    /// is logged, and taking the batch again would send the delivery again for a figure.
     async fn keep_first_latency(&self, u: &DeliveryUpdate, before: Option<&Item>) -> Result<()> {
-        let Some(before) = before.filter(|b| u.attempt.is_some() && b.contains_key("first_at"))
-        else {
+        let Some(before) = before.filter(|b| {
+            u.attempt.is_some()
+                && b.contains_key("first_at")
+                && !b.contains_key(FIRST_LATENCY)
+                && opt_n::<u32>(b, "attempt_count") == Some(1)
+        }) else {
             return Ok(());
         };
         let Some(latency) = opt_n::<u64>(before, "last_latency_ms") else {
             return Ok(());
         };
-        if before.contains_key(FIRST_LATENCY) {
-            return Ok(());
-        }
         match self
             .client
             .update_item()
@@ -516,11 +522,18 @@ impl DynamoDeliveryLog {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => match e.into_service_error() {
-                // Kept by a copy of this outcome, or the item is gone: nothing to keep.
-                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
-                other => Err(storage_error(other)),
-            },
+            Err(e) => {
+                match e.into_service_error() {
+                    // Kept already, or the item is gone: nothing to keep.
+                    UpdateItemError::ConditionalCheckFailedException(_) => {}
+                    other => tracing::warn!(
+                        error = %storage_error(other),
+                        delivery_id = %u.delivery_id,
+                        "could not keep a first attempt's latency; it shows the latest"
+                    ),
+                }
+                Ok(())
+            }
         }
     }
 
@@ -999,24 +1012,24 @@ impl DynamoDeliveryLog {
             |((account_id, subscription_id, at, receipt_ms), group)| async move {
                 // Kept in the listing alone, found from its id (see `listed`).
                 if let Some(receipt_ms) = receipt_ms {
-                    // Named by when each was sent too: the same message handled again
-                    // (received twice) is a second listing, a second attempt of each,
-                    // where a key of the ids alone would write over the first's records.
-                    let sent: Vec<String> = group
+                    // Named by when each was sent too: a copy of the message handled as
+                    // a first try again (SQS may hand out a copy twice) is a second
+                    // listing, a second attempt of each, where a key of the ids alone
+                    // would write over the first's records. Ordered by when they were
+                    // sent, so the first handling's stays in front.
+                    let sent: Vec<i64> = group
                         .iter()
-                        .map(|u| {
-                            u.attempt
-                                .as_ref()
-                                .map_or(0, |a| a.at.as_millis())
-                                .to_string()
-                        })
+                        .map(|u| u.attempt.as_ref().map_or(0, |a| a.at.as_millis()))
                         .collect();
-                    let key = listing_key(
+                    let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
+                    let first_sent = sent.iter().copied().min().unwrap_or(at);
+                    let key = ordered_listing_key(
                         at,
+                        first_sent - at,
                         group
                             .iter()
                             .map(|u| u.delivery_id.as_str())
-                            .chain(sent.iter().map(String::as_str)),
+                            .chain(sent_text.iter().map(String::as_str)),
                     );
                     let group = listed::Group {
                         account_id,

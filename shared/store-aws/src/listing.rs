@@ -71,11 +71,29 @@ pub(crate) struct Walk<T> {
 /// request retried in the same millisecond rewrites its listing; the hash is only ever
 /// compared with the stored key, so it need not be stable across versions.
 pub(crate) fn listing_key<'a>(at_ms: i64, parts: impl IntoIterator<Item = &'a str>) -> String {
+    format!("{LISTING_PREFIX}{at_ms:013}#{:016x}", hash_of(parts))
+}
+
+/// [`listing_key`], with the listings of one millisecond ordered by `after_ms` (how long
+/// after it their deliveries were sent, in milliseconds, up to 65 535): the hash's first
+/// four hex digits give way to it. Listings naming the same deliveries (a message handled
+/// twice) then keep the first handling's in front, which is where a delivery is shown from.
+pub(crate) fn ordered_listing_key<'a>(
+    at_ms: i64,
+    after_ms: i64,
+    parts: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let order = after_ms.clamp(0, 0xFFFF) as u64;
+    let key = (order << 48) | (hash_of(parts) & 0xFFFF_FFFF_FFFF);
+    format!("{LISTING_PREFIX}{at_ms:013}#{key:016x}")
+}
+
+fn hash_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut hasher = DefaultHasher::new();
     for part in parts {
         part.hash(&mut hasher);
     }
-    format!("{LISTING_PREFIX}{at_ms:013}#{:016x}", hasher.finish())
+    hasher.finish()
 }
 
 /// Whether `key` is a listing's sort key as [`listing_key`] makes them: a cursor naming

@@ -147,12 +147,14 @@ impl DeliveryLog for SqliteDeliveryLog {
                     )?;
                     // Another attempt of a delivery kept in short gives its first attempt a
                     // row of its own first: the short form's latency is the delivery's
-                    // latest, which the new attempt is about to change.
+                    // latest, which the new attempt is about to change. (A row that got a
+                    // second attempt before this version has lost its first's latency
+                    // already; its first attempt's row gets the latest.)
                     let mut first_attempt_to_row = tx.prepare_cached(
                         "INSERT INTO attempts (delivery_id, attempt, at, url, request_headers,
                          status_code, latency_ms)
                          SELECT id, 1, first_at, first_url, COALESCE(first_request_headers, '[]'),
-                         first_status, last_latency_ms FROM deliveries
+                         first_status, COALESCE(last_latency_ms, 0) FROM deliveries
                          WHERE id = ?1 AND account_id = ?2 AND first_at IS NOT NULL",
                     )?;
                     let mut no_longer_short = tx.prepare_cached(

@@ -248,7 +248,8 @@ impl DynamoDeliveryLog {
             })
             .await?;
             let mut found: HashMap<DeliveryId, Vec<FirstListing>> = HashMap::new();
-            // In key order: a subscription's listings oldest first.
+            // In key order: a subscription's listings by creation, then by when they were
+            // sent (see `ordered_listing_key`).
             for pointer in &pointers {
                 let sk = get_s(pointer, "sk")?;
                 let Some((subscription, listing)) = sk.split_once('#') else {
