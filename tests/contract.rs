@@ -1644,6 +1644,48 @@ pub async fn a_subscriptions_deliveries_are_listed_once_however_logged(p: Ports)
     assert!(other.next_cursor.is_none());
 }
 
+/// Events of one request of account `acct`, stored: received in the same millisecond.
+async fn one_requests_events(p: &Ports, received_at: Timestamp, ids: &[&str]) -> Vec<Event> {
+    let events: Vec<Event> = ids
+        .iter()
+        .map(|id| Event {
+            received_at,
+            ..stored_event("acct", id)
+        })
+        .collect();
+    p.events.insert_batch(&events).await.unwrap();
+    events
+}
+
+/// Every delivery of `acct`'s subscription `sub` in `status`, read page by page.
+async fn every_page(
+    d: &Arc<dyn DeliveryLog>,
+    sub: &'static str,
+    status: Option<DeliveryStatus>,
+    limit: usize,
+) -> Vec<Delivery> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let page = d
+            .list_for_subscription(
+                &acct("acct"),
+                &sub_id(sub),
+                status,
+                cursor.as_deref(),
+                limit,
+            )
+            .await
+            .unwrap();
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    all
+}
+
 /// The request headers a first-try success of `id` to `sub` was sent with, signed at `at`.
 fn signed_headers(id: &DeliveryId, sub: &str, at: Timestamp) -> Vec<(String, String)> {
     vec![
@@ -1697,14 +1739,7 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
     let d = &p.deliveries;
     let base = now();
     // One request's: received in the same millisecond.
-    let events: Vec<Event> = ["evt_t1", "evt_t2", "evt_t3"]
-        .iter()
-        .map(|id| Event {
-            received_at: base,
-            ..stored_event("acct", id)
-        })
-        .collect();
-    p.events.insert_batch(&events).await.unwrap();
+    let events = one_requests_events(&p, base, &["evt_t1", "evt_t2", "evt_t3"]).await;
     let id_of = |e: &Event, sub: &'static str| {
         DeliveryId::of(&e.account_id, &e.id, e.received_at, &sub_id(sub))
     };
@@ -1776,19 +1811,11 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
     }
 
     let list = |status: Option<DeliveryStatus>| async move {
-        let mut ids: Vec<String> = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..20 {
-            let page = d
-                .list_for_subscription(&acct("acct"), &sub_id("wh_1"), status, cursor.as_deref(), 2)
-                .await
-                .unwrap();
-            ids.extend(page.items.iter().map(|x| x.id.to_string()));
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let mut ids: Vec<String> = every_page(d, "wh_1", status, 2)
+            .await
+            .into_iter()
+            .map(|x| x.id.to_string())
+            .collect();
         ids.sort();
         ids
     };
@@ -1945,14 +1972,7 @@ pub async fn first_try_successes_logged_together_read_as_any_delivery(p: Ports) 
 pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports) {
     let d = &p.deliveries;
     let base = now();
-    let events: Vec<Event> = ["evt_u1", "evt_u2", "evt_u3"]
-        .iter()
-        .map(|id| Event {
-            received_at: base,
-            ..stored_event("acct", id)
-        })
-        .collect();
-    p.events.insert_batch(&events).await.unwrap();
+    let events = one_requests_events(&p, base, &["evt_u1", "evt_u2", "evt_u3"]).await;
     let handlings = [(3, 0), (9, 50), (15, 80)];
     for (latency, later) in handlings {
         d.record(&[
@@ -2003,29 +2023,11 @@ pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports
         );
     }
     for limit in [1, 2, 10] {
-        let mut listed = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..10 {
-            let page = d
-                .list_for_subscription(
-                    &acct("acct"),
-                    &sub_id("wh_1"),
-                    None,
-                    cursor.as_deref(),
-                    limit,
-                )
-                .await
-                .unwrap();
-            listed.extend(
-                page.items
-                    .iter()
-                    .map(|x| (x.id.to_string(), x.attempt_count)),
-            );
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let mut listed: Vec<(String, u32)> = every_page(d, "wh_1", None, limit)
+            .await
+            .into_iter()
+            .map(|x| (x.id.to_string(), x.attempt_count))
+            .collect();
         listed.sort();
         let mut expected: Vec<(String, u32)> = events[..2]
             .iter()
@@ -2047,14 +2049,7 @@ pub async fn first_try_successes_handled_twice_alike_keep_both_attempts(p: Ports
 pub async fn a_first_try_success_of_a_logged_delivery_updates_it(p: Ports) {
     let d = &p.deliveries;
     let base = now();
-    let events: Vec<Event> = ["evt_u1", "evt_u2"]
-        .iter()
-        .map(|id| Event {
-            received_at: base,
-            ..stored_event("acct", id)
-        })
-        .collect();
-    p.events.insert_batch(&events).await.unwrap();
+    let events = one_requests_events(&p, base, &["evt_u1", "evt_u2"]).await;
     let outcome = |e: &Event, status: DeliveryStatus, later: i64| DeliveryUpdate {
         delivery_id: DeliveryId::of(&e.account_id, &e.id, e.received_at, &sub_id("wh_1")),
         account_id: acct("acct"),
