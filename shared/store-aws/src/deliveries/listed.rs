@@ -237,45 +237,34 @@ impl DynamoDeliveryLog {
             }
         }
         let reads = by_ms.into_iter().map(|(ms, wanted)| async move {
-            let pointers = all_items(|start| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", s(pointers_pk(account_id, ms)))
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start)
+            let pointers = self.pointers(account_id, ms).await?;
+            listings_named(&pointers, |id| {
+                Ok(wanted
+                    .iter()
+                    .find(|w| w.as_str() == id)
+                    .map(|w| (*w).clone()))
             })
-            .await?;
-            let mut found: HashMap<DeliveryId, Vec<FirstListing>> = HashMap::new();
-            // In key order: a subscription's listings by creation, then by when they were
-            // sent (see `ordered_listing_key`).
-            for pointer in &pointers {
-                let sk = get_s(pointer, "sk")?;
-                let Some((subscription, listing)) = sk.split_once('#') else {
-                    return Err(Error::storage("corrupt pointer to a listing"));
-                };
-                let subscription_id = SubscriptionId::parse(subscription)
-                    .map_err(|_| Error::storage("corrupt pointer to a listing"))?;
-                for id in listing_column(pointer, "ids")? {
-                    if let Some(wanted) = wanted.iter().find(|w| w.as_str() == id) {
-                        found
-                            .entry((*wanted).clone())
-                            .or_default()
-                            .push(FirstListing {
-                                subscription_id: subscription_id.clone(),
-                                listing: listing.to_string(),
-                            });
-                    }
-                }
-            }
-            Ok::<_, Error>(found)
         });
         Ok(futures::future::try_join_all(reads)
             .await?
             .into_iter()
             .flatten()
             .collect())
+    }
+
+    /// The pointers to the listings of deliveries whose event was received at `ms`, in key
+    /// order.
+    async fn pointers(&self, account_id: &AccountId, ms: i64) -> Result<Vec<Item>> {
+        all_items(|start| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pointers_pk(account_id, ms)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+        })
+        .await
     }
 
     /// The listings at `keys` (subscription and listing key) that are live.
@@ -341,6 +330,15 @@ impl DynamoDeliveryLog {
         ids: &[DeliveryId],
     ) -> Result<Vec<(FirstListing, Delivery, Vec<Attempt>)>> {
         let naming = self.listings_naming(account_id, ids).await?;
+        self.shown_from_listings(account_id, naming).await
+    }
+
+    /// [`Self::listed_successes`] of the ids in `naming`, with the listings naming each.
+    async fn shown_from_listings(
+        &self,
+        account_id: &AccountId,
+        naming: HashMap<DeliveryId, Vec<FirstListing>>,
+    ) -> Result<Vec<(FirstListing, Delivery, Vec<Attempt>)>> {
         if naming.is_empty() {
             return Ok(Vec::new());
         }
@@ -419,31 +417,16 @@ impl DynamoDeliveryLog {
         event_id: &EventId,
         received_at: Timestamp,
     ) -> Result<Vec<Delivery>> {
-        let pointers = all_items(|start| {
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(
-                    ":pk",
-                    s(pointers_pk(account_id, received_at.as_millis())),
-                )
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-        })
-        .await?;
-        let mut ids: Vec<DeliveryId> = Vec::new();
-        for pointer in &pointers {
-            for id in listing_column(pointer, "ids")? {
-                let id = DeliveryId::parse(id)
-                    .map_err(|_| Error::storage("corrupt pointer to a listing"))?;
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
+        // The pointers are read once: every id they name is looked up in them, not in a
+        // second query of the same partition (`listings_naming`).
+        let pointers = self.pointers(account_id, received_at.as_millis()).await?;
+        let naming = listings_named(&pointers, |id| {
+            DeliveryId::parse(id)
+                .map(Some)
+                .map_err(|_| Error::storage("corrupt pointer to a listing"))
+        })?;
         Ok(self
-            .listed_successes(account_id, &ids)
+            .shown_from_listings(account_id, naming)
             .await?
             .into_iter()
             .map(|(_, d, _)| d)
@@ -555,6 +538,31 @@ impl DynamoDeliveryLog {
             },
         }
     }
+}
+
+/// The listings `pointers` (of one millisecond, in key order) name for each id `pick`
+/// keeps: a subscription's listings by creation, then by when they were sent (see
+/// `ordered_listing_key`), so the first is where the delivery is shown from.
+fn listings_named(
+    pointers: &[Item],
+    mut pick: impl FnMut(&str) -> Result<Option<DeliveryId>>,
+) -> Result<HashMap<DeliveryId, Vec<FirstListing>>> {
+    let corrupt = || Error::storage("corrupt pointer to a listing");
+    let mut found: HashMap<DeliveryId, Vec<FirstListing>> = HashMap::new();
+    for pointer in pointers {
+        let sk = get_s(pointer, "sk")?;
+        let (subscription, listing) = sk.split_once('#').ok_or_else(corrupt)?;
+        let subscription_id = SubscriptionId::parse(subscription).map_err(|_| corrupt())?;
+        for id in listing_column(pointer, "ids")? {
+            if let Some(id) = pick(&id)? {
+                found.entry(id).or_default().push(FirstListing {
+                    subscription_id: subscription_id.clone(),
+                    listing: listing.to_string(),
+                });
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The listed successes a listing holds (none for a listing of ids only, written before),
